@@ -1,0 +1,258 @@
+//! What the user typed: the command line, parsed by clap.
+//!
+//! This is the "low-level" stage (in ripgrep's terms): flags exactly as given, no I/O. `job.rs`
+//! turns it into a plan, reading password files and certificates and checking combinations.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move a Redis dataset from an old server or cluster into a new (TLS) one, and prove nothing
+/// was lost.
+///
+/// ferry reads every key with SCAN + PTTL + DUMP from the source (or from an RDB file) and
+/// writes it with RESTORE … ABSTTL to the target, in parallel pipelined batches, keeping each
+/// key's expiry to the millisecond. It keeps a checkpoint so a rerun of the same command resumes
+/// where a crashed run stopped, and verifies both sides key by key before you cut over.
+///
+/// Passwords: in the URL (rediss://user:PASSWORD@host:port), in FERRY_SOURCE_PASSWORD /
+/// FERRY_TARGET_PASSWORD, or in a file (--source-password-file / --target-password-file).
+/// They are never printed.
+///
+/// Exit codes: 0 done (and verified equal); 1 done, but verification found differences;
+/// 2 error or interrupted (rerun the same command to resume).
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// ferry's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy every key (value and TTL) from the source into the target, then verify.
+    Migrate(MigrateArgs),
+    /// Compare source and target key by key (counts, logical checksums, TTLs) without writing.
+    Verify(VerifyArgs),
+}
+
+/// Flags of `ferry migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// What to do with keys that already exist on the target.
+    ///
+    /// fail: check before writing anything and stop, naming the first offending keys.
+    /// replace: overwrite them. skip: keep the target's copy and count it.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+
+    /// Checkpoint file kept during the run, for resuming [default: ./ferry-<job id>.checkpoint.json].
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Ignore an existing checkpoint and start from the beginning.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// Skip the verification that runs after the copy.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub verify: VerifyTuning,
+}
+
+/// Flags of `ferry verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    #[command(flatten)]
+    pub verify: VerifyTuning,
+
+    /// Check only about N randomly chosen keys per database (a quick check; reported as a sample).
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u64>,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Verification settings shared by `migrate` and `verify`.
+#[derive(Debug, Args, Clone)]
+pub struct VerifyTuning {
+    /// How far a key's TTL may differ between the two sides, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub ttl_tolerance: u64,
+
+    /// Re-check differing keys this many times (a live source keeps changing) before reporting.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+
+    /// Pause between verification rounds, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub round_pause: u64,
+}
+
+/// Where to read and write, and how to connect securely.
+#[derive(Debug, Args, Clone)]
+pub struct EndpointArgs {
+    /// Source server: redis://[user[:password]@]host:port (rediss:// for TLS).
+    #[arg(long, value_name = "URL", required_unless_present = "rdb")]
+    pub source: Option<String>,
+
+    /// Read the source from an RDB file instead of a live server.
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub rdb: Option<PathBuf>,
+
+    /// Target server: rediss://[user[:password]@]host:port (redis:// for plain TCP).
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// Read the source password from this file (first line) instead of the URL or env.
+    #[arg(long, value_name = "FILE")]
+    pub source_password_file: Option<PathBuf>,
+
+    /// Read the target password from this file (first line) instead of the URL or env.
+    #[arg(long, value_name = "FILE")]
+    pub target_password_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that signed the source's TLS certificate [default: system store].
+    #[arg(long, value_name = "FILE")]
+    pub source_cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a source that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "source_key")]
+    pub source_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --source-cert.
+    #[arg(long, value_name = "FILE", requires = "source_cert")]
+    pub source_key: Option<PathBuf>,
+
+    /// Name to send (SNI) and check the source's certificate against, instead of the URL host.
+    #[arg(long, value_name = "NAME")]
+    pub source_sni: Option<String>,
+
+    /// DANGEROUS: do not verify the source's TLS certificate.
+    #[arg(long)]
+    pub source_insecure: bool,
+
+    /// CA certificate(s) (PEM) that signed the target's TLS certificate [default: system store].
+    #[arg(long, value_name = "FILE")]
+    pub target_cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a target that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "target_key")]
+    pub target_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --target-cert.
+    #[arg(long, value_name = "FILE", requires = "target_cert")]
+    pub target_key: Option<PathBuf>,
+
+    /// Name to send (SNI) and check the target's certificate against, instead of the URL host.
+    #[arg(long, value_name = "NAME")]
+    pub target_sni: Option<String>,
+
+    /// DANGEROUS: do not verify the target's TLS certificate (anyone in the path can read the
+    /// data and the password).
+    #[arg(long)]
+    pub target_insecure: bool,
+}
+
+/// Which databases to copy, and where to.
+#[derive(Debug, Args, Clone)]
+pub struct SelectionArgs {
+    /// Databases to copy, comma-separated [default: every non-empty database].
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    pub db: Vec<u32>,
+
+    /// Write source database S into target database T (repeatable, or comma-separated S:T).
+    #[arg(long, value_name = "S:T", value_delimiter = ',')]
+    pub db_map: Vec<String>,
+}
+
+/// Throughput knobs. The defaults suit most jobs.
+#[derive(Debug, Args, Clone)]
+pub struct TuningArgs {
+    /// Keys asked for per SCAN page (one pipelined PTTL+DUMP round trip per page).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub scan_count: u32,
+
+    /// Most keys per RESTORE batch.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub batch_keys: usize,
+
+    /// Most payload bytes per RESTORE batch (memory in flight ≈ this × (writers + queue)).
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub batch_bytes: usize,
+
+    /// Parallel writer connections to the target.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub writers: usize,
+
+    /// How long to keep retrying a lost connection before giving up, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub retry_for: u64,
+}
+
+/// How results are shown.
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Write a JSON report here when done (also on error).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Progress display: a bar on a terminal, periodic log lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Seconds between progress log lines when not on a terminal.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub log_every: u64,
+}
+
+/// `--on-conflict` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Refuse to start when target keys would be overwritten.
+    Fail,
+    /// Overwrite target keys.
+    Replace,
+    /// Keep the target's keys.
+    Skip,
+}
+
+/// `--progress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, log lines otherwise.
+    Auto,
+    /// Always a bar.
+    Bar,
+    /// Always log lines.
+    Log,
+    /// Nothing until the summary.
+    None,
+}

@@ -1,0 +1,356 @@
+//! One connection to one Redis server: connect, TLS, AUTH, and pipelined round trips.
+//!
+//! Everything ferry sends goes through [`Connection::run`]: a whole [`Pipeline`] is written at
+//! once and its replies read back in order. Errors are classified here, once, into what the user
+//! must fix (TLS, password, ACL) and what a retry can fix (a dropped connection), and every
+//! message names the endpoint (never its password) and what to do.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::resp::{self, Reply};
+use super::url::Endpoint;
+use super::Server;
+
+/// How long a TCP connect plus TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the server may stay silent while we wait for replies. Generous, because a
+/// `RESTORE` of a huge value or a `DUMP` on a busy server can legitimately take seconds.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why talking to a server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// TCP connect failed or timed out.
+    #[error("cannot connect to the {side} {ep}: {detail}. Check the host and port, and that this machine can reach it (security groups, firewall)")]
+    Connect {
+        side: &'static str,
+        ep: String,
+        detail: String,
+    },
+    /// TLS handshake failed: certificate, name or protocol mismatch.
+    #[error("TLS handshake with the {side} {ep} failed: {detail}. {hint}")]
+    Tls {
+        side: &'static str,
+        ep: String,
+        detail: String,
+        hint: String,
+    },
+    /// The server refused our credentials, or needs some we did not give.
+    #[error("authentication to the {side} {ep} failed: {detail}. {hint}")]
+    Auth {
+        side: &'static str,
+        ep: String,
+        detail: String,
+        hint: String,
+    },
+    /// The connection broke while in use; a reconnect may succeed.
+    #[error("connection to the {side} {ep} was lost: {detail}")]
+    Lost {
+        side: &'static str,
+        ep: String,
+        detail: String,
+    },
+    /// The server sent bytes that are not RESP (or we spoke plain text to a TLS port).
+    #[error("the {side} {ep} sent an invalid reply ({detail}); is it a Redis server, and does it need rediss:// (TLS)?")]
+    Protocol {
+        side: &'static str,
+        ep: String,
+        detail: String,
+    },
+}
+
+impl ConnError {
+    /// True when reconnecting and trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConnError::Connect { .. } | ConnError::Lost { .. })
+    }
+}
+
+/// A batch of commands sent in one write.
+#[derive(Default)]
+pub struct Pipeline {
+    buf: BytesMut,
+    count: usize,
+}
+
+impl Pipeline {
+    /// An empty pipeline.
+    pub fn new() -> Pipeline {
+        Pipeline::default()
+    }
+
+    /// Appends one command.
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> &mut Pipeline {
+        resp::encode_command(&mut self.buf, args);
+        self.count += 1;
+        self
+    }
+
+    /// Number of commands queued.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no command is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Empties the pipeline, keeping its buffer for reuse.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+}
+
+/// An open, authenticated connection.
+pub struct Connection {
+    io: Box<dyn Io>,
+    rbuf: BytesMut,
+    side: &'static str,
+    ep: String,
+    /// The DB currently selected on this connection.
+    db: u32,
+}
+
+impl Connection {
+    /// Connects, does the TLS handshake if the URL says `rediss://`, authenticates and PINGs.
+    pub async fn connect(server: &Server) -> Result<Connection, ConnError> {
+        let ep = &server.endpoint;
+        let side = ep.side.name();
+        let shown = ep.to_string();
+        let addr = format!("{}:{}", ep.host, ep.port);
+        let connect_err = |detail: String| ConnError::Connect {
+            side,
+            ep: shown.clone(),
+            detail,
+        };
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| connect_err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match &server.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let name = tls.server_name(&ep.host).map_err(|e| ConnError::Tls {
+                    side,
+                    ep: shown.clone(),
+                    detail: e.to_string(),
+                    hint: format!("Check --{side}-sni"),
+                })?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ConnError::Tls {
+                        side,
+                        ep: shown.clone(),
+                        detail: "no handshake answer within 10s".into(),
+                        hint: "Is this a TLS port? Use redis:// for a plain-TCP server".into(),
+                    })?
+                    .map_err(|e| tls_error(side, &shown, e))?;
+                Box::new(stream)
+            }
+        };
+        let mut conn = Connection {
+            io,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            side,
+            ep: shown,
+            db: 0,
+        };
+        conn.login(ep).await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, ep: &Endpoint) -> Result<(), ConnError> {
+        let side = self.side;
+        let env = format!("FERRY_{}_PASSWORD", side.to_uppercase());
+        let mut p = Pipeline::new();
+        if let Some(pw) = &ep.password {
+            match &ep.user {
+                Some(user) => p.cmd(&[b"AUTH", user.as_bytes(), pw.expose().as_bytes()]),
+                None => p.cmd(&[b"AUTH", pw.expose().as_bytes()]),
+            };
+        }
+        p.cmd(&[b"PING"]);
+        let replies = self.run(&p).await.map_err(|e| match e {
+            // A plain-TCP client talking to a TLS port is disconnected on its first bytes.
+            ConnError::Lost { detail, .. } if !ep.tls => ConnError::Protocol {
+                side,
+                ep: self.ep.clone(),
+                detail: format!("connection closed on the first command ({detail})"),
+            },
+            other => other,
+        })?;
+        for reply in &replies {
+            let Some(err) = reply.error() else { continue };
+            let upper = err.to_ascii_uppercase();
+            if upper.contains("WITHOUT ANY PASSWORD CONFIGURED")
+                || upper.contains("NO PASSWORD IS SET")
+            {
+                tracing::warn!(
+                    "the {side} {} has no password configured, but one was given; continuing without",
+                    self.ep
+                );
+                continue;
+            }
+            let hint = if upper.starts_with("NOAUTH") {
+                format!("The server requires a password: put it in the URL (redis://:PASSWORD@host) or in {env}")
+            } else if upper.starts_with("WRONGPASS") || upper.contains("INVALID PASSWORD") {
+                format!("Check the user name and password (URL or {env})")
+            } else if upper.starts_with("NOPERM") {
+                "The ACL user lacks a permission ferry needs".into()
+            } else {
+                "Check the credentials".into()
+            };
+            return Err(ConnError::Auth {
+                side,
+                ep: self.ep.clone(),
+                detail: err.trim_end_matches('.').to_string(),
+                hint,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends every command of `p` in one write and reads all replies, in order.
+    /// Error replies from the server are returned as [`Reply::Error`], not as `Err`.
+    pub async fn run(&mut self, p: &Pipeline) -> Result<Vec<Reply>, ConnError> {
+        let lost = |e: io::Error| ConnError::Lost {
+            side: self.side,
+            ep: self.ep.clone(),
+            detail: e.to_string(),
+        };
+        self.io.write_all(&p.buf).await.map_err(lost)?;
+        self.io.flush().await.map_err(lost)?;
+        let mut replies = Vec::with_capacity(p.count);
+        while replies.len() < p.count {
+            match resp::parse_reply(&mut self.rbuf) {
+                Ok(Some(reply)) => {
+                    replies.push(reply);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ConnError::Protocol {
+                        side: self.side,
+                        ep: self.ep.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
+                self.rbuf.reserve(64 * 1024);
+            }
+            let n = match tokio::time::timeout(READ_IDLE_TIMEOUT, self.io.read_buf(&mut self.rbuf))
+                .await
+            {
+                Err(_) => {
+                    return Err(ConnError::Lost {
+                        side: self.side,
+                        ep: self.ep.clone(),
+                        detail: format!("no reply for {}s", READ_IDLE_TIMEOUT.as_secs()),
+                    })
+                }
+                Ok(r) => r.map_err(|e| ConnError::Lost {
+                    side: self.side,
+                    ep: self.ep.clone(),
+                    detail: e.to_string(),
+                })?,
+            };
+            if n == 0 {
+                return Err(ConnError::Lost {
+                    side: self.side,
+                    ep: self.ep.clone(),
+                    detail: "the server closed the connection".into(),
+                });
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Runs one command.
+    pub async fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, ConnError> {
+        let mut p = Pipeline::new();
+        p.cmd(args);
+        let mut replies = self.run(&p).await?;
+        Ok(replies.pop().unwrap_or(Reply::Bulk(None)))
+    }
+
+    /// Selects `db` if it is not selected already. Only for standalone servers.
+    pub async fn select(&mut self, db: u32) -> anyhow::Result<()> {
+        if self.db == db {
+            return Ok(());
+        }
+        let reply = self
+            .cmd(&[b"SELECT".as_slice(), db.to_string().as_bytes()])
+            .await?;
+        if let Some(err) = reply.error() {
+            anyhow::bail!("the {} {} refused SELECT {db}: {err}", self.side, self.ep);
+        }
+        self.db = db;
+        Ok(())
+    }
+
+    /// The DB this connection has selected.
+    pub fn db(&self) -> u32 {
+        self.db
+    }
+
+    /// Records that a pipeline run through [`Connection::run`] selected `db`.
+    pub fn note_selected(&mut self, db: u32) {
+        self.db = db;
+    }
+
+    /// The endpoint, for messages (no password).
+    pub fn endpoint(&self) -> &str {
+        &self.ep
+    }
+
+    /// `source` or `target`.
+    pub fn side(&self) -> &'static str {
+        self.side
+    }
+}
+
+fn tls_error(side: &'static str, ep: &str, e: io::Error) -> ConnError {
+    let detail = e.to_string();
+    let lower = detail.to_ascii_lowercase();
+    let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        format!("The server's certificate is not signed by a trusted CA: pass the CA with --{side}-cacert FILE (or, only for a test, --{side}-insecure)")
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        format!("The certificate does not name this host: connect with the name in the certificate, or set --{side}-sni NAME")
+    } else if lower.contains("expired") {
+        "The server's certificate has expired (or this machine's clock is wrong)".into()
+    } else if lower.contains("corrupt message")
+        || lower.contains("invalidcontenttype")
+        || lower.contains("invalid content type")
+        || lower.contains("eof")
+    {
+        "Is this port plain TCP? Use redis:// for a server without TLS".into()
+    } else {
+        "Check the TLS flags (--{side}-cacert, --{side}-cert/--{side}-key, --{side}-sni)"
+            .replace("{side}", side)
+    };
+    ConnError::Tls {
+        side,
+        ep: ep.to_string(),
+        detail,
+        hint,
+    }
+}

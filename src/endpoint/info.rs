@@ -1,0 +1,93 @@
+//! What a server tells about itself in `INFO`: version, role, cluster mode, keyspace.
+
+use std::collections::BTreeMap;
+
+use super::{Connection, Reply};
+
+/// Facts about one server, read once at start.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// `redis_version` (Valkey reports 7.2.4 here; see `valkey_version`).
+    pub redis_version: String,
+    /// `valkey_version`, for Valkey servers.
+    pub valkey_version: Option<String>,
+    /// `role`: master or slave.
+    pub role: String,
+    /// `cluster_enabled:1`.
+    pub cluster: bool,
+    /// Keys per DB, from the keyspace section.
+    pub keyspace: BTreeMap<u32, u64>,
+    /// `maxmemory` in bytes (0 = unlimited).
+    pub maxmemory: u64,
+    /// `used_memory` in bytes.
+    pub used_memory: u64,
+}
+
+impl ServerInfo {
+    /// "Redis 6.2.14" or "Valkey 8.0.1".
+    pub fn product(&self) -> String {
+        match &self.valkey_version {
+            Some(v) => format!("Valkey {v}"),
+            None => format!("Redis {}", self.redis_version),
+        }
+    }
+
+    /// (major, minor) of the Redis-compatible version.
+    pub fn version(&self) -> (u32, u32) {
+        let mut it = self
+            .redis_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+}
+
+/// Reads `INFO` (all default sections) and parses what ferry needs.
+pub async fn read(conn: &mut Connection) -> anyhow::Result<ServerInfo> {
+    let reply = conn.cmd(&[b"INFO".as_slice()]).await?;
+    if let Reply::Error(e) = &reply {
+        anyhow::bail!("the {} {} refused INFO: {e}", conn.side(), conn.endpoint());
+    }
+    let text = reply.to_text().unwrap_or_default();
+    Ok(parse(&text))
+}
+
+/// Parses INFO text.
+pub fn parse(text: &str) -> ServerInfo {
+    let mut info = ServerInfo::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.trim_end().split_once(':') else {
+            continue;
+        };
+        match k {
+            "redis_version" => info.redis_version = v.to_string(),
+            "valkey_version" => info.valkey_version = Some(v.to_string()),
+            "role" => info.role = v.to_string(),
+            "cluster_enabled" => info.cluster = v == "1",
+            "maxmemory" => info.maxmemory = v.parse().unwrap_or(0),
+            "used_memory" => info.used_memory = v.parse().unwrap_or(0),
+            _ => {
+                if let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) {
+                    let keys = v
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("keys="))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    info.keyspace.insert(db, keys);
+                }
+            }
+        }
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_info() {
+        let i = super::parse("# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\nrole:master\r\ncluster_enabled:0\r\n# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb3:keys=2,expires=0\r\n");
+        assert_eq!(i.product(), "Valkey 8.0.1");
+        assert_eq!(i.keyspace.get(&3), Some(&2));
+        assert_eq!(i.version(), (7, 2));
+    }
+}

@@ -1,0 +1,37 @@
+//! Endpoints: where a server is, how to reach it securely, and connections to it.
+
+pub mod conn;
+pub mod info;
+pub mod resp;
+pub mod secret;
+pub mod tls;
+pub mod url;
+
+pub use conn::{ConnError, Connection, Pipeline};
+pub use resp::Reply;
+pub use secret::Secret;
+pub use url::{Endpoint, Side};
+
+/// Everything needed to open a connection to one server.
+#[derive(Clone)]
+pub struct Server {
+    /// Address and credentials.
+    pub endpoint: Endpoint,
+    /// TLS settings, present for `rediss://`.
+    pub tls: Option<tls::TlsSetup>,
+}
+
+impl Server {
+    /// Opens a new connection.
+    pub async fn connect(&self) -> Result<Connection, ConnError> {
+        Connection::connect(self).await
+    }
+
+    /// The same server settings at another address (a discovered cluster node).
+    pub fn at(&self, host: &str, port: u16) -> Server {
+        Server {
+            endpoint: self.endpoint.with_addr(host, port),
+            tls: self.tls.clone(),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! A job: the command line resolved into endpoints, TLS, DB selection and a fingerprint.
+//!
+//! This is the "high-level" stage after `cli.rs`: password files are read, certificates loaded,
+//! combinations checked, so that everything after it can assume a consistent plan. The
+//! fingerprint names the job in its checkpoint: a rerun of the same command matches it, a
+//! different command does not.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::{EndpointArgs, OnConflict, SelectionArgs, TuningArgs};
+use crate::endpoint::tls::{self, TlsOptions};
+use crate::endpoint::{url, Secret, Server, Side};
+
+/// Where the keys come from.
+#[derive(Clone)]
+pub enum SourceSpec {
+    /// A live server or cluster.
+    Live(Server),
+    /// An RDB file.
+    Rdb(PathBuf),
+}
+
+/// The resolved plan for one run.
+#[derive(Clone)]
+pub struct Job {
+    /// Where keys are read.
+    pub source: SourceSpec,
+    /// Where keys are written.
+    pub target: Server,
+    /// DBs chosen with `--db` (empty: every non-empty DB).
+    pub dbs: Vec<u32>,
+    /// `--db-map`: source DB → target DB (unlisted DBs keep their number).
+    pub db_map: BTreeMap<u32, u32>,
+    /// Throughput knobs.
+    pub tuning: TuningArgs,
+}
+
+impl Job {
+    /// Resolves endpoints, passwords, TLS and DB selection.
+    pub fn resolve(
+        ep: &EndpointArgs,
+        sel: &SelectionArgs,
+        tuning: &TuningArgs,
+    ) -> anyhow::Result<Job> {
+        let source = match (&ep.source, &ep.rdb) {
+            (Some(raw), None) => {
+                let password = password_from(Side::Source, ep.source_password_file.as_deref())?;
+                let endpoint = url::parse(raw, Side::Source, password)?;
+                let tls = TlsOptions {
+                    cacert: ep.source_cacert.clone(),
+                    cert: ep.source_cert.clone(),
+                    key: ep.source_key.clone(),
+                    sni: ep.source_sni.clone(),
+                    insecure: ep.source_insecure,
+                };
+                SourceSpec::Live(server(endpoint, &tls)?)
+            }
+            (None, Some(path)) => {
+                if !path.is_file() {
+                    anyhow::bail!("--rdb {}: no such file", path.display());
+                }
+                SourceSpec::Rdb(path.clone())
+            }
+            _ => anyhow::bail!("give the source as --source URL or --rdb FILE"),
+        };
+        let password = password_from(Side::Target, ep.target_password_file.as_deref())?;
+        let endpoint = url::parse(&ep.target, Side::Target, password)?;
+        let tls = TlsOptions {
+            cacert: ep.target_cacert.clone(),
+            cert: ep.target_cert.clone(),
+            key: ep.target_key.clone(),
+            sni: ep.target_sni.clone(),
+            insecure: ep.target_insecure,
+        };
+        let target = server(endpoint, &tls)?;
+        if let SourceSpec::Live(src) = &source {
+            if src.endpoint.host == target.endpoint.host
+                && src.endpoint.port == target.endpoint.port
+            {
+                anyhow::bail!("--source and --target are the same server ({}); ferry copies between two servers", target.endpoint);
+            }
+        }
+        if tuning.writers == 0 || tuning.batch_keys == 0 || tuning.scan_count == 0 {
+            anyhow::bail!("--writers, --batch-keys and --scan-count must be at least 1");
+        }
+        let mut dbs = sel.db.clone();
+        dbs.sort_unstable();
+        dbs.dedup();
+        Ok(Job {
+            source,
+            target,
+            dbs,
+            db_map: parse_db_map(&sel.db_map)?,
+            tuning: tuning.clone(),
+        })
+    }
+
+    /// The target DB for source DB `db`.
+    pub fn target_db(&self, db: u32) -> u32 {
+        self.db_map.get(&db).copied().unwrap_or(db)
+    }
+
+    /// A stable description of everything that changes what this job writes, without secrets.
+    pub fn identity(&self, on_conflict: OnConflict) -> serde_json::Value {
+        let source = match &self.source {
+            SourceSpec::Live(s) => serde_json::json!({ "live": s.endpoint.to_string() }),
+            SourceSpec::Rdb(p) => {
+                let meta = std::fs::metadata(p).ok();
+                serde_json::json!({
+                    "rdb": p.canonicalize().unwrap_or_else(|_| p.clone()).display().to_string(),
+                    "size": meta.as_ref().map(|m| m.len()),
+                    "mtime": meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+                })
+            }
+        };
+        serde_json::json!({
+            "source": source,
+            "target": self.target.endpoint.to_string(),
+            "dbs": self.dbs,
+            "db_map": self.db_map.iter().map(|(s, t)| format!("{s}:{t}")).collect::<Vec<_>>(),
+            "on_conflict": on_conflict,
+        })
+    }
+
+    /// A short hex id of [`Job::identity`], used in the default checkpoint name.
+    pub fn fingerprint(&self, on_conflict: OnConflict) -> String {
+        let text = self.identity(on_conflict).to_string();
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+}
+
+fn server(endpoint: url::Endpoint, opts: &TlsOptions) -> anyhow::Result<Server> {
+    let flag = endpoint.side.name();
+    let tls = if endpoint.tls {
+        if opts.insecure {
+            tracing::warn!(
+                "!!! --{flag}-insecure: the {flag}'s TLS certificate is NOT verified. Anyone on the \
+                 network path can impersonate {} and read the data and the password. Use \
+                 --{flag}-cacert instead outside of tests. !!!",
+                endpoint
+            );
+        }
+        Some(tls::build(opts, flag)?)
+    } else {
+        let given =
+            opts.cacert.is_some() || opts.cert.is_some() || opts.sni.is_some() || opts.insecure;
+        if given {
+            anyhow::bail!(
+                "TLS flags were given for the {flag}, but its URL {endpoint} is plain redis://; use rediss:// to connect with TLS"
+            );
+        }
+        None
+    };
+    Ok(Server { endpoint, tls })
+}
+
+/// The password from `--*-password-file` or `FERRY_*_PASSWORD` (the URL overrides both).
+fn password_from(side: Side, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "--{}-password-file {}: cannot read the file",
+                side.name(),
+                path.display()
+            )
+        })?;
+        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if line.is_empty() {
+            anyhow::bail!(
+                "--{}-password-file {}: the file is empty",
+                side.name(),
+                path.display()
+            );
+        }
+        return Ok(Some(Secret::new(line)));
+    }
+    let var = format!("FERRY_{}_PASSWORD", side.name().to_uppercase());
+    Ok(std::env::var(&var)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new))
+}
+
+fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u32, u32>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let parsed = item.split_once(':').and_then(|(s, t)| {
+            Some((s.trim().parse::<u32>().ok()?, t.trim().parse::<u32>().ok()?))
+        });
+        let Some((s, t)) = parsed else {
+            anyhow::bail!("--db-map {item:?}: expected SOURCE_DB:TARGET_DB, e.g. 3:0");
+        };
+        if map.insert(s, t).is_some() {
+            anyhow::bail!("--db-map maps source DB {s} twice");
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_map_parses_and_rejects() {
+        let m = parse_db_map(&["3:0".into(), "1:2".into()]).unwrap();
+        assert_eq!(m.get(&3), Some(&0));
+        assert!(parse_db_map(&["x".into()]).is_err());
+        assert!(parse_db_map(&["1:0".into(), "1:2".into()]).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! ferry: move a live Redis dataset into a new TLS-enabled one, and prove nothing was lost.
+//!
+//! # How a key travels
+//! ```text
+//!  source/scan.rs    SCAN page ─► TIME + PTTL + DUMP (one round trip) ─► Record {db, key, payload, expire_at_ms}
+//!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
+//!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
+//!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
+//!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
+//! ```
+//! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
+//! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
+//! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without
+//! their password (see `endpoint/secret.rs`).
+
+pub mod checkpoint;
+pub mod cli;
+pub mod endpoint;
+pub mod job;
+pub mod migrate;
+pub mod pipeline;
+pub mod preflight;
+pub mod progress;
+pub mod rdb;
+pub mod record;
+pub mod report;
+pub mod retry;
+pub mod sink;
+pub mod source;
+pub mod stop;
+pub mod verify;

@@ -1,0 +1,82 @@
+//! The `ferry` binary: parse the command line, run, map the outcome to an exit code.
+
+use clap::Parser;
+
+use ferry::cli::{Cli, Command};
+use ferry::report::{self, Status};
+use ferry::stop::Stop;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        let stop = Stop::new();
+        watch_signals(stop.clone());
+        match cli.command {
+            Command::Migrate(args) => {
+                let report = ferry::migrate::run(&args, stop).await;
+                ferry::migrate::print_summary(&report);
+                finish(args.output.report.as_deref(), &report, report.status)
+            }
+            Command::Verify(_args) => {
+                eprintln!("ferry: error: verify is not available in this build yet");
+                2
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+/// Writes the JSON report if asked, and returns the exit code.
+fn finish<T: serde::Serialize>(path: Option<&std::path::Path>, report: &T, status: Status) -> i32 {
+    if let Some(path) = path {
+        if let Err(e) = report::write_json(path, report) {
+            eprintln!("ferry: error: {e:#}");
+            return 2;
+        }
+    }
+    status.exit_code()
+}
+
+/// First SIGINT/SIGTERM: stop cleanly (drain, save the checkpoint). Second: exit at once.
+fn watch_signals(stop: Stop) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("ferry: stopping: finishing the batches in flight and saving the checkpoint (signal again to quit at once)");
+                stop.interrupt();
+            } else {
+                eprintln!("ferry: quitting at once; the last saved checkpoint is still valid: rerun the same command to resume");
+                std::process::exit(2);
+            }
+        }
+    });
+}

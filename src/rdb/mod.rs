@@ -1,0 +1,3 @@
+//! The RDB format: values as Redis serializes them in DUMP payloads and `.rdb` files.
+
+pub mod value;

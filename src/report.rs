@@ -1,0 +1,141 @@
+//! The end-of-run report: a human summary on stderr and, with `--report`, the same as JSON.
+//!
+//! Reports are read by people deciding on a cutover and by job runners, so they say plainly what
+//! happened, never contain a password, and escape binary key names.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::source::Counts;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Everything copied (and verified equal, when verification ran).
+    Ok,
+    /// Copied, but verification found differences.
+    Mismatch,
+    /// Stopped by a signal; resumable.
+    Interrupted,
+    /// Stopped by an error.
+    Error,
+}
+
+impl Status {
+    /// The process exit code for this status.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => 0,
+            Status::Mismatch => 1,
+            Status::Interrupted | Status::Error => 2,
+        }
+    }
+}
+
+/// The JSON report of `ferry migrate`.
+#[derive(Debug, Serialize)]
+pub struct MigrateReport {
+    /// How the run ended.
+    pub status: Status,
+    /// Source, without password.
+    pub source: String,
+    /// Target, without password.
+    pub target: String,
+    /// True when this run continued from a checkpoint.
+    pub resumed: bool,
+    /// Key counts over the whole job (all runs sharing the checkpoint).
+    pub keys: KeyCounts,
+    /// Key and payload bytes written, whole job.
+    pub bytes: u64,
+    /// Wall time of this run.
+    pub elapsed_ms: u64,
+    /// Checkpoint file used.
+    pub checkpoint: Option<String>,
+    /// The error, when status is `error`.
+    pub error: Option<String>,
+    /// The verification result, when it ran.
+    pub verify: Option<serde_json::Value>,
+}
+
+/// Key counters as reported.
+#[derive(Debug, Default, Serialize)]
+pub struct KeyCounts {
+    /// Keys listed by the source.
+    pub scanned: u64,
+    /// Keys written to the target (whole job).
+    pub written: u64,
+    /// Keys written by this run alone.
+    pub written_this_run: u64,
+    /// Keys skipped because their TTL ran out before they could be written.
+    pub expired_skipped: u64,
+    /// Keys that disappeared from the source between SCAN and DUMP.
+    pub vanished: u64,
+    /// Keys that already existed on the target.
+    pub conflicts: u64,
+}
+
+impl KeyCounts {
+    /// Builds the counters from job totals and this run's writes.
+    pub fn from_counts(total: &Counts, written_this_run: u64) -> KeyCounts {
+        KeyCounts {
+            scanned: total.scanned,
+            written: total.written,
+            written_this_run,
+            expired_skipped: total.expired_skipped,
+            vanished: total.vanished,
+            conflicts: total.conflicts,
+        }
+    }
+}
+
+/// Writes `report` as pretty JSON to `path`.
+pub fn write_json<T: Serialize>(path: &Path, report: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(report)?;
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+/// A key name safe to print: printable ASCII as is, everything else as `\xNN`.
+pub fn escape_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    out.push('"');
+    for &b in key {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Formats a byte count for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_binary() {
+        assert_eq!(escape_key(b"a\x00\xff\"b"), r#""a\x00\xff\"b""#);
+    }
+}

@@ -1,0 +1,35 @@
+//! Sinks: where Records are written. `restore.rs` writes them to a server with `RESTORE`.
+
+pub mod restore;
+
+/// Converts expiries from the source's clock to the target's, and tells which have passed.
+///
+/// `RESTORE … ABSTTL` takes a Unix time that the *target* compares with its own clock, while the
+/// expiry was computed on the source's. Both skews are measured once at start with `TIME`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clocks {
+    /// Source clock minus this machine's clock, in ms.
+    pub source_skew_ms: i64,
+    /// Target clock minus this machine's clock, in ms.
+    pub target_skew_ms: i64,
+}
+
+impl Clocks {
+    /// The same instant on the target's clock.
+    pub fn to_target(&self, source_ms: i64) -> i64 {
+        source_ms - self.source_skew_ms + self.target_skew_ms
+    }
+
+    /// True if an expiry (source clock) has already passed.
+    pub fn has_passed(&self, source_ms: i64) -> bool {
+        source_ms <= now_ms() + self.source_skew_ms
+    }
+}
+
+/// This machine's clock in Unix ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,230 @@
+//! The RESTORE writer: one connection to the target that writes whole batches in one round trip.
+//!
+//! Each record becomes `RESTORE key ttl payload ABSTTL [REPLACE]`. Several writers run in
+//! parallel, each with its own connection, so the target always has batches to chew on. A lost
+//! connection is reconnected and the whole batch sent again; that is safe because every write
+//! is idempotent (REPLACE of our own value, or a BUSYKEY skip). Replies that no retry can fix
+//! (out of memory, read-only replica, ACL, a payload the target cannot load) stop the job with a
+//! message that says what to do.
+
+use std::time::Duration;
+
+use crate::cli::OnConflict;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::record::Record;
+use crate::report::{escape_key, human_bytes};
+use crate::retry::Backoff;
+use crate::source::{Batch, Counts};
+
+use super::Clocks;
+
+/// How a writer writes.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Conflict policy. `fail` has already been enforced before the first write, so it writes
+    /// with REPLACE (which makes retries, SCAN duplicates and resumes idempotent).
+    pub on_conflict: OnConflict,
+    /// Source DB → target DB.
+    pub db_map: std::collections::BTreeMap<u32, u32>,
+    /// Clock skews for expiry conversion.
+    pub clocks: Clocks,
+    /// Largest value the target accepts (`proto-max-bulk-len`), if known.
+    pub max_bulk: Option<u64>,
+    /// How long to retry a lost connection.
+    pub retry_for: Duration,
+    /// False for a cluster target, where only DB 0 exists and SELECT is refused.
+    pub select_db: bool,
+}
+
+/// One writer task's connection and reusable buffers.
+pub struct Writer {
+    server: Server,
+    conn: Option<Connection>,
+    opts: WriterOptions,
+    pipeline: Pipeline,
+    backoff: Backoff,
+}
+
+/// A failure to write a batch that no retry can fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteError(pub String);
+
+impl Writer {
+    /// A writer for `server` (connects lazily).
+    pub fn new(server: Server, opts: WriterOptions) -> Writer {
+        let backoff = Backoff::new(opts.retry_for);
+        Writer {
+            server,
+            conn: None,
+            opts,
+            pipeline: Pipeline::new(),
+            backoff,
+        }
+    }
+
+    /// Writes every record of `batch`, retrying lost connections; returns what was done.
+    pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
+        loop {
+            match self.try_write(batch).await {
+                Ok(counts) => {
+                    self.backoff.reset();
+                    return Ok(counts);
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Transient(e)) => {
+                    self.conn = None;
+                    self.backoff.wait(e).await?;
+                }
+            }
+        }
+    }
+
+    async fn try_write(&mut self, batch: &Batch) -> Result<Counts, Failure> {
+        let mut counts = Counts {
+            scanned: batch.scanned,
+            vanished: batch.vanished,
+            ..Counts::default()
+        };
+        if batch.records.is_empty() {
+            return Ok(counts);
+        }
+        let db = self
+            .opts
+            .db_map
+            .get(&batch.records[0].db)
+            .copied()
+            .unwrap_or(batch.records[0].db);
+        if self.conn.is_none() {
+            self.conn = Some(self.server.connect().await?);
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("no target connection")))?;
+        let ep = conn.endpoint().to_string();
+
+        self.pipeline.clear();
+        let select = self.opts.select_db && conn.db() != db;
+        if select {
+            self.pipeline
+                .cmd(&[b"SELECT".as_slice(), db.to_string().as_bytes()]);
+        }
+        let replace = self.opts.on_conflict != OnConflict::Skip;
+        // Which records were sent, in order, so replies can be matched to keys.
+        let mut sent: Vec<&Record> = Vec::with_capacity(batch.records.len());
+        for rec in &batch.records {
+            if let Some(max) = self.opts.max_bulk {
+                if rec.payload.len() as u64 > max {
+                    return Err(Failure::Fatal(anyhow::anyhow!(
+                        "key {} (db {}) is {} but the target {ep} accepts values up to {} (proto-max-bulk-len); \
+                         raise proto-max-bulk-len on the target (CONFIG SET or the parameter group), then rerun the same command",
+                        escape_key(&rec.key),
+                        rec.db,
+                        human_bytes(rec.payload.len() as u64),
+                        human_bytes(max)
+                    )));
+                }
+            }
+            let ttl = match rec.expire_at_ms {
+                None => 0,
+                Some(at) if self.opts.clocks.has_passed(at) => {
+                    counts.expired_skipped += 1;
+                    continue;
+                }
+                Some(at) => self.opts.clocks.to_target(at),
+            };
+            let ttl = itoa::Buffer::new().format(ttl).to_string();
+            if replace {
+                self.pipeline.cmd(&[
+                    b"RESTORE".as_slice(),
+                    &rec.key,
+                    ttl.as_bytes(),
+                    &rec.payload,
+                    b"ABSTTL",
+                    b"REPLACE",
+                ]);
+            } else {
+                self.pipeline.cmd(&[
+                    b"RESTORE".as_slice(),
+                    &rec.key,
+                    ttl.as_bytes(),
+                    &rec.payload,
+                    b"ABSTTL",
+                ]);
+            }
+            sent.push(rec);
+        }
+        if sent.is_empty() {
+            return Ok(counts);
+        }
+        let replies = conn.run(&self.pipeline).await?;
+        let mut replies = replies.into_iter();
+        if select {
+            match replies.next() {
+                Some(Reply::Error(e)) => {
+                    return Err(Failure::Fatal(anyhow::anyhow!(
+                        "the target {ep} refused SELECT {db}: {e}"
+                    )))
+                }
+                _ => conn.note_selected(db),
+            }
+        }
+        for (rec, reply) in sent.iter().zip(replies) {
+            match reply {
+                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+                Reply::Error(err) => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
+                _ => {
+                    counts.written += 1;
+                    counts.bytes += rec.size() as u64;
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+enum Failure {
+    Transient(ConnError),
+    Fatal(anyhow::Error),
+}
+
+impl From<ConnError> for Failure {
+    fn from(e: ConnError) -> Self {
+        if e.is_transient() {
+            Failure::Transient(e)
+        } else {
+            Failure::Fatal(e.into())
+        }
+    }
+}
+
+/// Turns a RESTORE error reply into a message that says what to do.
+fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
+    let key = escape_key(&rec.key);
+    let what = format!("the target {ep} refused to write key {key} (db {db}): {err}.");
+    let todo = if err.starts_with("OOM") {
+        "The target is out of memory (maxmemory reached). Give it more memory (a larger node type or a \
+         higher maxmemory) and rerun the same command: it resumes from the checkpoint."
+            .to_string()
+    } else if err.starts_with("READONLY") {
+        "The target is a read-only replica: point --target at the primary endpoint.".to_string()
+    } else if err.starts_with("NOPERM") {
+        "The target's ACL user lacks a permission: it needs +restore +select +ping +info +time on all keys (~*)."
+            .to_string()
+    } else if err.contains("payload version") || err.contains("Bad data format") {
+        match rec.payload_rdb_version() {
+            Some(v) => format!(
+                "The value was serialized in RDB format version {v}, which this target cannot load: the target must \
+                 run the same or a newer Redis/Valkey version than the source."
+            ),
+            None => "The value's serialized form is not one this target can load.".to_string(),
+        }
+    } else if err.starts_with("MOVED") || err.starts_with("ASK") || err.starts_with("CLUSTERDOWN") {
+        "The target is a Redis Cluster that changed its slot layout during the run; rerun the same command to resume."
+            .to_string()
+    } else {
+        "Rerun the same command to resume once the cause is fixed.".to_string()
+    };
+    anyhow::anyhow!("{what} {todo}")
+}

@@ -1,0 +1,68 @@
+//! Sources: where Records come from. A live server read with SCAN (`scan.rs`) or an RDB file.
+//!
+//! Every source cuts its keys into [`Batch`]es. A batch belongs to one *stream* (one source node
+//! and DB, or one file) and carries a sequence number; the last batch of a SCAN page also carries
+//! the position reached (the next cursor). The checkpoint only ever stores a position whose batch,
+//! and every batch before it, the target has acknowledged.
+
+pub mod scan;
+
+use crate::record::Record;
+
+/// Where a stream has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// Keys up to this SCAN cursor are done (the next SCAN call starts from it).
+    Cursor(u64),
+    /// Records up to this byte offset of an RDB file are done.
+    Offset(u64),
+    /// The whole stream is done.
+    Done,
+}
+
+/// A group of records sent to the target together.
+#[derive(Debug)]
+pub struct Batch {
+    /// Index of the stream (source node + DB) this batch comes from.
+    pub stream: usize,
+    /// Sequence number within the stream, from 0 without gaps.
+    pub seq: u64,
+    /// The keys to write.
+    pub records: Vec<Record>,
+    /// Set on the last batch of a page: the stream position once this batch is acknowledged.
+    pub position: Option<Position>,
+    /// Keys the source listed for this batch (written + vanished + expired).
+    pub scanned: u64,
+    /// Keys listed by SCAN that were gone (deleted or expired) by the time of DUMP.
+    pub vanished: u64,
+}
+
+/// Counts of one stream, or of the whole job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Keys listed by the source.
+    pub scanned: u64,
+    /// Keys written to the target.
+    pub written: u64,
+    /// Keys whose TTL ran out before they could be written (never written).
+    pub expired_skipped: u64,
+    /// Keys that disappeared between SCAN and DUMP.
+    pub vanished: u64,
+    /// Keys already on the target (kept with `--on-conflict skip`).
+    pub conflicts: u64,
+    /// Key and payload bytes written.
+    pub bytes: u64,
+}
+
+impl Counts {
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: &Counts) {
+        self.scanned += other.scanned;
+        self.written += other.written;
+        self.expired_skipped += other.expired_skipped;
+        self.vanished += other.vanished;
+        self.conflicts += other.conflicts;
+        self.bytes += other.bytes;
+    }
+}

@@ -1,0 +1,1 @@
+//! Verification: proof that the target holds what the source holds.
