@@ -1,0 +1,276 @@
+//! Checkpoint and resume: crashes, signals, restarts and refusals, against real servers.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use support::data;
+use support::ferry::{finish, Workdir};
+use support::servers::{ca_cert, Server, ServerOpts, Version};
+
+const PASSWORD: &str = "ferry-test-pass";
+
+fn ca() -> String {
+    ca_cert().to_string_lossy().into_owned()
+}
+
+/// Args of a deliberately slow migration (small batches, one writer), so it can be interrupted.
+fn slow_args(src: &Server, dst: &Server) -> Vec<String> {
+    [
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+        "--scan-count",
+        "200",
+        "--batch-keys",
+        "200",
+        "--writers",
+        "2",
+        "--checkpoint",
+        "job.checkpoint.json",
+        "--progress",
+        "log",
+        "--log-every",
+        "1",
+        "--no-verify",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn dbsize(server: &Server) -> i64 {
+    redis::cmd("DBSIZE")
+        .query(&mut server.conn())
+        .expect("DBSIZE")
+}
+
+fn assert_target_equals_source(src: &Server, dst: &Server) {
+    let a = data::snapshot_all(&mut src.conn());
+    let b = data::snapshot_all(&mut dst.conn());
+    data::assert_same(&a, &b, 1_000);
+}
+
+#[test]
+fn sigkill_at_random_moments_then_rerun_ends_exact() {
+    let src = Server::plain(Version::V6_2);
+    let total = data::seed_bulk(&mut src.conn(), 0, 50_000, "bulk:");
+    data::seed_bulk(&mut src.conn(), 3, 5_000, "other:");
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    let args = slow_args(&src, &dst);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut rng = rand::rng();
+    let all = (total + 5_000) as i64;
+    // Kill points: two at random times early in a run (start-up, conflict check, first
+    // batches), then six at random amounts of progress, in increasing order.
+    let mut points: Vec<i64> = (0..6)
+        .map(|_| rng.random_range(all / 20..all * 9 / 10))
+        .collect();
+    points.sort_unstable();
+    let mut kills = 0;
+    for (i, point) in [None, None]
+        .into_iter()
+        .chain(points.into_iter().map(Some))
+        .enumerate()
+    {
+        let (mut cmd, _report) = work.command(&args);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ferry");
+        match point {
+            None => std::thread::sleep(Duration::from_millis(rng.random_range(0..80))),
+            Some(p) => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while dbsize(&dst) < p && child.try_wait().expect("try_wait").is_none() {
+                    assert!(Instant::now() < deadline, "run {i} made no progress");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+            if total_keys(&dst) < all {
+                kills += 1;
+            }
+        }
+    }
+    assert!(kills >= 5, "only {kills} runs were killed mid-copy");
+    let run = work.run(&args);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.report.as_ref().unwrap()["resumed"], true);
+    let this_run = run.num("keys.written_this_run");
+    assert!(
+        this_run < (total + 5_000) as i64,
+        "the final run re-copied everything ({this_run} keys)"
+    );
+    assert!(
+        run.text().contains("resuming from checkpoint"),
+        "{}",
+        run.text()
+    );
+    assert_target_equals_source(&src, &dst);
+}
+
+#[test]
+fn sigint_stops_cleanly_and_rerun_resumes() {
+    let src = Server::plain(Version::V5_0);
+    data::seed_bulk(&mut src.conn(), 0, 30_000, "bulk:");
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let args = slow_args(&src, &dst);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut cmd, report) = work.command(&args);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dbsize(&dst) < 1_000 {
+        assert!(Instant::now() < deadline, "ferry did not start writing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let run = finish(child.wait_with_output().expect("wait"), &report);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(
+        run.text().contains("rerun the same command"),
+        "{}",
+        run.text()
+    );
+    assert_eq!(run.report.as_ref().unwrap()["status"], "interrupted");
+    let written_first = run.num("keys.written");
+    assert!(
+        written_first > 0 && written_first < 30_000,
+        "interrupted run wrote {written_first}"
+    );
+
+    let run = work.run(&args);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.report.as_ref().unwrap()["resumed"], true);
+    assert!(run.num("keys.written_this_run") < 30_000);
+    assert_target_equals_source(&src, &dst);
+}
+
+#[test]
+fn target_restart_mid_run_is_survived_in_process() {
+    let src = Server::plain(Version::V6_2);
+    data::seed_bulk(&mut src.conn(), 0, 40_000, "bulk:");
+    // Persistence on, so what was acknowledged before the restart survives it.
+    let mut dst = Server::start(
+        Version::V7_0,
+        ServerOpts {
+            tls: true,
+            password: Some(PASSWORD.into()),
+            extra_args: vec![
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+            ],
+            ..ServerOpts::default()
+        },
+    );
+    let work = Workdir::new();
+    let args = slow_args(&src, &dst);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut cmd, report) = work.command(&args);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dbsize(&dst) < 2_000 {
+        assert!(Instant::now() < deadline, "ferry did not start writing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    dst.restart();
+    let run = finish(child.wait_with_output().expect("wait"), &report);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert!(
+        run.text().contains("retrying"),
+        "no retry was logged:\n{}",
+        run.text()
+    );
+    assert_eq!(run.report.as_ref().unwrap()["resumed"], false);
+    assert_target_equals_source(&src, &dst);
+}
+
+#[test]
+fn checkpoint_of_another_job_is_refused_and_corruption_reported() {
+    let src = Server::plain(Version::V6_2);
+    data::seed_bulk(&mut src.conn(), 0, 2_000, "bulk:");
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let cp = work.file("shared.checkpoint.json");
+    let cp = cp.to_str().unwrap();
+    let base = [
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+        "--checkpoint",
+        cp,
+        "--no-verify",
+    ];
+    let run = work.run(&base);
+    assert_eq!(run.code, 0, "{}", run.text());
+    let saved = std::fs::read_to_string(cp).expect("checkpoint written");
+    assert!(saved.contains("\"completed\": true"), "{saved}");
+    assert!(!saved.contains(PASSWORD));
+
+    // Same file, different job (another DB map): refused, naming both.
+    let mut other = base.to_vec();
+    other.extend(["--db-map", "0:4"]);
+    let run = work.run(&other);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(
+        run.text().contains("belongs to a different job") && run.text().contains("--fresh"),
+        "{}",
+        run.text()
+    );
+
+    // The same job again: already complete, nothing copied.
+    let run = work.run(&base);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.num("keys.written_this_run"), 0);
+
+    // A damaged file is reported, not ignored.
+    std::fs::write(cp, saved.replacen("\"written\"", "\"writt3n\"", 1)).unwrap();
+    let run = work.run(&base);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(run.text().contains("is corrupt"), "{}", run.text());
+    let truncated = &saved[..saved.len() / 2];
+    std::fs::write(cp, truncated).unwrap();
+    let run = work.run(&base);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(run.text().contains("is corrupt"), "{}", run.text());
+
+    // --fresh ignores it and starts over (the keys are ours already: replace them).
+    let mut fresh = base.to_vec();
+    fresh.extend(["--fresh", "--on-conflict", "replace"]);
+    let run = work.run(&fresh);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.report.as_ref().unwrap()["resumed"], false);
+    assert_eq!(run.num("keys.written_this_run"), 2_000);
+    assert_target_equals_source(&src, &dst);
+}
