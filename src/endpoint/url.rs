@@ -78,7 +78,8 @@ impl Endpoint {
 /// Masks the password in a URL-like string so it can be shown in an error.
 pub fn redact(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
+        // Not URL-shaped: it may be anything, a bare password included. Do not echo it.
+        return "(value not shown)".to_string();
     };
     let rest = &raw[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
@@ -213,5 +214,6 @@ mod tests {
         assert_eq!(redact("redis://u:p@h:1"), "redis://u:***@h:1");
         assert_eq!(redact("redis://p@h:1"), "redis://***@h:1");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert!(!redact("hunter2 oops").contains("hunter2"));
     }
 }
