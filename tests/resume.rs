@@ -51,6 +51,22 @@ fn dbsize(server: &Server) -> i64 {
         .expect("DBSIZE")
 }
 
+/// Keys in every DB.
+fn total_keys(server: &Server) -> i64 {
+    let info = server.cli(&["INFO", "keyspace"]);
+    info.lines()
+        .filter_map(|l| {
+            l.split("keys=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
+        .sum()
+}
+
 fn assert_target_equals_source(src: &Server, dst: &Server) {
     let a = data::snapshot_all(&mut src.conn());
     let b = data::snapshot_all(&mut dst.conn());
