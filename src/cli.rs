@@ -66,6 +66,16 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub no_verify: bool,
 
+    /// --rdb: do not copy the file's function libraries (by default they are loaded on the
+    /// target with FUNCTION LOAD, which needs Redis 7.0+ or Valkey).
+    #[arg(long)]
+    pub skip_functions: bool,
+
+    /// --rdb: skip module data (keys of module types and module aux data) instead of stopping
+    /// because the target cannot load it.
+    #[arg(long)]
+    pub skip_modules: bool,
+
     #[command(flatten)]
     pub tuning: TuningArgs,
 
@@ -178,6 +188,17 @@ pub struct EndpointArgs {
     /// data and the password).
     #[arg(long)]
     pub target_insecure: bool,
+
+    /// Source cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
+    /// REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or comma-separated).
+    #[arg(long, value_name = "ANNOUNCED=REACHABLE", value_delimiter = ',')]
+    pub source_map_addr: Vec<String>,
+
+    /// Target cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
+    /// REACHABLE (host:port) instead (repeatable, or comma-separated). TLS certificates are
+    /// still checked against the announced name (or --target-sni).
+    #[arg(long, value_name = "ANNOUNCED=REACHABLE", value_delimiter = ',')]
+    pub target_map_addr: Vec<String>,
 }
 
 /// Which databases to copy, and where to.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cli::{EndpointArgs, OnConflict, SelectionArgs, TuningArgs};
+use crate::endpoint::cluster::AddrMap;
 use crate::endpoint::tls::{self, TlsOptions};
 use crate::endpoint::{url, Secret, Server, Side};
 
@@ -36,6 +37,10 @@ pub struct Job {
     pub db_map: BTreeMap<u32, u32>,
     /// Throughput knobs.
     pub tuning: TuningArgs,
+    /// `--source-map-addr`: where to reach source cluster nodes announced elsewhere.
+    pub source_addr_map: AddrMap,
+    /// `--target-map-addr`: where to reach target cluster nodes announced elsewhere.
+    pub target_addr_map: AddrMap,
 }
 
 impl Job {
@@ -95,6 +100,8 @@ impl Job {
             dbs,
             db_map: parse_db_map(&sel.db_map)?,
             tuning: tuning.clone(),
+            source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
+            target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
         })
     }
 

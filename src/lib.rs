@@ -12,6 +12,12 @@
 //! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
 //! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without
 //! their password (see `endpoint/secret.rs`).
+//!
+//! Either side may be a Redis Cluster, named by any one node: `endpoint/cluster.rs` discovers
+//! the masters, `source/plan.rs` makes one SCAN stream per source master (checkpointed by node id
+//! and slot ranges), and `sink/cluster.rs` splits each batch by hash slot (`sink/slots.rs`) into
+//! one pipeline per target master, with `sink/route.rs` following MOVED/ASK and retrying
+//! TRYAGAIN/CLUSTERDOWN.
 
 pub mod checkpoint;
 pub mod cli;

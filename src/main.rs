@@ -35,9 +35,10 @@ fn main() {
                 ferry::migrate::print_summary(&report);
                 finish(args.output.report.as_deref(), &report, report.status)
             }
-            Command::Verify(_args) => {
-                eprintln!("ferry: error: verify is not available in this build yet");
-                2
+            Command::Verify(args) => {
+                let report = ferry::verify::run(&args, stop).await;
+                ferry::verify::print_summary(&report);
+                finish(args.output.report.as_deref(), &report, report.status)
             }
         }
     });

@@ -1,18 +1,25 @@
 //! `ferry migrate`: preflight, checkpoint decision, copy, verification, report.
+//! `from_file.rs` is the same with an RDB file (`--rdb`) as the source.
+
+mod from_file;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
+use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::preflight;
+use crate::preflight::{self, Layout, Probe};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
+use crate::sink::cluster::ClusterWriter;
 use crate::sink::restore::{Writer, WriterOptions};
-use crate::sink::Clocks;
+use crate::sink::route::Router;
+use crate::sink::{Clocks, Sink};
+use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
 use crate::source::{Counts, Position};
 use crate::stop::Stop;
@@ -42,6 +49,7 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         checkpoint: None,
         error: None,
         verify: None,
+        notes: Vec::new(),
     };
     if let Err(e) = run_inner(args, stop, &mut report).await {
         report.status = Status::Error;
@@ -60,30 +68,36 @@ async fn run_inner(
     report.target = job.target.endpoint.to_string();
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
-        SourceSpec::Rdb(path) => anyhow::bail!(
-            "--rdb {}: reading RDB files is not available in this build yet",
-            path.display()
-        ),
+        SourceSpec::Rdb(path) => return from_file::run(args, &job, path, stop, report).await,
     };
     report.source = source.endpoint.to_string();
 
     let mut src = source.connect().await?;
-    let sinfo = preflight::inspect(&mut src, &source).await?;
+    let sinfo = preflight::examine(&mut src, &source, &job.source_addr_map).await?;
     let mut dst = job.target.connect().await?;
-    let tinfo = preflight::inspect(&mut dst, &job.target).await?;
+    let tinfo = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
     tracing::info!(
         "source {} ({}), target {} ({})",
         source.endpoint,
-        sinfo.product(),
+        sinfo.describe(),
         job.target.endpoint,
-        tinfo.product()
+        tinfo.describe()
     );
     let dbs: Vec<u32> = if job.dbs.is_empty() {
         sinfo.keyspace.keys().copied().collect()
     } else {
         job.dbs.clone()
     };
+    let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
+    preflight::check_db_plan(
+        &db_pairs,
+        &sinfo,
+        &tinfo,
+        &job.target.endpoint,
+        args.on_conflict,
+    )?;
     let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
+    let retry_for = Duration::from_secs(job.tuning.retry_for);
     let clocks = Clocks {
         source_skew_ms: preflight::clock_skew(&mut src).await?,
         target_skew_ms: preflight::clock_skew(&mut dst).await?,
@@ -126,47 +140,69 @@ async fn run_inner(
             Checkpoint::new(job_id, job.identity(args.on_conflict))
         }
     };
-    let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
-        preflight::check_conflicts(&source, &mut dst, &db_pairs, job.tuning.scan_count).await?;
+        let sources: Vec<Server> = match &sinfo.layout {
+            Layout::Standalone(s) => vec![s.clone()],
+            Layout::Cluster { cluster, topology } => topology
+                .masters
+                .iter()
+                .map(|m| cluster.server(&m.addr))
+                .collect(),
+        };
+        let mut probe = match &tinfo.layout {
+            Layout::Standalone(_) => Probe::Standalone(dst),
+            Layout::Cluster { cluster, topology } => {
+                Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
+            }
+        };
+        preflight::check_conflicts(&sources, &mut probe, &db_pairs, job.tuning.scan_count).await?;
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
     drop(src);
-    drop(dst);
 
     let base = cp.totals;
     let mut this_run = Counts::default();
     if !cp.completed {
-        let streams: Vec<(String, u32)> = dbs
+        let plans = match &sinfo.layout {
+            Layout::Standalone(server) => plan::standalone(server, &dbs, &cp.streams),
+            Layout::Cluster { cluster, topology } => {
+                let (plans, notes) = plan::cluster(cluster, topology, &cp.streams);
+                for note in notes {
+                    eprintln!("ferry: {note}");
+                }
+                plans
+            }
+        };
+        let tracker = Tracker::new(plans.iter().map(|p| (p.name.clone(), p.resume)).collect());
+        let parallel_readers = match &sinfo.layout {
+            Layout::Standalone(_) => 2,
+            Layout::Cluster { topology, .. } => topology.masters.len().max(2),
+        };
+        // Cluster masters read in this run (checked for failovers after the copy).
+        let scanned: Vec<String> = plans
             .iter()
-            .map(|&db| {
-                (
-                    format!("{}:{}/db{db}", source.endpoint.host, source.endpoint.port),
-                    db,
-                )
-            })
+            .filter(|p| !p.is_done())
+            .filter_map(|p| p.node_id.clone())
             .collect();
-        let tracker = Tracker::new(
-            streams
-                .iter()
-                .map(|(name, _)| (name.clone(), cp.streams.get(name).copied()))
-                .collect(),
-        );
-        let readers = scan_readers(&source, &job, &streams, &cp, &stop);
-        let writers = (0..job.tuning.writers)
-            .map(|_| {
-                Writer::new(
-                    job.target.clone(),
-                    WriterOptions {
-                        on_conflict: args.on_conflict,
-                        db_map: job.db_map.clone(),
-                        clocks,
-                        max_bulk,
-                        retry_for: Duration::from_secs(job.tuning.retry_for),
-                        select_db: true,
-                    },
-                )
+        let readers = scan_readers(&job, plans, &stop);
+        let writer_opts = WriterOptions {
+            on_conflict: args.on_conflict,
+            db_map: job.db_map.clone(),
+            clocks,
+            max_bulk,
+            retry_for,
+            select_db: !tinfo.is_cluster(),
+        };
+        let writers: Vec<Sink> = (0..job.tuning.writers)
+            .map(|_| match &tinfo.layout {
+                Layout::Standalone(server) => {
+                    Sink::Standalone(Writer::new(server.clone(), writer_opts.clone()))
+                }
+                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
+                    Router::new(cluster.clone(), topology, retry_for),
+                    writer_opts.clone(),
+                )),
             })
             .collect();
         let mut progress = Progress::new(
@@ -176,7 +212,7 @@ async fn run_inner(
         );
         let result = pipeline::copy(
             readers,
-            2,
+            parallel_readers,
             writers,
             tracker,
             CheckpointSink {
@@ -194,6 +230,9 @@ async fn run_inner(
         totals.add(&this_run);
         report.keys = KeyCounts::from_counts(&totals, this_run.written);
         report.bytes = totals.bytes;
+        if let Layout::Cluster { cluster, topology } = &sinfo.layout {
+            source_topology_check(cluster, topology, &scanned, &mut cp, &cp_path).await?;
+        }
         if let Some(e) = result.error {
             return Err(e.context(format!(
                 "the copy stopped after {} keys; the checkpoint {} is saved — fix the cause and rerun the same command to resume",
@@ -214,40 +253,105 @@ async fn run_inner(
         report.keys = KeyCounts::from_counts(&base, 0);
         report.bytes = base.bytes;
     }
+    if !args.no_verify {
+        let verified = crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await;
+        report.verify = Some(verified.to_json());
+        if verified.status != Status::Ok {
+            report.status = verified.status;
+            report.error = verified.error;
+            return Ok(());
+        }
+    }
     report.status = Status::Ok;
     let _ = this_run;
     Ok(())
 }
 
-/// One reader per stream still to do, starting at its checkpointed cursor.
-fn scan_readers(
-    source: &Server,
-    job: &Job,
-    streams: &[(String, u32)],
-    cp: &Checkpoint,
-    stop: &Stop,
-) -> Vec<ReaderFactory> {
+/// After copying from a cluster: if the source's slots moved meanwhile, keys may have moved from
+/// a master not yet scanned to one already scanned; if a master read in this run (`scanned`) was
+/// replaced, its cursor may have continued on another node. Forgets those masters' streams (so a
+/// rerun scans their slots again on their current masters) and fails. See `source/plan.rs`.
+async fn source_topology_check(
+    cluster: &Cluster,
+    before: &Topology,
+    scanned: &[String],
+    cp: &mut Checkpoint,
+    cp_path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let known: Vec<Addr> = before.masters.iter().map(|m| m.addr.clone()).collect();
+    let after = match cluster.discover(&known).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("could not re-read the source cluster's topology after the copy: {e:#}");
+            return Ok(());
+        }
+    };
+    let mut moved = plan::changed_during_run(before, &after, scanned);
+    // A slot still half migrated leaves the same slot sets: ask each master of the start.
+    for m in &before.masters {
+        if moved.iter().any(|x| x.id == m.id) {
+            continue;
+        }
+        let migrating = async {
+            let mut c = cluster.server(&m.addr).connect().await?;
+            anyhow::Ok(cluster::whoami(&mut c).await?.migrating)
+        }
+        .await;
+        match migrating {
+            Ok(true) => moved.push(m),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "could not ask source master {} for open slots: {e:#}",
+                m.addr
+            ),
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = moved
+        .iter()
+        .map(|m| format!("{} slots {}", m.short_id(), m.slots_text()))
+        .collect();
+    for m in &moved {
+        cp.streams.remove(&plan::cluster_stream_name(m));
+    }
+    cp.completed = false;
+    cp.save(cp_path)?;
+    anyhow::bail!(
+        "the source cluster changed during the copy (slots resharded or still migrating, or a master failed \
+         over: master {}), so keys of those slots may have been missed. Rerun the same command once the cluster \
+         is stable: those slots are scanned again on the masters that serve them then (keys already copied are \
+         rewritten with the same values)",
+        names.join(", ")
+    )
+}
+
+/// One reader per stream still to do, starting at its checkpointed cursor. Stream indexes are
+/// positions in `plans` (the tracker's order).
+fn scan_readers(job: &Job, plans: Vec<StreamPlan>, stop: &Stop) -> Vec<ReaderFactory> {
     let opts = ScanOptions {
         scan_count: job.tuning.scan_count,
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
     };
-    streams
-        .iter()
+    plans
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, (name, db))| {
-            let cursor = match cp.streams.get(name) {
+        .filter_map(|(i, plan)| {
+            let cursor = match plan.resume {
                 Some(Position::Done) => return None,
-                Some(Position::Cursor(c)) => *c,
+                Some(Position::Cursor(c)) => c,
                 _ => 0,
             };
             let task = ScanTask {
                 stream: i,
-                server: source.clone(),
-                db: *db,
+                server: plan.server,
+                db: plan.db,
                 cursor,
                 first_seq: 0,
+                node_id: plan.node_id,
             };
             let opts = opts.clone();
             let stop = stop.clone();
@@ -282,6 +386,9 @@ pub fn print_summary(r: &MigrateReport) {
         "ferry: keys: scanned {}, written {} ({} this run), expired before copy {}, vanished {}, conflicts kept {}",
         r.keys.scanned, r.keys.written, r.keys.written_this_run, r.keys.expired_skipped, r.keys.vanished, r.keys.conflicts
     );
+    }
+    for note in &r.notes {
+        eprintln!("ferry: note: {note}");
     }
     if let Some(e) = &r.error {
         eprintln!("ferry: error: {e}");

@@ -1,7 +1,7 @@
 //! Wiring of the copy: source readers → bounded queue → parallel writers → acknowledgements.
 //!
 //! ```text
-//!  reader per stream ──► bounded mpsc<Batch> ──► writer 1..N (RESTORE) ──► acks ──► Tracker ──► checkpoint
+//!  reader per stream ──► bounded mpsc<Batch> ──► writer 1..N (RESTORE, standalone or cluster) ──► acks ──► Tracker ──► checkpoint
 //! ```
 //! The queue holds at most `writers × 2` batches, so memory in flight is bounded by batch size,
 //! never by dataset size. A stop (signal or error) makes readers finish their current page; the
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::progress::Progress;
-use crate::sink::restore::Writer;
+use crate::sink::Sink;
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
 
@@ -49,7 +49,7 @@ pub struct CheckpointSink<'a> {
 pub async fn copy(
     readers: Vec<ReaderFactory>,
     parallel_readers: usize,
-    writers: Vec<Writer>,
+    writers: Vec<Sink>,
     mut tracker: Tracker,
     cp: CheckpointSink<'_>,
     progress: &mut Progress,
@@ -69,7 +69,8 @@ pub async fn copy(
                 let batch = { rx.lock().await.recv().await };
                 let Some(batch) = batch else { break };
                 match writer.write(&batch).await {
-                    Ok(counts) => {
+                    Ok(mut counts) => {
+                        counts.add(&batch.noted);
                         if ack_tx
                             .send(Ok((batch.stream, batch.seq, batch.position, counts)))
                             .is_err()

@@ -1,13 +1,20 @@
-//! Checks made before the first write: who the servers are, their clocks, and conflicts.
+//! Checks made before the first write: who the servers are (standalone or cluster, and then
+//! which masters), their clocks, the DB plan, and conflicts.
 //!
 //! Anything that would make the copy fail half-way and can be known up front is checked here, so
 //! that a refusal leaves the target untouched.
 
-use anyhow::Context;
+use std::collections::BTreeMap;
 
+use anyhow::Context;
+use bytes::Bytes;
+
+use crate::cli::OnConflict;
+use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology};
 use crate::endpoint::info::{self, ServerInfo};
-use crate::endpoint::{Connection, Pipeline, Reply, Server};
+use crate::endpoint::{Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
+use crate::sink::route::{KeyedCommands, Router};
 use crate::source::scan::parse_time_ms;
 
 /// How many conflicting keys an error names.
@@ -17,19 +24,261 @@ const NAMED_CONFLICTS: usize = 5;
 pub async fn inspect(conn: &mut Connection, server: &Server) -> anyhow::Result<ServerInfo> {
     let info = info::read(conn).await?;
     let side = server.endpoint.side.name();
-    if info.cluster {
-        anyhow::bail!(
-            "the {side} {} is a Redis Cluster node (cluster_enabled:1); this ferry copies between standalone servers only",
-            server.endpoint
-        );
-    }
-    if side == "target" && info.role == "slave" {
+    // A cluster node may be a replica: ferry writes to the masters it discovers, not to it.
+    if side == "target" && info.role == "slave" && !info.cluster {
         anyhow::bail!(
             "the target {} is a read-only replica (role:slave); point --target at the primary endpoint",
             server.endpoint
         );
     }
     Ok(info)
+}
+
+/// A side as ferry found it: one server, or a cluster and its masters.
+pub enum Layout {
+    /// A standalone server (or a primary with replicas).
+    Standalone(Server),
+    /// A Redis Cluster, reached through the node the user named.
+    Cluster {
+        /// How to reach its nodes.
+        cluster: Cluster,
+        /// Its masters at start.
+        topology: Topology,
+    },
+}
+
+/// What preflight learned about one side.
+pub struct SideInfo {
+    /// `INFO` of the node the user named.
+    pub info: ServerInfo,
+    /// Standalone or cluster.
+    pub layout: Layout,
+    /// Keys per DB (summed over the masters of a cluster).
+    pub keyspace: BTreeMap<u32, u64>,
+}
+
+impl SideInfo {
+    /// True for a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.layout, Layout::Cluster { .. })
+    }
+
+    /// "Redis 7.0.15" or "Redis 7.0.15, cluster of 3 masters".
+    pub fn describe(&self) -> String {
+        match &self.layout {
+            Layout::Standalone(_) => self.info.product(),
+            Layout::Cluster { topology, .. } => format!(
+                "{}, cluster of {} masters",
+                self.info.product(),
+                topology.masters.len()
+            ),
+        }
+    }
+}
+
+/// Reads `INFO`; for a cluster node, discovers the masters, checks that each is reachable with
+/// the same credentials and TLS settings, and (for a target) that every slot is served.
+pub async fn examine(
+    conn: &mut Connection,
+    server: &Server,
+    map: &AddrMap,
+) -> anyhow::Result<SideInfo> {
+    let info = inspect(conn, server).await?;
+    let side = server.endpoint.side.name();
+    if !info.cluster {
+        if !map.is_empty() {
+            tracing::warn!(
+                "--{side}-map-addr is ignored: the {side} {} is not a cluster node",
+                server.endpoint
+            );
+        }
+        return Ok(SideInfo {
+            keyspace: info.keyspace.clone(),
+            info,
+            layout: Layout::Standalone(server.clone()),
+        });
+    }
+    let cluster = Cluster::new(server.clone(), map.clone());
+    let connected = Addr::new(&server.endpoint.host, server.endpoint.port);
+    let topology = cluster::topology_of(conn, &connected).await?;
+    if topology.masters.is_empty() {
+        anyhow::bail!(
+            "the {side} {} is a cluster node (cluster_enabled:1) but no master serves any slot: create the cluster first",
+            server.endpoint
+        );
+    }
+    let gaps = topology.uncovered();
+    if !gaps.is_empty() {
+        let gaps = ranges_text(&gaps);
+        if side == "target" {
+            anyhow::bail!(
+                "no master of the target cluster ({}) serves slots {gaps}; every slot needs a master before \
+                 ferry writes (is a master down, or the cluster not fully created? see CLUSTER INFO)",
+                server.endpoint
+            );
+        }
+        tracing::warn!(
+            "no master of the source cluster ({}) serves slots {gaps}: keys in them cannot be read",
+            server.endpoint
+        );
+    }
+    let mut keyspace: BTreeMap<u32, u64> = BTreeMap::new();
+    for m in &topology.masters {
+        let node = cluster.server(&m.addr);
+        let mut c = node.connect().await.with_context(|| {
+            format!(
+                "the {side} cluster announces master {} (slots {}) at {}{}",
+                m.short_id(),
+                m.slots_text(),
+                m.addr,
+                if map.is_empty() {
+                    format!("; if that address is not reachable from here, map it with --{side}-map-addr ANNOUNCED=REACHABLE")
+                } else {
+                    String::new()
+                }
+            )
+        })?;
+        for (db, n) in info::read(&mut c).await?.keyspace {
+            *keyspace.entry(db).or_insert(0) += n;
+        }
+    }
+    tracing::info!(
+        "the {side} is a cluster: {}",
+        topology
+            .masters
+            .iter()
+            .map(|m| format!("{} {} slots {}", m.short_id(), m.addr, m.slots_text()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(SideInfo {
+        info,
+        layout: Layout::Cluster { cluster, topology },
+        keyspace,
+    })
+}
+
+/// Refuses DB selections the target cannot take: a cluster has only DB 0, and two source DBs
+/// written into one target DB overwrite each other's keys unless a conflict policy says how.
+/// `pairs` is (source DB, target DB) for every DB to copy.
+pub fn check_db_plan(
+    pairs: &[(u32, u32)],
+    source: &SideInfo,
+    target: &SideInfo,
+    target_ep: &Endpoint,
+    on_conflict: OnConflict,
+) -> anyhow::Result<()> {
+    if source.is_cluster() {
+        if let Some((db, _)) = pairs.iter().find(|(db, _)| *db != 0) {
+            anyhow::bail!("--db {db}: the source is a Redis Cluster, which has only DB 0");
+        }
+    }
+    if target.is_cluster() {
+        let wrong: Vec<String> = pairs
+            .iter()
+            .filter(|(_, t)| *t != 0)
+            .map(|(s, t)| {
+                let keys = source.keyspace.get(s).copied().unwrap_or(0);
+                format!("source DB {s} ({keys} keys) would go to DB {t}")
+            })
+            .collect();
+        if !wrong.is_empty() {
+            let first = pairs
+                .iter()
+                .find(|(_, t)| *t != 0)
+                .map(|p| p.0)
+                .unwrap_or(0);
+            anyhow::bail!(
+                "the target {target_ep} is a Redis Cluster, which has only DB 0, but {}. Say where each source DB \
+                 goes with --db-map, e.g. --db-map {first}:0 (add --on-conflict replace or skip when several DBs \
+                 share DB 0), or copy one DB at a time with --db {first} --db-map {first}:0",
+                wrong.join(", ")
+            );
+        }
+    }
+    let mut into: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(s, t) in pairs {
+        into.entry(t).or_default().push(s);
+    }
+    if on_conflict == OnConflict::Fail {
+        if let Some((t, dbs)) = into.iter().find(|(_, dbs)| dbs.len() > 1) {
+            let list: Vec<String> = dbs.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "source DBs {} would all be written into target DB {t}, where keys with the same name overwrite \
+                 each other. Nothing was written. Pass --on-conflict replace (the copy written last wins) or \
+                 --on-conflict skip (the first one wins), or copy them one at a time with --db",
+                list.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The target as the `--on-conflict fail` check sees it: where to ask whether keys exist.
+pub enum Probe {
+    /// A standalone target.
+    Standalone(Connection),
+    /// A cluster target: `EXISTS` routed by slot.
+    Cluster(Router),
+}
+
+impl Probe {
+    /// The target, for messages.
+    pub(crate) fn endpoint(&self) -> String {
+        match self {
+            Probe::Standalone(c) => c.endpoint().to_string(),
+            Probe::Cluster(r) => format!("cluster {}", r.cluster().seed().endpoint),
+        }
+    }
+
+    /// Keys in `db` (summed over the masters of a cluster).
+    pub(crate) async fn dbsize(&mut self, db: u32) -> anyhow::Result<u64> {
+        match self {
+            Probe::Standalone(c) => {
+                c.select(db).await?;
+                Ok(c.cmd(&[b"DBSIZE".as_slice()]).await?.as_int().unwrap_or(0) as u64)
+            }
+            Probe::Cluster(r) => Ok(r
+                .on_each_master(&[b"DBSIZE".as_slice()])
+                .await?
+                .iter()
+                .map(|(_, reply)| reply.as_int().unwrap_or(0) as u64)
+                .sum()),
+        }
+    }
+
+    /// Whether each of `keys` exists in `db`.
+    pub(crate) async fn exists(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Vec<bool>> {
+        let replies = match self {
+            Probe::Standalone(c) => {
+                c.select(db).await?;
+                let mut p = Pipeline::new();
+                for k in keys {
+                    p.cmd(&[b"EXISTS".as_slice(), k]);
+                }
+                c.run(&p).await?
+            }
+            Probe::Cluster(r) => r.run(&Exists(keys)).await?,
+        };
+        Ok(replies.iter().map(|r| r.as_int() == Some(1)).collect())
+    }
+}
+
+/// `EXISTS key` for each key, routable through a cluster.
+struct Exists<'a>(&'a [Bytes]);
+
+impl KeyedCommands for Exists<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.0[i]
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        p.cmd(&[b"EXISTS".as_slice(), &self.0[i]]);
+    }
 }
 
 /// This server's clock minus ours, in ms.
@@ -59,72 +308,61 @@ pub async fn max_bulk_len(conn: &mut Connection) -> Option<u64> {
 
 /// For `--on-conflict fail`: refuses when any source key already exists in its target DB.
 ///
-/// Free when the target DBs are empty (the usual case). Otherwise every source key is checked
-/// with a pipelined EXISTS, before anything is written.
+/// Free when the target DBs are empty (the usual case). Otherwise every key of every source
+/// server (the standalone server, or each master of a cluster) is checked with pipelined
+/// `EXISTS` (routed by slot on a cluster target), before anything is written.
 pub async fn check_conflicts(
-    source: &Server,
-    target: &mut Connection,
+    sources: &[Server],
+    target: &mut Probe,
     dbs: &[(u32, u32)],
     scan_count: u32,
 ) -> anyhow::Result<()> {
-    let mut found: Vec<(u32, bytes::Bytes)> = Vec::new();
+    let mut found: Vec<(u32, Bytes)> = Vec::new();
     let mut total = 0u64;
-    let mut src: Option<Connection> = None;
     for &(db, tdb) in dbs {
-        target.select(tdb).await?;
-        let size = target
-            .cmd(&[b"DBSIZE".as_slice()])
-            .await?
-            .as_int()
-            .unwrap_or(0);
-        if size == 0 {
+        if target.dbsize(tdb).await? == 0 {
             continue;
         }
-        let conn = match &mut src {
-            Some(c) => c,
-            None => src.insert(source.connect().await?),
-        };
-        conn.select(db).await?;
-        let mut cursor = "0".to_string();
-        loop {
-            let reply = conn
-                .cmd(&[
-                    b"SCAN".as_slice(),
-                    cursor.as_bytes(),
-                    b"COUNT",
-                    scan_count.to_string().as_bytes(),
-                ])
-                .await?;
-            let Reply::Array(Some(parts)) = reply else {
-                anyhow::bail!("the source refused SCAN: {reply:?}");
-            };
-            cursor = parts
-                .first()
-                .and_then(Reply::to_text)
-                .unwrap_or_else(|| "0".into());
-            let keys: Vec<bytes::Bytes> = match parts.get(1) {
-                Some(Reply::Array(Some(k))) => k
-                    .iter()
-                    .filter_map(|r| r.as_bytes().map(bytes::Bytes::copy_from_slice))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let mut p = Pipeline::new();
-            for k in &keys {
-                p.cmd(&[b"EXISTS".as_slice(), k]);
-            }
-            if !p.is_empty() {
-                for (k, r) in keys.iter().zip(target.run(&p).await?) {
-                    if r.as_int() == Some(1) {
-                        total += 1;
-                        if found.len() < NAMED_CONFLICTS {
-                            found.push((tdb, k.clone()));
+        for source in sources {
+            let mut conn = source.connect().await?;
+            conn.select(db).await?;
+            let mut cursor = "0".to_string();
+            loop {
+                let reply = conn
+                    .cmd(&[
+                        b"SCAN".as_slice(),
+                        cursor.as_bytes(),
+                        b"COUNT",
+                        scan_count.to_string().as_bytes(),
+                    ])
+                    .await?;
+                let Reply::Array(Some(parts)) = reply else {
+                    anyhow::bail!("the source {} refused SCAN: {reply:?}", source.endpoint);
+                };
+                cursor = parts
+                    .first()
+                    .and_then(Reply::to_text)
+                    .unwrap_or_else(|| "0".into());
+                let keys: Vec<Bytes> = match parts.get(1) {
+                    Some(Reply::Array(Some(k))) => k
+                        .iter()
+                        .filter_map(|r| r.as_bytes().map(Bytes::copy_from_slice))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if !keys.is_empty() {
+                    for (k, exists) in keys.iter().zip(target.exists(tdb, &keys).await?) {
+                        if exists {
+                            total += 1;
+                            if found.len() < NAMED_CONFLICTS {
+                                found.push((tdb, k.clone()));
+                            }
                         }
                     }
                 }
-            }
-            if cursor == "0" {
-                break;
+                if cursor == "0" {
+                    break;
+                }
             }
         }
     }

@@ -16,6 +16,8 @@ pub struct Progress {
     last_log: Instant,
     started: Instant,
     total: u64,
+    /// Counting bytes of an RDB file (`Counts::file_bytes`) instead of keys.
+    file: bool,
 }
 
 impl Progress {
@@ -41,14 +43,31 @@ impl Progress {
             last_log: Instant::now(),
             started: Instant::now(),
             total,
+            file: false,
         }
+    }
+
+    /// Starts showing progress through an RDB file of `size` bytes: a file's keys come in file
+    /// order, so the bytes read say how far along it is however the keys are sized.
+    pub fn for_file(mode: ProgressMode, log_every: Duration, size: u64) -> Progress {
+        let mut p = Progress::new(mode, log_every, size);
+        p.file = true;
+        if let Some(bar) = &p.bar {
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} of the file {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+        p
     }
 
     /// Updates the display with the counts so far.
     pub fn update(&mut self, c: &Counts) {
-        let done = c.scanned;
+        let done = if self.file { c.file_bytes } else { c.scanned };
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = done as f64 / elapsed;
+        let rate = if self.file { c.written } else { done } as f64 / elapsed;
         if let Some(bar) = &self.bar {
             bar.set_length(self.total.max(done));
             bar.set_position(done);
@@ -63,6 +82,26 @@ impl Progress {
     }
 
     fn line(&self, c: &Counts, rate: f64) -> String {
+        if self.file {
+            let pct = 100.0 * c.file_bytes as f64 / self.total.max(1) as f64;
+            let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+            let byte_rate = c.file_bytes as f64 / elapsed;
+            let eta = if byte_rate > 0.0 && self.total > c.file_bytes {
+                format!(
+                    ", ETA {:.0}s",
+                    (self.total - c.file_bytes) as f64 / byte_rate
+                )
+            } else {
+                String::new()
+            };
+            return format!(
+                "ferry: progress: {} of {} of the file ({pct:.0}%), {} keys written ({}), {rate:.0} keys/s{eta}",
+                human_bytes(c.file_bytes),
+                human_bytes(self.total),
+                c.written,
+                human_bytes(c.bytes),
+            );
+        }
         let pct = if self.total > 0 {
             format!(" ({:.0}%)", 100.0 * c.scanned as f64 / self.total as f64)
         } else {

@@ -58,6 +58,10 @@ pub struct MigrateReport {
     pub error: Option<String>,
     /// The verification result, when it ran.
     pub verify: Option<serde_json::Value>,
+    /// Things the user should know about this run (RDB file source: what was skipped or
+    /// re-encoded, and why).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Key counters as reported.
@@ -75,6 +79,12 @@ pub struct KeyCounts {
     pub vanished: u64,
     /// Keys that already existed on the target.
     pub conflicts: u64,
+    /// RDB file source: keys re-encoded for a target with an older RDB version.
+    pub reencoded: u64,
+    /// RDB file source: keys holding an empty collection, skipped as Redis skips them on load.
+    pub empty_skipped: u64,
+    /// RDB file source: module keys skipped with `--skip-modules`.
+    pub modules_skipped: u64,
 }
 
 impl KeyCounts {
@@ -87,6 +97,9 @@ impl KeyCounts {
             expired_skipped: total.expired_skipped,
             vanished: total.vanished,
             conflicts: total.conflicts,
+            reencoded: total.reencoded,
+            empty_skipped: total.empty_skipped,
+            modules_skipped: total.modules_skipped,
         }
     }
 }

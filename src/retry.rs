@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::endpoint::ConnError;
-
 /// Retry state of one task.
 pub struct Backoff {
     budget: Duration,
@@ -35,11 +33,15 @@ impl Backoff {
     }
 
     /// Waits before the next attempt, or gives up with `err` once the budget is spent.
-    pub async fn wait(&mut self, err: ConnError) -> anyhow::Result<()> {
+    ///
+    /// `err` is a lost connection ([`ConnError`](crate::endpoint::ConnError)) or any other transient refusal, such as a
+    /// cluster's `TRYAGAIN` / `CLUSTERDOWN` while slots move or a node restarts.
+    pub async fn wait<E: Into<anyhow::Error>>(&mut self, err: E) -> anyhow::Result<()> {
+        let err: anyhow::Error = err.into();
         let first = *self.first_failure.get_or_insert_with(Instant::now);
         self.attempts += 1;
         if first.elapsed() >= self.budget {
-            return Err(anyhow::Error::new(err).context(format!(
+            return Err(err.context(format!(
                 "gave up after {} attempts over {}s (--retry-for); rerun the same command to resume from the checkpoint",
                 self.attempts,
                 first.elapsed().as_secs()

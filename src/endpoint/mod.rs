@@ -1,5 +1,6 @@
 //! Endpoints: where a server is, how to reach it securely, and connections to it.
 
+pub mod cluster;
 pub mod conn;
 pub mod info;
 pub mod resp;

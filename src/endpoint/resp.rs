@@ -67,7 +67,14 @@ pub fn encode_command<A: AsRef<[u8]>>(buf: &mut BytesMut, args: &[A]) {
     }
 }
 
+/// Appends `<tag><n>\r\n`. Runs ~7 times per RESTORE: a length under 10 (the argument count,
+/// short TTL strings) is written without formatting.
+#[inline]
 fn push_header(buf: &mut BytesMut, tag: u8, n: usize) {
+    if n < 10 {
+        buf.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
+        return;
+    }
     buf.extend_from_slice(&[tag]);
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     buf.extend_from_slice(b"\r\n");
@@ -84,30 +91,53 @@ const MAX_BULK: i64 = 4 << 30;
 
 /// Parses one complete reply from the front of `buf`, removing its bytes.
 /// Returns `Ok(None)` when `buf` does not yet hold a whole reply.
+///
+/// Scalars (the per-key replies: `:` PTTL, `$` DUMP, `+OK`) are checked and taken in one pass,
+/// without copying: a bulk string is split off the read buffer. Only an array (SCAN, TIME, two
+/// per page) is first scanned for completeness, so a partial one is never half consumed.
 pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
-    match scan(buf, 0)? {
-        None => Ok(None),
-        Some(end) => {
-            let mut frame = buf.split_to(end).freeze();
-            let reply = build(&mut frame)?;
-            Ok(Some(reply))
-        }
+    if buf.first() == Some(&b'*') && scan(buf, 0)?.is_none() {
+        return Ok(None);
     }
+    take(buf)
 }
 
-/// Checks that a whole reply starts at `pos`; returns the offset just past it.
-fn scan(buf: &[u8], pos: usize) -> Result<Option<usize>, ProtocolError> {
-    let Some(tag) = buf.get(pos) else {
+/// The first line of a reply: its type byte, where its CRLF is, and its number (`$`, `*`, `:`).
+struct Head {
+    tag: u8,
+    line_end: usize,
+    n: i64,
+}
+
+/// Reads the first line of the reply at `pos`; `None` when the line is not complete yet.
+#[inline]
+fn head(buf: &[u8], pos: usize) -> Result<Option<Head>, ProtocolError> {
+    let Some(&tag) = buf.get(pos) else {
         return Ok(None);
     };
     let Some(line_end) = find_crlf(buf, pos + 1) else {
         return Ok(None);
     };
+    let n = match tag {
+        b'+' | b'-' => 0,
+        b'$' | b'*' | b':' => parse_int(&buf[pos + 1..line_end])?,
+        other => {
+            return Err(ProtocolError(format!(
+                "unexpected reply type byte 0x{other:02x}"
+            )))
+        }
+    };
+    Ok(Some(Head { tag, line_end, n }))
+}
+
+/// Checks that a whole reply starts at `pos`; returns the offset just past it.
+fn scan(buf: &[u8], pos: usize) -> Result<Option<usize>, ProtocolError> {
+    let Some(Head { tag, line_end, n }) = head(buf, pos)? else {
+        return Ok(None);
+    };
     let after = line_end + 2;
     match tag {
-        b'+' | b'-' | b':' => Ok(Some(after)),
         b'$' => {
-            let n = parse_int(&buf[pos + 1..line_end])?;
             if n < 0 {
                 return Ok(Some(after));
             }
@@ -118,7 +148,6 @@ fn scan(buf: &[u8], pos: usize) -> Result<Option<usize>, ProtocolError> {
             Ok((buf.len() >= end).then_some(end))
         }
         b'*' => {
-            let n = parse_int(&buf[pos + 1..line_end])?;
             let mut p = after;
             for _ in 0..n.max(0) {
                 match scan(buf, p)? {
@@ -128,65 +157,111 @@ fn scan(buf: &[u8], pos: usize) -> Result<Option<usize>, ProtocolError> {
             }
             Ok(Some(p))
         }
-        other => Err(ProtocolError(format!(
-            "unexpected reply type byte 0x{other:02x}"
-        ))),
+        _ => Ok(Some(after)),
     }
 }
 
-/// Builds the reply from a frame already known to be complete.
-fn build(frame: &mut Bytes) -> Result<Reply, ProtocolError> {
-    let tag = frame[0];
-    let line_end = find_crlf(frame, 1).ok_or_else(|| ProtocolError("truncated frame".into()))?;
-    let line = frame.slice(1..line_end);
-    frame.advance(line_end + 2);
-    Ok(match tag {
-        b'+' => Reply::Status(String::from_utf8_lossy(&line).into_owned()),
-        b'-' => Reply::Error(String::from_utf8_lossy(&line).into_owned()),
-        b':' => Reply::Int(parse_int(&line)?),
+/// Takes the reply at the front of `buf` if it is whole (`None`, consuming nothing, if not).
+/// An array must have been checked with [`scan`] first.
+fn take(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+    let Some(Head { tag, line_end, n }) = head(buf, 0)? else {
+        return Ok(None);
+    };
+    let after = line_end + 2;
+    let reply = match tag {
+        b'+' | b'-' => {
+            let text = String::from_utf8_lossy(&buf[1..line_end]).into_owned();
+            buf.advance(after);
+            if tag == b'+' {
+                Reply::Status(text)
+            } else {
+                Reply::Error(text)
+            }
+        }
+        b':' => {
+            buf.advance(after);
+            Reply::Int(n)
+        }
         b'$' => {
-            let n = parse_int(&line)?;
             if n < 0 {
+                buf.advance(after);
                 Reply::Bulk(None)
             } else {
-                let data = frame.split_to(n as usize);
-                frame.advance(2);
+                if n > MAX_BULK {
+                    return Err(ProtocolError(format!("bulk length {n} is too large")));
+                }
+                if buf.len() < after + n as usize + 2 {
+                    return Ok(None);
+                }
+                buf.advance(after);
+                let data = buf.split_to(n as usize).freeze();
+                buf.advance(2);
                 Reply::Bulk(Some(data))
             }
         }
-        b'*' => {
-            let n = parse_int(&line)?;
+        _ => {
+            // b'*', already scanned whole by the caller.
+            buf.advance(after);
             if n < 0 {
                 Reply::Array(None)
             } else {
                 let mut items = Vec::with_capacity(n.min(1 << 16) as usize);
                 for _ in 0..n {
-                    items.push(build(frame)?);
+                    match take(buf)? {
+                        Some(item) => items.push(item),
+                        None => return Err(ProtocolError("truncated frame".into())),
+                    }
                 }
                 Reply::Array(Some(items))
             }
         }
-        other => {
-            return Err(ProtocolError(format!(
-                "unexpected reply type byte 0x{other:02x}"
-            )))
-        }
-    })
+    };
+    Ok(Some(reply))
 }
 
+/// Offset of the first CRLF at or after `from`.
+#[inline]
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let slice = buf.get(from..)?;
-    slice
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|i| from + i)
+    let mut at = from;
+    loop {
+        let cr = at + buf.get(at..)?.iter().position(|&b| b == b'\r')?;
+        if buf.get(cr + 1) == Some(&b'\n') {
+            return Some(cr);
+        }
+        at = cr + 1;
+    }
 }
 
+/// The decimal integer of a header line, as `str::parse::<i64>` reads it (an optional sign,
+/// then digits), without going through UTF-8 validation for the usual short numbers.
+#[inline]
 fn parse_int(b: &[u8]) -> Result<i64, ProtocolError> {
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    if !digits.is_empty() && digits.len() <= 18 {
+        let mut v: i64 = 0;
+        for &d in digits {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return Err(bad_int(b));
+            }
+            v = v * 10 + x as i64;
+        }
+        return Ok(if neg { -v } else { v });
+    }
+    // Empty, or long enough to overflow: the standard parser decides.
     std::str::from_utf8(b)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(b))))
+        .ok_or_else(|| bad_int(b))
+}
+
+#[cold]
+fn bad_int(b: &[u8]) -> ProtocolError {
+    ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(b)))
 }
 
 #[cfg(test)]
@@ -222,6 +297,71 @@ mod tests {
             Some(Reply::Status("OK".into()))
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn encodes_long_lengths() {
+        let big = vec![b'x'; 12_345];
+        let mut buf = BytesMut::new();
+        encode_command(&mut buf, &[&b"A"[..]; 11]);
+        encode_command(&mut buf, &[&big[..]]);
+        let mut want = b"*11\r\n".to_vec();
+        for _ in 0..11 {
+            want.extend_from_slice(b"$1\r\nA\r\n");
+        }
+        want.extend_from_slice(b"*1\r\n$12345\r\n");
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!(&buf[..], &want[..]);
+        assert_eq!(
+            parse_reply(&mut buf).unwrap().unwrap(),
+            Reply::Array(Some(vec![Reply::Bulk(Some(Bytes::from_static(b"A"))); 11]))
+        );
+        assert_eq!(
+            parse_reply(&mut buf).unwrap().unwrap(),
+            Reply::Array(Some(vec![Reply::Bulk(Some(Bytes::from(big)))]))
+        );
+    }
+
+    #[test]
+    fn partial_bulk_consumes_nothing() {
+        let mut buf = BytesMut::from(&b"$5\r\nab"[..]);
+        assert_eq!(parse_reply(&mut buf).unwrap(), None);
+        assert_eq!(&buf[..], b"$5\r\nab");
+        buf.extend_from_slice(b"cde\r\n:7\r\n");
+        assert_eq!(
+            parse_reply(&mut buf).unwrap(),
+            Some(Reply::Bulk(Some(Bytes::from_static(b"abcde"))))
+        );
+        assert_eq!(parse_reply(&mut buf).unwrap(), Some(Reply::Int(7)));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn integers_read_like_str_parse() {
+        for s in [
+            "0",
+            "7",
+            "-1",
+            "+5",
+            "-0",
+            "123456789012345678",
+            "-123456789012345678",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "00000000000000000000012",
+            "",
+            "-",
+            "+",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "\u{e9}",
+        ] {
+            assert_eq!(parse_int(s.as_bytes()).ok(), s.parse::<i64>().ok(), "{s:?}");
+        }
     }
 
     #[test]

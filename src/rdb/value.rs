@@ -43,11 +43,14 @@ pub struct StreamId {
     pub seq: u64,
 }
 
+/// One stream entry: its ID and field/value pairs.
+pub type StreamEntry = (StreamId, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// A stream's full logical content.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stream {
     /// Live entries, in ID order: id and field/value pairs.
-    pub entries: Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pub entries: Vec<StreamEntry>,
     /// The stream's last generated ID.
     pub last_id: StreamId,
     /// Consumer groups.

@@ -1,6 +1,32 @@
-//! Sinks: where Records are written. `restore.rs` writes them to a server with `RESTORE`.
+//! Sinks: where Records are written. `restore.rs` writes them to a server with `RESTORE`;
+//! for a cluster target, `cluster.rs` splits each batch by slot (`slots.rs`) into one pipeline
+//! per master and `route.rs` follows the cluster's redirections.
 
+pub mod cluster;
 pub mod restore;
+pub mod route;
+pub mod slots;
+
+use crate::source::{Batch, Counts};
+
+/// One writer task's sink: a standalone server or a cluster. The pipeline holds a list of these
+/// and does not care which.
+pub enum Sink {
+    /// One connection to a standalone server.
+    Standalone(restore::Writer),
+    /// One connection per master of a cluster.
+    Cluster(cluster::ClusterWriter),
+}
+
+impl Sink {
+    /// Writes every record of `batch`; returns what was done.
+    pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
+        match self {
+            Sink::Standalone(w) => w.write(batch).await,
+            Sink::Cluster(w) => w.write(batch).await,
+        }
+    }
+}
 
 /// Converts expiries from the source's clock to the target's, and tells which have passed.
 ///

@@ -113,46 +113,18 @@ impl Writer {
         let replace = self.opts.on_conflict != OnConflict::Skip;
         // Which records were sent, in order, so replies can be matched to keys.
         let mut sent: Vec<&Record> = Vec::with_capacity(batch.records.len());
+        let mut ttl_buf = itoa::Buffer::new();
         for rec in &batch.records {
-            if let Some(max) = self.opts.max_bulk {
-                if rec.payload.len() as u64 > max {
-                    return Err(Failure::Fatal(anyhow::anyhow!(
-                        "key {} (db {}) is {} but the target {ep} accepts values up to {} (proto-max-bulk-len); \
-                         raise proto-max-bulk-len on the target (CONFIG SET or the parameter group), then rerun the same command",
-                        escape_key(&rec.key),
-                        rec.db,
-                        human_bytes(rec.payload.len() as u64),
-                        human_bytes(max)
-                    )));
-                }
-            }
-            let ttl = match rec.expire_at_ms {
-                None => 0,
-                Some(at) if self.opts.clocks.has_passed(at) => {
-                    counts.expired_skipped += 1;
-                    continue;
-                }
-                Some(at) => self.opts.clocks.to_target(at),
+            let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
+                counts.expired_skipped += 1;
+                continue;
             };
-            let ttl = itoa::Buffer::new().format(ttl).to_string();
-            if replace {
-                self.pipeline.cmd(&[
-                    b"RESTORE".as_slice(),
-                    &rec.key,
-                    ttl.as_bytes(),
-                    &rec.payload,
-                    b"ABSTTL",
-                    b"REPLACE",
-                ]);
-            } else {
-                self.pipeline.cmd(&[
-                    b"RESTORE".as_slice(),
-                    &rec.key,
-                    ttl.as_bytes(),
-                    &rec.payload,
-                    b"ABSTTL",
-                ]);
-            }
+            push_restore(
+                &mut self.pipeline,
+                rec,
+                ttl_buf.format(ttl).as_bytes(),
+                replace,
+            );
             sent.push(rec);
         }
         if sent.is_empty() {
@@ -199,8 +171,57 @@ impl From<ConnError> for Failure {
     }
 }
 
+/// The `RESTORE … ABSTTL` time for `rec` on the target's clock (0: no expiry), or `None` when
+/// its expiry has passed already (the caller counts it as expired and writes nothing). Refuses a
+/// value larger than the target accepts, naming the key and the target `ep`.
+pub(crate) fn restore_ttl(
+    opts: &WriterOptions,
+    rec: &Record,
+    ep: &str,
+) -> anyhow::Result<Option<i64>> {
+    if let Some(max) = opts.max_bulk {
+        if rec.payload.len() as u64 > max {
+            anyhow::bail!(
+                "key {} (db {}) is {} but the target {ep} accepts values up to {} (proto-max-bulk-len); \
+                 raise proto-max-bulk-len on the target (CONFIG SET or the parameter group), then rerun the same command",
+                escape_key(&rec.key),
+                rec.db,
+                human_bytes(rec.payload.len() as u64),
+                human_bytes(max)
+            );
+        }
+    }
+    Ok(match rec.expire_at_ms {
+        None => Some(0),
+        Some(at) if opts.clocks.has_passed(at) => None,
+        Some(at) => Some(opts.clocks.to_target(at)),
+    })
+}
+
+/// Appends `RESTORE key ttl payload ABSTTL [REPLACE]` to `p`.
+pub(crate) fn push_restore(p: &mut Pipeline, rec: &Record, ttl: &[u8], replace: bool) {
+    if replace {
+        p.cmd(&[
+            b"RESTORE".as_slice(),
+            &rec.key,
+            ttl,
+            &rec.payload,
+            b"ABSTTL",
+            b"REPLACE",
+        ]);
+    } else {
+        p.cmd(&[
+            b"RESTORE".as_slice(),
+            &rec.key,
+            ttl,
+            &rec.payload,
+            b"ABSTTL",
+        ]);
+    }
+}
+
 /// Turns a RESTORE error reply into a message that says what to do.
-fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
+pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
     let key = escape_key(&rec.key);
     let what = format!("the target {ep} refused to write key {key} (db {db}): {err}.");
     let todo = if err.starts_with("OOM") {

@@ -1,10 +1,13 @@
-//! Sources: where Records come from. A live server read with SCAN (`scan.rs`) or an RDB file.
+//! Sources: where Records come from. A live server read with SCAN (`scan.rs`) or an RDB file
+//! (`rdb_file.rs`).
 //!
 //! Every source cuts its keys into [`Batch`]es. A batch belongs to one *stream* (one source node
 //! and DB, or one file) and carries a sequence number; the last batch of a SCAN page also carries
 //! the position reached (the next cursor). The checkpoint only ever stores a position whose batch,
 //! and every batch before it, the target has acknowledged.
 
+pub mod plan;
+pub mod rdb_file;
 pub mod scan;
 
 use crate::record::Record;
@@ -15,8 +18,10 @@ use crate::record::Record;
 pub enum Position {
     /// Keys up to this SCAN cursor are done (the next SCAN call starts from it).
     Cursor(u64),
-    /// Records up to this byte offset of an RDB file are done.
-    Offset(u64),
+    /// Records of an RDB file before this point are done: the byte offset of the next item, with
+    /// what the file reader needs to continue there (header, current DB, running CRC64; see
+    /// [`crate::rdb::reader::ResumeState`], which prints as its offset).
+    Offset(crate::rdb::reader::ResumeState),
     /// The whole stream is done.
     Done,
 }
@@ -36,6 +41,10 @@ pub struct Batch {
     pub scanned: u64,
     /// Keys listed by SCAN that were gone (deleted or expired) by the time of DUMP.
     pub vanished: u64,
+    /// What the reader itself decided about this batch's keys (keys it skipped, payloads it
+    /// re-encoded, file bytes it consumed); added to the writer's counts when the batch is
+    /// acknowledged. All zero for a live source.
+    pub noted: Counts,
 }
 
 /// Counts of one stream, or of the whole job.
@@ -53,6 +62,18 @@ pub struct Counts {
     pub conflicts: u64,
     /// Key and payload bytes written.
     pub bytes: u64,
+    /// RDB file source: keys whose payload was re-encoded for an older target RDB version.
+    #[serde(default)]
+    pub reencoded: u64,
+    /// RDB file source: keys holding an empty collection, skipped (Redis skips them on load).
+    #[serde(default)]
+    pub empty_skipped: u64,
+    /// RDB file source: module keys skipped with `--skip-modules`.
+    #[serde(default)]
+    pub modules_skipped: u64,
+    /// RDB file source: bytes of the file consumed (the progress of a file).
+    #[serde(default)]
+    pub file_bytes: u64,
 }
 
 impl Counts {
@@ -64,5 +85,9 @@ impl Counts {
         self.vanished += other.vanished;
         self.conflicts += other.conflicts;
         self.bytes += other.bytes;
+        self.reencoded += other.reencoded;
+        self.empty_skipped += other.empty_skipped;
+        self.modules_skipped += other.modules_skipped;
+        self.file_bytes += other.file_bytes;
     }
 }

@@ -45,6 +45,10 @@ pub struct ScanTask {
     pub cursor: u64,
     /// Sequence number of the first batch this run sends.
     pub first_seq: u64,
+    /// For a cluster master: its node id, checked on every (re)connect. A SCAN cursor only means
+    /// something on the node that issued it, so a failover ends this stream with an error
+    /// instead of continuing on another node's keyspace (a rerun rescans it on the new master).
+    pub node_id: Option<String>,
 }
 
 /// Reads the whole DB into `tx`, stopping early (cleanly) when `stop` is raised.
@@ -62,6 +66,9 @@ pub async fn scan_db(
         seq: task.first_seq,
         stream: task.stream,
         avg_size: 256,
+        pipeline: Pipeline::new(),
+        prefetched: None,
+        node_id: task.node_id,
     };
     let mut cursor = task.cursor;
     let mut backoff = Backoff::new(reader.opts.retry_for);
@@ -99,6 +106,12 @@ struct Reader {
     stream: usize,
     /// Running estimate of a record's size, to size DUMP round trips by bytes.
     avg_size: usize,
+    /// The DUMP round trip's command buffer, reused.
+    pipeline: Pipeline,
+    /// The SCAN reply for this cursor, asked for in the previous page's last DUMP round trip.
+    prefetched: Option<(u64, Reply)>,
+    /// Expected cluster node id (see [`ScanTask::node_id`]).
+    node_id: Option<String>,
 }
 
 /// A failure inside one page: retry the page, or give up.
@@ -130,6 +143,21 @@ impl Reader {
     async fn conn(&mut self) -> Result<&mut Connection, StepError> {
         if self.conn.is_none() {
             let mut c = self.server.connect().await?;
+            if let Some(want) = &self.node_id {
+                let me = crate::endpoint::cluster::whoami(&mut c).await?;
+                let (id, master) = (me.id, me.master);
+                if &id != want || !master {
+                    return Err(StepError::Fatal(anyhow::anyhow!(
+                        "the source node {} is now {} {} (it was master {} when this scan started): \
+                         the cluster failed over during the run. Rerun the same command: the slots of \
+                         that master are scanned again on their new master",
+                        self.server.endpoint,
+                        if master { "master" } else { "replica" },
+                        crate::endpoint::cluster::short_id(&id),
+                        crate::endpoint::cluster::short_id(want)
+                    )));
+                }
+            }
             c.select(self.db).await?;
             self.conn = Some(c);
         }
@@ -145,21 +173,30 @@ impl Reader {
         sent: &mut HashSet<Bytes>,
         tx: &mpsc::Sender<Batch>,
     ) -> Result<Option<u64>, StepError> {
-        let count = self.opts.scan_count.to_string();
-        let cur = cursor.to_string();
-        let reply = self
-            .conn()
-            .await?
-            .cmd(&[
-                b"SCAN".as_slice(),
-                cur.as_bytes(),
-                b"COUNT",
-                count.as_bytes(),
-            ])
-            .await?;
+        let reply = match self.prefetched.take() {
+            Some((c, reply)) if c == cursor => reply,
+            _ => {
+                let count = self.opts.scan_count.to_string();
+                let cur = cursor.to_string();
+                self.conn()
+                    .await?
+                    .cmd(&[
+                        b"SCAN".as_slice(),
+                        cur.as_bytes(),
+                        b"COUNT",
+                        count.as_bytes(),
+                    ])
+                    .await?
+            }
+        };
         let (next, keys) = parse_scan(&reply)
             .with_context(|| format!("SCAN {cursor} on the source {}", self.server.endpoint))?;
-        let keys: Vec<Bytes> = keys.into_iter().filter(|k| !sent.contains(k)).collect();
+        // `sent` is only filled when a page is retried after a lost connection: hashing every
+        // key of every page into it would cost more than all of the RESP parsing.
+        let mut keys = keys;
+        if !sent.is_empty() {
+            keys.retain(|k| !sent.contains(k));
+        }
         let position = if next == 0 {
             Position::Done
         } else {
@@ -174,8 +211,18 @@ impl Reader {
             let chunk =
                 (self.opts.batch_bytes / self.avg_size.max(1)).clamp(1, self.opts.batch_keys);
             let end = (start + chunk).min(keys.len());
-            let (records, vanished) = self.fetch(&keys[start..end]).await?;
             let is_last = end == keys.len();
+            // The page's last round trip also asks for the next page's keys, so a page costs
+            // one round trip instead of two.
+            let scan_next = (is_last && next != 0).then_some(next);
+            let (records, vanished) = match self.fetch(&keys[start..end], scan_next).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    // The retry of this page must not send the keys already handed on again.
+                    sent.extend(keys[..start].iter().cloned());
+                    return Err(e);
+                }
+            };
             let scanned = (end - start) as u64;
             if !records.is_empty() {
                 let total: usize = records.iter().map(Record::size).sum();
@@ -185,7 +232,6 @@ impl Reader {
             if tx.send(batch).await.is_err() {
                 return Ok(None);
             }
-            sent.extend(keys[start..end].iter().cloned());
             start = end;
         }
         Ok(Some(next))
@@ -205,23 +251,47 @@ impl Reader {
             position,
             scanned,
             vanished,
+            noted: super::Counts::default(),
         };
         self.seq += 1;
         b
     }
 
-    /// `TIME`, then `PTTL`+`DUMP` for each key, in one round trip.
-    async fn fetch(&mut self, keys: &[Bytes]) -> Result<(Vec<Record>, u64), StepError> {
-        let mut p = Pipeline::new();
+    /// `TIME`, then `PTTL`+`DUMP` for each key, then `SCAN scan_next` if asked (its reply is
+    /// kept in `prefetched`), in one round trip.
+    async fn fetch(
+        &mut self,
+        keys: &[Bytes],
+        scan_next: Option<u64>,
+    ) -> Result<(Vec<Record>, u64), StepError> {
+        let mut p = std::mem::take(&mut self.pipeline);
+        p.clear();
         p.cmd(&[b"TIME"]);
         for k in keys {
             p.cmd(&[b"PTTL".as_slice(), k]);
             p.cmd(&[b"DUMP".as_slice(), k]);
         }
+        if let Some(c) = scan_next {
+            let mut count = itoa::Buffer::new();
+            let mut cur = itoa::Buffer::new();
+            p.cmd(&[
+                b"SCAN".as_slice(),
+                cur.format(c).as_bytes(),
+                b"COUNT",
+                count.format(self.opts.scan_count).as_bytes(),
+            ]);
+        }
         let db = self.db;
         let ep = self.server.endpoint.to_string();
-        let replies = self.conn().await?.run(&p).await?;
-        let mut it = replies.into_iter();
+        let replies = match self.conn().await {
+            Ok(conn) => conn.run(&p).await,
+            Err(e) => {
+                self.pipeline = p;
+                return Err(e);
+            }
+        };
+        self.pipeline = p;
+        let mut it = replies?.into_iter();
         let now_ms = it.next().as_ref().and_then(parse_time_ms).ok_or_else(|| {
             StepError::Fatal(anyhow::anyhow!(
                 "the source {ep} did not answer TIME with a time"
@@ -265,6 +335,9 @@ impl Reader {
                 expire_at_ms,
             });
         }
+        if let Some(c) = scan_next {
+            self.prefetched = it.next().map(|reply| (c, reply));
+        }
         Ok((records, vanished))
     }
 }
@@ -272,6 +345,9 @@ impl Reader {
 fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
     let hint = if err.starts_with("NOPERM") {
         " The source's ACL user needs +scan +pttl +dump +time +select +info and ~* (all keys)."
+    } else if err.starts_with("MOVED") || err.starts_with("ASK") {
+        " The source cluster is being resharded: rerun the same command when it is over; the slots \
+         that moved are scanned again on their new masters."
     } else {
         ""
     };

@@ -1,0 +1,644 @@
+//! `ferry migrate --rdb FILE`: the copy with an RDB file as the source.
+//!
+//! The same target side as a live migration (preflight of the target, writers, `--on-conflict`,
+//! checkpoint, verification, report); only the source differs:
+//! 1. the whole file is checked before anything is written (`source/rdb_file.rs` explains why),
+//!    which also gives exact key counts, the function libraries and the module data;
+//! 2. decisions that cannot be undone half-way are taken up front: module data the target cannot
+//!    load stops the job unless `--skip-modules`; function libraries are loaded with
+//!    `FUNCTION LOAD` (or skipped with `--skip-functions`); with `--on-conflict fail` every key of
+//!    the file is looked up on the target (`EXISTS`) when the target DB is not empty;
+//! 3. one reader streams the file into the writers; its position in the checkpoint is a
+//!    resumable reader state, so a rerun continues where the last acknowledged batch ended.
+//!
+//! The checkpoint handling mirrors the live path in `migrate.rs` on purpose (same messages, same
+//! file), kept separate so the two can evolve without tangling.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::checkpoint::{Checkpoint, Tracker};
+use crate::cli::{MigrateArgs, OnConflict};
+use crate::endpoint::{Connection, Reply};
+use crate::job::Job;
+use crate::pipeline::{self, CheckpointSink, ReaderFactory};
+use crate::preflight::{self, Layout, Probe, SideInfo};
+use crate::progress::Progress;
+use crate::report::{escape_key, KeyCounts, MigrateReport, Status};
+use crate::sink::cluster::ClusterWriter;
+use crate::sink::restore::{Writer, WriterOptions};
+use crate::sink::route::Router;
+use crate::sink::{Clocks, Sink};
+use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
+use crate::source::{Batch, Counts, Position};
+use crate::stop::Stop;
+
+/// How many conflicting keys an error names.
+const NAMED_CONFLICTS: usize = 5;
+
+/// Runs the migration of `path` into the job's target, filling `report`.
+pub(super) async fn run(
+    args: &MigrateArgs,
+    job: &Job,
+    path: &Path,
+    stop: Stop,
+    report: &mut MigrateReport,
+) -> anyhow::Result<()> {
+    report.source = format!("rdb:{}", path.display());
+    let mut dst = job.target.connect().await?;
+    let tinfo = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+    let target_rdb = rdb_file::target_rdb_version(&tinfo.info);
+    let selected: Option<BTreeSet<u32>> =
+        (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect());
+    let fopts = FileOptions {
+        batch_keys: job.tuning.batch_keys,
+        batch_bytes: job.tuning.batch_bytes,
+        dbs: selected.clone(),
+        target_rdb,
+        skip_modules: args.skip_modules,
+    };
+
+    eprintln!(
+        "ferry: checking {} before writing anything (structure, checksum, every key)",
+        path.display()
+    );
+    let summary = {
+        let (p, o, s) = (path.to_path_buf(), fopts.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || rdb_file::examine(&p, &o, &s))
+            .await
+            .map_err(|e| anyhow::anyhow!("the file check failed: {e}"))?
+    };
+    let summary = match summary {
+        Ok(s) => s,
+        Err(_) if stop.was_interrupted() => {
+            report.status = Status::Interrupted;
+            report.error = Some("interrupted while checking the file; nothing was written".into());
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("{e:#}. Nothing was written to the target"),
+    };
+    let dbs: Vec<u32> = match &selected {
+        Some(s) => s.iter().copied().collect(),
+        None => summary
+            .dbs
+            .iter()
+            .filter(|(_, s)| s.keys + s.empty > 0)
+            .map(|(db, _)| *db)
+            .collect(),
+    };
+    let total_keys = summary.keys_in(selected.as_ref());
+    eprintln!(
+        "ferry: {}: {}, {} keys to copy (DBs {}); target {} ({})",
+        path.display(),
+        summary.describe(),
+        total_keys,
+        dbs.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        job.target.endpoint,
+        tinfo.describe()
+    );
+    if summary.checksum.is_none() {
+        report.notes.push(format!(
+            "the file has no checksum (RDB {} or written with rdbchecksum no): every value was decoded \
+             to check it before writing",
+            summary.header.version
+        ));
+    }
+    let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
+    check_db_plan(&db_pairs, &tinfo, args.on_conflict)?;
+    check_modules(args, &summary, &mut dst, report).await?;
+    let functions = plan_functions(args, &summary, &tinfo, &mut dst, report).await?;
+
+    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    // The file's expiries are on the clock of the machine that wrote it; ferry can only take
+    // that to be this machine's.
+    let clocks = Clocks {
+        source_skew_ms: 0,
+        target_skew_ms: preflight::clock_skew(&mut dst).await?,
+    };
+    let max_bulk = preflight::max_bulk_len(&mut dst).await;
+
+    let (mut cp, cp_path) = open_checkpoint(args, job, report)?;
+    if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
+        let mut probe = match &tinfo.layout {
+            Layout::Standalone(server) => Probe::Standalone(server.connect().await?),
+            Layout::Cluster { cluster, topology } => {
+                Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
+            }
+        };
+        check_conflicts(path, &fopts, &db_pairs, &mut probe, &stop).await?;
+        cp.conflict_check_passed = true;
+    }
+    cp.save(&cp_path)?;
+    load_functions(&functions, &tinfo, &mut dst, retry_for, report).await?;
+    drop(dst);
+
+    let base = cp.totals;
+    if !cp.completed {
+        let resume = cp.streams.get(STREAM).copied();
+        let tracker = Tracker::new(vec![(STREAM.to_string(), resume)]);
+        let mut readers: Vec<ReaderFactory> = Vec::new();
+        let start = match resume {
+            Some(Position::Done) => None,
+            Some(Position::Offset(state)) => Some(Some(state)),
+            _ => Some(None),
+        };
+        if let Some(at) = start {
+            let task = FileTask {
+                stream: 0,
+                path: path.to_path_buf(),
+                resume: at,
+            };
+            let (o, s) = (fopts.clone(), stop.clone());
+            readers.push(Box::new(move |tx| {
+                Box::pin(rdb_file::read_file(task, o, tx, s))
+            }));
+        }
+        let writer_opts = WriterOptions {
+            on_conflict: args.on_conflict,
+            db_map: job.db_map.clone(),
+            clocks,
+            max_bulk,
+            retry_for,
+            select_db: !tinfo.is_cluster(),
+        };
+        let writers: Vec<Sink> = (0..job.tuning.writers)
+            .map(|_| match &tinfo.layout {
+                Layout::Standalone(server) => {
+                    Sink::Standalone(Writer::new(server.clone(), writer_opts.clone()))
+                }
+                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
+                    Router::new(cluster.clone(), topology, retry_for),
+                    writer_opts.clone(),
+                )),
+            })
+            .collect();
+        let mut progress = Progress::for_file(
+            args.output.progress,
+            Duration::from_secs(args.output.log_every),
+            summary.size,
+        );
+        let result = pipeline::copy(
+            readers,
+            1,
+            writers,
+            tracker,
+            CheckpointSink {
+                checkpoint: &mut cp,
+                path: &cp_path,
+                base,
+            },
+            &mut progress,
+            stop.clone(),
+        )
+        .await;
+        progress.finish();
+        let mut totals = base;
+        totals.add(&result.this_run);
+        fill_report(
+            report,
+            &totals,
+            result.this_run.written,
+            &summary,
+            &tinfo,
+            target_rdb,
+        );
+        if let Some(e) = result.error {
+            return Err(e.context(format!(
+                "the copy stopped after {} keys; the checkpoint {} is saved — fix the cause and rerun the same command to resume",
+                totals.written,
+                cp_path.display()
+            )));
+        }
+        if stop.was_interrupted() {
+            report.status = Status::Interrupted;
+            report.error = Some(format!(
+                "interrupted after {} keys; the checkpoint {} is saved: rerun the same command to resume",
+                totals.written,
+                cp_path.display()
+            ));
+            return Ok(());
+        }
+    } else {
+        fill_report(report, &base, 0, &summary, &tinfo, target_rdb);
+    }
+    if !args.no_verify {
+        let verified = crate::verify::file::after_migrate(path, job, &db_pairs, args, &stop).await;
+        report.verify = Some(verified.to_json());
+        if verified.status != Status::Ok {
+            report.status = verified.status;
+            report.error = verified.error;
+            return Ok(());
+        }
+    }
+    report.status = Status::Ok;
+    Ok(())
+}
+
+fn fill_report(
+    report: &mut MigrateReport,
+    totals: &Counts,
+    written_this_run: u64,
+    summary: &FileSummary,
+    tinfo: &SideInfo,
+    target_rdb: Option<u16>,
+) {
+    report.keys = KeyCounts::from_counts(totals, written_this_run);
+    report.bytes = totals.bytes;
+    if totals.reencoded > 0 {
+        report.notes.push(format!(
+            "{} keys were re-encoded: the file is RDB {} and the target ({}) loads RDB {} at most",
+            totals.reencoded,
+            summary.header.version,
+            tinfo.info.product(),
+            target_rdb.map_or_else(|| "?".to_string(), |v| v.to_string())
+        ));
+    }
+    if totals.empty_skipped > 0 {
+        report.notes.push(format!(
+            "{} keys holding an empty collection were skipped (Redis drops them when it loads a file, and RESTORE refuses them)",
+            totals.empty_skipped
+        ));
+    }
+    if totals.modules_skipped > 0 {
+        report.notes.push(format!(
+            "{} module keys were skipped (--skip-modules)",
+            totals.modules_skipped
+        ));
+    }
+}
+
+/// Loads or resumes the checkpoint (the same rules as a live migration).
+fn open_checkpoint(
+    args: &MigrateArgs,
+    job: &Job,
+    report: &mut MigrateReport,
+) -> anyhow::Result<(Checkpoint, PathBuf)> {
+    let job_id = job.fingerprint(args.on_conflict);
+    let cp_path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("ferry-{job_id}.checkpoint.json")));
+    report.checkpoint = Some(cp_path.display().to_string());
+    let cp = match if args.fresh { None } else { Checkpoint::load(&cp_path)? } {
+        Some(cp) if cp.job_id != job_id => anyhow::bail!(
+            "the checkpoint {} belongs to a different job ({}); this command is {}. If the file changed \
+             (its size and modification time are part of the job), the old checkpoint does not apply to it. \
+             Use --checkpoint to pick another file, or --fresh to start this job over and overwrite it",
+            cp_path.display(),
+            cp.job,
+            job.identity(args.on_conflict)
+        ),
+        Some(cp) => {
+            report.resumed = true;
+            if cp.completed {
+                eprintln!(
+                    "ferry: the checkpoint {} says this job already completed; nothing to copy (use --fresh to copy again)",
+                    cp_path.display()
+                );
+            } else {
+                let at = match cp.streams.get(STREAM) {
+                    Some(Position::Offset(s)) => format!(", file offset {s}"),
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "ferry: resuming from checkpoint {} ({} keys already copied{at})",
+                    cp_path.display(),
+                    cp.totals.written
+                );
+            }
+            cp
+        }
+        None => {
+            eprintln!(
+                "ferry: checkpoint: {} (rerun the same command to resume)",
+                cp_path.display()
+            );
+            Checkpoint::new(job_id, job.identity(args.on_conflict))
+        }
+    };
+    Ok((cp, cp_path))
+}
+
+/// A cluster target has only DB 0; several file DBs into one target DB overwrite each other
+/// unless a conflict policy says how (the same rules as `preflight::check_db_plan`).
+fn check_db_plan(
+    pairs: &[(u32, u32)],
+    tinfo: &SideInfo,
+    on_conflict: OnConflict,
+) -> anyhow::Result<()> {
+    if tinfo.is_cluster() {
+        if let Some((s, t)) = pairs.iter().find(|(_, t)| *t != 0) {
+            anyhow::bail!(
+                "the target is a Redis Cluster, which has only DB 0, but DB {s} of the file would go to DB {t}. \
+                 Say where each DB goes with --db-map, e.g. --db-map {s}:0 (add --on-conflict replace or skip \
+                 when several DBs share DB 0), or copy one DB at a time with --db {s} --db-map {s}:0"
+            );
+        }
+    }
+    let mut into: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(s, t) in pairs {
+        into.entry(t).or_default().push(s);
+    }
+    if on_conflict == OnConflict::Fail {
+        if let Some((t, dbs)) = into.iter().find(|(_, dbs)| dbs.len() > 1) {
+            let list: Vec<String> = dbs.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "DBs {} of the file would all be written into target DB {t}, where keys with the same name \
+                 overwrite each other. Nothing was written. Pass --on-conflict replace (the copy written last \
+                 wins) or --on-conflict skip (the first one wins), or copy them one at a time with --db",
+                list.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Module data: aux data can never go through RESTORE; module keys need the module on the target.
+async fn check_modules(
+    args: &MigrateArgs,
+    summary: &FileSummary,
+    dst: &mut Connection,
+    report: &mut MigrateReport,
+) -> anyhow::Result<()> {
+    let aux: Vec<&str> = summary.module_aux.iter().map(String::as_str).collect();
+    let keys: Vec<String> = summary
+        .module_keys
+        .iter()
+        .map(|(m, n)| format!("{m} ({n} keys)"))
+        .collect();
+    if args.skip_modules {
+        if !aux.is_empty() {
+            report.notes.push(format!(
+                "module aux data of {} was not copied (--skip-modules)",
+                aux.join(", ")
+            ));
+        }
+        return Ok(());
+    }
+    if !aux.is_empty() {
+        anyhow::bail!(
+            "the file holds global data of the module(s) {} (module aux data), which cannot be copied with \
+             RESTORE. Nothing was written. Pass --skip-modules to copy the file without module data \
+             (keys of module types are skipped too), and recreate the module's state on the target",
+            aux.join(", ")
+        );
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let reply = dst.cmd(&[b"MODULE".as_slice(), b"LIST"]).await?;
+    let loaded = matches!(&reply, Reply::Array(Some(m)) if !m.is_empty());
+    if !loaded {
+        anyhow::bail!(
+            "the file holds keys of module types {}, but the target {} has no modules loaded{}, so it cannot \
+             load them. Nothing was written. Load the module(s) on the target, or pass --skip-modules to copy \
+             everything else",
+            keys.join(", "),
+            dst.endpoint(),
+            reply
+                .error()
+                .map(|e| format!(" (MODULE LIST: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Function libraries to load, with `REPLACE` or not.
+struct FunctionPlan {
+    load: Vec<(String, Vec<u8>, bool)>,
+}
+
+/// Decides about the file's function libraries before anything is written: compares each with
+/// the target's library of the same name (same code: nothing to do, as on a resumed run).
+async fn plan_functions(
+    args: &MigrateArgs,
+    summary: &FileSummary,
+    tinfo: &SideInfo,
+    dst: &mut Connection,
+    report: &mut MigrateReport,
+) -> anyhow::Result<FunctionPlan> {
+    let mut plan = FunctionPlan { load: Vec::new() };
+    let names: Vec<&str> = summary
+        .functions
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(summary.pre_ga_functions.iter().map(String::as_str))
+        .collect();
+    if names.is_empty() {
+        return Ok(plan);
+    }
+    if args.skip_functions {
+        report.notes.push(format!(
+            "function libraries {} were not copied (--skip-functions)",
+            names.join(", ")
+        ));
+        return Ok(plan);
+    }
+    if !summary.pre_ga_functions.is_empty() {
+        anyhow::bail!(
+            "the file holds functions of a Redis 7.0 release candidate ({}), which no released server loads. \
+             Nothing was written. Pass --skip-functions to copy the keys without them",
+            summary.pre_ga_functions.join(", ")
+        );
+    }
+    if tinfo.info.version() < (7, 0) {
+        anyhow::bail!(
+            "the file holds function libraries ({}) but the target ({}) has no functions (Redis 7.0+ or Valkey). \
+             Nothing was written. Pass --skip-functions to copy the keys without them",
+            names.join(", "),
+            tinfo.info.product()
+        );
+    }
+    let mut differ = Vec::new();
+    for (name, code) in &summary.functions {
+        let existing = library_code(dst, name).await?;
+        match existing {
+            None => plan.load.push((name.clone(), code.clone(), false)),
+            Some(c) if &c == code => {}
+            Some(_) => match args.on_conflict {
+                OnConflict::Fail => differ.push(name.as_str()),
+                OnConflict::Replace => plan.load.push((name.clone(), code.clone(), true)),
+                OnConflict::Skip => report.notes.push(format!(
+                    "function library {name} already exists on the target with other code and was kept (--on-conflict skip)"
+                )),
+            },
+        }
+    }
+    if !differ.is_empty() {
+        anyhow::bail!(
+            "the target already has function libraries {} with other code than the file's. Nothing was written. \
+             Rerun with --on-conflict replace to overwrite them, --on-conflict skip to keep the target's, or \
+             --skip-functions to leave functions alone",
+            differ.join(", ")
+        );
+    }
+    Ok(plan)
+}
+
+/// The code of library `name` on the target, if it has one.
+async fn library_code(dst: &mut Connection, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let reply = dst
+        .cmd(&[
+            b"FUNCTION".as_slice(),
+            b"LIST",
+            b"LIBRARYNAME",
+            name.as_bytes(),
+            b"WITHCODE",
+        ])
+        .await?;
+    if let Some(e) = reply.error() {
+        anyhow::bail!("the target {} refused FUNCTION LIST: {e}", dst.endpoint());
+    }
+    let Reply::Array(Some(libs)) = reply else {
+        return Ok(None);
+    };
+    for lib in libs {
+        let Reply::Array(Some(fields)) = lib else {
+            continue;
+        };
+        let field = |want: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(Reply::as_bytes) == Some(want))
+                .and_then(|kv| kv.get(1))
+                .and_then(Reply::as_bytes)
+                .map(<[u8]>::to_vec)
+        };
+        if field(b"library_name").as_deref() == Some(name.as_bytes()) {
+            return Ok(field(b"library_code"));
+        }
+    }
+    Ok(None)
+}
+
+/// `FUNCTION LOAD [REPLACE]` each planned library (on every master of a cluster).
+async fn load_functions(
+    plan: &FunctionPlan,
+    tinfo: &SideInfo,
+    dst: &mut Connection,
+    retry_for: Duration,
+    report: &mut MigrateReport,
+) -> anyhow::Result<()> {
+    if plan.load.is_empty() {
+        return Ok(());
+    }
+    let mut router = match &tinfo.layout {
+        Layout::Cluster { cluster, topology } => {
+            Some(Router::new(cluster.clone(), topology, retry_for))
+        }
+        Layout::Standalone(_) => None,
+    };
+    for (name, code, replace) in &plan.load {
+        let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+        if *replace {
+            args.push(b"REPLACE");
+        }
+        args.push(code);
+        let replies: Vec<Reply> = match &mut router {
+            Some(r) => r
+                .on_each_master(&args)
+                .await?
+                .into_iter()
+                .map(|(_, reply)| reply)
+                .collect(),
+            None => vec![dst.cmd(&args).await?],
+        };
+        for reply in replies {
+            if let Some(e) = reply.error() {
+                if e.contains("already exists") {
+                    continue;
+                }
+                anyhow::bail!(
+                    "the target refused to load function library {name}: {e}. Fix the library, or pass --skip-functions"
+                );
+            }
+        }
+    }
+    let names: Vec<&str> = plan.load.iter().map(|(n, _, _)| n.as_str()).collect();
+    report.notes.push(format!(
+        "function libraries loaded on the target: {}",
+        names.join(", ")
+    ));
+    Ok(())
+}
+
+/// For `--on-conflict fail`: refuses when any key of the file already exists in its target DB.
+/// Free when the target DBs are empty; otherwise the file is read once more and every key looked
+/// up with pipelined `EXISTS`.
+async fn check_conflicts(
+    path: &Path,
+    fopts: &FileOptions,
+    pairs: &[(u32, u32)],
+    probe: &mut Probe,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    let mut check: BTreeMap<u32, u32> = BTreeMap::new();
+    for &(db, tdb) in pairs {
+        if probe.dbsize(tdb).await? > 0 {
+            check.insert(db, tdb);
+        }
+    }
+    if check.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "ferry: the target already has keys: checking every key of the file against it (--on-conflict fail)"
+    );
+    let opts = FileOptions {
+        dbs: Some(check.keys().copied().collect()),
+        target_rdb: None,
+        ..fopts.clone()
+    };
+    let (tx, mut rx) = mpsc::channel::<Batch>(4);
+    let task = FileTask {
+        stream: 0,
+        path: path.to_path_buf(),
+        resume: None,
+    };
+    let reader = tokio::spawn(rdb_file::read_file(task, opts, tx, stop.clone()));
+    let mut found: Vec<(u32, Bytes)> = Vec::new();
+    let mut total = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let Some(db) = batch.records.first().map(|r| r.db) else {
+            continue;
+        };
+        let tdb = check.get(&db).copied().unwrap_or(db);
+        let keys: Vec<Bytes> = batch.records.iter().map(|r| r.key.clone()).collect();
+        for (k, exists) in keys.iter().zip(probe.exists(tdb, &keys).await?) {
+            if exists {
+                total += 1;
+                if found.len() < NAMED_CONFLICTS {
+                    found.push((tdb, k.clone()));
+                }
+            }
+        }
+    }
+    reader
+        .await
+        .map_err(|e| anyhow::anyhow!("the file reader failed: {e}"))??;
+    if stop.is_raised() {
+        anyhow::bail!("interrupted during the conflict check; nothing was written");
+    }
+    if total > 0 {
+        let named: Vec<String> = found
+            .iter()
+            .map(|(db, k)| format!("{} (db {db})", escape_key(k)))
+            .collect();
+        anyhow::bail!(
+            "the target {} already holds {total} of the file's keys, e.g. {}. Nothing was written. \
+             Rerun with --on-conflict replace to overwrite them, --on-conflict skip to keep the target's copies, \
+             or empty the target first",
+            probe.endpoint(),
+            named.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The cluster writer: `RESTORE`s of a batch, split by slot into one pipeline per target master.
+//!
+//! It writes exactly what the standalone writer (`restore.rs`) writes, with the same expiry and
+//! size rules; the only difference is the routing, which [`Router`] does (MOVED/ASK, refreshes,
+//! retries). A cluster has only DB 0, so no `SELECT` is ever sent: the DB map was checked
+//! before the first write to send every source DB to 0.
+
+use crate::cli::OnConflict;
+use crate::endpoint::{Pipeline, Reply};
+use crate::record::Record;
+use crate::source::{Batch, Counts};
+
+use super::restore::{push_restore, refused, restore_ttl, WriterOptions};
+use super::route::{KeyedCommands, Router};
+
+/// One writer task's view of a target cluster.
+pub struct ClusterWriter {
+    router: Router,
+    opts: WriterOptions,
+}
+
+/// The RESTOREs of one batch, as routable commands.
+struct Restores<'a> {
+    records: Vec<&'a Record>,
+    /// `ABSTTL` argument of each record (0: no expiry).
+    ttls: Vec<i64>,
+    replace: bool,
+}
+
+impl KeyedCommands for Restores<'_> {
+    fn count(&self) -> usize {
+        self.records.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.records[i].key
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        let mut buf = itoa::Buffer::new();
+        let ttl = buf.format(self.ttls[i]);
+        push_restore(p, self.records[i], ttl.as_bytes(), self.replace);
+    }
+}
+
+impl ClusterWriter {
+    /// A writer routing through `router`.
+    pub fn new(router: Router, opts: WriterOptions) -> ClusterWriter {
+        ClusterWriter { router, opts }
+    }
+
+    /// Writes every record of `batch` to the master owning its slot; returns what was done.
+    pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
+        let mut counts = Counts {
+            scanned: batch.scanned,
+            vanished: batch.vanished,
+            ..Counts::default()
+        };
+        let seed = self.router.cluster().seed().endpoint.to_string();
+        let mut cmds = Restores {
+            records: Vec::with_capacity(batch.records.len()),
+            ttls: Vec::with_capacity(batch.records.len()),
+            replace: self.opts.on_conflict != OnConflict::Skip,
+        };
+        for rec in &batch.records {
+            match restore_ttl(&self.opts, rec, &seed)? {
+                None => counts.expired_skipped += 1,
+                Some(ttl) => {
+                    cmds.records.push(rec);
+                    cmds.ttls.push(ttl);
+                }
+            }
+        }
+        if cmds.records.is_empty() {
+            return Ok(counts);
+        }
+        let replies = self.router.run(&cmds).await?;
+        for (rec, reply) in cmds.records.iter().zip(replies) {
+            match reply {
+                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+                Reply::Error(err) => {
+                    let node = self.router.node_of(&rec.key);
+                    return Err(refused(&node, 0, rec, &err));
+                }
+                _ => {
+                    counts.written += 1;
+                    counts.bytes += rec.size() as u64;
+                }
+            }
+        }
+        Ok(counts)
+    }
+}

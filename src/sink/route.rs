@@ -1,0 +1,398 @@
+//! Routing single-key commands through a Redis Cluster, one pipeline per master.
+//!
+//! A batch of commands is grouped by the master that owns each key's slot (our own
+//! [`SlotMap`]), and the per-master pipelines run concurrently. A cluster can change under a
+//! running job — slots resharded, a master failed over or restarted — so every reply is checked:
+//!
+//! - `MOVED slot addr`: the slot has a new owner. The map is corrected at once, then refreshed
+//!   from `CLUSTER SLOTS` (a resharding moves many slots), and the command is re-sent.
+//! - `ASK slot addr`: the slot is being migrated and this key is already (or goes) on the
+//!   importing node. The command is re-sent there after `ASKING`; the map is not changed.
+//! - `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, or a lost connection: transient. The commands are
+//!   re-sent after a backoff (`--retry-for` bounds it), with the topology refreshed.
+//!
+//! Only the commands that need it are re-sent, so the caller gets exactly one final reply per
+//! command. Re-sending is safe for what ferry routes: `RESTORE … REPLACE` of the same value, a
+//! `RESTORE` whose `BUSYKEY` is counted as a conflict, and reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::endpoint::cluster::{Addr, Cluster, Topology};
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
+use crate::retry::Backoff;
+
+use super::slots::{key_slot, SlotMap};
+
+/// A list of commands that each touch one key.
+pub trait KeyedCommands {
+    /// How many commands there are.
+    fn count(&self) -> usize;
+    /// The key of command `i` (decides its slot).
+    fn key(&self, i: usize) -> &[u8];
+    /// Appends command `i` to `p`.
+    fn encode(&self, i: usize, p: &mut Pipeline);
+}
+
+/// Rounds of pure redirections before the router slows down with backoff.
+const FREE_REDIRECT_ROUNDS: u32 = 5;
+
+/// A cluster's slot map plus one connection per master; see the module docs.
+pub struct Router {
+    cluster: Cluster,
+    map: SlotMap,
+    conns: HashMap<Addr, Connection>,
+    backoff: Backoff,
+}
+
+/// Where one pending command goes next.
+#[derive(Clone)]
+struct Pending {
+    index: usize,
+    /// `Some(node)` after `ASK`: send `ASKING` first, to this node.
+    ask: Option<Addr>,
+}
+
+impl Router {
+    /// A router over `topology`; connects lazily.
+    pub fn new(cluster: Cluster, topology: &Topology, retry_for: Duration) -> Router {
+        Router {
+            cluster,
+            map: SlotMap::new(topology),
+            conns: HashMap::new(),
+            backoff: Backoff::new(retry_for),
+        }
+    }
+
+    /// The cluster this router writes to.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The node that serves `key` now, for messages (`rediss://host:port`, no password).
+    pub fn node_of(&self, key: &[u8]) -> String {
+        match self.map.owner(key_slot(key)) {
+            Some(a) => self.cluster.server(a).endpoint.to_string(),
+            None => format!("(no node serves slot {})", key_slot(key)),
+        }
+    }
+
+    /// Re-reads the topology from any node we know.
+    pub async fn refresh(&mut self) -> anyhow::Result<()> {
+        let known = self.map.masters();
+        let topology = self.cluster.discover(&known).await?;
+        let before = self.map.masters();
+        self.map = SlotMap::new(&topology);
+        let after = self.map.masters();
+        if before != after {
+            tracing::info!(
+                "the {} cluster's masters are now {}",
+                self.cluster.side(),
+                after
+                    .iter()
+                    .map(Addr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        // Connections to nodes that no longer serve slots are closed.
+        self.conns.retain(|a, _| after.contains(a));
+        Ok(())
+    }
+
+    async fn conn(&mut self, addr: &Addr) -> Result<Connection, ConnError> {
+        match self.conns.remove(addr) {
+            Some(c) => Ok(c),
+            None => self.cluster.server(addr).connect().await,
+        }
+    }
+
+    /// Runs every command of `cmds` on the master owning its key and returns one reply per
+    /// command, in order. Redirections and transient failures are handled here (see the module
+    /// docs); other error replies are returned for the caller to judge.
+    pub async fn run<C: KeyedCommands + ?Sized>(&mut self, cmds: &C) -> anyhow::Result<Vec<Reply>> {
+        let n = cmds.count();
+        let mut replies: Vec<Option<Reply>> = vec![None; n];
+        let mut pending: Vec<Pending> = (0..n).map(|index| Pending { index, ask: None }).collect();
+        let mut redirect_rounds = 0u32;
+        while !pending.is_empty() {
+            // Group by destination.
+            let mut groups: BTreeMap<Addr, Vec<Pending>> = BTreeMap::new();
+            let mut unowned: Vec<Pending> = Vec::new();
+            for p in pending.drain(..) {
+                let dest = match &p.ask {
+                    Some(a) => Some(a.clone()),
+                    None => self.map.owner(key_slot(cmds.key(p.index))).cloned(),
+                };
+                match dest {
+                    Some(d) => groups.entry(d).or_default().push(p),
+                    None => unowned.push(p),
+                }
+            }
+            let mut retry: Vec<Pending> = Vec::new();
+            let mut transient: Option<anyhow::Error> = None;
+            let mut refresh = false;
+            if !unowned.is_empty() {
+                let slot = key_slot(cmds.key(unowned[0].index));
+                transient = Some(anyhow::anyhow!(
+                    "no master of the {} cluster serves slot {slot} (CLUSTERDOWN?)",
+                    self.cluster.side()
+                ));
+                refresh = true;
+                retry.extend(unowned);
+            }
+
+            // One pipeline per node; connect first (sequentially: only on first use).
+            let mut work: Vec<(Addr, Connection, Pipeline, Vec<Pending>)> = Vec::new();
+            for (addr, group) in groups {
+                let conn = match self.conn(&addr).await {
+                    Ok(c) => c,
+                    Err(e) if e.is_transient() => {
+                        transient = Some(e.into());
+                        refresh = true;
+                        retry.extend(group);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let mut p = Pipeline::new();
+                for g in &group {
+                    if g.ask.is_some() {
+                        p.cmd(&[b"ASKING"]);
+                    }
+                    cmds.encode(g.index, &mut p);
+                }
+                work.push((addr, conn, p, group));
+            }
+            let results = join_all(work.iter_mut().map(|(_, c, p, _)| c.run(p))).await;
+
+            let (mut moved, mut asked) = (0usize, 0usize);
+            for ((addr, conn, _, group), result) in work.into_iter().zip(results) {
+                let node_replies = match result {
+                    Ok(r) => r,
+                    Err(e) if e.is_transient() => {
+                        // The connection is dropped; the node may be restarting or failing over.
+                        transient = Some(e.into());
+                        refresh = true;
+                        retry.extend(group);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let mut it = node_replies.into_iter();
+                for g in group {
+                    if g.ask.is_some() {
+                        let _asking = it.next();
+                    }
+                    let Some(reply) = it.next() else {
+                        anyhow::bail!(
+                            "the {} node {} sent fewer replies than commands",
+                            self.cluster.side(),
+                            self.endpoint_of(&addr)
+                        );
+                    };
+                    match classify(&reply) {
+                        Class::Done => replies[g.index] = Some(reply),
+                        Class::Moved(slot, to) => {
+                            self.map.set(slot, &to);
+                            refresh = true;
+                            moved += 1;
+                            retry.push(Pending {
+                                index: g.index,
+                                ask: None,
+                            });
+                        }
+                        Class::Ask(to) => {
+                            asked += 1;
+                            retry.push(Pending {
+                                index: g.index,
+                                ask: Some(to),
+                            });
+                        }
+                        Class::Transient(why) => {
+                            transient = Some(anyhow::anyhow!(
+                                "the {} cluster answered {why}",
+                                self.cluster.side()
+                            ));
+                            retry.push(g);
+                        }
+                    }
+                }
+                self.conns.insert(addr, conn);
+            }
+            if moved + asked > 0 {
+                tracing::debug!(
+                    "the {} cluster redirected {moved} command(s) with MOVED and {asked} with ASK; re-sending them",
+                    self.cluster.side()
+                );
+            }
+            if refresh {
+                if let Err(e) = self.refresh().await {
+                    // Keep the map (already corrected by MOVED); the backoff below retries.
+                    tracing::warn!("{e:#}");
+                    transient.get_or_insert(e);
+                }
+            }
+            if let Some(e) = transient {
+                self.backoff.wait(e).await?;
+            } else if moved + asked > 0 {
+                redirect_rounds += 1;
+                if redirect_rounds > FREE_REDIRECT_ROUNDS {
+                    self.backoff
+                        .wait(anyhow::anyhow!(
+                            "the {} cluster keeps redirecting keys (slots are moving)",
+                            self.cluster.side()
+                        ))
+                        .await?;
+                }
+            }
+            pending = retry;
+        }
+        self.backoff.reset();
+        replies
+            .into_iter()
+            .map(|r| r.ok_or_else(|| anyhow::anyhow!("internal error: a command got no reply")))
+            .collect()
+    }
+
+    /// Runs `args` once on every master; returns each master's address and reply.
+    pub async fn on_each_master<A: AsRef<[u8]>>(
+        &mut self,
+        args: &[A],
+    ) -> anyhow::Result<Vec<(Addr, Reply)>> {
+        'attempt: loop {
+            let mut out = Vec::new();
+            for addr in self.map.masters() {
+                let result = match self.conn(&addr).await {
+                    Ok(mut c) => {
+                        let r = c.cmd(args).await;
+                        if r.is_ok() {
+                            self.conns.insert(addr.clone(), c);
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(reply) => out.push((addr, reply)),
+                    Err(e) if e.is_transient() => {
+                        if let Err(re) = self.refresh().await {
+                            tracing::warn!("{re:#}");
+                        }
+                        self.backoff.wait(e).await?;
+                        continue 'attempt;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.backoff.reset();
+            return Ok(out);
+        }
+    }
+
+    /// Settings of the master at `addr`, for messages and for callers that need their own
+    /// connection.
+    pub fn endpoint_of(&self, addr: &Addr) -> String {
+        self.cluster.server(addr).endpoint.to_string()
+    }
+}
+
+/// What a reply means for routing.
+enum Class {
+    Done,
+    Moved(u16, Addr),
+    Ask(Addr),
+    Transient(String),
+}
+
+fn classify(reply: &Reply) -> Class {
+    let Some(err) = reply.error() else {
+        return Class::Done;
+    };
+    let redirect = |rest: &str| -> Option<(u16, Addr)> {
+        let mut parts = rest.split_whitespace();
+        let slot = parts.next()?.parse().ok()?;
+        let addr = Addr::parse(parts.next()?)?;
+        Some((slot, addr))
+    };
+    if let Some(rest) = err.strip_prefix("MOVED ") {
+        if let Some((slot, addr)) = redirect(rest) {
+            return Class::Moved(slot, addr);
+        }
+    } else if let Some(rest) = err.strip_prefix("ASK ") {
+        if let Some((_, addr)) = redirect(rest) {
+            return Class::Ask(addr);
+        }
+    } else if ["TRYAGAIN", "CLUSTERDOWN", "LOADING"]
+        .iter()
+        .any(|p| err.starts_with(p))
+    {
+        return Class::Transient(err.to_string());
+    }
+    Class::Done
+}
+
+/// Polls every future until all are done; outputs in input order. (A tiny `join_all`, so the
+/// per-master pipelines of one batch run concurrently without spawning tasks.)
+async fn join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_redirections() {
+        let e = |s: &str| Reply::Error(s.to_string());
+        assert!(matches!(
+            classify(&e("MOVED 3999 127.0.0.1:6381")),
+            Class::Moved(3999, a) if a == Addr::new("127.0.0.1", 6381)
+        ));
+        assert!(matches!(
+            classify(&e("ASK 3999 ::1:6381")),
+            Class::Ask(a) if a == Addr::new("::1", 6381)
+        ));
+        assert!(matches!(
+            classify(&e("CLUSTERDOWN The cluster is down")),
+            Class::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&e("TRYAGAIN Multiple keys")),
+            Class::Transient(_)
+        ));
+        assert!(matches!(classify(&e("BUSYKEY Target key")), Class::Done));
+        assert!(matches!(classify(&Reply::Status("OK".into())), Class::Done));
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_order() {
+        let futs = (0..3u64).map(|i| async move {
+            tokio::time::sleep(Duration::from_millis(30 - i * 10)).await;
+            i
+        });
+        assert_eq!(join_all(futs).await, vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,317 @@
+//! An RDB file as the source side of a verification (`ferry verify --rdb FILE`, and the check at
+//! the end of `ferry migrate --rdb FILE`).
+//!
+//! A file is a [`Side`] like a live server: its records are `(db, key, payload, expiry)` already,
+//! so they go through the same [`KeyState::from_payload`] and the same bucket comparison. What is
+//! different:
+//! - **Opening** reads the whole file once (`source::rdb_file::examine`: structure, CRC64, key
+//!   counts per DB, and where each DB's section starts), so a damaged file is reported before any
+//!   comparison, and the keyspace counts are exact.
+//! - **Streaming a DB** seeks to that DB's sections and reads only them, on a blocking thread.
+//! - **Re-reads** (`fetch`, `random_keys`) read the DB's sections again: a file does not change,
+//!   so a re-check gives the same answer, at the cost of one sequential read of the DB.
+//! - **Expiry** is the file's absolute expiry, taken to be on this machine's clock (a file has no
+//!   other); keys whose expiry has passed are not there, as on a server. Keys holding an empty
+//!   collection are not there either (Redis drops them when it loads a file, and `migrate --rdb`
+//!   skips them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+
+use super::bucket::bucket_of;
+use super::side::{Entry, LiveOptions, LiveSide, Side, StreamStats, Visit, Want};
+use super::state::KeyState;
+use super::{compare_sides, print_summary, Options, VerifyReport};
+use crate::cli::MigrateArgs;
+use crate::job::Job;
+use crate::rdb::reader::ResumeState;
+use crate::rdb::Item;
+use crate::record::Record;
+use crate::source::rdb_file::{self, FileOptions};
+use crate::stop::Stop;
+
+/// An RDB file, read for verification.
+pub struct RdbSide {
+    path: PathBuf,
+    product: String,
+    /// Where each DB's sections start.
+    sections: Vec<(u32, ResumeState)>,
+    keyspace: BTreeMap<u32, (u64, u64)>,
+    listed: Arc<AtomicU64>,
+}
+
+impl RdbSide {
+    /// Checks the whole file and learns its layout.
+    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<RdbSide> {
+        let opts = FileOptions {
+            batch_keys: 1,
+            batch_bytes: 1,
+            dbs: None,
+            target_rdb: None,
+            skip_modules: false,
+        };
+        let (p, s) = (path.to_path_buf(), stop.clone());
+        let summary = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &s))
+            .await
+            .map_err(|e| anyhow::anyhow!("the file check failed: {e}"))??;
+        Ok(RdbSide {
+            path: path.to_path_buf(),
+            product: summary.describe(),
+            sections: summary.sections.clone(),
+            keyspace: summary
+                .dbs
+                .iter()
+                .map(|(&db, s)| (db, (s.keys, s.with_ttl)))
+                .collect(),
+            listed: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Runs `f` on a blocking thread over every live key of `db`; `f` returns false to stop.
+    async fn each_key<T: Send + 'static>(
+        &self,
+        db: u32,
+        state: T,
+        f: impl FnMut(&mut T, Record) -> bool + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = self.path.clone();
+        let starts: Vec<ResumeState> = self
+            .sections
+            .iter()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, s)| *s)
+            .collect();
+        tokio::task::spawn_blocking(move || each_key_blocking(&path, &starts, state, f))
+            .await
+            .map_err(|e| anyhow::anyhow!("the RDB file reader thread failed: {e}"))?
+    }
+}
+
+fn each_key_blocking<T>(
+    path: &Path,
+    starts: &[ResumeState],
+    mut state: T,
+    mut f: impl FnMut(&mut T, Record) -> bool,
+) -> anyhow::Result<T> {
+    for &start in starts {
+        let mut reader = rdb_file::open(path, Some(start), false)?;
+        loop {
+            let item = reader.next_item().map_err(|e| rdb_file::damaged(path, e))?;
+            match item {
+                None | Some(Item::End { .. }) | Some(Item::SelectDb(_)) => break,
+                Some(Item::Record(kr)) => {
+                    let rec = kr.record;
+                    if rec
+                        .expire_at_ms
+                        .is_some_and(|at| at <= crate::sink::now_ms())
+                    {
+                        continue;
+                    }
+                    if !f(&mut state, rec) {
+                        return Ok(state);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(state)
+}
+
+impl Side for RdbSide {
+    fn role(&self) -> &'static str {
+        "source"
+    }
+
+    fn name(&self) -> String {
+        format!("rdb:{}", self.path.display())
+    }
+
+    fn product(&self) -> Option<String> {
+        Some(self.product.clone())
+    }
+
+    fn progress(&self) -> Arc<AtomicU64> {
+        self.listed.clone()
+    }
+
+    async fn keyspace(&self) -> anyhow::Result<BTreeMap<u32, (u64, u64)>> {
+        Ok(self.keyspace.clone())
+    }
+
+    async fn stream<V: Visit>(
+        &self,
+        db: u32,
+        want: Want,
+        visitor: V,
+        stop: Stop,
+    ) -> anyhow::Result<(V, StreamStats)> {
+        let listed = self.listed.clone();
+        let mut n = 0u64;
+        self.each_key(
+            db,
+            (visitor, StreamStats::default()),
+            move |(visitor, stats), rec| {
+                n += 1;
+                if n % 1024 == 0 && stop.is_raised() {
+                    return false;
+                }
+                stats.listed += 1;
+                listed.fetch_add(1, Ordering::Relaxed);
+                let bucket = bucket_of(&rec.key);
+                if want.wants(bucket) {
+                    stats.read += 1;
+                    let (state, err) = KeyState::from_payload(&rec.payload, rec.expire_at_ms);
+                    if let Some(err) = err {
+                        stats.note_undecodable("source", rec.db, &rec.key, &err);
+                    }
+                    visitor.visit(Entry {
+                        key: rec.key,
+                        bucket,
+                        state,
+                    });
+                }
+                true
+            },
+        )
+        .await
+    }
+
+    async fn fetch(
+        &self,
+        db: u32,
+        keys: &[Bytes],
+    ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
+        let index: HashMap<Bytes, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        let out = vec![None; keys.len()];
+        let want = index.len();
+        let (out, stats, _, _) = self
+            .each_key(
+                db,
+                (out, StreamStats::default(), index, 0usize),
+                move |(out, stats, index, found), rec| {
+                    if let Some(&i) = index.get(&rec.key) {
+                        stats.read += 1;
+                        let (state, err) = KeyState::from_payload(&rec.payload, rec.expire_at_ms);
+                        if let Some(err) = err {
+                            stats.note_undecodable("source", rec.db, &rec.key, &err);
+                        }
+                        if let Some(slot) = out.get_mut(i) {
+                            if slot.is_none() {
+                                *found += 1;
+                            }
+                            *slot = Some(state);
+                        }
+                    }
+                    *found < want
+                },
+            )
+            .await?;
+        Ok((out, stats))
+    }
+
+    async fn random_keys(&self, db: u32, n: u64) -> anyhow::Result<Vec<Bytes>> {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        // Reservoir sampling over one read of the DB.
+        let (sample, _) = self
+            .each_key(
+                db,
+                (Vec::<Bytes>::new(), 0u64),
+                move |(sample, seen), rec| {
+                    *seen += 1;
+                    if sample.len() < n {
+                        sample.push(rec.key);
+                    } else {
+                        let j = rand::rng().random_range(0..*seen);
+                        if let Some(slot) = usize::try_from(j).ok().and_then(|j| sample.get_mut(j))
+                        {
+                            *slot = rec.key;
+                        }
+                    }
+                    true
+                },
+            )
+            .await?;
+        Ok(sample)
+    }
+}
+
+fn live_options(job: &Job) -> LiveOptions {
+    LiveOptions {
+        scan_count: job.tuning.scan_count,
+        batch_bytes: job.tuning.batch_bytes,
+        retry_for: Duration::from_secs(job.tuning.retry_for),
+    }
+}
+
+/// `ferry verify --rdb FILE`: compares the file with the target over the job's DBs (every DB
+/// either side has, by default).
+pub async fn verify_file(
+    path: &Path,
+    job: &Job,
+    opts: &Options,
+    stop: &Stop,
+    report: &mut VerifyReport,
+) -> anyhow::Result<()> {
+    let (src, dst) = tokio::try_join!(
+        RdbSide::open(path, stop),
+        LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
+    )?;
+    let (src, dst) = (Arc::new(src), Arc::new(dst));
+    report.source = src.name();
+    report.target = dst.name();
+    let pairs = if job.dbs.is_empty() {
+        super::default_pairs(&src, &dst, job).await?
+    } else {
+        job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
+    };
+    compare_sides(src, dst, &pairs, opts, stop, report).await
+}
+
+/// The verification at the end of `ferry migrate --rdb`: prints its summary, returns its report.
+pub async fn after_migrate(
+    path: &Path,
+    job: &Job,
+    db_pairs: &[(u32, u32)],
+    args: &MigrateArgs,
+    stop: &Stop,
+) -> VerifyReport {
+    let opts = Options::new(&args.verify, &args.output, None);
+    let mut report = VerifyReport::new(
+        format!("rdb:{}", path.display()),
+        job.target.endpoint.to_string(),
+        opts.tolerance_ms,
+        opts.rounds,
+    );
+    let started = Instant::now();
+    eprintln!("ferry: verifying the target against the file (skip with --no-verify)");
+    let result = async {
+        let (src, dst) = tokio::try_join!(
+            RdbSide::open(path, stop),
+            LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
+        )?;
+        compare_sides(
+            Arc::new(src),
+            Arc::new(dst),
+            db_pairs,
+            &opts,
+            stop,
+            &mut report,
+        )
+        .await
+    }
+    .await;
+    super::finish(&mut report, result, started, stop);
+    print_summary(&report);
+    report
+}

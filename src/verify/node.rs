@@ -1,0 +1,571 @@
+//! One live server read for verification: SCAN, then pipelined TIME + PTTL + DUMP, over pooled
+//! connections that reconnect on loss.
+//!
+//! A stream of one database runs a *lister* (SCAN, keys only) and [`FETCHERS`] *readers*, each
+//! with its own connection: a reader sends one pipeline `TIME, PTTL k, DUMP k, …` per page of
+//! keys — one round trip — and decodes and digests the replies while the other readers' pipelines
+//! are on the wire or in the server, so neither this process nor the server waits on the other.
+//! `TIME` in the same pipeline turns each relative `PTTL` into an absolute expiry on the server's
+//! clock, and the server's clock skew (measured once at start) moves it to this machine's clock,
+//! so the two sides' expiries can be compared although their clocks differ. Payloads are decoded
+//! and dropped at once: nothing here holds values. Each reader folds into its own fork of the
+//! visitor; the forks are merged at the end (bucket aggregates and key maps merge exactly).
+//!
+//! Keys a re-read does not want (outside the differing buckets) are only listed, never read.
+//! A lost connection is retried with backoff (`--retry-for`): the lister from the same cursor
+//! (SCAN cursors are stateless), a reader with the same keys (its results are only handed on
+//! once the whole page is read, so nothing is counted twice).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::sync::{mpsc, Mutex};
+
+use super::bucket::bucket_of;
+use super::side::{Entry, StreamStats, Visit, Want};
+use super::state::KeyState;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::retry::Backoff;
+use crate::source::scan::parse_time_ms;
+use crate::stop::Stop;
+
+/// Readers per stream (each with a connection): enough to keep a server and this process busy
+/// at once, few enough not to crowd a busy source.
+pub const FETCHERS: usize = 3;
+
+/// Settings of a live side.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// `SCAN … COUNT n`, and most keys per read round trip.
+    pub scan_count: u32,
+    /// Most payload bytes per read round trip (a page of big values is split).
+    pub batch_bytes: usize,
+    /// How long to keep retrying a lost connection.
+    pub retry_for: Duration,
+}
+
+/// One server (a standalone server, or one master of a cluster), read over pooled connections.
+pub struct Node {
+    server: Server,
+    opts: LiveOptions,
+    /// Server clock minus this machine's clock, in ms.
+    skew_ms: i64,
+    /// Keys listed by this side (shared by every node of the side).
+    listed: Arc<AtomicU64>,
+    /// Running estimate of a payload's size, to size read round trips by bytes.
+    avg_size: AtomicUsize,
+    /// Idle connections.
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Runs `$body` (an `anyhow::Result`) with `$conn` bound to a pooled connection of `$side`,
+/// reconnecting and retrying (with backoff, for `--retry-for`) when the connection is lost;
+/// evaluates to the `Ok` value and returns other errors from the enclosing function.
+macro_rules! with_conn {
+    ($side:expr, |$conn:ident| $body:expr) => {{
+        let side = $side;
+        let mut backoff = Backoff::new(side.opts.retry_for);
+        loop {
+            let mut $conn = match side.pooled().await {
+                Ok(c) => c,
+                Err(e) if is_transient(&e) => {
+                    backoff.wait(e).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let result = {
+                let $conn = &mut $conn;
+                $body
+            };
+            match result {
+                Ok(v) => {
+                    side.give_back($conn).await;
+                    break v;
+                }
+                Err(e) if is_transient(&e) => backoff.wait(e).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }};
+}
+
+impl Node {
+    /// Wraps an open connection to `server`, measuring its clock skew on it.
+    pub async fn new(
+        server: Server,
+        mut conn: Connection,
+        opts: LiveOptions,
+        listed: Arc<AtomicU64>,
+    ) -> anyhow::Result<Node> {
+        let skew_ms = measure_skew(&mut conn).await?;
+        if skew_ms.abs() > 2_000 {
+            tracing::warn!(
+                "the {} {}'s clock is {skew_ms} ms off this machine's; TTLs are compared after correcting for it",
+                server.endpoint.side.name(),
+                server.endpoint
+            );
+        }
+        Ok(Node {
+            server,
+            opts: LiveOptions {
+                scan_count: opts.scan_count.max(1),
+                batch_bytes: opts.batch_bytes.max(1),
+                ..opts
+            },
+            skew_ms,
+            listed,
+            avg_size: AtomicUsize::new(256),
+            idle: Mutex::new(vec![conn]),
+        })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    fn role_name(&self) -> &'static str {
+        self.server.endpoint.side.name()
+    }
+
+    async fn connect(&self, db: u32) -> anyhow::Result<Connection> {
+        let mut c = self.server.connect().await?;
+        c.select(db).await?;
+        Ok(c)
+    }
+
+    /// Lists `db` with SCAN and hands the wanted keys, a page at a time, to the readers.
+    async fn list(
+        &self,
+        db: u32,
+        want: &Want,
+        tx: mpsc::Sender<Vec<(Bytes, u16)>>,
+        stop: &Stop,
+    ) -> anyhow::Result<u64> {
+        let mut cursor = 0u64;
+        let mut listed = 0u64;
+        let mut conn: Option<Connection> = None;
+        let mut backoff = Backoff::new(self.opts.retry_for);
+        loop {
+            if stop.is_raised() {
+                anyhow::bail!("stopped before the {} was fully read", self.role_name());
+            }
+            let page = async {
+                let c = match &mut conn {
+                    Some(c) => c,
+                    None => conn.insert(self.connect(db).await?),
+                };
+                let reply = c.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                parse_scan(&reply).with_context(|| {
+                    format!(
+                        "SCAN {cursor} on the {} {}",
+                        self.role_name(),
+                        self.server.endpoint
+                    )
+                })
+            }
+            .await;
+            let (next, keys) = match page {
+                Ok(p) => p,
+                Err(e) if is_transient(&e) => {
+                    conn = None;
+                    backoff.wait(e).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            backoff.reset();
+            listed += keys.len() as u64;
+            self.listed.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            let wanted: Vec<(Bytes, u16)> = keys
+                .into_iter()
+                .map(|k| {
+                    let b = bucket_of(&k);
+                    (k, b)
+                })
+                .filter(|(_, b)| want.wants(*b))
+                .collect();
+            if !wanted.is_empty() && tx.send(wanted).await.is_err() {
+                // The readers are gone: one of them failed and its error is reported.
+                break;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if let Some(c) = conn {
+            self.give_back(c).await;
+        }
+        Ok(listed)
+    }
+
+    /// A reader: reads the pages it receives and folds them into `visitor`.
+    async fn read_pages<V: Visit>(
+        &self,
+        db: u32,
+        rx: &Mutex<mpsc::Receiver<Vec<(Bytes, u16)>>>,
+        mut visitor: V,
+    ) -> anyhow::Result<(V, StreamStats)> {
+        let mut stats = StreamStats::default();
+        loop {
+            let page = rx.lock().await.recv().await;
+            let Some(page) = page else { break };
+            let keys: Vec<Bytes> = page.iter().map(|(k, _)| k.clone()).collect();
+            let mut attempt;
+            let states = with_conn!(self, |conn| {
+                attempt = StreamStats::default();
+                self.fetch_with(conn, db, &keys, &mut attempt).await
+            });
+            stats.add(attempt);
+            for ((key, bucket), state) in page.into_iter().zip(states) {
+                match state {
+                    Some(state) => visitor.visit(Entry { key, bucket, state }),
+                    None => stats.vanished += 1,
+                }
+            }
+        }
+        Ok((visitor, stats))
+    }
+
+    fn server_now(&self, reply: Option<Reply>) -> anyhow::Result<i64> {
+        reply.as_ref().and_then(parse_time_ms).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the {} {} did not answer TIME with a time",
+                self.role_name(),
+                self.server.endpoint
+            )
+        })
+    }
+
+    /// A key's payload and expiry (this machine's clock) from its PTTL and DUMP replies; `None`
+    /// when the key is gone.
+    fn read_pair(
+        &self,
+        db: u32,
+        key: &[u8],
+        server_now: i64,
+        pttl: &Reply,
+        dump: Reply,
+    ) -> anyhow::Result<Option<(Bytes, Option<i64>)>> {
+        for r in [pttl, &dump] {
+            if let Some(err) = r.error() {
+                let hint = if err.starts_with("NOPERM") {
+                    " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys)."
+                } else {
+                    ""
+                };
+                anyhow::bail!(
+                    "the {} {} refused to read key {} (db {db}): {err}.{hint}",
+                    self.role_name(),
+                    self.server.endpoint,
+                    crate::report::escape_key(key)
+                );
+            }
+        }
+        let payload = match dump {
+            Reply::Bulk(Some(b)) => b,
+            _ => return Ok(None),
+        };
+        let expire = match pttl.as_int().unwrap_or(-2) {
+            -2 => return Ok(None),
+            n if n < 0 => None,
+            n => Some(server_now + n - self.skew_ms),
+        };
+        Ok(Some((payload, expire)))
+    }
+
+    /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k, DUMP k, …`, sized by bytes.
+    async fn fetch_with(
+        &self,
+        conn: &mut Connection,
+        db: u32,
+        keys: &[Bytes],
+        stats: &mut StreamStats,
+    ) -> anyhow::Result<Vec<Option<KeyState>>> {
+        conn.select(db).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut start = 0;
+        while start < keys.len() {
+            let avg = self.avg_size.load(Ordering::Relaxed).max(1);
+            let n = (self.opts.batch_bytes / avg).clamp(1, 4 * self.opts.scan_count as usize);
+            let chunk = &keys[start..(start + n).min(keys.len())];
+            start += chunk.len();
+            let mut p = Pipeline::new();
+            p.cmd(&[b"TIME"]);
+            for k in chunk {
+                p.cmd(&[b"PTTL".as_slice(), k]);
+                p.cmd(&[b"DUMP".as_slice(), k]);
+            }
+            let replies = conn.run(&p).await?;
+            let mut it = replies.into_iter();
+            let now = self.server_now(it.next())?;
+            let mut bytes = 0usize;
+            for key in chunk {
+                let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
+                    anyhow::bail!(
+                        "the {} {} sent fewer replies than commands",
+                        self.role_name(),
+                        self.server.endpoint
+                    );
+                };
+                stats.read += 1;
+                out.push(match self.read_pair(db, key, now, &pttl, dump)? {
+                    None => None,
+                    Some((payload, expire)) => {
+                        bytes += payload.len();
+                        let (state, err) = KeyState::from_payload(&payload, expire);
+                        if let Some(err) = err {
+                            stats.note_undecodable(self.role_name(), db, key, &err);
+                        }
+                        Some(state)
+                    }
+                });
+            }
+            self.avg_size
+                .store((avg + bytes / chunk.len()) / 2 + 1, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    async fn keyspace_with(
+        &self,
+        conn: &mut Connection,
+    ) -> anyhow::Result<BTreeMap<u32, (u64, u64)>> {
+        let reply = conn.cmd(&[b"INFO".as_slice(), b"keyspace"]).await?;
+        if let Some(err) = reply.error() {
+            anyhow::bail!(
+                "the {} {} refused INFO: {err}",
+                self.role_name(),
+                self.server.endpoint
+            );
+        }
+        Ok(parse_keyspace(&reply.to_text().unwrap_or_default()))
+    }
+
+    async fn random_with(
+        &self,
+        conn: &mut Connection,
+        db: u32,
+        n: u64,
+    ) -> anyhow::Result<Vec<Bytes>> {
+        conn.select(db).await?;
+        let size = conn.cmd(&[b"DBSIZE".as_slice()]).await?;
+        if let Some(err) = size.error() {
+            anyhow::bail!(
+                "the {} {} refused DBSIZE: {err}",
+                self.role_name(),
+                self.server.endpoint
+            );
+        }
+        let size = size.as_int().unwrap_or(0).max(0) as u64;
+        let mut keys: HashSet<Bytes> = HashSet::new();
+        if size <= n {
+            // Small enough: take every key, exactly.
+            let mut cursor = 0u64;
+            loop {
+                let reply = conn.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                let (next, page) = parse_scan(&reply)?;
+                keys.extend(page.into_iter().map(|k| Bytes::copy_from_slice(&k)));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        } else {
+            // RANDOMKEY repeats keys; stop after 4n draws if the database keeps repeating.
+            let mut draws = 0u64;
+            while (keys.len() as u64) < n && draws < n.saturating_mul(4) {
+                let batch = (n - keys.len() as u64).clamp(1, 1000);
+                let mut p = Pipeline::new();
+                for _ in 0..batch {
+                    p.cmd(&[b"RANDOMKEY"]);
+                }
+                draws += batch;
+                for r in conn.run(&p).await? {
+                    if let Some(err) = r.error() {
+                        anyhow::bail!(
+                            "the {} {} refused RANDOMKEY: {err}",
+                            self.role_name(),
+                            self.server.endpoint
+                        );
+                    }
+                    if let Some(k) = r.as_bytes() {
+                        keys.insert(Bytes::copy_from_slice(k));
+                    }
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// An idle connection, or a new one.
+    async fn pooled(&self) -> anyhow::Result<Connection> {
+        let idle = self.idle.lock().await.pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => self.connect(0).await,
+        }
+    }
+
+    async fn give_back(&self, conn: Connection) {
+        self.idle.lock().await.push(conn);
+    }
+}
+
+impl Node {
+    /// Keys per database: (keys, keys with a TTL), from `INFO keyspace`.
+    pub async fn keyspace(&self) -> anyhow::Result<BTreeMap<u32, (u64, u64)>> {
+        Ok(with_conn!(self, |conn| self.keyspace_with(conn).await))
+    }
+
+    /// See [`Side::stream`](super::side::Side::stream): one lister and [`FETCHERS`] readers.
+    pub async fn stream<V: Visit>(
+        &self,
+        db: u32,
+        want: Want,
+        visitor: V,
+        stop: Stop,
+    ) -> anyhow::Result<(V, StreamStats)> {
+        let (tx, rx) = mpsc::channel::<Vec<(Bytes, u16)>>(FETCHERS * 2);
+        let rx = Mutex::new(rx);
+        let (f1, f2) = (visitor.fork(), visitor.fork());
+        let (listed, (v0, s0), (v1, s1), (v2, s2)) = tokio::try_join!(
+            self.list(db, &want, tx, &stop),
+            self.read_pages(db, &rx, visitor),
+            self.read_pages(db, &rx, f1),
+            self.read_pages(db, &rx, f2),
+        )?;
+        let mut visitor = v0;
+        visitor.merge(v1);
+        visitor.merge(v2);
+        let mut stats = s0;
+        stats.add(s1);
+        stats.add(s2);
+        stats.listed = listed;
+        Ok((visitor, stats))
+    }
+
+    /// See [`Side::fetch`](super::side::Side::fetch).
+    pub async fn fetch(
+        &self,
+        db: u32,
+        keys: &[Bytes],
+    ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
+        let mut stats;
+        let states = with_conn!(self, |conn| {
+            stats = StreamStats::default();
+            self.fetch_with(conn, db, keys, &mut stats).await
+        });
+        Ok((states, stats))
+    }
+
+    /// See [`Side::random_keys`](super::side::Side::random_keys).
+    pub async fn random_keys(&self, db: u32, n: u64) -> anyhow::Result<Vec<Bytes>> {
+        Ok(with_conn!(self, |conn| self.random_with(conn, db, n).await))
+    }
+}
+
+/// True for errors a reconnect may fix.
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ConnError>()
+        .is_some_and(ConnError::is_transient)
+}
+
+/// Server clock minus ours, from one `TIME` (taken half-way through the round trip).
+async fn measure_skew(conn: &mut Connection) -> anyhow::Result<i64> {
+    let before = crate::sink::now_ms();
+    let reply = conn.cmd(&[b"TIME".as_slice()]).await?;
+    let after = crate::sink::now_ms();
+    let server = parse_time_ms(&reply).with_context(|| {
+        format!(
+            "the {} {} did not answer TIME: {reply:?}",
+            conn.side(),
+            conn.endpoint()
+        )
+    })?;
+    Ok(server - (before + after) / 2)
+}
+
+fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
+    [
+        b"SCAN".to_vec(),
+        cursor.to_string().into_bytes(),
+        b"COUNT".to_vec(),
+        count.to_string().into_bytes(),
+    ]
+}
+
+/// Parses a SCAN reply into the next cursor and the keys.
+fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
+    if let Some(err) = reply.error() {
+        let hint = if err.starts_with("NOPERM") {
+            " (the ACL user needs +scan)"
+        } else {
+            ""
+        };
+        anyhow::bail!("the server refused SCAN: {err}{hint}");
+    }
+    let Reply::Array(Some(parts)) = reply else {
+        anyhow::bail!("unexpected SCAN reply {reply:?}");
+    };
+    let [cursor, keys] = parts.as_slice() else {
+        anyhow::bail!("unexpected SCAN reply shape");
+    };
+    let cursor = cursor
+        .as_bytes()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .context("SCAN cursor is not a number")?;
+    let Reply::Array(Some(keys)) = keys else {
+        anyhow::bail!("unexpected SCAN key list");
+    };
+    let keys = keys
+        .iter()
+        .map(|k| match k {
+            Reply::Bulk(Some(b)) => Ok(b.clone()),
+            other => Err(anyhow::anyhow!("unexpected key in SCAN reply: {other:?}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((cursor, keys))
+}
+
+/// `db0:keys=5,expires=1,avg_ttl=3` lines → db → (keys, expires).
+pub fn parse_keyspace(text: &str) -> BTreeMap<u32, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.trim_end().split_once(':') else {
+            continue;
+        };
+        let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        out.insert(db, (field("keys="), field("expires=")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_lines() {
+        let k = parse_keyspace(
+            "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb12:keys=2,expires=0\r\n",
+        );
+        assert_eq!(k.get(&0), Some(&(5, 1)));
+        assert_eq!(k.get(&12), Some(&(2, 0)));
+    }
+}
