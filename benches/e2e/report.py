@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Turns the raw rows of scripts/bench.sh into the summary table and target/bench/e2e.json.
+
+    report.py RESULTS.tsv META.json OUT.json
+
+RESULTS.tsv columns: shape scale method rep wall_s cpu_s rss_kb keys bytes src_cpu_s dst_cpu_s status
+(method: live, rdb, limit, baseline; scale: 1 or 4; cpu_s/rss_kb only for ferry's runs).
+Every headline figure is a ratio of medians measured in the same run:
+  live/limit, rdb/limit      ferry's time over the target's ingest limit (redis-cli --pipe)
+  baseline/live, baseline/rdb  the Python script's time over ferry's (how many times faster)
+"""
+import json
+import statistics
+import sys
+
+METHODS = ["live", "rdb", "limit", "baseline"]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def main():
+    rows_path, meta_path, out_path = sys.argv[1:4]
+    meta = json.load(open(meta_path))
+    rows = []
+    for line in open(rows_path):
+        f = line.rstrip("\n").split("\t")
+        if len(f) < 12 or f[0] == "shape":
+            continue
+        num = lambda s: float(s) if s not in ("", "-") else None  # noqa: E731
+        rows.append(dict(shape=f[0], scale=int(f[1]), method=f[2], rep=int(f[3]), wall_s=num(f[4]),
+                         cpu_s=num(f[5]), rss_kb=num(f[6]), keys=int(f[7] or 0), bytes=int(f[8] or 0),
+                         src_cpu_s=num(f[9]), dst_cpu_s=num(f[10]), status=f[11]))
+    shapes = {}
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        rs = [r for r in rows if r["shape"] == shape]
+        one = [r for r in rs if r["scale"] == 1]
+        keys = max((r["keys"] for r in one), default=0)
+        size = max((r["bytes"] for r in one), default=0)
+        methods = {}
+        for m in METHODS:
+            ok = [r for r in one if r["method"] == m and r["status"] == "ok"]
+            bad = [r["status"] for r in one if r["method"] == m and r["status"] != "ok"]
+            if not ok:
+                methods[m] = {"status": bad[0] if bad else "not run"}
+                continue
+            t = med([r["wall_s"] for r in ok])
+            d = {"status": "ok", "runs_s": [round(r["wall_s"], 3) for r in ok], "median_s": round(t, 3),
+                 "keys_per_s": round(keys / t), "mb_per_s": round(size / t / 1e6, 1)}
+            if m in ("live", "rdb"):
+                cpu = med([r["cpu_s"] for r in ok if r["cpu_s"] is not None])
+                rss = max(r["rss_kb"] for r in ok if r["rss_kb"] is not None)
+                d["cpu_s"] = round(cpu, 3)
+                d["cpu_s_per_million_keys"] = round(cpu / keys * 1e6, 3) if keys else None
+                d["peak_rss_mb"] = round(rss / 1024, 1)
+            src = med([r["src_cpu_s"] for r in ok if r["src_cpu_s"] is not None])
+            dst = med([r["dst_cpu_s"] for r in ok if r["dst_cpu_s"] is not None])
+            d["source_server_cpu_s"] = None if src is None else round(src, 2)
+            d["target_server_cpu_s"] = None if dst is None else round(dst, 2)
+            methods[m] = d
+        t = {m: methods[m].get("median_s") for m in METHODS}
+        entry = {"keys": keys, "bytes": size, "reps": max((r["rep"] for r in one), default=0),
+                 "methods": methods,
+                 "ratios": {"live_over_limit": ratio(t["live"], t["limit"]),
+                            "rdb_over_limit": ratio(t["rdb"], t["limit"]),
+                            "baseline_over_live": ratio(t["baseline"], t["live"]),
+                            "baseline_over_rdb": ratio(t["baseline"], t["rdb"])}}
+        four = [r for r in rs if r["scale"] == 4]
+        if four:
+            x4 = {"keys": max(r["keys"] for r in four)}
+            for m in ("live", "rdb"):
+                ok = [r for r in four if r["method"] == m and r["status"] == "ok"]
+                if not ok:
+                    bad = [r["status"] for r in four if r["method"] == m]
+                    x4[m] = {"status": bad[0] if bad else "not run"}
+                    continue
+                rss = max(r["rss_kb"] for r in ok) / 1024
+                base = methods.get(m, {}).get("peak_rss_mb")
+                x4[m] = {"status": "ok", "median_s": round(med([r["wall_s"] for r in ok]), 3),
+                         "peak_rss_mb": round(rss, 1),
+                         "cpu_s_per_million_keys": round(med([r["cpu_s"] for r in ok]) / x4["keys"] * 1e6, 3),
+                         "rss_over_1x": ratio(rss, base)}
+            entry["x4"] = x4
+        shapes[shape] = entry
+    result = {**meta, "shapes": shapes}
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+    def s(x, fmt="{:.2f}"):
+        return "n/a" if x is None else fmt.format(x)
+
+    print()
+    print(f"ferry {meta.get('ferry_version', '?')} ({meta.get('ferry_commit', '?')}), source {meta.get('source')}, "
+          f"target {meta.get('target')}, {meta.get('cores')} cores, reps {meta.get('reps')}, medians")
+    hdr = ["shape", "keys", "MB", "live s", "rdb s", "limit s", "python s", "live/limit", "rdb/limit",
+           "python/live", "python/rdb", "live keys/s", "live MB/s", "CPU s/Mkeys", "RSS 1x MB", "RSS 4x MB"]
+    table = [hdr]
+    for shape, e in shapes.items():
+        m = e["methods"]
+        live = m["live"]
+        x4 = e.get("x4", {}).get("live", {})
+        table.append([shape, str(e["keys"]), s(e["bytes"] / 1e6, "{:.0f}"),
+                      s(live.get("median_s")), s(m["rdb"].get("median_s")), s(m["limit"].get("median_s")),
+                      s(m["baseline"].get("median_s")),
+                      s(e["ratios"]["live_over_limit"]), s(e["ratios"]["rdb_over_limit"]),
+                      s(e["ratios"]["baseline_over_live"], "{:.1f}"), s(e["ratios"]["baseline_over_rdb"], "{:.1f}"),
+                      s(live.get("keys_per_s"), "{:.0f}"), s(live.get("mb_per_s"), "{:.1f}"),
+                      s(live.get("cpu_s_per_million_keys")), s(live.get("peak_rss_mb"), "{:.1f}"),
+                      s(x4.get("peak_rss_mb"), "{:.1f}")])
+        rdb = m["rdb"]
+        if rdb.get("status") == "ok":
+            rx4 = e.get("x4", {}).get("rdb", {})
+            table.append(["  (rdb)", "", "", "", "", "", "", "", "", "", "",
+                          s(rdb.get("keys_per_s"), "{:.0f}"), s(rdb.get("mb_per_s"), "{:.1f}"),
+                          s(rdb.get("cpu_s_per_million_keys")), s(rdb.get("peak_rss_mb"), "{:.1f}"),
+                          s(rx4.get("peak_rss_mb"), "{:.1f}")])
+    widths = [max(len(r[i]) for r in table) for i in range(len(hdr))]
+    for i, r in enumerate(table):
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\nwritten: {out_path}")
+
+
+if __name__ == "__main__":
+    main()
