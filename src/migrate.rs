@@ -193,6 +193,7 @@ async fn run_inner(
             max_bulk,
             retry_for,
             select_db: !tinfo.is_cluster(),
+            target_rdb: crate::source::rdb_file::target_rdb_version(&tinfo.info),
         };
         let writers: Vec<Sink> = (0..job.tuning.writers)
             .map(|_| match &tinfo.layout {
@@ -386,6 +387,12 @@ pub fn print_summary(r: &MigrateReport) {
         "ferry: keys: scanned {}, written {} ({} this run), expired before copy {}, vanished {}, conflicts kept {}",
         r.keys.scanned, r.keys.written, r.keys.written_this_run, r.keys.expired_skipped, r.keys.vanished, r.keys.conflicts
     );
+        if r.keys.reencoded > 0 {
+            eprintln!(
+                "ferry: keys: {} re-encoded for the target's older RDB version",
+                r.keys.reencoded
+            );
+        }
     }
     for note in &r.notes {
         eprintln!("ferry: note: {note}");

@@ -167,6 +167,7 @@ pub(super) async fn run(
             max_bulk,
             retry_for,
             select_db: !tinfo.is_cluster(),
+            target_rdb,
         };
         let writers: Vec<Sink> = (0..job.tuning.writers)
             .map(|_| match &tinfo.layout {

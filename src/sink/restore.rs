@@ -34,6 +34,10 @@ pub struct WriterOptions {
     pub retry_for: Duration,
     /// False for a cluster target, where only DB 0 exists and SELECT is refused.
     pub select_db: bool,
+    /// The target's RDB version, when known: a payload it refuses as too new (a Valkey 8 or
+    /// Redis 7.2+ source, RDB 11+, into Redis 7.0, RDB 10) is re-encoded for it and written
+    /// again; see [`reencode_refused`].
+    pub target_rdb: Option<u16>,
 }
 
 /// One writer task's connection and reusable buffers.
@@ -142,18 +146,90 @@ impl Writer {
                 _ => conn.note_selected(db),
             }
         }
+        // Records refused as too new for the target, re-encoded for it.
+        let mut again: Vec<Record> = Vec::new();
         for (rec, reply) in sent.iter().zip(replies) {
             match reply {
                 Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
-                Reply::Error(err) => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
+                Reply::Error(err) => match reencode_refused(&self.opts, rec, &err) {
+                    Some(r) => again.push(r.map_err(Failure::Fatal)?),
+                    None => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
+                },
                 _ => {
                     counts.written += 1;
                     counts.bytes += rec.size() as u64;
                 }
             }
         }
+        if again.is_empty() {
+            return Ok(counts);
+        }
+        self.pipeline.clear();
+        let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
+        for rec in &again {
+            let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
+                counts.expired_skipped += 1;
+                continue;
+            };
+            push_restore(
+                &mut self.pipeline,
+                rec,
+                ttl_buf.format(ttl).as_bytes(),
+                replace,
+            );
+            retried.push(rec);
+        }
+        if retried.is_empty() {
+            return Ok(counts);
+        }
+        for (rec, reply) in retried.iter().zip(conn.run(&self.pipeline).await?) {
+            match reply {
+                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+                Reply::Error(err) => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
+                _ => {
+                    counts.written += 1;
+                    counts.reencoded += 1;
+                    counts.bytes += rec.size() as u64;
+                }
+            }
+        }
         Ok(counts)
     }
+}
+
+/// For a record the target refused with `err`: when the refusal is "DUMP payload version or
+/// checksum are wrong" and the payload's version is newer than the target's (known) RDB version,
+/// the record re-encoded for the target (`rdb::encode::transcode_payload`: decoded and written
+/// in encodings every version loads). `None` for any other refusal. An `Err` names the key when
+/// the value cannot be expressed in the target's version (e.g. hash field TTLs into RDB < 12):
+/// never dropped silently.
+pub(crate) fn reencode_refused(
+    opts: &WriterOptions,
+    rec: &Record,
+    err: &str,
+) -> Option<anyhow::Result<Record>> {
+    let target = opts.target_rdb?;
+    if !err.contains("payload version") {
+        return None;
+    }
+    let version = rec.payload_rdb_version()?;
+    if crate::rdb::encode::target_accepts(version, target) {
+        return None;
+    }
+    Some(
+        crate::rdb::encode::transcode_payload(&rec.payload, target)
+            .map(|payload| Record {
+                payload,
+                ..rec.clone()
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "key {} (db {}) was serialized in RDB format version {version}, which the target cannot                      load (it loads up to RDB {target}), and re-encoding it failed: {e}. The target must run                      the same or a newer Redis/Valkey version than the source",
+                    escape_key(&rec.key),
+                    rec.db
+                )
+            }),
+    )
 }
 
 enum Failure {

@@ -368,7 +368,7 @@ pub fn summary_lines(r: &VerifyReport) -> Vec<String> {
             }
             if t.differences as usize > PRINT_LIMIT.min(r.differences.len()) {
                 out.push(format!(
-                    "  … and {} more (all listed, up to {LIST_LIMIT}, in --report FILE)",
+                    "  … and {} more (--report FILE lists the first {LIST_LIMIT}, with totals by kind)",
                     t.differences as usize - PRINT_LIMIT.min(r.differences.len())
                 ));
             }
