@@ -492,6 +492,16 @@ fn seed_bulk_writes_mixed_keys_with_a_third_expiring() {
 
 // ---------------------------------------------------------------------------- without servers
 
+/// Changes a key's TTL as if it had been read with that PTTL (same fixed read time as `st`).
+fn set_pttl(k: &mut KeyState, pttl: i64) {
+    k.pttl = pttl;
+    k.expire_at_ms = if pttl >= 0 {
+        1_000_000_000 + pttl
+    } else {
+        pttl
+    };
+}
+
 fn st(kind: &str, value: Canon, pttl: i64) -> KeyState {
     KeyState {
         kind: kind.into(),
@@ -535,7 +545,7 @@ fn sample() -> BTreeMap<Vec<u8>, KeyState> {
 fn assert_same_accepts_equal_snapshots_and_ttls_within_tolerance() {
     let a = sample();
     let mut b = sample();
-    b.get_mut(&b"bin\x00\xff\n"[..]).unwrap().pttl = 9_000;
+    set_pttl(b.get_mut(&b"bin\x00\xff\n"[..]).unwrap(), 9_000);
     data::assert_same(&a, &b, 1_000);
     data::assert_no_permanent_where_ttl(&a, &b);
 }
@@ -572,7 +582,7 @@ fn assert_same_panics_on_an_extra_key() {
 fn assert_same_panics_when_a_ttl_is_lost() {
     let a = sample();
     let mut b = sample();
-    b.get_mut(&b"bin\x00\xff\n"[..]).unwrap().pttl = -1;
+    set_pttl(b.get_mut(&b"bin\x00\xff\n"[..]).unwrap(), -1);
     data::assert_same(&a, &b, 1_000);
 }
 
@@ -581,7 +591,7 @@ fn assert_same_panics_when_a_ttl_is_lost() {
 fn assert_same_panics_when_a_ttl_appears() {
     let a = sample();
     let mut b = sample();
-    b.get_mut(&b"s"[..]).unwrap().pttl = 5_000;
+    set_pttl(b.get_mut(&b"s"[..]).unwrap(), 5_000);
     data::assert_same(&a, &b, 1_000);
 }
 
@@ -590,7 +600,7 @@ fn assert_same_panics_when_a_ttl_appears() {
 fn assert_same_panics_on_a_ttl_beyond_tolerance() {
     let a = sample();
     let mut b = sample();
-    b.get_mut(&b"bin\x00\xff\n"[..]).unwrap().pttl = 8_999;
+    set_pttl(b.get_mut(&b"bin\x00\xff\n"[..]).unwrap(), 8_999);
     data::assert_same(&a, &b, 1_000);
 }
 
@@ -621,7 +631,7 @@ fn assert_same_panics_on_a_different_score() {
 fn assert_no_permanent_where_ttl_panics() {
     let a = sample();
     let mut b = sample();
-    b.get_mut(&b"bin\x00\xff\n"[..]).unwrap().pttl = -1;
+    set_pttl(b.get_mut(&b"bin\x00\xff\n"[..]).unwrap(), -1);
     data::assert_no_permanent_where_ttl(&a, &b);
 }
 
