@@ -357,7 +357,8 @@ fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
     )
 }
 
-fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
+/// Parses a SCAN reply into the next cursor and the keys.
+pub fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
     if let Some(err) = reply.error() {
         let hint = if err.starts_with("NOPERM") {
             " (the ACL user needs +scan)"

@@ -30,7 +30,7 @@ use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::retry::Backoff;
-use crate::source::scan::parse_time_ms;
+use crate::source::scan::{parse_scan, parse_time_ms};
 use crate::stop::Stop;
 
 /// Readers per stream (each with a connection): enough to keep a server and this process busy
@@ -499,40 +499,6 @@ fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
         b"COUNT".to_vec(),
         count.to_string().into_bytes(),
     ]
-}
-
-/// Parses a SCAN reply into the next cursor and the keys.
-fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
-    if let Some(err) = reply.error() {
-        let hint = if err.starts_with("NOPERM") {
-            " (the ACL user needs +scan)"
-        } else {
-            ""
-        };
-        anyhow::bail!("the server refused SCAN: {err}{hint}");
-    }
-    let Reply::Array(Some(parts)) = reply else {
-        anyhow::bail!("unexpected SCAN reply {reply:?}");
-    };
-    let [cursor, keys] = parts.as_slice() else {
-        anyhow::bail!("unexpected SCAN reply shape");
-    };
-    let cursor = cursor
-        .as_bytes()
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        .context("SCAN cursor is not a number")?;
-    let Reply::Array(Some(keys)) = keys else {
-        anyhow::bail!("unexpected SCAN key list");
-    };
-    let keys = keys
-        .iter()
-        .map(|k| match k {
-            Reply::Bulk(Some(b)) => Ok(b.clone()),
-            other => Err(anyhow::anyhow!("unexpected key in SCAN reply: {other:?}")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((cursor, keys))
 }
 
 /// `db0:keys=5,expires=1,avg_ttl=3` lines → db → (keys, expires).
