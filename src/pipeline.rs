@@ -129,7 +129,9 @@ pub async fn copy(
     } = cp;
     let mut this_run = Counts::default();
     let mut error: Option<anyhow::Error> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Saving is cheap (one small file, fsync), so save often: a job killed soon after start
+    // still resumes from recent progress.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut dirty = false;
     loop {
         tokio::select! {

@@ -80,16 +80,33 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
     data::seed_bulk(&mut src.conn(), 3, 5_000, "other:");
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
-    let args = slow_args(&src, &dst);
+    // Smaller batches and one writer than the other tests: a whole run must take long enough
+    // to be killed several times after progress was saved.
+    let args: Vec<String> = slow_args(&src, &dst)
+        .into_iter()
+        .map(|a| {
+            if a == "200" {
+                "50".to_string()
+            } else if a == "2" {
+                "1".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut rng = rand::rng();
     let all = (total + 5_000) as i64;
     // Kill points: two at random times early in a run (start-up, conflict check, first
     // batches), then six at random amounts of progress, in increasing order.
+    // Points are counted in DB 0 (50k keys) and stop at 80% of it, so a run is never so close
+    // to its end that it finishes between two polls.
+    let db0 = total as i64;
     let mut points: Vec<i64> = (0..6)
-        .map(|_| rng.random_range(all / 20..all * 9 / 10))
+        .map(|_| rng.random_range(db0 / 20..db0 * 8 / 10))
         .collect();
     points.sort_unstable();
+    let checkpoint = work.file("job.checkpoint.json");
     let mut kills = 0;
     for (i, point) in [None, None]
         .into_iter()
@@ -97,6 +114,7 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
         .enumerate()
     {
         let (mut cmd, _report) = work.command(&args);
+        let spawned = std::time::SystemTime::now();
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -106,7 +124,26 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
             None => std::thread::sleep(Duration::from_millis(rng.random_range(0..80))),
             Some(p) => {
                 let deadline = Instant::now() + Duration::from_secs(60);
-                while dbsize(&dst) < p && child.try_wait().expect("try_wait").is_none() {
+                // One connection for all polls: a TLS handshake per poll would let a run
+                // overshoot its kill point.
+                let mut poll = dst.conn();
+                let db0_size = |c: &mut redis::Connection| -> i64 {
+                    redis::cmd("DBSIZE").query(c).expect("DBSIZE")
+                };
+                // Past the kill point, and this run has saved progress at least once (every
+                // 0.1 s): otherwise a kill only loses this run's own work, which is allowed but
+                // proves nothing about resuming.
+                let saved_since = |t: std::time::SystemTime| {
+                    let fresh = std::fs::metadata(&checkpoint)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m > t);
+                    fresh
+                        && std::fs::read_to_string(&checkpoint)
+                            .is_ok_and(|text| text.contains("/db0\"") || text.contains("/db3\""))
+                };
+                while (db0_size(&mut poll) < p || !saved_since(spawned))
+                    && child.try_wait().expect("try_wait").is_none()
+                {
                     assert!(Instant::now() < deadline, "run {i} made no progress");
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -121,13 +158,15 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
         }
     }
     assert!(kills >= 5, "only {kills} runs were killed mid-copy");
+    let before = std::fs::read_to_string(&checkpoint).unwrap_or_default();
     let run = work.run(&args);
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.report.as_ref().unwrap()["resumed"], true);
     let this_run = run.num("keys.written_this_run");
     assert!(
         this_run < (total + 5_000) as i64,
-        "the final run re-copied everything ({this_run} keys)"
+        "the final run re-copied everything ({this_run} keys)\ncheckpoint before it: {before}\n{}",
+        run.text()
     );
     assert!(
         run.text().contains("resuming from checkpoint"),
