@@ -21,7 +21,7 @@ use crate::sink::route::Router;
 use crate::sink::{Clocks, Sink};
 use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
-use crate::source::{Counts, Position};
+use crate::source::Position;
 use crate::stop::Stop;
 
 /// Runs `ferry migrate` and returns its report (never panics on bad input; errors land in it).
@@ -162,7 +162,6 @@ async fn run_inner(
     drop(src);
 
     let base = cp.totals;
-    let mut this_run = Counts::default();
     if !cp.completed {
         let plans = match &sinfo.layout {
             Layout::Standalone(server) => plan::standalone(server, &dbs, &cp.streams),
@@ -226,46 +225,68 @@ async fn run_inner(
         )
         .await;
         progress.finish();
-        this_run = result.this_run;
         let mut totals = base;
-        totals.add(&this_run);
-        report.keys = KeyCounts::from_counts(&totals, this_run.written);
+        totals.add(&result.this_run);
+        report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
         report.bytes = totals.bytes;
         if let Layout::Cluster { cluster, topology } = &sinfo.layout {
             source_topology_check(cluster, topology, &scanned, &mut cp, &cp_path).await?;
         }
-        if let Some(e) = result.error {
-            return Err(e.context(format!(
-                "the copy stopped after {} keys; the checkpoint {} is saved — fix the cause and rerun the same command to resume",
-                totals.written,
-                cp_path.display()
-            )));
-        }
-        if stop.was_interrupted() {
-            report.status = Status::Interrupted;
-            report.error = Some(format!(
-                "interrupted after {} keys; the checkpoint {} is saved: rerun the same command to resume",
-                totals.written,
-                cp_path.display()
-            ));
+        if !copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
             return Ok(());
         }
     } else {
         report.keys = KeyCounts::from_counts(&base, 0);
         report.bytes = base.bytes;
     }
-    if !args.no_verify {
-        let verified = crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await;
-        report.verify = Some(verified.to_json());
-        if verified.status != Status::Ok {
-            report.status = verified.status;
-            report.error = verified.error;
-            return Ok(());
+    let verified = if args.no_verify {
+        None
+    } else {
+        Some(crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await)
+    };
+    finish_with(report, verified);
+    Ok(())
+}
+
+/// After the copy phase: a failed copy becomes the error, an interrupted one the report's
+/// status. Returns `Ok(true)` when the copy finished and the job goes on to verification.
+pub(crate) fn copy_finished(
+    report: &mut MigrateReport,
+    error: Option<anyhow::Error>,
+    stop: &Stop,
+    written: u64,
+    cp_path: &std::path::Path,
+) -> anyhow::Result<bool> {
+    if let Some(e) = error {
+        return Err(e.context(format!(
+            "the copy stopped after {written} keys; the checkpoint {} is saved — fix the cause and rerun the same command to resume",
+            cp_path.display()
+        )));
+    }
+    if stop.was_interrupted() {
+        report.status = Status::Interrupted;
+        report.error = Some(format!(
+            "interrupted after {written} keys; the checkpoint {} is saved: rerun the same command to resume",
+            cp_path.display()
+        ));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Sets the final status: the verification's when it ran and did not pass, `ok` otherwise.
+pub(crate) fn finish_with(
+    report: &mut MigrateReport,
+    verified: Option<crate::verify::VerifyReport>,
+) {
+    report.status = Status::Ok;
+    if let Some(v) = verified {
+        report.verify = Some(v.to_json());
+        if v.status != Status::Ok {
+            report.status = v.status;
+            report.error = v.error;
         }
     }
-    report.status = Status::Ok;
-    let _ = this_run;
-    Ok(())
 }
 
 /// After copying from a cluster: if the source's slots moved meanwhile, keys may have moved from

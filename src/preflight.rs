@@ -15,7 +15,7 @@ use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::scan::parse_time_ms;
+use crate::source::scan::{parse_scan, parse_time_ms};
 
 /// How many conflicting keys an error names.
 const NAMED_CONFLICTS: usize = 5;
@@ -317,8 +317,7 @@ pub async fn check_conflicts(
     dbs: &[(u32, u32)],
     scan_count: u32,
 ) -> anyhow::Result<()> {
-    let mut found: Vec<(u32, Bytes)> = Vec::new();
-    let mut total = 0u64;
+    let mut found = Conflicts::default();
     for &(db, tdb) in dbs {
         if target.dbsize(tdb).await? == 0 {
             continue;
@@ -326,58 +325,68 @@ pub async fn check_conflicts(
         for source in sources {
             let mut conn = source.connect().await?;
             conn.select(db).await?;
-            let mut cursor = "0".to_string();
+            let count = scan_count.to_string();
+            let mut cursor = 0u64;
             loop {
                 let reply = conn
                     .cmd(&[
                         b"SCAN".as_slice(),
-                        cursor.as_bytes(),
+                        cursor.to_string().as_bytes(),
                         b"COUNT",
-                        scan_count.to_string().as_bytes(),
+                        count.as_bytes(),
                     ])
                     .await?;
-                let Reply::Array(Some(parts)) = reply else {
-                    anyhow::bail!("the source {} refused SCAN: {reply:?}", source.endpoint);
-                };
-                cursor = parts
-                    .first()
-                    .and_then(Reply::to_text)
-                    .unwrap_or_else(|| "0".into());
-                let keys: Vec<Bytes> = match parts.get(1) {
-                    Some(Reply::Array(Some(k))) => k
-                        .iter()
-                        .filter_map(|r| r.as_bytes().map(Bytes::copy_from_slice))
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                let (next, keys) = parse_scan(&reply)
+                    .with_context(|| format!("SCAN on the source {}", source.endpoint))?;
                 if !keys.is_empty() {
-                    for (k, exists) in keys.iter().zip(target.exists(tdb, &keys).await?) {
-                        if exists {
-                            total += 1;
-                            if found.len() < NAMED_CONFLICTS {
-                                found.push((tdb, k.clone()));
-                            }
-                        }
-                    }
+                    let exists = target.exists(tdb, &keys).await?;
+                    found.add(tdb, &keys, &exists);
                 }
-                if cursor == "0" {
+                if next == 0 {
                     break;
                 }
+                cursor = next;
             }
         }
     }
-    if total > 0 {
-        let named: Vec<String> = found
+    found.refuse_if_any(&target.endpoint(), "the source's keys")
+}
+
+/// What a conflict check found: how many source keys exist on the target, and the first few.
+#[derive(Debug, Default)]
+pub(crate) struct Conflicts {
+    total: u64,
+    named: Vec<(u32, Bytes)>,
+}
+
+impl Conflicts {
+    /// Records the keys of `keys` (in target DB `tdb`) that `exists` says are on the target.
+    pub(crate) fn add(&mut self, tdb: u32, keys: &[Bytes], exists: &[bool]) {
+        for (k, _) in keys.iter().zip(exists).filter(|(_, &e)| e) {
+            self.total += 1;
+            if self.named.len() < NAMED_CONFLICTS {
+                self.named.push((tdb, k.clone()));
+            }
+        }
+    }
+
+    /// Refuses to start, naming a few keys, when any were found; `whose` says whose keys they
+    /// are ("the source's keys", "the file's keys").
+    pub(crate) fn refuse_if_any(&self, target: &str, whose: &str) -> anyhow::Result<()> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        let named: Vec<String> = self
+            .named
             .iter()
             .map(|(db, k)| format!("{} (db {db})", escape_key(k)))
             .collect();
         anyhow::bail!(
-            "the target {} already holds {total} of the source's keys, e.g. {}. Nothing was written. \
+            "the target {target} already holds {} of {whose}, e.g. {}. Nothing was written. \
              Rerun with --on-conflict replace to overwrite them, --on-conflict skip to keep the target's copies, \
              or empty the target first",
-            target.endpoint(),
+            self.total,
             named.join(", ")
-        );
+        )
     }
-    Ok(())
 }

@@ -26,9 +26,9 @@ use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::preflight::{self, Layout, Probe, SideInfo};
+use crate::preflight::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::progress::Progress;
-use crate::report::{escape_key, KeyCounts, MigrateReport, Status};
+use crate::report::{KeyCounts, MigrateReport, Status};
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::restore::{Writer, WriterOptions};
 use crate::sink::route::Router;
@@ -36,9 +36,6 @@ use crate::sink::{Clocks, Sink};
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
-
-/// How many conflicting keys an error names.
-const NAMED_CONFLICTS: usize = 5;
 
 /// Runs the migration of `path` into the job's target, filling `report`.
 pub(super) async fn run(
@@ -210,35 +207,18 @@ pub(super) async fn run(
             &tinfo,
             target_rdb,
         );
-        if let Some(e) = result.error {
-            return Err(e.context(format!(
-                "the copy stopped after {} keys; the checkpoint {} is saved — fix the cause and rerun the same command to resume",
-                totals.written,
-                cp_path.display()
-            )));
-        }
-        if stop.was_interrupted() {
-            report.status = Status::Interrupted;
-            report.error = Some(format!(
-                "interrupted after {} keys; the checkpoint {} is saved: rerun the same command to resume",
-                totals.written,
-                cp_path.display()
-            ));
+        if !super::copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
             return Ok(());
         }
     } else {
         fill_report(report, &base, 0, &summary, &tinfo, target_rdb);
     }
-    if !args.no_verify {
-        let verified = crate::verify::file::after_migrate(path, job, &db_pairs, args, &stop).await;
-        report.verify = Some(verified.to_json());
-        if verified.status != Status::Ok {
-            report.status = verified.status;
-            report.error = verified.error;
-            return Ok(());
-        }
-    }
-    report.status = Status::Ok;
+    let verified = if args.no_verify {
+        None
+    } else {
+        Some(crate::verify::file::after_migrate(path, job, &db_pairs, args, &stop).await)
+    };
+    super::finish_with(report, verified);
     Ok(())
 }
 
@@ -605,22 +585,15 @@ async fn check_conflicts(
         resume: None,
     };
     let reader = tokio::spawn(rdb_file::read_file(task, opts, tx, stop.clone()));
-    let mut found: Vec<(u32, Bytes)> = Vec::new();
-    let mut total = 0u64;
+    let mut found = Conflicts::default();
     while let Some(batch) = rx.recv().await {
         let Some(db) = batch.records.first().map(|r| r.db) else {
             continue;
         };
         let tdb = check.get(&db).copied().unwrap_or(db);
         let keys: Vec<Bytes> = batch.records.iter().map(|r| r.key.clone()).collect();
-        for (k, exists) in keys.iter().zip(probe.exists(tdb, &keys).await?) {
-            if exists {
-                total += 1;
-                if found.len() < NAMED_CONFLICTS {
-                    found.push((tdb, k.clone()));
-                }
-            }
-        }
+        let exists = probe.exists(tdb, &keys).await?;
+        found.add(tdb, &keys, &exists);
     }
     reader
         .await
@@ -628,18 +601,5 @@ async fn check_conflicts(
     if stop.is_raised() {
         anyhow::bail!("interrupted during the conflict check; nothing was written");
     }
-    if total > 0 {
-        let named: Vec<String> = found
-            .iter()
-            .map(|(db, k)| format!("{} (db {db})", escape_key(k)))
-            .collect();
-        anyhow::bail!(
-            "the target {} already holds {total} of the file's keys, e.g. {}. Nothing was written. \
-             Rerun with --on-conflict replace to overwrite them, --on-conflict skip to keep the target's copies, \
-             or empty the target first",
-            probe.endpoint(),
-            named.join(", ")
-        );
-    }
-    Ok(())
+    found.refuse_if_any(&probe.endpoint(), "the file's keys")
 }
