@@ -336,7 +336,7 @@ pub async fn check_conflicts(
                         count.as_bytes(),
                     ])
                     .await?;
-                let (next, keys) = parse_scan(&reply)
+                let (next, keys) = parse_scan(reply)
                     .with_context(|| format!("SCAN on the source {}", source.endpoint))?;
                 if !keys.is_empty() {
                     let exists = target.exists(tdb, &keys).await?;

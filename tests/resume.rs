@@ -222,6 +222,56 @@ fn sigint_stops_cleanly_and_rerun_resumes() {
     assert_target_equals_source(&src, &dst);
 }
 
+/// The source drops ferry's connections again and again while it reads (as a failover or a
+/// network blip does): each time the reader reconnects, reads its page again from the same
+/// cursor without handing on a key twice, and the run ends exact in one process.
+#[test]
+fn source_connections_killed_mid_run_are_survived_in_process() {
+    let src = Server::plain(Version::V6_2);
+    data::seed_bulk(&mut src.conn(), 0, 40_000, "bulk:");
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let args = slow_args(&src, &dst);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut cmd, report) = work.command(&args);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let mut admin = src.conn();
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "ferry did not finish");
+        if dbsize(&dst) > 1_000 && kills < 5 {
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                .query(&mut admin)
+                .expect("CLIENT KILL");
+            if killed > 0 {
+                kills += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let run = finish(child.wait_with_output().expect("wait"), &report);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert!(
+        kills >= 2,
+        "the source connection was killed only {kills} times"
+    );
+    assert!(
+        run.text().contains("retrying"),
+        "no retry was logged:\n{}",
+        run.text()
+    );
+    // No key of a page read again was handed on twice.
+    assert_eq!(run.num("keys.scanned"), 40_000, "{}", run.text());
+    assert_eq!(run.num("keys.written"), 40_000, "{}", run.text());
+    assert_target_equals_source(&src, &dst);
+}
+
 #[test]
 fn target_restart_mid_run_is_survived_in_process() {
     let src = Server::plain(Version::V6_2);

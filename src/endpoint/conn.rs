@@ -8,7 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,6 +22,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server may stay silent while we wait for replies. Generous, because a
 /// `RESTORE` of a huge value or a `DUMP` on a busy server can legitimately take seconds.
 const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 256 * 1024;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -93,6 +96,18 @@ impl Pipeline {
         resp::encode_command(&mut self.buf, args);
         self.count += 1;
         self
+    }
+
+    /// Appends `RESTORE key ttl payload ABSTTL [REPLACE]` (see [`resp::encode_restore`]).
+    pub fn restore(&mut self, key: &[u8], ttl: &[u8], payload: &[u8], replace: bool) {
+        resp::encode_restore(&mut self.buf, key, ttl, payload, replace);
+        self.count += 1;
+    }
+
+    /// Appends `PTTL key` and `DUMP key` (see [`resp::encode_pttl_dump`]).
+    pub fn pttl_dump(&mut self, key: &[u8]) {
+        resp::encode_pttl_dump(&mut self.buf, key);
+        self.count += 2;
     }
 
     /// Number of commands queued.
@@ -168,7 +183,7 @@ impl Connection {
         };
         let mut conn = Connection {
             io,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
             side,
             ep: shown,
             db: 0,
@@ -231,57 +246,96 @@ impl Connection {
     /// Sends every command of `p` in one write and reads all replies, in order.
     /// Error replies from the server are returned as [`Reply::Error`], not as `Err`.
     pub async fn run(&mut self, p: &Pipeline) -> Result<Vec<Reply>, ConnError> {
-        let lost = |e: io::Error| ConnError::Lost {
+        self.send(p).await?;
+        let mut replies = Vec::with_capacity(p.count);
+        self.recv_into(p.count, &mut replies).await?;
+        Ok(replies)
+    }
+
+    /// Writes every command of `p` without waiting for replies: the caller reads them later
+    /// with [`Connection::recv_into`] or [`Connection::recv_statuses`], in the order sent.
+    /// Sending the next pipeline before reading the previous one's replies keeps the server
+    /// busy while ferry handles those replies.
+    pub async fn send(&mut self, p: &Pipeline) -> Result<(), ConnError> {
+        let result = async {
+            self.io.write_all(&p.buf).await?;
+            self.io.flush().await
+        }
+        .await;
+        result.map_err(|e| self.lost(e.to_string()))
+    }
+
+    /// Reads the next `count` replies (of commands already sent) into `out`, in order.
+    pub async fn recv_into(&mut self, count: usize, out: &mut Vec<Reply>) -> Result<(), ConnError> {
+        let mut got = 0;
+        while got < count {
+            match resp::parse_reply(&mut self.rbuf) {
+                Ok(Some(reply)) => {
+                    out.push(reply);
+                    got += 1;
+                }
+                Ok(None) => self.fill().await?,
+                Err(e) => return Err(self.protocol(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next `count` replies, expected to be `+OK` (the answer to a `RESTORE`), and
+    /// calls `other(i, reply)` for each that is not, `i` counting from 0. The usual `+OK` is
+    /// recognised and skipped without building a reply.
+    pub async fn recv_statuses(
+        &mut self,
+        count: usize,
+        mut other: impl FnMut(usize, Reply),
+    ) -> Result<(), ConnError> {
+        let mut i = 0;
+        while i < count {
+            if self.rbuf.starts_with(b"+OK\r\n") {
+                self.rbuf.advance(5);
+                i += 1;
+                continue;
+            }
+            match resp::parse_reply(&mut self.rbuf) {
+                Ok(Some(reply)) => {
+                    other(i, reply);
+                    i += 1;
+                }
+                Ok(None) => self.fill().await?,
+                Err(e) => return Err(self.protocol(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes from the server into the read buffer.
+    async fn fill(&mut self) -> Result<(), ConnError> {
+        // Large reads: a DUMP round trip brings back hundreds of KB, and each read is a syscall.
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        match tokio::time::timeout(READ_IDLE_TIMEOUT, self.io.read_buf(&mut self.rbuf)).await {
+            Err(_) => Err(self.lost(format!("no reply for {}s", READ_IDLE_TIMEOUT.as_secs()))),
+            Ok(Err(e)) => Err(self.lost(e.to_string())),
+            Ok(Ok(0)) => Err(self.lost("the server closed the connection".into())),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    fn lost(&self, detail: String) -> ConnError {
+        ConnError::Lost {
+            side: self.side,
+            ep: self.ep.clone(),
+            detail,
+        }
+    }
+
+    fn protocol(&self, e: resp::ProtocolError) -> ConnError {
+        ConnError::Protocol {
             side: self.side,
             ep: self.ep.clone(),
             detail: e.to_string(),
-        };
-        self.io.write_all(&p.buf).await.map_err(lost)?;
-        self.io.flush().await.map_err(lost)?;
-        let mut replies = Vec::with_capacity(p.count);
-        while replies.len() < p.count {
-            match resp::parse_reply(&mut self.rbuf) {
-                Ok(Some(reply)) => {
-                    replies.push(reply);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(ConnError::Protocol {
-                        side: self.side,
-                        ep: self.ep.clone(),
-                        detail: e.to_string(),
-                    })
-                }
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-                self.rbuf.reserve(64 * 1024);
-            }
-            let n = match tokio::time::timeout(READ_IDLE_TIMEOUT, self.io.read_buf(&mut self.rbuf))
-                .await
-            {
-                Err(_) => {
-                    return Err(ConnError::Lost {
-                        side: self.side,
-                        ep: self.ep.clone(),
-                        detail: format!("no reply for {}s", READ_IDLE_TIMEOUT.as_secs()),
-                    })
-                }
-                Ok(r) => r.map_err(|e| ConnError::Lost {
-                    side: self.side,
-                    ep: self.ep.clone(),
-                    detail: e.to_string(),
-                })?,
-            };
-            if n == 0 {
-                return Err(ConnError::Lost {
-                    side: self.side,
-                    ep: self.ep.clone(),
-                    detail: "the server closed the connection".into(),
-                });
-            }
         }
-        Ok(replies)
     }
 
     /// Runs one command.

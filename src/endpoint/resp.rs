@@ -67,12 +67,65 @@ pub fn encode_command<A: AsRef<[u8]>>(buf: &mut BytesMut, args: &[A]) {
     }
 }
 
+/// Appends `RESTORE key ttl payload ABSTTL [REPLACE]`: the same bytes as [`encode_command`]
+/// with those arguments, written with the fixed parts pre-encoded because it runs once per key.
+pub fn encode_restore(buf: &mut BytesMut, key: &[u8], ttl: &[u8], payload: &[u8], replace: bool) {
+    const HEAD6: &[u8] = b"*6\r\n$7\r\nRESTORE\r\n";
+    const HEAD5: &[u8] = b"*5\r\n$7\r\nRESTORE\r\n";
+    const TAIL6: &[u8] = b"$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n";
+    const TAIL5: &[u8] = b"$6\r\nABSTTL\r\n";
+    buf.reserve(96 + key.len() + ttl.len() + payload.len());
+    buf.extend_from_slice(if replace { HEAD6 } else { HEAD5 });
+    for arg in [key, ttl, payload] {
+        push_header(buf, b'$', arg.len());
+        buf.extend_from_slice(arg);
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(if replace { TAIL6 } else { TAIL5 });
+}
+
+/// Appends `PTTL key` and `DUMP key`: the same bytes as two [`encode_command`] calls, with the
+/// key's length header formatted once, because a live source asks this for every key.
+pub fn encode_pttl_dump(buf: &mut BytesMut, key: &[u8]) {
+    let mut head = [0u8; 24];
+    let head = bulk_header(&mut head, key.len());
+    buf.reserve(2 * (key.len() + head.len() + 16));
+    for cmd in [&b"*2\r\n$4\r\nPTTL\r\n"[..], b"*2\r\n$4\r\nDUMP\r\n"] {
+        buf.extend_from_slice(cmd);
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Formats `$<n>\r\n` into `out`, returning the used part.
+#[inline]
+fn bulk_header(out: &mut [u8; 24], n: usize) -> &[u8] {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    let len = digits.len();
+    out[0] = b'$';
+    out[1..=len].copy_from_slice(digits);
+    out[len + 1..len + 3].copy_from_slice(b"\r\n");
+    &out[..len + 3]
+}
+
 /// Appends `<tag><n>\r\n`. Runs ~7 times per RESTORE: a length under 10 (the argument count,
 /// short TTL strings) is written without formatting.
 #[inline]
 fn push_header(buf: &mut BytesMut, tag: u8, n: usize) {
     if n < 10 {
         buf.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
+        return;
+    }
+    // Key and small-value lengths: two or three digits, without a formatter.
+    if n < 1000 {
+        let (a, b, c) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        if n < 100 {
+            buf.extend_from_slice(&[tag, b'0' + b, b'0' + c, b'\r', b'\n']);
+        } else {
+            buf.extend_from_slice(&[tag, b'0' + a, b'0' + b, b'0' + c, b'\r', b'\n']);
+        }
         return;
     }
     buf.extend_from_slice(&[tag]);
@@ -297,6 +350,40 @@ mod tests {
             Some(Reply::Status("OK".into()))
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn restore_encoding_is_the_generic_one() {
+        for replace in [false, true] {
+            for (key, ttl, payload) in [
+                (&b"k"[..], &b"0"[..], &b"\x00\x01"[..]),
+                (&[b'x'; 300][..], &b"1764370000123"[..], &[7u8; 70_000][..]),
+                (&b""[..], &b"5"[..], &b""[..]),
+            ] {
+                let mut fast = BytesMut::new();
+                encode_restore(&mut fast, key, ttl, payload, replace);
+                let mut args: Vec<&[u8]> = vec![b"RESTORE", key, ttl, payload, b"ABSTTL"];
+                if replace {
+                    args.push(b"REPLACE");
+                }
+                let mut generic = BytesMut::new();
+                encode_command(&mut generic, &args);
+                assert_eq!(fast, generic);
+            }
+        }
+    }
+
+    #[test]
+    fn pttl_dump_encoding_is_the_generic_one() {
+        for len in [0usize, 1, 9, 10, 99, 100, 999, 1000, 12_345] {
+            let key = vec![b'k'; len];
+            let mut fast = BytesMut::new();
+            encode_pttl_dump(&mut fast, &key);
+            let mut generic = BytesMut::new();
+            encode_command(&mut generic, &[&b"PTTL"[..], &key]);
+            encode_command(&mut generic, &[&b"DUMP"[..], &key]);
+            assert_eq!(fast, generic, "key length {len}");
+        }
     }
 
     #[test]

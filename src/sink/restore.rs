@@ -134,27 +134,35 @@ impl Writer {
         if sent.is_empty() {
             return Ok(counts);
         }
-        let replies = conn.run(&self.pipeline).await?;
-        let mut replies = replies.into_iter();
+        conn.send(&self.pipeline).await?;
         if select {
-            match replies.next() {
-                Some(Reply::Error(e)) => {
-                    return Err(Failure::Fatal(anyhow::anyhow!(
-                        "the target {ep} refused SELECT {db}: {e}"
-                    )))
-                }
-                _ => conn.note_selected(db),
+            let mut reply = Vec::with_capacity(1);
+            conn.recv_into(1, &mut reply).await?;
+            if let Some(Reply::Error(e)) = reply.pop() {
+                return Err(Failure::Fatal(anyhow::anyhow!(
+                    "the target {ep} refused SELECT {db}: {e}"
+                )));
             }
+            conn.note_selected(db);
         }
+        // Replies other than `+OK`, by the index of their record in `sent`: usually none.
+        let mut unusual: Vec<(usize, Reply)> = Vec::new();
+        conn.recv_statuses(sent.len(), |i, reply| unusual.push((i, reply)))
+            .await?;
+        counts.written += (sent.len() - unusual.len()) as u64;
+        counts.bytes += sent.iter().map(|r| r.size() as u64).sum::<u64>();
         // Records refused as too new for the target, re-encoded for it.
         let mut again: Vec<Record> = Vec::new();
-        for (rec, reply) in sent.iter().zip(replies) {
+        for (i, reply) in unusual {
+            let rec = sent[i];
+            counts.bytes -= rec.size() as u64;
             match reply {
                 Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
                 Reply::Error(err) => match reencode_refused(&self.opts, rec, &err) {
                     Some(r) => again.push(r.map_err(Failure::Fatal)?),
                     None => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
                 },
+                // A reply that is neither `+OK` nor an error still means the key was written.
                 _ => {
                     counts.written += 1;
                     counts.bytes += rec.size() as u64;
@@ -276,24 +284,7 @@ pub(crate) fn restore_ttl(
 
 /// Appends `RESTORE key ttl payload ABSTTL [REPLACE]` to `p`.
 pub(crate) fn push_restore(p: &mut Pipeline, rec: &Record, ttl: &[u8], replace: bool) {
-    if replace {
-        p.cmd(&[
-            b"RESTORE".as_slice(),
-            &rec.key,
-            ttl,
-            &rec.payload,
-            b"ABSTTL",
-            b"REPLACE",
-        ]);
-    } else {
-        p.cmd(&[
-            b"RESTORE".as_slice(),
-            &rec.key,
-            ttl,
-            &rec.payload,
-            b"ABSTTL",
-        ]);
-    }
+    p.restore(&rec.key, ttl, &rec.payload, replace);
 }
 
 /// Turns a RESTORE error reply into a message that says what to do.

@@ -7,7 +7,9 @@
 //! A lost connection is retried with backoff from the same cursor (SCAN cursors are stateless on
 //! the server); keys of the page already handed on are not sent twice.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -51,7 +53,17 @@ pub struct ScanTask {
     pub node_id: Option<String>,
 }
 
+/// DUMP round trips a reader keeps in flight. With two, the source works on the next chunk of
+/// keys while ferry parses the replies of the previous one and hands them on, so a single-stream
+/// source is never idle waiting for ferry.
+const IN_FLIGHT: usize = 2;
+
 /// Reads the whole DB into `tx`, stopping early (cleanly) when `stop` is raised.
+///
+/// Each SCAN page is cut into at least two chunks. A chunk is one round trip: `TIME`, then
+/// `PTTL`+`DUMP` per key, and — in a page's first chunk — the `SCAN` of the next page, so the
+/// keys of the next page are known while the rest of this page is still being fetched. Up to
+/// [`IN_FLIGHT`] chunks are sent before the first one's replies are read.
 pub async fn scan_db(
     task: ScanTask,
     opts: ScanOptions,
@@ -62,39 +74,99 @@ pub async fn scan_db(
         conn: None,
         server: task.server,
         db: task.db,
+        backoff: Backoff::new(opts.retry_for),
         opts,
         seq: task.first_seq,
         stream: task.stream,
         avg_size: 256,
         pipeline: Pipeline::new(),
-        prefetched: None,
+        replies: Vec::new(),
         node_id: task.node_id,
+        ready: VecDeque::new(),
+        in_flight: VecDeque::new(),
+        resume: Resume {
+            cursor: task.cursor,
+            page: None,
+            handed: 0,
+        },
+        retry: None,
     };
-    let mut cursor = task.cursor;
-    let mut backoff = Backoff::new(reader.opts.retry_for);
+    reader.ready.push_back(Chunk::scan_only(task.cursor));
     loop {
         if stop.is_raised() {
             return Ok(());
         }
-        let mut sent: HashSet<Bytes> = HashSet::new();
-        let next = loop {
-            match reader.page(cursor, &mut sent, &tx).await {
-                Ok(next) => break next,
-                Err(StepError::Fatal(e)) => return Err(e),
-                Err(StepError::Transient(e)) => {
-                    reader.conn = None;
-                    backoff.wait(e).await?;
-                }
+        match reader.step(&tx).await {
+            Ok(Step::More) => reader.backoff.reset(),
+            // Finished, or the receiver is gone because the job is stopping.
+            Ok(Step::Done) => return Ok(()),
+            Err(StepError::Fatal(e)) => return Err(e),
+            Err(StepError::Transient(e)) => {
+                reader.restart();
+                reader.backoff.wait(e).await?;
             }
-        };
-        backoff.reset();
-        // `None`: the receiver is gone because the job is stopping.
-        let Some(next) = next else { return Ok(()) };
-        if next == 0 {
-            return Ok(());
         }
-        cursor = next;
     }
+}
+
+/// The keys of one SCAN page.
+struct Page {
+    /// The cursor SCAN was called with to list them (where a retry of the page starts).
+    cursor: u64,
+    /// The cursor SCAN returned: the next page (0: this was the last).
+    next: u64,
+    keys: Vec<Bytes>,
+}
+
+/// One round trip of a reader.
+struct Chunk {
+    /// The page whose keys `range` are fetched; `None` for a round trip that is only a SCAN.
+    page: Option<Arc<Page>>,
+    range: Range<usize>,
+    /// `SCAN` this cursor in the same round trip.
+    scan: Option<u64>,
+}
+
+impl Chunk {
+    fn scan_only(cursor: u64) -> Chunk {
+        Chunk {
+            page: None,
+            range: 0..0,
+            scan: Some(cursor),
+        }
+    }
+
+    /// Commands in the round trip: `TIME` and two per key if there are keys, and the SCAN.
+    fn commands(&self) -> usize {
+        let keys = self.range.len();
+        (if keys > 0 { 1 + 2 * keys } else { 0 }) + usize::from(self.scan.is_some())
+    }
+
+    fn keys(&self) -> &[Bytes] {
+        match &self.page {
+            Some(page) => &page.keys[self.range.clone()],
+            None => &[],
+        }
+    }
+}
+
+/// Where a retry after a lost connection starts: `SCAN cursor`, of whose page (when known) the
+/// first `handed` keys were handed on already. Moves only when a batch is handed on.
+struct Resume {
+    cursor: u64,
+    page: Option<Arc<Page>>,
+    handed: usize,
+}
+
+/// A retry after a lost connection: SCAN `cursor` again, leaving out the keys already handed on.
+struct Retry {
+    cursor: u64,
+    sent: HashSet<Bytes>,
+}
+
+enum Step {
+    More,
+    Done,
 }
 
 struct Reader {
@@ -102,19 +174,28 @@ struct Reader {
     server: Server,
     db: u32,
     opts: ScanOptions,
+    backoff: Backoff,
     seq: u64,
     stream: usize,
     /// Running estimate of a record's size, to size DUMP round trips by bytes.
     avg_size: usize,
-    /// The DUMP round trip's command buffer, reused.
+    /// Command buffer, reused.
     pipeline: Pipeline,
-    /// The SCAN reply for this cursor, asked for in the previous page's last DUMP round trip.
-    prefetched: Option<(u64, Reply)>,
+    /// Reply buffer, reused.
+    replies: Vec<Reply>,
     /// Expected cluster node id (see [`ScanTask::node_id`]).
     node_id: Option<String>,
+    /// Chunks whose keys are known, not sent yet.
+    ready: VecDeque<Chunk>,
+    /// Chunks sent, replies not read yet, oldest first.
+    in_flight: VecDeque<Chunk>,
+    /// Where a retry starts.
+    resume: Resume,
+    /// Set while a page is read again after a lost connection.
+    retry: Option<Retry>,
 }
 
-/// A failure inside one page: retry the page, or give up.
+/// A failure inside one round trip: retry, or give up.
 enum StepError {
     Transient(ConnError),
     Fatal(anyhow::Error),
@@ -166,75 +247,183 @@ impl Reader {
             .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
     }
 
-    /// One SCAN page: returns the next cursor, or `None` when the receiver has gone.
-    async fn page(
-        &mut self,
-        cursor: u64,
-        sent: &mut HashSet<Bytes>,
-        tx: &mpsc::Sender<Batch>,
-    ) -> Result<Option<u64>, StepError> {
-        let reply = match self.prefetched.take() {
-            Some((c, reply)) if c == cursor => reply,
-            _ => {
-                let count = self.opts.scan_count.to_string();
-                let cur = cursor.to_string();
-                self.conn()
-                    .await?
-                    .cmd(&[
-                        b"SCAN".as_slice(),
-                        cur.as_bytes(),
-                        b"COUNT",
-                        count.as_bytes(),
-                    ])
-                    .await?
-            }
+    /// After a lost connection: forget every chunk not handed on, and start again from the
+    /// page being handed on, remembering which of its keys were handed on already.
+    fn restart(&mut self) {
+        self.conn = None;
+        let Resume {
+            cursor,
+            page,
+            handed,
+        } = &self.resume;
+        let handed = page.as_ref().map_or(&[][..], |p| &p.keys[..*handed]);
+        let mut retry = match self.retry.take() {
+            Some(r) if r.cursor == *cursor => r,
+            _ => Retry {
+                cursor: *cursor,
+                sent: HashSet::new(),
+            },
         };
-        let (next, keys) = parse_scan(&reply)
-            .with_context(|| format!("SCAN {cursor} on the source {}", self.server.endpoint))?;
-        // `sent` is only filled when a page is retried after a lost connection: hashing every
-        // key of every page into it would cost more than all of the RESP parsing.
-        let mut keys = keys;
-        if !sent.is_empty() {
-            keys.retain(|k| !sent.contains(k));
+        retry.sent.extend(handed.iter().cloned());
+        self.retry = Some(retry);
+        self.in_flight.clear();
+        self.ready.clear();
+        self.ready.push_back(Chunk::scan_only(*cursor));
+    }
+
+    /// Sends chunks until [`IN_FLIGHT`] are in flight, then reads the oldest and hands its
+    /// records on.
+    async fn step(&mut self, tx: &mpsc::Sender<Batch>) -> Result<Step, StepError> {
+        while self.in_flight.len() < IN_FLIGHT {
+            let Some(chunk) = self.ready.pop_front() else {
+                break;
+            };
+            self.send(&chunk).await?;
+            self.in_flight.push_back(chunk);
+            // (A chunk whose send failed is dropped with the others: `restart` starts over
+            // from `resume`, which only moves when a batch is handed on.)
         }
-        let position = if next == 0 {
+        let Some(chunk) = self.in_flight.front() else {
+            return Ok(Step::Done);
+        };
+        let n = chunk.commands();
+        let mut replies = std::mem::take(&mut self.replies);
+        replies.clear();
+        let got = match self.conn().await {
+            Ok(conn) => conn
+                .recv_into(n, &mut replies)
+                .await
+                .map_err(StepError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = got {
+            self.replies = replies;
+            return Err(e);
+        }
+        let Some(chunk) = self.in_flight.pop_front() else {
+            return Ok(Step::Done);
+        };
+        let mut it = replies.drain(..);
+        let fetched = if chunk.range.is_empty() {
+            None
+        } else {
+            Some(self.records(chunk.keys(), &mut it)?)
+        };
+        if let Some(cursor) = chunk.scan {
+            let reply = it.next().ok_or_else(|| {
+                StepError::Fatal(anyhow::anyhow!(
+                    "the source {} sent fewer replies than commands",
+                    self.server.endpoint
+                ))
+            })?;
+            self.add_page(cursor, reply)?;
+        }
+        drop(it);
+        self.replies = replies;
+        let Some(page) = &chunk.page else {
+            return Ok(Step::More);
+        };
+        let is_last = chunk.range.end == page.keys.len();
+        let position = is_last.then_some(if page.next == 0 {
             Position::Done
         } else {
-            Position::Cursor(next)
-        };
-        if keys.is_empty() {
-            let batch = self.batch(Vec::new(), Some(position), 0, 0);
-            return Ok(tx.send(batch).await.ok().map(|_| next));
+            Position::Cursor(page.next)
+        });
+        let (records, vanished) = fetched.unwrap_or_default();
+        let batch = self.batch(records, position, chunk.range.len() as u64, vanished);
+        if tx.send(batch).await.is_err() {
+            return Ok(Step::Done);
         }
+        self.resume = if is_last {
+            // The page is handed on whole: a later retry starts after it.
+            self.retry = None;
+            Resume {
+                cursor: page.next,
+                page: None,
+                handed: 0,
+            }
+        } else {
+            Resume {
+                cursor: page.cursor,
+                handed: chunk.range.end,
+                page: Some(page.clone()),
+            }
+        };
+        Ok(Step::More)
+    }
+
+    /// Queues the chunks of the page a `SCAN cursor` reply lists.
+    fn add_page(&mut self, cursor: u64, reply: Reply) -> Result<(), StepError> {
+        let (next, mut keys) = parse_scan(reply)
+            .with_context(|| format!("SCAN {cursor} on the source {}", self.server.endpoint))?;
+        // Only a page read again after a lost connection is filtered: hashing every key of
+        // every page would cost more than all of the RESP parsing.
+        if let Some(retry) = &self.retry {
+            if retry.cursor == cursor && !retry.sent.is_empty() {
+                keys.retain(|k| !retry.sent.contains(k));
+            }
+        }
+        let len = keys.len();
+        let page = Arc::new(Page { cursor, next, keys });
+        let scan_next = (next != 0).then_some(next);
+        if len == 0 {
+            // An empty page still moves the position (and SCANs on).
+            self.ready.push_back(Chunk {
+                page: Some(page),
+                range: 0..0,
+                scan: scan_next,
+            });
+            return Ok(());
+        }
+        // At least two chunks per page, so the next page's SCAN (asked in the first) returns
+        // while the second is still to be fetched.
+        let by_bytes = self.opts.batch_bytes / self.avg_size.max(1);
+        let size = by_bytes
+            .clamp(1, self.opts.batch_keys.max(1))
+            .min(len.div_ceil(2));
         let mut start = 0;
-        while start < keys.len() {
-            let chunk =
-                (self.opts.batch_bytes / self.avg_size.max(1)).clamp(1, self.opts.batch_keys);
-            let end = (start + chunk).min(keys.len());
-            let is_last = end == keys.len();
-            // The page's last round trip also asks for the next page's keys, so a page costs
-            // one round trip instead of two.
-            let scan_next = (is_last && next != 0).then_some(next);
-            let (records, vanished) = match self.fetch(&keys[start..end], scan_next).await {
-                Ok(fetched) => fetched,
-                Err(e) => {
-                    // The retry of this page must not send the keys already handed on again.
-                    sent.extend(keys[..start].iter().cloned());
-                    return Err(e);
-                }
-            };
-            let scanned = (end - start) as u64;
-            if !records.is_empty() {
-                let total: usize = records.iter().map(Record::size).sum();
-                self.avg_size = (self.avg_size + total / records.len()) / 2 + 1;
-            }
-            let batch = self.batch(records, is_last.then_some(position), scanned, vanished);
-            if tx.send(batch).await.is_err() {
-                return Ok(None);
-            }
+        while start < len {
+            let end = (start + size).min(len);
+            self.ready.push_back(Chunk {
+                page: Some(page.clone()),
+                range: start..end,
+                scan: if start == 0 { scan_next } else { None },
+            });
             start = end;
         }
-        Ok(Some(next))
+        Ok(())
+    }
+
+    /// Writes a chunk's round trip (without waiting for its replies).
+    async fn send(&mut self, chunk: &Chunk) -> Result<(), StepError> {
+        let mut p = std::mem::take(&mut self.pipeline);
+        p.clear();
+        if !chunk.range.is_empty() {
+            p.cmd(&[b"TIME"]);
+            for k in chunk.keys() {
+                p.pttl_dump(k);
+            }
+        }
+        if let Some(c) = chunk.scan {
+            let mut count = itoa::Buffer::new();
+            let mut cur = itoa::Buffer::new();
+            p.cmd(&[
+                b"SCAN".as_slice(),
+                cur.format(c).as_bytes(),
+                b"COUNT",
+                count.format(self.opts.scan_count).as_bytes(),
+            ]);
+        }
+        let sent = if p.is_empty() {
+            Ok(())
+        } else {
+            match self.conn().await {
+                Ok(conn) => conn.send(&p).await.map_err(StepError::from),
+                Err(e) => Err(e),
+            }
+        };
+        self.pipeline = p;
+        sent
     }
 
     fn batch(
@@ -257,41 +446,15 @@ impl Reader {
         b
     }
 
-    /// `TIME`, then `PTTL`+`DUMP` for each key, then `SCAN scan_next` if asked (its reply is
-    /// kept in `prefetched`), in one round trip.
-    async fn fetch(
+    /// Turns the replies `TIME`, then `PTTL`+`DUMP` per key, into records with absolute
+    /// expiries; keys gone by the time of DUMP are counted as vanished.
+    fn records(
         &mut self,
         keys: &[Bytes],
-        scan_next: Option<u64>,
+        it: &mut impl Iterator<Item = Reply>,
     ) -> Result<(Vec<Record>, u64), StepError> {
-        let mut p = std::mem::take(&mut self.pipeline);
-        p.clear();
-        p.cmd(&[b"TIME"]);
-        for k in keys {
-            p.cmd(&[b"PTTL".as_slice(), k]);
-            p.cmd(&[b"DUMP".as_slice(), k]);
-        }
-        if let Some(c) = scan_next {
-            let mut count = itoa::Buffer::new();
-            let mut cur = itoa::Buffer::new();
-            p.cmd(&[
-                b"SCAN".as_slice(),
-                cur.format(c).as_bytes(),
-                b"COUNT",
-                count.format(self.opts.scan_count).as_bytes(),
-            ]);
-        }
         let db = self.db;
-        let ep = self.server.endpoint.to_string();
-        let replies = match self.conn().await {
-            Ok(conn) => conn.run(&p).await,
-            Err(e) => {
-                self.pipeline = p;
-                return Err(e);
-            }
-        };
-        self.pipeline = p;
-        let mut it = replies?.into_iter();
+        let ep = &self.server.endpoint;
         let now_ms = it.next().as_ref().and_then(parse_time_ms).ok_or_else(|| {
             StepError::Fatal(anyhow::anyhow!(
                 "the source {ep} did not answer TIME with a time"
@@ -299,6 +462,7 @@ impl Reader {
         })?;
         let mut records = Vec::with_capacity(keys.len());
         let mut vanished = 0;
+        let mut bytes = 0;
         for key in keys {
             let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
                 return Err(StepError::Fatal(anyhow::anyhow!(
@@ -307,7 +471,12 @@ impl Reader {
             };
             for r in [&pttl, &dump] {
                 if let Some(err) = r.error() {
-                    return Err(StepError::Fatal(source_refused(&ep, db, key, err)));
+                    return Err(StepError::Fatal(source_refused(
+                        &ep.to_string(),
+                        db,
+                        key,
+                        err,
+                    )));
                 }
             }
             let pttl = pttl.as_int().unwrap_or(-2);
@@ -328,6 +497,7 @@ impl Reader {
                 n if n < 0 => None,
                 n => Some(now_ms + n),
             };
+            bytes += key.len() + payload.len();
             records.push(Record {
                 db,
                 key: key.clone(),
@@ -335,8 +505,8 @@ impl Reader {
                 expire_at_ms,
             });
         }
-        if let Some(c) = scan_next {
-            self.prefetched = it.next().map(|reply| (c, reply));
+        if !records.is_empty() {
+            self.avg_size = (self.avg_size + bytes / records.len()) / 2 + 1;
         }
         Ok((records, vanished))
     }
@@ -358,7 +528,7 @@ fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
 }
 
 /// Parses a SCAN reply into the next cursor and the keys.
-pub fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
+pub fn parse_scan(reply: Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
     if let Some(err) = reply.error() {
         let hint = if err.starts_with("NOPERM") {
             " (the ACL user needs +scan)"
@@ -370,7 +540,7 @@ pub fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
     let Reply::Array(Some(parts)) = reply else {
         anyhow::bail!("unexpected SCAN reply {reply:?}");
     };
-    let [cursor, keys] = parts.as_slice() else {
+    let Ok([cursor, keys]) = <[Reply; 2]>::try_from(parts) else {
         anyhow::bail!("unexpected SCAN reply shape");
     };
     let cursor = cursor
@@ -382,9 +552,9 @@ pub fn parse_scan(reply: &Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
         anyhow::bail!("unexpected SCAN key list");
     };
     let keys = keys
-        .iter()
+        .into_iter()
         .map(|k| match k {
-            Reply::Bulk(Some(b)) => Ok(b.clone()),
+            Reply::Bulk(Some(b)) => Ok(b),
             other => Err(anyhow::anyhow!("unexpected key in SCAN reply: {other:?}")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -161,7 +161,7 @@ impl Node {
                     None => conn.insert(self.connect(db).await?),
                 };
                 let reply = c.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
-                parse_scan(&reply).with_context(|| {
+                parse_scan(reply).with_context(|| {
                     format!(
                         "SCAN {cursor} on the {} {}",
                         self.role_name(),
@@ -370,7 +370,7 @@ impl Node {
             let mut cursor = 0u64;
             loop {
                 let reply = conn.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
-                let (next, page) = parse_scan(&reply)?;
+                let (next, page) = parse_scan(reply)?;
                 keys.extend(page.into_iter().map(|k| Bytes::copy_from_slice(&k)));
                 if next == 0 {
                     break;
