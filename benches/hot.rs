@@ -4,8 +4,9 @@
 //! CARGO_TARGET_DIR=/work/targets/bench cargo bench --bench hot            # all (~1 min)
 //! CARGO_TARGET_DIR=/work/targets/bench cargo bench --bench hot -- resp    # a group
 //! ```
-//! * `crc64`       — DUMP payload CRC64 (Redis's Jones polynomial), byte-wise table (what
-//!   `Crc::<u64>::new(&CRC_64_REDIS)` gives) and the slice-by-16 table `rdb::crc64` uses.
+//! * `crc64`       — DUMP payload and RDB file CRC64 (Redis's Jones polynomial): byte-wise table
+//!   (what `Crc::<u64>::new(&CRC_64_REDIS)` gives), slice-by-16 table (what `rdb::crc64` used
+//!   until it measured this) and `ferry::rdb::crc64` (crc-fast, carry-less-multiply folding).
 //! * `slot`        — cluster hash slot of a key (CRC16/XMODEM of the hash tag), per key.
 //! * `resp_encode` — one RESTORE batch (`RESTORE key ttl payload ABSTTL REPLACE` × 1000) encoded
 //!   into a reused buffer with `endpoint::resp::encode_command`, as the writer does.
@@ -83,6 +84,9 @@ fn bench_crc64(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("slice16", size), &data, |b, d| {
             b.iter(|| slice16.checksum(black_box(d)))
+        });
+        g.bench_with_input(BenchmarkId::new("ferry", size), &data, |b, d| {
+            b.iter(|| ferry::rdb::crc64::checksum(black_box(d)))
         });
     }
     g.finish();

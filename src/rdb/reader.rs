@@ -278,10 +278,14 @@ impl<R: Read> Source<R> {
                 expected: what.into(),
             });
         }
-        let b = self.buf.get(self.pos).copied().ok_or(RdbError::Truncated {
-            offset: self.offset,
-            expected: what.into(),
-        })?;
+        let b = self
+            .buf
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| RdbError::Truncated {
+                offset: self.offset,
+                expected: what.into(),
+            })?;
         self.pos += 1;
         self.offset += 1;
         Ok(b)

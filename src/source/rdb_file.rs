@@ -272,8 +272,9 @@ pub fn library_name(code: &[u8]) -> String {
 }
 
 /// True when an expiry (Unix ms) has passed on this machine's clock.
-fn expired(at: Option<i64>, now: i64) -> bool {
-    at.is_some_and(|at| at <= now)
+fn expired(at: Option<i64>, now: impl FnOnce() -> i64) -> bool {
+    // The clock is read only for keys that have an expiry.
+    at.is_some_and(|at| at <= now())
 }
 
 /// Reads the whole file once before anything is written (see the module docs): checks its
@@ -390,7 +391,7 @@ fn examine_pass(
                     }
                 }
                 let stats = s.dbs.entry(db).or_default();
-                if expired(record.expire_at_ms, now) {
+                if expired(record.expire_at_ms, || now) {
                     stats.expired += 1;
                     continue;
                 }
@@ -554,7 +555,7 @@ fn read_blocking(
                     continue;
                 }
                 p.scanned += 1;
-                if expired(record.expire_at_ms, crate::sink::now_ms()) {
+                if expired(record.expire_at_ms, crate::sink::now_ms) {
                     p.noted.expired_skipped += 1;
                 } else if opts.skip_modules && is_module(&record) {
                     p.noted.modules_skipped += 1;
