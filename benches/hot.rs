@@ -9,7 +9,8 @@
 //!   until it measured this) and `ferry::rdb::crc64` (crc-fast, carry-less-multiply folding).
 //! * `slot`        — cluster hash slot of a key (CRC16/XMODEM of the hash tag), per key.
 //! * `resp_encode` — one RESTORE batch (`RESTORE key ttl payload ABSTTL REPLACE` × 1000) encoded
-//!   into a reused buffer with `endpoint::resp::encode_command`, as the writer does.
+//!   into a reused buffer: with the generic `endpoint::resp::encode_command`, and with
+//!   `encode_restore` (constant parts pre-encoded), which the writer uses.
 //! * `resp_parse`  — the reply stream of one DUMP round trip (`TIME`, then `PTTL`+`DUMP` × 1000)
 //!   parsed with `endpoint::resp::parse_reply`, whole and as it arrives in 16 KiB reads.
 //!
@@ -22,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use crc::{Crc, Table, CRC_16_XMODEM, CRC_64_REDIS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use ferry::endpoint::resp::{encode_command, parse_reply};
+use ferry::endpoint::resp::{encode_command, encode_restore, parse_reply};
 
 /// Deterministic filler bytes (xorshift), so payloads do not compress or repeat trivially.
 fn filler(len: usize, seed: u64) -> Vec<u8> {
@@ -160,6 +161,21 @@ fn bench_encode(c: &mut Criterion) {
                                 b"REPLACE",
                             ],
                         );
+                    }
+                    black_box(buf.len())
+                })
+            },
+        );
+        // What the writer uses: the constant parts pre-encoded.
+        g.bench_function(
+            BenchmarkId::new("restore_batch_preencoded", format!("{n}x{size}B")),
+            |b| {
+                b.iter(|| {
+                    buf.clear();
+                    let mut ttl_buf = itoa::Buffer::new();
+                    for (key, payload, ttl) in &recs {
+                        let ttl = ttl_buf.format(*ttl).as_bytes();
+                        encode_restore(&mut buf, key, ttl, payload, true);
                     }
                     black_box(buf.len())
                 })

@@ -2,7 +2,7 @@
 //!
 //! # How a key travels
 //! ```text
-//!  source/scan.rs    SCAN page ─► TIME + PTTL + DUMP (one round trip) ─► Record {db, key, payload, expire_at_ms}
+//!  source/scan.rs    SCAN page ─► TIME + PTTL + DUMP (pipelined) ─► Record {db, key, payload, expire_at_ms}
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)

@@ -4,7 +4,7 @@
 //!  reader per stream ──► bounded mpsc<Batch> ──► writer 1..N (RESTORE, standalone or cluster) ──► acks ──► Tracker ──► checkpoint
 //! ```
 //! The queue holds at most `writers × 2` batches, so memory in flight is bounded by batch size,
-//! never by dataset size. A stop (signal or error) makes readers finish their current page; the
+//! never by dataset size. A stop (signal or error) makes readers stop after the batch in hand; the
 //! writers drain the queue; every batch handed out is acknowledged or reported failed before the
 //! final checkpoint is written.
 

@@ -1,8 +1,10 @@
-//! Live source: SCAN one DB of one server, and fetch each page's TTLs and values in one round trip.
+//! Live source: SCAN one DB of one server, and fetch each page's TTLs and values in pipelines.
 //!
-//! Per page: `SCAN cursor COUNT n`, then one pipeline `TIME, PTTL k1, DUMP k1, PTTL k2, …`. The
-//! server's `TIME` taken in the same pipeline turns each relative PTTL into an absolute expiry on
-//! the source's clock, so the time a record waits in ferry's queues never stretches its TTL.
+//! Per chunk of a page: one pipeline `TIME, PTTL k1, DUMP k1, PTTL k2, …` (the page's first chunk
+//! also carries the next page's `SCAN`), with two such round trips in flight so the source never
+//! waits for ferry. The server's `TIME` taken in the same pipeline turns each relative PTTL into
+//! an absolute expiry on the source's clock, so the time a record waits in ferry's queues never
+//! stretches its TTL.
 //!
 //! A lost connection is retried with backoff from the same cursor (SCAN cursors are stateless on
 //! the server); keys of the page already handed on are not sent twice.
