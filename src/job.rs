@@ -119,7 +119,8 @@ impl Job {
                 serde_json::json!({
                     "rdb": p.canonicalize().unwrap_or_else(|_| p.clone()).display().to_string(),
                     "size": meta.as_ref().map(|m| m.len()),
-                    "mtime": meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+                    // Milliseconds: a file rewritten within the same second is another file.
+                    "mtime_ms": meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64),
                 })
             }
         };

@@ -104,42 +104,7 @@ async fn run_inner(
     };
     let max_bulk = preflight::max_bulk_len(&mut dst).await;
 
-    // Checkpoint: resume the same job, refuse another job's, start fresh on request.
-    let job_id = job.fingerprint(args.on_conflict);
-    let cp_path = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("ferry-{job_id}.checkpoint.json")));
-    report.checkpoint = Some(cp_path.display().to_string());
-    let mut cp = match if args.fresh { None } else { Checkpoint::load(&cp_path)? } {
-        Some(cp) if cp.job_id != job_id => anyhow::bail!(
-            "the checkpoint {} belongs to a different job ({}); this command is {}. \
-             Use --checkpoint to pick another file, or --fresh to start this job over and overwrite it",
-            cp_path.display(),
-            cp.job,
-            job.identity(args.on_conflict)
-        ),
-        Some(cp) => {
-            report.resumed = true;
-            if cp.completed {
-                eprintln!(
-                    "ferry: the checkpoint {} says this job already completed; nothing to copy (use --fresh to copy again)",
-                    cp_path.display()
-                );
-            } else {
-                eprintln!(
-                    "ferry: resuming from checkpoint {} ({} keys already copied)",
-                    cp_path.display(),
-                    cp.totals.written
-                );
-            }
-            cp
-        }
-        None => {
-            eprintln!("ferry: checkpoint: {} (rerun the same command to resume)", cp_path.display());
-            Checkpoint::new(job_id, job.identity(args.on_conflict))
-        }
-    };
+    let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
         let sources: Vec<Server> = match &sinfo.layout {
             Layout::Standalone(s) => vec![s.clone()],
@@ -250,6 +215,73 @@ async fn run_inner(
 
 /// After the copy phase: a failed copy becomes the error, an interrupted one the report's
 /// status. Returns `Ok(true)` when the copy finished and the job goes on to verification.
+/// What the checkpoint messages say that differs between a live source and a file.
+pub(crate) struct CheckpointWording {
+    /// Added to the "belongs to a different job" refusal.
+    pub mismatch_hint: &'static str,
+    /// Where a resumed copy continues, for the "resuming from" line (`", file offset N"`).
+    pub position: fn(&Checkpoint) -> String,
+}
+
+impl CheckpointWording {
+    /// A live source: SCAN positions are not worth printing.
+    pub const LIVE: CheckpointWording = CheckpointWording {
+        mismatch_hint: "",
+        position: |_| String::new(),
+    };
+}
+
+/// Loads the job's checkpoint to resume it, refuses another job's, or starts a new one (always
+/// with `--fresh`). Returns it with its path, which the report records.
+pub(crate) fn open_checkpoint(
+    args: &MigrateArgs,
+    job: &Job,
+    report: &mut MigrateReport,
+    wording: &CheckpointWording,
+) -> anyhow::Result<(Checkpoint, PathBuf)> {
+    let job_id = job.fingerprint(args.on_conflict);
+    let cp_path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("ferry-{job_id}.checkpoint.json")));
+    report.checkpoint = Some(cp_path.display().to_string());
+    let cp = match if args.fresh { None } else { Checkpoint::load(&cp_path)? } {
+        Some(cp) if cp.job_id != job_id => anyhow::bail!(
+            "the checkpoint {} belongs to a different job ({}); this command is {}.{} \
+             Use --checkpoint to pick another file, or --fresh to start this job over and overwrite it",
+            cp_path.display(),
+            cp.job,
+            job.identity(args.on_conflict),
+            wording.mismatch_hint
+        ),
+        Some(cp) => {
+            report.resumed = true;
+            if cp.completed {
+                eprintln!(
+                    "ferry: the checkpoint {} says this job already completed; nothing to copy (use --fresh to copy again)",
+                    cp_path.display()
+                );
+            } else {
+                eprintln!(
+                    "ferry: resuming from checkpoint {} ({} keys already copied{})",
+                    cp_path.display(),
+                    cp.totals.written,
+                    (wording.position)(&cp)
+                );
+            }
+            cp
+        }
+        None => {
+            eprintln!(
+                "ferry: checkpoint: {} (rerun the same command to resume)",
+                cp_path.display()
+            );
+            Checkpoint::new(job_id, job.identity(args.on_conflict))
+        }
+    };
+    Ok((cp, cp_path))
+}
+
 pub(crate) fn copy_finished(
     report: &mut MigrateReport,
     error: Option<anyhow::Error>,

@@ -290,6 +290,43 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
     data::assert_same(&a, &b, TTL_TOLERANCE_MS);
 }
 
+/// A file's checkpoint stops applying once the file changes (its size and modification time are
+/// part of the job): the rerun is refused with the reason and writes nothing.
+#[test]
+fn checkpoint_of_a_changed_file_is_refused() {
+    let src = Server::plain(Version::V6_2);
+    data::seed_bulk(&mut src.conn(), 0, 500, "bulk:");
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let file = save(&src, &work, "dump.rdb");
+    let args = migrate_args(
+        &file,
+        &dst,
+        &["--checkpoint", "job.checkpoint.json", "--no-verify"],
+    );
+    let first = run(&work, &args);
+    assert_eq!(first.code, 0, "{}", first.text());
+    assert_eq!(dbsize(&dst, 0), 500);
+
+    // The same bytes written again: a new modification time, so another job.
+    std::thread::sleep(Duration::from_millis(50));
+    let bytes = std::fs::read(&file).expect("read the file");
+    std::fs::write(&file, bytes).expect("rewrite the file");
+    let () = redis::cmd("FLUSHALL")
+        .query(&mut dst.conn())
+        .expect("FLUSHALL");
+    let again = run(&work, &args);
+    assert_eq!(again.code, 2, "{}", again.text());
+    assert!(
+        again.text().contains("belongs to a different job")
+            && again.text().contains("If the file changed")
+            && again.text().contains("--fresh"),
+        "{}",
+        again.text()
+    );
+    assert_eq!(dbsize(&dst, 0), 0, "a refused rerun wrote keys");
+}
+
 /// Damaged files are refused before anything is written, with the offset in the message.
 #[test]
 fn damaged_files_exit_2_and_write_nothing() {

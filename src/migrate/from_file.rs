@@ -15,13 +15,14 @@
 //! file), kept separate so the two can evolve without tangling.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{Checkpoint, Tracker};
+use super::{open_checkpoint, CheckpointWording};
+use crate::checkpoint::Tracker;
 use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
@@ -121,7 +122,7 @@ pub(super) async fn run(
     };
     let max_bulk = preflight::max_bulk_len(&mut dst).await;
 
-    let (mut cp, cp_path) = open_checkpoint(args, job, report)?;
+    let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
     if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
         let mut probe = match &tinfo.layout {
             Layout::Standalone(server) => Probe::Standalone(server.connect().await?),
@@ -255,57 +256,16 @@ fn fill_report(
     }
 }
 
-/// Loads or resumes the checkpoint (the same rules as a live migration).
-fn open_checkpoint(
-    args: &MigrateArgs,
-    job: &Job,
-    report: &mut MigrateReport,
-) -> anyhow::Result<(Checkpoint, PathBuf)> {
-    let job_id = job.fingerprint(args.on_conflict);
-    let cp_path = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("ferry-{job_id}.checkpoint.json")));
-    report.checkpoint = Some(cp_path.display().to_string());
-    let cp = match if args.fresh { None } else { Checkpoint::load(&cp_path)? } {
-        Some(cp) if cp.job_id != job_id => anyhow::bail!(
-            "the checkpoint {} belongs to a different job ({}); this command is {}. If the file changed \
-             (its size and modification time are part of the job), the old checkpoint does not apply to it. \
-             Use --checkpoint to pick another file, or --fresh to start this job over and overwrite it",
-            cp_path.display(),
-            cp.job,
-            job.identity(args.on_conflict)
-        ),
-        Some(cp) => {
-            report.resumed = true;
-            if cp.completed {
-                eprintln!(
-                    "ferry: the checkpoint {} says this job already completed; nothing to copy (use --fresh to copy again)",
-                    cp_path.display()
-                );
-            } else {
-                let at = match cp.streams.get(STREAM) {
-                    Some(Position::Offset(s)) => format!(", file offset {s}"),
-                    _ => String::new(),
-                };
-                eprintln!(
-                    "ferry: resuming from checkpoint {} ({} keys already copied{at})",
-                    cp_path.display(),
-                    cp.totals.written
-                );
-            }
-            cp
-        }
-        None => {
-            eprintln!(
-                "ferry: checkpoint: {} (rerun the same command to resume)",
-                cp_path.display()
-            );
-            Checkpoint::new(job_id, job.identity(args.on_conflict))
-        }
-    };
-    Ok((cp, cp_path))
-}
+/// Checkpoint messages for a file: a changed file is a different job, and a resume says where.
+const FILE_WORDING: CheckpointWording = CheckpointWording {
+    mismatch_hint:
+        " If the file changed (its size and modification time are part of the job), the old \
+         checkpoint does not apply to it.",
+    position: |cp| match cp.streams.get(STREAM) {
+        Some(Position::Offset(s)) => format!(", file offset {s}"),
+        _ => String::new(),
+    },
+};
 
 /// A cluster target has only DB 0; several file DBs into one target DB overwrite each other
 /// unless a conflict policy says how (the same rules as `preflight::check_db_plan`).
