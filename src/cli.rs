@@ -216,8 +216,8 @@ pub struct SelectionArgs {
 /// Throughput knobs. The defaults suit most jobs.
 #[derive(Debug, Args, Clone)]
 pub struct TuningArgs {
-    /// Keys asked for per SCAN page (one pipelined PTTL+DUMP round trip per page).
-    /// 5000 measured ~10% faster than 1000 (docs/benchmarks.md) at ~31 MB peak memory.
+    /// Keys asked for per SCAN page (fetched with PTTL+DUMP in pipelined chunks, two in flight).
+    /// 5000 measured ~10% faster than 1000 (docs/benchmarks.md).
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub scan_count: u32,
 
@@ -225,8 +225,9 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub batch_keys: usize,
 
-    /// Most payload bytes per RESTORE batch (memory in flight ≈ this × (writers + queue)).
-    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    /// Most payload bytes per RESTORE batch and per DUMP round trip. Memory in flight is about
+    /// this × (3 × writers + 3): ~30 MiB with the defaults, whatever the sizes of the values.
+    #[arg(long, default_value_t = 2 << 20, value_name = "BYTES")]
     pub batch_bytes: usize,
 
     /// Parallel writer connections to the target.

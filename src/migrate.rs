@@ -50,12 +50,14 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         error: None,
         verify: None,
         notes: Vec::new(),
+        peak_rss_bytes: None,
     };
     if let Err(e) = run_inner(args, stop, &mut report).await {
         report.status = Status::Error;
         report.error = Some(format!("{e:#}"));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.peak_rss_bytes = crate::report::peak_rss_bytes();
     report
 }
 

@@ -62,6 +62,17 @@ pub struct MigrateReport {
     /// re-encoded, and why).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// ferry's own peak resident memory over this run (Linux; `None` elsewhere), so a user
+    /// sizing the machine that runs the job has the figure.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// This process's peak resident set size so far (`VmHWM` of `/proc/self/status`, Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Key counters as reported.

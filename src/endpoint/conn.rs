@@ -312,6 +312,14 @@ impl Connection {
     async fn fill(&mut self) -> Result<(), ConnError> {
         // Reads return what has arrived (~13 KB on average on loopback, measured), so a larger
         // buffer saves no syscalls; 64 KB keeps the chunks that payloads pin small.
+        // Replies are split off this buffer without copying, so each payload keeps its whole
+        // allocation alive. After a big reply grew it, later small payloads split from the same
+        // allocation would keep megabytes alive for a few bytes each: start a fresh buffer.
+        if self.rbuf.capacity() > 4 * READ_CHUNK && self.rbuf.len() < READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.rbuf);
+            self.rbuf = fresh;
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }

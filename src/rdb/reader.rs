@@ -800,6 +800,11 @@ impl<R: Read> RdbReader<R> {
                     payload.extend_from_slice(&self.header.version.to_le_bytes());
                     let crc = super::crc64::checksum(&payload);
                     payload.extend_from_slice(&crc.to_le_bytes());
+                    // `Bytes` keeps the whole allocation, and growing by doubling can leave a
+                    // large value with nearly as much unused room again: give it back.
+                    if payload.capacity() > payload.len() + payload.len() / 4 + 64 {
+                        payload.shrink_to_fit();
+                    }
                     let record = Record {
                         db: self.db,
                         key: Bytes::from(key),

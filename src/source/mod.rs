@@ -6,6 +6,7 @@
 //! the position reached (the next cursor). The checkpoint only ever stores a position whose batch,
 //! and every batch before it, the target has acknowledged.
 
+pub mod dump_size;
 pub mod plan;
 pub mod rdb_file;
 pub mod scan;

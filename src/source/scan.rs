@@ -18,7 +18,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Batch, Position};
+use super::{dump_size, Batch, Position};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::retry::Backoff;
@@ -80,11 +80,11 @@ pub async fn scan_db(
         opts,
         seq: task.first_seq,
         stream: task.stream,
-        avg_size: 256,
+        avg_size: dump_size::FIRST_GUESS,
         pipeline: Pipeline::new(),
         replies: Vec::new(),
         node_id: task.node_id,
-        ready: VecDeque::new(),
+        todo: VecDeque::new(),
         in_flight: VecDeque::new(),
         resume: Resume {
             cursor: task.cursor,
@@ -93,7 +93,7 @@ pub async fn scan_db(
         },
         retry: None,
     };
-    reader.ready.push_back(Chunk::scan_only(task.cursor));
+    reader.todo.push_back(Todo::Scan(task.cursor));
     loop {
         if stop.is_raised() {
             return Ok(());
@@ -160,6 +160,14 @@ struct Resume {
     handed: usize,
 }
 
+/// Work a reader has not asked the source for yet.
+enum Todo {
+    /// `SCAN cursor` alone: at the start, and after a lost connection.
+    Scan(u64),
+    /// The keys of a page from `from` on.
+    Page { page: Arc<Page>, from: usize },
+}
+
 /// A retry after a lost connection: SCAN `cursor` again, leaving out the keys already handed on.
 struct Retry {
     cursor: u64,
@@ -179,7 +187,7 @@ struct Reader {
     backoff: Backoff,
     seq: u64,
     stream: usize,
-    /// Running estimate of a record's size, to size DUMP round trips by bytes.
+    /// Running estimate of a record's size, to size DUMP round trips by bytes (see `dump_size`).
     avg_size: usize,
     /// Command buffer, reused.
     pipeline: Pipeline,
@@ -187,8 +195,8 @@ struct Reader {
     replies: Vec<Reply>,
     /// Expected cluster node id (see [`ScanTask::node_id`]).
     node_id: Option<String>,
-    /// Chunks whose keys are known, not sent yet.
-    ready: VecDeque<Chunk>,
+    /// What is left to ask for, in order.
+    todo: VecDeque<Todo>,
     /// Chunks sent, replies not read yet, oldest first.
     in_flight: VecDeque<Chunk>,
     /// Where a retry starts.
@@ -269,15 +277,15 @@ impl Reader {
         retry.sent.extend(handed.iter().cloned());
         self.retry = Some(retry);
         self.in_flight.clear();
-        self.ready.clear();
-        self.ready.push_back(Chunk::scan_only(*cursor));
+        self.todo.clear();
+        self.todo.push_back(Todo::Scan(*cursor));
     }
 
     /// Sends chunks until [`IN_FLIGHT`] are in flight, then reads the oldest and hands its
     /// records on.
     async fn step(&mut self, tx: &mpsc::Sender<Batch>) -> Result<Step, StepError> {
         while self.in_flight.len() < IN_FLIGHT {
-            let Some(chunk) = self.ready.pop_front() else {
+            let Some(chunk) = self.next_chunk() else {
                 break;
             };
             self.send(&chunk).await?;
@@ -332,7 +340,23 @@ impl Reader {
             Position::Cursor(page.next)
         });
         let (records, vanished) = fetched.unwrap_or_default();
-        let batch = self.batch(records, position, chunk.range.len() as u64, vanished);
+        // A round trip is sized by an estimate (values' sizes are unknown until they arrive),
+        // so a chunk that brought more bytes than that is handed on in several batches: what
+        // waits in the queue and in the writers stays bounded by `batch_bytes`. The last one
+        // carries the position and the keys that vanished.
+        let mut parts = split_by_bytes(records, self.opts.batch_bytes);
+        let last = parts.pop().unwrap_or_default();
+        let mut handed = 0;
+        for part in parts {
+            let n = part.len() as u64;
+            handed += n;
+            let batch = self.batch(part, None, n, 0);
+            if tx.send(batch).await.is_err() {
+                return Ok(Step::Done);
+            }
+        }
+        let scanned = chunk.range.len() as u64 - handed;
+        let batch = self.batch(last, position, scanned, vanished);
         if tx.send(batch).await.is_err() {
             return Ok(Step::Done);
         }
@@ -354,7 +378,7 @@ impl Reader {
         Ok(Step::More)
     }
 
-    /// Queues the chunks of the page a `SCAN cursor` reply lists.
+    /// Queues the keys of the page a `SCAN cursor` reply lists.
     fn add_page(&mut self, cursor: u64, reply: Reply) -> Result<(), StepError> {
         let (next, mut keys) = parse_scan(reply)
             .with_context(|| format!("SCAN {cursor} on the source {}", self.server.endpoint))?;
@@ -365,35 +389,45 @@ impl Reader {
                 keys.retain(|k| !retry.sent.contains(k));
             }
         }
-        let len = keys.len();
-        let page = Arc::new(Page { cursor, next, keys });
-        let scan_next = (next != 0).then_some(next);
-        if len == 0 {
-            // An empty page still moves the position (and SCANs on).
-            self.ready.push_back(Chunk {
-                page: Some(page),
-                range: 0..0,
-                scan: scan_next,
-            });
-            return Ok(());
-        }
-        // At least two chunks per page, so the next page's SCAN (asked in the first) returns
-        // while the second is still to be fetched.
-        let by_bytes = self.opts.batch_bytes / self.avg_size.max(1);
-        let size = by_bytes
-            .clamp(1, self.opts.batch_keys.max(1))
-            .min(len.div_ceil(2));
-        let mut start = 0;
-        while start < len {
-            let end = (start + size).min(len);
-            self.ready.push_back(Chunk {
-                page: Some(page.clone()),
-                range: start..end,
-                scan: if start == 0 { scan_next } else { None },
-            });
-            start = end;
-        }
+        self.todo.push_back(Todo::Page {
+            page: Arc::new(Page { cursor, next, keys }),
+            from: 0,
+        });
         Ok(())
+    }
+
+    /// The next round trip to send, cut from the front of `todo` now, so its size follows the
+    /// latest size estimate (a chunk's size is only known once its DUMPs arrive).
+    fn next_chunk(&mut self) -> Option<Chunk> {
+        let (page, from) = match self.todo.pop_front()? {
+            Todo::Scan(cursor) => return Some(Chunk::scan_only(cursor)),
+            Todo::Page { page, from } => (page, from),
+        };
+        let len = page.keys.len();
+        let scan_next = (from == 0 && page.next != 0).then_some(page.next);
+        let mut size = dump_size::keys_per_round_trip(
+            self.opts.batch_bytes,
+            self.avg_size,
+            self.opts.batch_keys,
+        );
+        if from == 0 {
+            // At least two chunks per page, so the next page's SCAN (asked in the first)
+            // returns while the second is still to be fetched.
+            size = size.min(len.div_ceil(2));
+        }
+        let end = (from + size).min(len);
+        if end < len {
+            self.todo.push_front(Todo::Page {
+                page: page.clone(),
+                from: end,
+            });
+        }
+        // An empty page is one chunk without keys: it still moves the position (and SCANs on).
+        Some(Chunk {
+            page: Some(page),
+            range: from..end,
+            scan: scan_next,
+        })
     }
 
     /// Writes a chunk's round trip (without waiting for its replies).
@@ -508,10 +542,33 @@ impl Reader {
             });
         }
         if !records.is_empty() {
-            self.avg_size = (self.avg_size + bytes / records.len()) / 2 + 1;
+            self.avg_size = dump_size::next_estimate(self.avg_size, bytes / records.len() + 1);
         }
         Ok((records, vanished))
     }
+}
+
+/// Cuts `records` into runs of at most `max_bytes` (a record larger than that alone); always at
+/// least one run, possibly empty.
+fn split_by_bytes(records: Vec<Record>, max_bytes: usize) -> Vec<Vec<Record>> {
+    let total: usize = records.iter().map(Record::size).sum();
+    if total <= max_bytes {
+        return vec![records];
+    }
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for rec in records {
+        let size = rec.size();
+        if !part.is_empty() && bytes + size > max_bytes {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += size;
+        part.push(rec);
+    }
+    parts.push(part);
+    parts
 }
 
 fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
@@ -572,4 +629,39 @@ pub fn parse_time_ms(reply: &Reply) -> Option<i64> {
     let secs = num(parts.first()?)?;
     let micros = num(parts.get(1)?)?;
     Some(secs * 1000 + micros / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u8, size: usize) -> Record {
+        Record {
+            db: 0,
+            key: Bytes::from(vec![i]),
+            payload: Bytes::from(vec![0u8; size - 1]),
+            expire_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn split_by_bytes_bounds_every_run_and_keeps_order() {
+        assert_eq!(split_by_bytes(Vec::new(), 10).len(), 1);
+        let recs: Vec<Record> = [4, 4, 4, 30, 1, 1, 9]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| rec(i as u8, n))
+            .collect();
+        let parts = split_by_bytes(recs, 10);
+        let sizes: Vec<Vec<usize>> = parts
+            .iter()
+            .map(|p| p.iter().map(Record::size).collect())
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![vec![4, 4], vec![4], vec![30], vec![1, 1], vec![9]]
+        );
+        let keys: Vec<u8> = parts.iter().flatten().map(|r| r.key[0]).collect();
+        assert_eq!(keys, vec![0, 1, 2, 3, 4, 5, 6]);
+    }
 }

@@ -30,6 +30,7 @@ use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::retry::Backoff;
+use crate::source::dump_size;
 use crate::source::scan::{parse_scan, parse_time_ms};
 use crate::stop::Stop;
 
@@ -119,7 +120,7 @@ impl Node {
             },
             skew_ms,
             listed,
-            avg_size: AtomicUsize::new(256),
+            avg_size: AtomicUsize::new(dump_size::FIRST_GUESS),
             idle: Mutex::new(vec![conn]),
         })
     }
@@ -293,7 +294,11 @@ impl Node {
         let mut start = 0;
         while start < keys.len() {
             let avg = self.avg_size.load(Ordering::Relaxed).max(1);
-            let n = (self.opts.batch_bytes / avg).clamp(1, 4 * self.opts.scan_count as usize);
+            let n = dump_size::keys_per_round_trip(
+                self.opts.batch_bytes,
+                avg,
+                4 * self.opts.scan_count as usize,
+            );
             let chunk = &keys[start..(start + n).min(keys.len())];
             start += chunk.len();
             let mut p = Pipeline::new();
@@ -327,8 +332,10 @@ impl Node {
                     }
                 });
             }
-            self.avg_size
-                .store((avg + bytes / chunk.len()) / 2 + 1, Ordering::Relaxed);
+            self.avg_size.store(
+                dump_size::next_estimate(avg, bytes / chunk.len() + 1),
+                Ordering::Relaxed,
+            );
         }
         Ok(out)
     }
