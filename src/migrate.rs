@@ -161,17 +161,7 @@ async fn run_inner(
             select_db: !tinfo.is_cluster(),
             target_rdb: crate::source::rdb_file::target_rdb_version(&tinfo.info),
         };
-        let writers: Vec<Sink> = (0..job.tuning.writers)
-            .map(|_| match &tinfo.layout {
-                Layout::Standalone(server) => {
-                    Sink::Standalone(Writer::new(server.clone(), writer_opts.clone()))
-                }
-                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
-                    Router::new(cluster.clone(), topology, retry_for),
-                    writer_opts.clone(),
-                )),
-            })
-            .collect();
+        let writers = writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::new(
             args.output.progress,
             Duration::from_secs(args.output.log_every),
@@ -217,6 +207,22 @@ async fn run_inner(
 
 /// After the copy phase: a failed copy becomes the error, an interrupted one the report's
 /// status. Returns `Ok(true)` when the copy finished and the job goes on to verification.
+/// `n` writers for the target: one connection each to a standalone server, or one per master of
+/// a cluster.
+pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Sink> {
+    (0..n)
+        .map(|_| match layout {
+            Layout::Standalone(server) => {
+                Sink::Standalone(Writer::new(server.clone(), opts.clone()))
+            }
+            Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
+                Router::new(cluster.clone(), topology, opts.retry_for),
+                opts.clone(),
+            )),
+        })
+        .collect()
+}
+
 /// What the checkpoint messages say that differs between a live source and a file.
 pub(crate) struct CheckpointWording {
     /// Added to the "belongs to a different job" refusal.

@@ -30,10 +30,9 @@ use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::progress::Progress;
 use crate::report::{KeyCounts, MigrateReport, Status};
-use crate::sink::cluster::ClusterWriter;
-use crate::sink::restore::{Writer, WriterOptions};
+use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
-use crate::sink::{Clocks, Sink};
+use crate::sink::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
@@ -167,17 +166,7 @@ pub(super) async fn run(
             select_db: !tinfo.is_cluster(),
             target_rdb,
         };
-        let writers: Vec<Sink> = (0..job.tuning.writers)
-            .map(|_| match &tinfo.layout {
-                Layout::Standalone(server) => {
-                    Sink::Standalone(Writer::new(server.clone(), writer_opts.clone()))
-                }
-                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
-                    Router::new(cluster.clone(), topology, retry_for),
-                    writer_opts.clone(),
-                )),
-            })
-            .collect();
+        let writers = super::writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::for_file(
             args.output.progress,
             Duration::from_secs(args.output.log_every),

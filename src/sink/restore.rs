@@ -149,24 +149,23 @@ impl Writer {
         let mut unusual: Vec<(usize, Reply)> = Vec::new();
         conn.recv_statuses(sent.len(), |i, reply| unusual.push((i, reply)))
             .await?;
-        counts.written += (sent.len() - unusual.len()) as u64;
+        counts.written += sent.len() as u64;
         counts.bytes += sent.iter().map(|r| r.size() as u64).sum::<u64>();
         // Records refused as too new for the target, re-encoded for it.
         let mut again: Vec<Record> = Vec::new();
         for (i, reply) in unusual {
+            // A reply that is neither `+OK` nor an error still means the key was written.
+            let Reply::Error(err) = reply else { continue };
             let rec = sent[i];
+            counts.written -= 1;
             counts.bytes -= rec.size() as u64;
-            match reply {
-                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
-                Reply::Error(err) => match reencode_refused(&self.opts, rec, &err) {
-                    Some(r) => again.push(r.map_err(Failure::Fatal)?),
-                    None => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
-                },
-                // A reply that is neither `+OK` nor an error still means the key was written.
-                _ => {
-                    counts.written += 1;
-                    counts.bytes += rec.size() as u64;
-                }
+            if err.starts_with("BUSYKEY") {
+                counts.conflicts += 1;
+                continue;
+            }
+            match reencode_refused(&self.opts, rec, &err) {
+                Some(r) => again.push(r.map_err(Failure::Fatal)?),
+                None => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
             }
         }
         if again.is_empty() {

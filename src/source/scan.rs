@@ -284,14 +284,14 @@ impl Reader {
     /// Sends chunks until [`IN_FLIGHT`] are in flight, then reads the oldest and hands its
     /// records on.
     async fn step(&mut self, tx: &mpsc::Sender<Batch>) -> Result<Step, StepError> {
+        // A chunk whose send fails is dropped with the others: `restart` starts over from
+        // `resume`, which only moves when a batch is handed on.
         while self.in_flight.len() < IN_FLIGHT {
             let Some(chunk) = self.next_chunk() else {
                 break;
             };
             self.send(&chunk).await?;
             self.in_flight.push_back(chunk);
-            // (A chunk whose send failed is dropped with the others: `restart` starts over
-            // from `resume`, which only moves when a batch is handed on.)
         }
         let Some(chunk) = self.in_flight.front() else {
             return Ok(Step::Done);

@@ -304,8 +304,7 @@ impl Node {
             let mut p = Pipeline::new();
             p.cmd(&[b"TIME"]);
             for k in chunk {
-                p.cmd(&[b"PTTL".as_slice(), k]);
-                p.cmd(&[b"DUMP".as_slice(), k]);
+                p.pttl_dump(k);
             }
             let replies = conn.run(&p).await?;
             let mut it = replies.into_iter();
