@@ -45,6 +45,7 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         resumed: false,
         keys: KeyCounts::default(),
         bytes: 0,
+        expiry_uncertainty_ms: 0,
         elapsed_ms: 0,
         checkpoint: None,
         error: None,
@@ -186,6 +187,7 @@ async fn run_inner(
         totals.add(&result.this_run);
         report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
         report.bytes = totals.bytes;
+        report.expiry_uncertainty_ms = totals.expiry_uncertainty_ms;
         if let Layout::Cluster { cluster, topology } = &sinfo.layout {
             source_topology_check(cluster, topology, &scanned, &mut cp, &cp_path).await?;
         }
@@ -195,6 +197,7 @@ async fn run_inner(
     } else {
         report.keys = KeyCounts::from_counts(&base, 0);
         report.bytes = base.bytes;
+        report.expiry_uncertainty_ms = base.expiry_uncertainty_ms;
     }
     let verified = if args.no_verify {
         None

@@ -15,7 +15,8 @@ use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::scan::{parse_scan, parse_time_ms};
+use crate::source::expiry::parse_time_ms;
+use crate::source::scan::parse_scan;
 
 /// How many conflicting keys an error names.
 const NAMED_CONFLICTS: usize = 5;

@@ -104,10 +104,14 @@ impl Pipeline {
         self.count += 1;
     }
 
-    /// Appends `PTTL key` and `DUMP key` (see [`resp::encode_pttl_dump`]).
-    pub fn pttl_dump(&mut self, key: &[u8]) {
-        resp::encode_pttl_dump(&mut self.buf, key);
-        self.count += 2;
+    /// Appends `cmd key` for each of `keys` (see [`resp::encode_key_commands`]).
+    pub fn per_key<'a>(
+        &mut self,
+        cmd: resp::KeyCommand,
+        keys: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) {
+        self.count += keys.len();
+        resp::encode_key_commands(&mut self.buf, cmd, keys);
     }
 
     /// Number of commands queued.

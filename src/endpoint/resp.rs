@@ -84,13 +84,36 @@ pub fn encode_restore(buf: &mut BytesMut, key: &[u8], ttl: &[u8], payload: &[u8]
     buf.extend_from_slice(if replace { TAIL6 } else { TAIL5 });
 }
 
-/// Appends `PTTL key` and `DUMP key`: the same bytes as two [`encode_command`] calls, with the
-/// key's length header formatted once, because a live source asks this for every key.
-pub fn encode_pttl_dump(buf: &mut BytesMut, key: &[u8]) {
-    let mut head = [0u8; 24];
-    let head = bulk_header(&mut head, key.len());
-    buf.reserve(2 * (key.len() + head.len() + 16));
-    for cmd in [&b"*2\r\n$4\r\nPTTL\r\n"[..], b"*2\r\n$4\r\nDUMP\r\n"] {
+/// A command of one key argument whose name is pre-encoded: `PTTL key`, `DUMP key`.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyCommand {
+    /// `PTTL key`: the key's remaining time to live in ms (-1 none, -2 gone).
+    Pttl,
+    /// `DUMP key`: the key's value in the DUMP format (nil when gone).
+    Dump,
+}
+
+impl KeyCommand {
+    fn head(self) -> &'static [u8] {
+        match self {
+            KeyCommand::Pttl => b"*2\r\n$4\r\nPTTL\r\n",
+            KeyCommand::Dump => b"*2\r\n$4\r\nDUMP\r\n",
+        }
+    }
+}
+
+/// Appends `cmd key` for every key: the same bytes as one [`encode_command`] per key, with the
+/// command pre-encoded, because a live source asks this for every key.
+pub fn encode_key_commands<'a>(
+    buf: &mut BytesMut,
+    cmd: KeyCommand,
+    keys: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let cmd = cmd.head();
+    for key in keys {
+        let mut head = [0u8; 24];
+        let head = bulk_header(&mut head, key.len());
+        buf.reserve(key.len() + head.len() + cmd.len() + 2);
         buf.extend_from_slice(cmd);
         buf.extend_from_slice(head);
         buf.extend_from_slice(key);
@@ -374,13 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn pttl_dump_encoding_is_the_generic_one() {
+    fn key_command_encoding_is_the_generic_one() {
         for len in [0usize, 1, 9, 10, 99, 100, 999, 1000, 12_345] {
             let key = vec![b'k'; len];
+            let other = vec![b'o'; len / 2];
             let mut fast = BytesMut::new();
-            encode_pttl_dump(&mut fast, &key);
+            encode_key_commands(&mut fast, KeyCommand::Pttl, [&key[..], &other[..]]);
+            encode_key_commands(&mut fast, KeyCommand::Dump, [&key[..]]);
             let mut generic = BytesMut::new();
             encode_command(&mut generic, &[&b"PTTL"[..], &key]);
+            encode_command(&mut generic, &[&b"PTTL"[..], &other]);
             encode_command(&mut generic, &[&b"DUMP"[..], &key]);
             assert_eq!(fast, generic, "key length {len}");
         }

@@ -7,6 +7,7 @@
 //! and every batch before it, the target has acknowledged.
 
 pub mod dump_size;
+pub mod expiry;
 pub mod plan;
 pub mod rdb_file;
 pub mod scan;
@@ -43,8 +44,8 @@ pub struct Batch {
     /// Keys listed by SCAN that were gone (deleted or expired) by the time of DUMP.
     pub vanished: u64,
     /// What the reader itself decided about this batch's keys (keys it skipped, payloads it
-    /// re-encoded, file bytes it consumed); added to the writer's counts when the batch is
-    /// acknowledged. All zero for a live source.
+    /// re-encoded, file bytes it consumed, how exact its expiries are); added to the writer's
+    /// counts when the batch is acknowledged.
     pub noted: Counts,
 }
 
@@ -75,6 +76,10 @@ pub struct Counts {
     /// RDB file source: bytes of the file consumed (the progress of a file).
     #[serde(default)]
     pub file_bytes: u64,
+    /// Live source: the most any written expiry may be off from the source's, in ms (the
+    /// worst, not a sum; see `source/expiry.rs`).
+    #[serde(default)]
+    pub expiry_uncertainty_ms: u64,
 }
 
 impl Counts {
@@ -90,5 +95,6 @@ impl Counts {
         self.empty_skipped += other.empty_skipped;
         self.modules_skipped += other.modules_skipped;
         self.file_bytes += other.file_bytes;
+        self.expiry_uncertainty_ms = self.expiry_uncertainty_ms.max(other.expiry_uncertainty_ms);
     }
 }

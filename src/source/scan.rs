@@ -1,10 +1,10 @@
 //! Live source: SCAN one DB of one server, and fetch each page's TTLs and values in pipelines.
 //!
-//! Per chunk of a page: one pipeline `TIME, PTTL k1, DUMP k1, PTTL k2, …` (the page's first chunk
-//! also carries the next page's `SCAN`), with two such round trips in flight so the source never
-//! waits for ferry. The server's `TIME` taken in the same pipeline turns each relative PTTL into
-//! an absolute expiry on the source's clock, so the time a record waits in ferry's queues never
-//! stretches its TTL.
+//! Per chunk of a page: one pipeline `TIME, PTTL k1, …, PTTL kn, TIME, DUMP k1, …, DUMP kn` (the
+//! page's first chunk also carries the next page's `SCAN`), with two such round trips in flight
+//! so the source never waits for ferry. The two `TIME`s around the PTTLs turn each relative PTTL
+//! into an absolute expiry on the source's clock, exact even when the source stalls part-way
+//! (see `expiry.rs`), so neither a stall nor the time a record waits in ferry's queues moves it.
 //!
 //! A lost connection is retried with backoff from the same cursor (SCAN cursors are stateless on
 //! the server); keys of the page already handed on are not sent twice.
@@ -18,7 +18,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::expiry;
 use super::{dump_size, Batch, Position};
+use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::retry::Backoff;
@@ -74,6 +76,7 @@ pub async fn scan_db(
 ) -> anyhow::Result<()> {
     let mut reader = Reader {
         conn: None,
+        reread_conn: None,
         server: task.server,
         db: task.db,
         backoff: Backoff::new(opts.retry_for),
@@ -138,10 +141,14 @@ impl Chunk {
         }
     }
 
-    /// Commands in the round trip: `TIME` and two per key if there are keys, and the SCAN.
+    /// Commands in the round trip: two `TIME`s and two per key if there are keys, and the SCAN.
     fn commands(&self) -> usize {
         let keys = self.range.len();
-        (if keys > 0 { 1 + 2 * keys } else { 0 }) + usize::from(self.scan.is_some())
+        (if keys > 0 {
+            expiry::commands(keys) + keys
+        } else {
+            0
+        }) + usize::from(self.scan.is_some())
     }
 
     fn keys(&self) -> &[Bytes] {
@@ -181,6 +188,9 @@ enum Step {
 
 struct Reader {
     conn: Option<Connection>,
+    /// A second connection for re-reading TTLs after a stall (the first has round trips in
+    /// flight); opened only when needed.
+    reread_conn: Option<Connection>,
     server: Server,
     db: u32,
     opts: ScanOptions,
@@ -233,26 +243,18 @@ impl From<anyhow::Error> for StepError {
 impl Reader {
     async fn conn(&mut self) -> Result<&mut Connection, StepError> {
         if self.conn.is_none() {
-            let mut c = self.server.connect().await?;
-            if let Some(want) = &self.node_id {
-                let me = crate::endpoint::cluster::whoami(&mut c).await?;
-                let (id, master) = (me.id, me.master);
-                if &id != want || !master {
-                    return Err(StepError::Fatal(anyhow::anyhow!(
-                        "the source node {} is now {} {} (it was master {} when this scan started): \
-                         the cluster failed over during the run. Rerun the same command: the slots of \
-                         that master are scanned again on their new master",
-                        self.server.endpoint,
-                        if master { "master" } else { "replica" },
-                        crate::endpoint::cluster::short_id(&id),
-                        crate::endpoint::cluster::short_id(want)
-                    )));
-                }
-            }
-            c.select(self.db).await?;
-            self.conn = Some(c);
+            self.conn = Some(open(&self.server, self.db, self.node_id.as_deref()).await?);
         }
         self.conn
+            .as_mut()
+            .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
+    }
+
+    async fn reread_conn(&mut self) -> Result<&mut Connection, StepError> {
+        if self.reread_conn.is_none() {
+            self.reread_conn = Some(open(&self.server, self.db, self.node_id.as_deref()).await?);
+        }
+        self.reread_conn
             .as_mut()
             .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
     }
@@ -261,6 +263,7 @@ impl Reader {
     /// page being handed on, remembering which of its keys were handed on already.
     fn restart(&mut self) {
         self.conn = None;
+        self.reread_conn = None;
         let Resume {
             cursor,
             page,
@@ -314,10 +317,10 @@ impl Reader {
             return Ok(Step::Done);
         };
         let mut it = replies.drain(..);
-        let fetched = if chunk.range.is_empty() {
+        let read = if chunk.range.is_empty() {
             None
         } else {
-            Some(self.records(chunk.keys(), &mut it)?)
+            Some(self.read_replies(chunk.keys(), &mut it)?)
         };
         if let Some(cursor) = chunk.scan {
             let reply = it.next().ok_or_else(|| {
@@ -330,6 +333,10 @@ impl Reader {
         }
         drop(it);
         self.replies = replies;
+        let fetched = match read {
+            Some(read) => Some(self.records(chunk.keys(), read).await?),
+            None => None,
+        };
         let Some(page) = &chunk.page else {
             return Ok(Step::More);
         };
@@ -339,7 +346,11 @@ impl Reader {
         } else {
             Position::Cursor(page.next)
         });
-        let (records, vanished) = fetched.unwrap_or_default();
+        let Fetched {
+            records,
+            vanished,
+            uncertainty_ms,
+        } = fetched.unwrap_or_default();
         // A round trip is sized by an estimate (values' sizes are unknown until they arrive),
         // so a chunk that brought more bytes than that is handed on in several batches: what
         // waits in the queue and in the writers stays bounded by `batch_bytes`. The last one
@@ -356,7 +367,8 @@ impl Reader {
             }
         }
         let scanned = chunk.range.len() as u64 - handed;
-        let batch = self.batch(last, position, scanned, vanished);
+        let mut batch = self.batch(last, position, scanned, vanished);
+        batch.noted.expiry_uncertainty_ms = uncertainty_ms;
         if tx.send(batch).await.is_err() {
             return Ok(Step::Done);
         }
@@ -435,10 +447,9 @@ impl Reader {
         let mut p = std::mem::take(&mut self.pipeline);
         p.clear();
         if !chunk.range.is_empty() {
-            p.cmd(&[b"TIME"]);
-            for k in chunk.keys() {
-                p.pttl_dump(k);
-            }
+            let keys = chunk.keys();
+            expiry::ask(&mut p, keys.iter().map(|k| &k[..]));
+            p.per_key(KeyCommand::Dump, keys.iter().map(|k| &k[..]));
         }
         if let Some(c) = chunk.scan {
             let mut count = itoa::Buffer::new();
@@ -482,70 +493,122 @@ impl Reader {
         b
     }
 
-    /// Turns the replies `TIME`, then `PTTL`+`DUMP` per key, into records with absolute
-    /// expiries; keys gone by the time of DUMP are counted as vanished.
-    fn records(
-        &mut self,
+    /// Takes the replies `TIME, PTTL…, TIME, DUMP…` of `keys` off `it`.
+    fn read_replies(
+        &self,
         keys: &[Bytes],
         it: &mut impl Iterator<Item = Reply>,
-    ) -> Result<(Vec<Record>, u64), StepError> {
-        let db = self.db;
+    ) -> Result<Replies, StepError> {
         let ep = &self.server.endpoint;
-        let now_ms = it.next().as_ref().and_then(parse_time_ms).ok_or_else(|| {
-            StepError::Fatal(anyhow::anyhow!(
-                "the source {ep} did not answer TIME with a time"
-            ))
+        let (bracket, ttls) = expiry::read(it, keys.len()).map_err(|e| {
+            StepError::Fatal(match e {
+                expiry::ReadError::Refused { index, error } => {
+                    source_refused(&ep.to_string(), self.db, &keys[index], &error)
+                }
+                expiry::ReadError::Malformed(what) => {
+                    anyhow::anyhow!("the source {ep} sent a reply ferry cannot read: {what}")
+                }
+            })
         })?;
-        let mut records = Vec::with_capacity(keys.len());
-        let mut vanished = 0;
-        let mut bytes = 0;
+        let mut dumps = Vec::with_capacity(keys.len());
         for key in keys {
-            let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
-                return Err(StepError::Fatal(anyhow::anyhow!(
+            let dump = it.next().ok_or_else(|| {
+                StepError::Fatal(anyhow::anyhow!(
                     "the source {ep} sent fewer replies than commands"
+                ))
+            })?;
+            if let Some(err) = dump.error() {
+                return Err(StepError::Fatal(source_refused(
+                    &ep.to_string(),
+                    self.db,
+                    key,
+                    err,
                 )));
-            };
-            for r in [&pttl, &dump] {
-                if let Some(err) = r.error() {
-                    return Err(StepError::Fatal(source_refused(
-                        &ep.to_string(),
-                        db,
-                        key,
-                        err,
-                    )));
-                }
             }
-            let pttl = pttl.as_int().unwrap_or(-2);
-            let payload = match dump {
-                Reply::Bulk(Some(b)) => b,
-                _ => {
-                    vanished += 1;
-                    continue;
-                }
-            };
-            let expire_at_ms = match pttl {
-                -2 => {
-                    vanished += 1;
-                    continue;
-                }
-                -1 => None,
-                // Other negative values do not exist; treat them as "no TTL information".
-                n if n < 0 => None,
-                n => Some(now_ms + n),
+            dumps.push(dump);
+        }
+        Ok(Replies {
+            bracket,
+            ttls,
+            dumps,
+        })
+    }
+
+    /// Turns one round trip's replies into records with absolute expiries (re-reading the
+    /// TTLs after a stall, see `expiry.rs`); keys gone by the time of PTTL or DUMP are counted
+    /// as vanished.
+    async fn records(&mut self, keys: &[Bytes], read: Replies) -> Result<Fetched, StepError> {
+        let db = self.db;
+        let expiries = if expiry::needs_reread(&read.bracket, &read.ttls) {
+            let conn = self.reread_conn().await?;
+            expiry::settle(conn, keys, read.bracket, &read.ttls).await?
+        } else {
+            expiry::Expiries::new(&read.bracket, &read.ttls)
+        };
+        let mut fetched = Fetched {
+            records: Vec::with_capacity(keys.len()),
+            vanished: 0,
+            uncertainty_ms: expiries.uncertainty_ms,
+        };
+        let mut bytes = 0;
+        for ((key, dump), exp) in keys.iter().zip(read.dumps).zip(expiries.each) {
+            let (Reply::Bulk(Some(payload)), Some(expire_at_ms)) = (dump, exp.at()) else {
+                fetched.vanished += 1;
+                continue;
             };
             bytes += key.len() + payload.len();
-            records.push(Record {
+            fetched.records.push(Record {
                 db,
                 key: key.clone(),
                 payload,
                 expire_at_ms,
             });
         }
-        if !records.is_empty() {
-            self.avg_size = dump_size::next_estimate(self.avg_size, bytes / records.len() + 1);
+        if !fetched.records.is_empty() {
+            self.avg_size =
+                dump_size::next_estimate(self.avg_size, bytes / fetched.records.len() + 1);
         }
-        Ok((records, vanished))
+        Ok(fetched)
     }
+}
+
+/// One round trip's replies for its keys, not yet turned into records.
+struct Replies {
+    bracket: expiry::Bracket,
+    ttls: Vec<expiry::Ttl>,
+    dumps: Vec<Reply>,
+}
+
+/// The records of one round trip.
+#[derive(Default)]
+struct Fetched {
+    records: Vec<Record>,
+    vanished: u64,
+    /// See [`expiry::Expiries::uncertainty_ms`].
+    uncertainty_ms: u64,
+}
+
+/// A new connection to the source with `db` selected (and, for a cluster master, checked to
+/// be the node `node_id` still, see [`ScanTask::node_id`]).
+async fn open(server: &Server, db: u32, node_id: Option<&str>) -> Result<Connection, StepError> {
+    let mut c = server.connect().await?;
+    if let Some(want) = node_id {
+        let me = crate::endpoint::cluster::whoami(&mut c).await?;
+        let (id, master) = (me.id, me.master);
+        if id != want || !master {
+            return Err(StepError::Fatal(anyhow::anyhow!(
+                "the source node {} is now {} {} (it was master {} when this scan started): \
+                 the cluster failed over during the run. Rerun the same command: the slots of \
+                 that master are scanned again on their new master",
+                server.endpoint,
+                if master { "master" } else { "replica" },
+                crate::endpoint::cluster::short_id(&id),
+                crate::endpoint::cluster::short_id(want)
+            )));
+        }
+    }
+    c.select(db).await?;
+    Ok(c)
 }
 
 /// Cuts `records` into runs of at most `max_bytes` (a record larger than that alone); always at
@@ -618,17 +681,6 @@ pub fn parse_scan(reply: Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((cursor, keys))
-}
-
-/// Parses a `TIME` reply (`[seconds, microseconds]`) into Unix milliseconds.
-pub fn parse_time_ms(reply: &Reply) -> Option<i64> {
-    let Reply::Array(Some(parts)) = reply else {
-        return None;
-    };
-    let num = |r: &Reply| -> Option<i64> { std::str::from_utf8(r.as_bytes()?).ok()?.parse().ok() };
-    let secs = num(parts.first()?)?;
-    let micros = num(parts.get(1)?)?;
-    Some(secs * 1000 + micros / 1000)
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! connections that reconnect on loss.
 //!
 //! A stream of one database runs a *lister* (SCAN, keys only) and [`FETCHERS`] *readers*, each
-//! with its own connection: a reader sends one pipeline `TIME, PTTL k, DUMP k, …` per page of
-//! keys — one round trip — and decodes and digests the replies while the other readers' pipelines
-//! are on the wire or in the server, so neither this process nor the server waits on the other.
-//! `TIME` in the same pipeline turns each relative `PTTL` into an absolute expiry on the server's
-//! clock, and the server's clock skew (measured once at start) moves it to this machine's clock,
+//! with its own connection: a reader sends one pipeline `TIME, PTTL k…, TIME, DUMP k…` per page
+//! of keys — one round trip — and decodes and digests the replies while the other readers'
+//! pipelines are on the wire or in the server, so neither this process nor the server waits on
+//! the other. The two `TIME`s around the PTTLs turn each relative `PTTL` into an absolute expiry
+//! on the server's clock, exact even when the server stalls (`source/expiry.rs`, shared with
+//! the copy), and the server's clock skew (measured once at start) moves it to this machine's clock,
 //! so the two sides' expiries can be compared although their clocks differ. Payloads are decoded
 //! and dropped at once: nothing here holds values. Each reader folds into its own fork of the
 //! visitor; the forks are merged at the end (bucket aggregates and key maps merge exactly).
@@ -28,10 +29,12 @@ use tokio::sync::{mpsc, Mutex};
 use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
+use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::retry::Backoff;
 use crate::source::dump_size;
-use crate::source::scan::{parse_scan, parse_time_ms};
+use crate::source::expiry::{self, parse_time_ms};
+use crate::source::scan::parse_scan;
 use crate::stop::Stop;
 
 /// Readers per stream (each with a connection): enough to keep a server and this process busy
@@ -234,54 +237,22 @@ impl Node {
         Ok((visitor, stats))
     }
 
-    fn server_now(&self, reply: Option<Reply>) -> anyhow::Result<i64> {
-        reply.as_ref().and_then(parse_time_ms).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the {} {} did not answer TIME with a time",
-                self.role_name(),
-                self.server.endpoint
-            )
-        })
+    fn refused(&self, db: u32, key: &[u8], err: &str) -> anyhow::Error {
+        let hint = if err.starts_with("NOPERM") {
+            " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys)."
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "the {} {} refused to read key {} (db {db}): {err}.{hint}",
+            self.role_name(),
+            self.server.endpoint,
+            crate::report::escape_key(key)
+        )
     }
 
-    /// A key's payload and expiry (this machine's clock) from its PTTL and DUMP replies; `None`
-    /// when the key is gone.
-    fn read_pair(
-        &self,
-        db: u32,
-        key: &[u8],
-        server_now: i64,
-        pttl: &Reply,
-        dump: Reply,
-    ) -> anyhow::Result<Option<(Bytes, Option<i64>)>> {
-        for r in [pttl, &dump] {
-            if let Some(err) = r.error() {
-                let hint = if err.starts_with("NOPERM") {
-                    " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys)."
-                } else {
-                    ""
-                };
-                anyhow::bail!(
-                    "the {} {} refused to read key {} (db {db}): {err}.{hint}",
-                    self.role_name(),
-                    self.server.endpoint,
-                    crate::report::escape_key(key)
-                );
-            }
-        }
-        let payload = match dump {
-            Reply::Bulk(Some(b)) => b,
-            _ => return Ok(None),
-        };
-        let expire = match pttl.as_int().unwrap_or(-2) {
-            -2 => return Ok(None),
-            n if n < 0 => None,
-            n => Some(server_now + n - self.skew_ms),
-        };
-        Ok(Some((payload, expire)))
-    }
-
-    /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k, DUMP k, …`, sized by bytes.
+    /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
+    /// bytes, with the TTLs read again after a stall (see `source/expiry.rs`).
     async fn fetch_with(
         &self,
         conn: &mut Connection,
@@ -302,34 +273,51 @@ impl Node {
             let chunk = &keys[start..(start + n).min(keys.len())];
             start += chunk.len();
             let mut p = Pipeline::new();
-            p.cmd(&[b"TIME"]);
-            for k in chunk {
-                p.pttl_dump(k);
-            }
+            expiry::ask(&mut p, chunk.iter().map(|k| &k[..]));
+            p.per_key(KeyCommand::Dump, chunk.iter().map(|k| &k[..]));
             let replies = conn.run(&p).await?;
             let mut it = replies.into_iter();
-            let now = self.server_now(it.next())?;
+            let (bracket, ttls) = expiry::read(&mut it, chunk.len()).map_err(|e| match e {
+                expiry::ReadError::Refused { index, error } => {
+                    self.refused(db, &chunk[index], &error)
+                }
+                expiry::ReadError::Malformed(what) => anyhow::anyhow!(
+                    "the {} {} sent a reply ferry cannot read: {what}",
+                    self.role_name(),
+                    self.server.endpoint
+                ),
+            })?;
+            let dumps: Vec<Reply> = it.collect();
+            if dumps.len() != chunk.len() {
+                anyhow::bail!(
+                    "the {} {} sent fewer replies than commands",
+                    self.role_name(),
+                    self.server.endpoint
+                );
+            }
+            let expiries = if expiry::needs_reread(&bracket, &ttls) {
+                expiry::settle(conn, chunk, bracket, &ttls).await?
+            } else {
+                expiry::Expiries::new(&bracket, &ttls)
+            };
             let mut bytes = 0usize;
-            for key in chunk {
-                let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
-                    anyhow::bail!(
-                        "the {} {} sent fewer replies than commands",
-                        self.role_name(),
-                        self.server.endpoint
-                    );
-                };
+            for ((key, dump), exp) in chunk.iter().zip(dumps).zip(expiries.each) {
+                if let Some(err) = dump.error() {
+                    return Err(self.refused(db, key, err));
+                }
                 stats.read += 1;
-                out.push(match self.read_pair(db, key, now, &pttl, dump)? {
-                    None => None,
-                    Some((payload, expire)) => {
-                        bytes += payload.len();
-                        let (state, err) = KeyState::from_payload(&payload, expire);
-                        if let Some(err) = err {
-                            stats.note_undecodable(self.role_name(), db, key, &err);
-                        }
-                        Some(state)
-                    }
-                });
+                let (Reply::Bulk(Some(payload)), Some(expire)) = (dump, exp.at()) else {
+                    out.push(None);
+                    continue;
+                };
+                bytes += payload.len();
+                // Onto this machine's clock, so both sides' expiries compare.
+                let expire = expire.map(|ms| ms - self.skew_ms);
+                let (state, err) = KeyState::from_payload(&payload, expire);
+                if let Some(err) = err {
+                    stats.note_undecodable(self.role_name(), db, key, &err);
+                }
+                out.push(Some(state));
             }
             self.avg_size.store(
                 dump_size::next_estimate(avg, bytes / chunk.len() + 1),

@@ -1,0 +1,318 @@
+//! Exact expiries from a live server: every `PTTL` read between two readings of its clock.
+//!
+//! `PTTL` answers relative to the moment the server runs it, and ferry writes absolute expiries
+//! (`RESTORE … ABSTTL`), so it needs the server's clock *at that moment*. One `TIME` before a
+//! pipeline is not enough: any stall part-way through it (a big `DUMP`, another client's slow
+//! command, a paused server) moved every later key's expiry earlier by the stall — 376 keys
+//! 2.0 s early under another client's `DEBUG SLEEP 2`, 182 keys up to 3.25 s early behind a
+//! 200 MB value with no induced stall at all.
+//!
+//! So a round trip asks `TIME, PTTL k1, …, PTTL kn, TIME` (the values' `DUMP`s come after the
+//! second `TIME`: however big, they never widen the bracket). The server runs a connection's
+//! commands in order, so each PTTL was computed between the two readings, and a key's absolute
+//! expiry lies in `[first + pttl, second + pttl]`; ferry takes the middle, off by at most half
+//! the bracket. A bracket wider than [`NARROW_MS`] means the server stalled in between: the
+//! PTTLs of the keys that have a TTL are read again, alone, until a bracket is narrow (at most
+//! [`REREADS`] times, keeping the narrowest). The worst uncertainty left is reported.
+//!
+//! Used by the copy's reader (`source/scan.rs`) and by verification (`verify/node.rs`), so both
+//! sides of a comparison are read the same way.
+
+use bytes::Bytes;
+
+use crate::endpoint::resp::KeyCommand;
+use crate::endpoint::{Connection, Pipeline, Reply};
+
+/// A bracket at most this wide (ms) is taken as is. A PTTL round trip of a few thousand keys
+/// takes well under a millisecond of server time, so a wider one means the server stalled.
+pub const NARROW_MS: i64 = 25;
+
+/// Re-reads of a wide bracket's TTLs before ferry accepts the narrowest it got.
+pub const REREADS: usize = 4;
+
+/// Commands [`ask`] adds for `keys` keys.
+pub fn commands(keys: usize) -> usize {
+    keys + 2
+}
+
+/// What a `PTTL` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key does not exist (`-2`).
+    Gone,
+    /// The key has no expiry (`-1`).
+    Persistent,
+    /// Milliseconds left.
+    Left(i64),
+}
+
+impl Ttl {
+    /// Reads a `PTTL` reply (any other negative number, which no server sends, as no expiry).
+    pub fn from_reply(reply: &Reply) -> Ttl {
+        match reply.as_int() {
+            None | Some(-2) => Ttl::Gone,
+            Some(n) if n < 0 => Ttl::Persistent,
+            Some(n) => Ttl::Left(n),
+        }
+    }
+}
+
+/// Two readings of a server's clock (Unix ms) around a run of PTTLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bracket {
+    /// `TIME` before the PTTLs.
+    pub first_ms: i64,
+    /// `TIME` after them.
+    pub last_ms: i64,
+}
+
+impl Bracket {
+    /// How far apart the readings are.
+    pub fn width_ms(&self) -> i64 {
+        (self.last_ms - self.first_ms).max(0)
+    }
+
+    /// The most an expiry from [`Bracket::expire_at`] can be off (`TIME` is read to the ms).
+    pub fn uncertainty_ms(&self) -> u64 {
+        (self.width_ms() as u64).div_ceil(2) + 1
+    }
+
+    /// The absolute expiry (server clock) of a key with `left` ms to live when read inside.
+    pub fn expire_at(&self, left: i64) -> i64 {
+        self.first_ms + self.width_ms() / 2 + left
+    }
+}
+
+/// A key's expiry as read, on the server's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Gone when its PTTL was read.
+    Gone,
+    /// No TTL.
+    Never,
+    /// Expires at this Unix ms.
+    At(i64),
+}
+
+/// The expiries of a run of keys, and how exact they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiries {
+    /// One per key, in order.
+    pub each: Vec<Expiry>,
+    /// The most any `At` may be off, in ms (0 when no key has a TTL).
+    pub uncertainty_ms: u64,
+}
+
+/// Why a reply of [`ask`]'s commands could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The server answered with fewer replies than commands, or not with a time to `TIME`.
+    Malformed(&'static str),
+    /// The server refused the PTTL of the key at this index (an ACL, a cluster redirection).
+    Refused { index: usize, error: String },
+}
+
+/// Appends `TIME, PTTL k…, TIME` to `p`.
+pub fn ask<'a>(p: &mut Pipeline, keys: impl ExactSizeIterator<Item = &'a [u8]>) {
+    p.cmd(&[b"TIME"]);
+    p.per_key(KeyCommand::Pttl, keys);
+    p.cmd(&[b"TIME"]);
+}
+
+/// Reads the replies to [`ask`] for `n` keys from `it`.
+pub fn read(
+    it: &mut impl Iterator<Item = Reply>,
+    n: usize,
+) -> Result<(Bracket, Vec<Ttl>), ReadError> {
+    let time = |r: Option<Reply>| {
+        r.as_ref()
+            .and_then(parse_time_ms)
+            .ok_or(ReadError::Malformed("no time in the reply to TIME"))
+    };
+    let first_ms = time(it.next())?;
+    let mut ttls = Vec::with_capacity(n);
+    for index in 0..n {
+        let reply = it
+            .next()
+            .ok_or(ReadError::Malformed("fewer replies than commands"))?;
+        if let Some(error) = reply.error() {
+            return Err(ReadError::Refused {
+                index,
+                error: error.to_string(),
+            });
+        }
+        ttls.push(Ttl::from_reply(&reply));
+    }
+    let last_ms = time(it.next())?;
+    Ok((Bracket { first_ms, last_ms }, ttls))
+}
+
+impl Expiries {
+    /// The expiries as read inside `bracket`, however wide.
+    pub fn new(bracket: &Bracket, ttls: &[Ttl]) -> Expiries {
+        let timed = ttls.iter().any(|t| matches!(t, Ttl::Left(_)));
+        Expiries {
+            each: ttls.iter().map(|t| expiry(bracket, *t)).collect(),
+            uncertainty_ms: if timed { bracket.uncertainty_ms() } else { 0 },
+        }
+    }
+}
+
+impl Expiry {
+    /// `None` when the key is gone, else its expiry (`None`: no TTL), as a [`Record`] holds it.
+    ///
+    /// [`Record`]: crate::record::Record
+    pub fn at(self) -> Option<Option<i64>> {
+        match self {
+            Expiry::Gone => None,
+            Expiry::Never => Some(None),
+            Expiry::At(ms) => Some(Some(ms)),
+        }
+    }
+}
+
+/// True when `bracket` is too wide for the TTLs read inside it: call [`settle`].
+pub fn needs_reread(bracket: &Bracket, ttls: &[Ttl]) -> bool {
+    bracket.width_ms() > NARROW_MS && ttls.iter().any(|t| matches!(t, Ttl::Left(_)))
+}
+
+/// Turns a wide bracket and its TTLs into expiries, reading again on `conn` (the same DB
+/// selected, nothing in flight) the TTLs of the keys that have one until a bracket is narrow.
+/// A key found gone or without a TTL by a re-read is taken as such: that is its newer state.
+pub async fn settle(
+    conn: &mut Connection,
+    keys: &[Bytes],
+    bracket: Bracket,
+    ttls: &[Ttl],
+) -> anyhow::Result<Expiries> {
+    let mut out = Expiries::new(&bracket, ttls);
+    let timed: Vec<usize> = (0..ttls.len())
+        .filter(|&i| matches!(ttls[i], Ttl::Left(_)))
+        .collect();
+    let mut best = bracket;
+    for _ in 0..REREADS {
+        if timed.is_empty() || best.width_ms() <= NARROW_MS {
+            break;
+        }
+        let mut p = Pipeline::new();
+        ask(&mut p, timed.iter().map(|&i| &keys[i][..]));
+        let replies = conn.run(&p).await?;
+        let (again, ttls) = read(&mut replies.into_iter(), timed.len()).map_err(|e| {
+            anyhow::anyhow!(
+                "the {} {} answered a PTTL re-read with something ferry cannot read: {e:?}",
+                conn.side(),
+                conn.endpoint()
+            )
+        })?;
+        if again.width_ms() < best.width_ms() {
+            best = again;
+            for (&i, t) in timed.iter().zip(ttls) {
+                out.each[i] = expiry(&again, t);
+            }
+        }
+    }
+    if best.width_ms() > NARROW_MS {
+        tracing::warn!(
+            "the {} {} kept stalling while its TTLs were read ({} ms between two TIME readings \
+             after {} tries): {} expiries are exact to ±{} ms",
+            conn.side(),
+            conn.endpoint(),
+            best.width_ms(),
+            REREADS + 1,
+            timed.len(),
+            best.uncertainty_ms()
+        );
+    }
+    if !timed.is_empty() {
+        out.uncertainty_ms = best.uncertainty_ms();
+    }
+    Ok(out)
+}
+
+fn expiry(bracket: &Bracket, ttl: Ttl) -> Expiry {
+    match ttl {
+        Ttl::Gone => Expiry::Gone,
+        Ttl::Persistent => Expiry::Never,
+        Ttl::Left(ms) => Expiry::At(bracket.expire_at(ms)),
+    }
+}
+
+/// Parses a `TIME` reply (`[seconds, microseconds]`) into Unix milliseconds.
+pub fn parse_time_ms(reply: &Reply) -> Option<i64> {
+    let Reply::Array(Some(parts)) = reply else {
+        return None;
+    };
+    let num = |r: &Reply| -> Option<i64> { std::str::from_utf8(r.as_bytes()?).ok()?.parse().ok() };
+    let secs = num(parts.first()?)?;
+    let micros = num(parts.get(1)?)?;
+    Some(secs * 1000 + micros / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(ms: i64) -> Reply {
+        Reply::Array(Some(vec![
+            Reply::Bulk(Some(Bytes::from((ms / 1000).to_string()))),
+            Reply::Bulk(Some(Bytes::from((ms % 1000 * 1000 + 999).to_string()))),
+        ]))
+    }
+
+    #[test]
+    fn expiry_is_the_middle_of_the_bracket() {
+        let b = Bracket {
+            first_ms: 1_000,
+            last_ms: 1_010,
+        };
+        assert_eq!(b.expire_at(500), 1_505);
+        assert_eq!(b.uncertainty_ms(), 6);
+        let reversed = Bracket {
+            first_ms: 1_010,
+            last_ms: 1_000,
+        };
+        assert_eq!(reversed.width_ms(), 0);
+    }
+
+    #[test]
+    fn reads_time_ttls_time() {
+        let replies = vec![
+            time(5_000),
+            Reply::Int(-2),
+            Reply::Int(-1),
+            Reply::Int(700),
+            time(5_004),
+            Reply::Int(99),
+        ];
+        let mut it = replies.into_iter();
+        let (b, ttls) = read(&mut it, 3).unwrap();
+        assert_eq!(
+            b,
+            Bracket {
+                first_ms: 5_000,
+                last_ms: 5_004
+            }
+        );
+        assert_eq!(ttls, vec![Ttl::Gone, Ttl::Persistent, Ttl::Left(700)]);
+        assert_eq!(expiry(&b, ttls[2]), Expiry::At(5_702));
+        // What follows the second TIME is left for the caller.
+        assert_eq!(it.next(), Some(Reply::Int(99)));
+    }
+
+    #[test]
+    fn refusals_and_short_replies_are_errors() {
+        let refused = vec![time(1), Reply::Error("NOPERM no".into()), time(2)];
+        assert_eq!(
+            read(&mut refused.into_iter(), 1),
+            Err(ReadError::Refused {
+                index: 0,
+                error: "NOPERM no".into()
+            })
+        );
+        let short = vec![time(1), Reply::Int(5)];
+        assert!(matches!(
+            read(&mut short.into_iter(), 1),
+            Err(ReadError::Malformed(_))
+        ));
+    }
+}
