@@ -39,8 +39,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # No registry has Redis 4.0: its official source sits beside the clone when there is one.
 REDIS40_TARBALL=$(realpath -m "${FERRY_REDIS40_TARBALL:-$REPO/../shared/redis-src/redis-4.0.14.tar.gz}")
 REDIS40_SHA256=4d5fa345bb1af09b8a2e6ef8a2d6d5dc7b5e3c5a52cf68addb95530c63614011
-VERSIONS=(3.2 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0) # install fails unless all of these work
-ALL_VERSIONS=(3.2 4.0 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0)      # plus 4.0, built only from its tarball
+VERSIONS=(3.2 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0)         # install fails unless all of these work
+ALL_VERSIONS=(3.2 4.0 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0) # plus 4.0, built only from its tarball
 TLS_VERSIONS=" 7.0 valkey8 valkey8.1 8.0 "
 CLI7=$CACHE/bin/7.0/redis-cli # the 7.0 redis-cli speaks to every server version (and TLS)
 
@@ -193,7 +193,7 @@ install_40() { # Redis 4.0.14 from its official tarball when there is one; else 
   local sum
   sum=$(sha256sum "$REDIS40_TARBALL" | cut -d' ' -f1)
   [ "$sum" = "$REDIS40_SHA256" ] ||
-    die "$REDIS40_TARBALL is not the official redis-4.0.14.tar.gz (sha256 $sum, want $REDIS40_SHA256)"
+    die "$REDIS40_TARBALL is not the official redis-4.0.14.tar.gz (sha256 $sum, want $REDIS40_SHA256): point FERRY_REDIS40_TARBALL at that file, or at nothing to skip 4.0"
   unpack_source 4.0 "$REDIS40_TARBALL"
   make_bins 4.0 redis-server redis-cli
 }
