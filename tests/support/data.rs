@@ -3,8 +3,8 @@
 //!
 //! Everything here uses ordinary commands only (no DUMP), so a snapshot is an independent view
 //! of the logical data: what ferry writes through DUMP/RESTORE is checked against what a client
-//! reads. It works against every server the suite runs (Redis 3.2, 5.0, 6.0, 6.2, 7.0,
-//! Valkey 8.0): HMSET instead of multi-field HSET, no UNLINK, streams only on 5.0+, and
+//! reads. It works against every server the suite runs (Redis 3.2, 4.0, 5.0, 6.0, 6.2, 7.0, 8.0,
+//! Valkey 8.0, 8.1): HMSET instead of multi-field HSET, no UNLINK, streams only on 5.0+, and
 //! `XINFO` replies of every shape (flat arrays on RESP2, maps on RESP3, fields missing on older
 //! servers).
 //!

@@ -38,36 +38,57 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: u32 = 5;
 
 /// A server version the suite runs. Sources are the old plain-TCP servers, targets the new ones
-/// (which also speak TLS).
+/// (which also speak TLS). The order is the release order (Redis 8.0 last), so `>=` compares
+/// feature levels among Redis versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Version {
     V3_2,
+    /// Built only when `../shared/redis-src/redis-4.0.14.tar.gz` exists: see [`Version::is_installed`].
+    V4_0,
     V5_0,
     V6_0,
     V6_2,
     V7_0,
+    /// Valkey 8.0.
     Valkey8,
+    Valkey8_1,
+    V8_0,
 }
 
 impl Version {
-    /// The directory name under `$FERRY_SERVERS/bin/`: "3.2", "5.0", "6.0", "6.2", "7.0", "valkey8".
+    /// The directory name under `$FERRY_SERVERS/bin/`: "3.2", "4.0", "5.0", "6.0", "6.2", "7.0",
+    /// "valkey8", "valkey8.1", "8.0".
     pub fn name(&self) -> &'static str {
         match self {
             Version::V3_2 => "3.2",
+            Version::V4_0 => "4.0",
             Version::V5_0 => "5.0",
             Version::V6_0 => "6.0",
             Version::V6_2 => "6.2",
             Version::V7_0 => "7.0",
             Version::Valkey8 => "valkey8",
+            Version::Valkey8_1 => "valkey8.1",
+            Version::V8_0 => "8.0",
         }
     }
 
-    /// Old servers ferry migrates from (plain TCP only).
+    /// For people: "Redis 3.2", "Valkey 8.1".
+    pub fn label(&self) -> String {
+        match self {
+            Version::Valkey8 => "Valkey 8.0".to_string(),
+            Version::Valkey8_1 => "Valkey 8.1".to_string(),
+            v => format!("Redis {}", v.name()),
+        }
+    }
+
+    /// Old servers most tests migrate from (plain TCP only). 4.0 is not here (it may not be
+    /// installed); the version matrix (`tests/matrix.rs`) covers it.
     pub fn all_sources() -> Vec<Version> {
         vec![Version::V3_2, Version::V5_0, Version::V6_0, Version::V6_2]
     }
 
-    /// New servers ferry migrates into (TLS-capable).
+    /// New servers most tests migrate into (TLS-capable). Valkey 8.1 and Redis 8.0 are covered by
+    /// the version matrix (`tests/matrix.rs`).
     pub fn all_targets() -> Vec<Version> {
         vec![Version::V7_0, Version::Valkey8]
     }
@@ -78,22 +99,33 @@ impl Version {
         v
     }
 
+    /// Whether `scripts/test-servers.sh install` left a server binary for this version (4.0 is
+    /// skipped when its source tarball is absent).
+    pub fn is_installed(&self) -> bool {
+        server_path(*self).exists() && cli_path(*self).exists()
+    }
+
     /// Whether this build was compiled with TLS support.
     pub fn supports_tls(&self) -> bool {
-        matches!(self, Version::V7_0 | Version::Valkey8)
+        matches!(
+            self,
+            Version::V7_0 | Version::Valkey8 | Version::Valkey8_1 | Version::V8_0
+        )
     }
 
     pub fn is_valkey(&self) -> bool {
-        matches!(self, Version::Valkey8)
+        matches!(self, Version::Valkey8 | Version::Valkey8_1)
     }
 
     /// The RDB format version its `DUMP` payloads carry.
     pub fn rdb_version(&self) -> u16 {
         match self {
             Version::V3_2 => 7,
+            Version::V4_0 => 8,
             Version::V5_0 | Version::V6_0 | Version::V6_2 => 9,
             Version::V7_0 => 10,
-            Version::Valkey8 => 11,
+            Version::Valkey8 | Version::Valkey8_1 => 11,
+            Version::V8_0 => 12,
         }
     }
 
@@ -121,7 +153,7 @@ pub enum CertKind {
 
 #[derive(Clone, Debug, Default)]
 pub struct ServerOpts {
-    /// Serve TLS only (`--port 0 --tls-port P`); 7.0 and valkey8 only.
+    /// Serve TLS only (`--port 0 --tls-port P`); targets only (see [`Version::supports_tls`]).
     pub tls: bool,
     /// `--requirepass` (and `--masterauth`).
     pub password: Option<String>,
@@ -172,7 +204,7 @@ impl Server {
         if opts.tls {
             assert!(
                 version.supports_tls(),
-                "Redis {version} is built without TLS; use 7.0 or valkey8 for TLS servers"
+                "Redis {version} is built without TLS; use 7.0, valkey8, valkey8.1 or 8.0 for TLS servers"
             );
             require_certs();
         }
