@@ -80,6 +80,9 @@ pub struct MigrateArgs {
     pub tuning: TuningArgs,
 
     #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
     pub output: OutputArgs,
 
     #[command(flatten)]
@@ -104,6 +107,9 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -239,6 +245,34 @@ pub struct TuningArgs {
     pub retry_for: u64,
 }
 
+/// How hard ferry may work the source (a live one; one budget per source server).
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Read at most N keys per second from each source server (each master of a cluster).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_keys_per_sec: Option<u64>,
+
+    /// Read at most N bytes of values per second from each source server.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_bytes_per_sec: Option<u64>,
+
+    /// Slow down while the source takes longer than MS milliseconds to answer a PING (watched
+    /// every 100 ms on a connection of its own), and speed up again when it recovers.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub source_latency_ms: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The limits as the throttle takes them.
+    pub fn limits(&self) -> crate::throttle::Limits {
+        crate::throttle::Limits {
+            keys_per_sec: self.max_keys_per_sec,
+            bytes_per_sec: self.max_bytes_per_sec,
+            latency_ms: self.source_latency_ms,
+        }
+    }
+}
+
 /// How results are shown.
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
@@ -253,6 +287,10 @@ pub struct OutputArgs {
     /// Seconds between progress log lines when not on a terminal.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub log_every: u64,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (and /healthz) while running.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `--on-conflict` values.
@@ -276,6 +314,8 @@ pub enum ProgressMode {
     Bar,
     /// Always log lines.
     Log,
+    /// One JSON object per line on stderr, every --log-every seconds (for job runners).
+    Json,
     /// Nothing until the summary.
     None,
 }

@@ -11,6 +11,8 @@
 //! ```
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
 //! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
+//! `throttle.rs` caps the load on the source (`--max-keys-per-sec`, `--max-bytes-per-sec`,
+//! `--source-latency-ms`); `metrics.rs` serves Prometheus metrics (`--metrics-addr`).
 //! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without
 //! their password (see `endpoint/secret.rs`).
 //!
@@ -24,6 +26,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod endpoint;
 pub mod job;
+pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod preflight;
@@ -35,4 +38,5 @@ pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod stop;
+pub mod throttle;
 pub mod verify;

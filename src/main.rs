@@ -31,6 +31,16 @@ fn main() {
     let code = runtime.block_on(async {
         let stop = Stop::new();
         watch_signals(stop.clone());
+        let output = match &cli.command {
+            Command::Migrate(args) => &args.output,
+            Command::Verify(args) => &args.output,
+        };
+        if let Some(addr) = output.metrics_addr {
+            if let Err(e) = ferry::metrics::serve(addr).await {
+                eprintln!("ferry: error: {e:#}");
+                return 2;
+            }
+        }
         match cli.command {
             Command::Migrate(args) => {
                 let report = ferry::migrate::run(&args, stop).await;

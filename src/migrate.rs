@@ -4,6 +4,7 @@
 mod from_file;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, Tracker};
@@ -23,6 +24,7 @@ use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
 use crate::source::Position;
 use crate::stop::Stop;
+use crate::throttle::Throttles;
 
 /// Runs `ferry migrate` and returns its report (never panics on bad input; errors land in it).
 pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
@@ -69,9 +71,19 @@ async fn run_inner(
 ) -> anyhow::Result<()> {
     let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
     report.target = job.target.endpoint.to_string();
+    set_phase("preflight");
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
-        SourceSpec::Rdb(path) => return from_file::run(args, &job, path, stop, report).await,
+        SourceSpec::Rdb(path) => {
+            if args.limits.limits().any() {
+                anyhow::bail!(
+                    "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load \
+                     on a live source; with --rdb ferry reads a file and there is none to protect. \
+                     Leave them out"
+                );
+            }
+            return from_file::run(args, &job, path, stop, report).await;
+        }
     };
     report.source = source.endpoint.to_string();
 
@@ -152,7 +164,8 @@ async fn run_inner(
             .filter(|p| !p.is_done())
             .filter_map(|p| p.node_id.clone())
             .collect();
-        let readers = scan_readers(&job, plans, &stop);
+        let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
+        let readers = scan_readers(&job, plans, &throttles, &stop);
         let writer_opts = WriterOptions {
             on_conflict: args.on_conflict,
             db_map: job.db_map.clone(),
@@ -167,7 +180,9 @@ async fn run_inner(
             args.output.progress,
             Duration::from_secs(args.output.log_every),
             total_keys,
-        );
+        )
+        .with_throttles(throttles);
+        set_phase("copy");
         let result = pipeline::copy(
             readers,
             parallel_readers,
@@ -202,10 +217,19 @@ async fn run_inner(
     let verified = if args.no_verify {
         None
     } else {
+        set_phase("verify");
         Some(crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await)
     };
     finish_with(report, verified);
+    set_phase("done");
     Ok(())
+}
+
+/// Tells the metrics (when served) which phase the job is in.
+pub(crate) fn set_phase(phase: &str) {
+    if let Some(m) = crate::metrics::get() {
+        m.set_phase(phase);
+    }
 }
 
 /// After the copy phase: a failed copy becomes the error, an interrupted one the report's
@@ -394,7 +418,12 @@ async fn source_topology_check(
 
 /// One reader per stream still to do, starting at its checkpointed cursor. Stream indexes are
 /// positions in `plans` (the tracker's order).
-fn scan_readers(job: &Job, plans: Vec<StreamPlan>, stop: &Stop) -> Vec<ReaderFactory> {
+fn scan_readers(
+    job: &Job,
+    plans: Vec<StreamPlan>,
+    throttles: &Throttles,
+    stop: &Stop,
+) -> Vec<ReaderFactory> {
     let opts = ScanOptions {
         scan_count: job.tuning.scan_count,
         batch_keys: job.tuning.batch_keys,
@@ -411,6 +440,7 @@ fn scan_readers(job: &Job, plans: Vec<StreamPlan>, stop: &Stop) -> Vec<ReaderFac
                 _ => 0,
             };
             let task = ScanTask {
+                throttle: throttles.for_server(&plan.server),
                 stream: i,
                 server: plan.server,
                 db: plan.db,

@@ -1,6 +1,8 @@
-//! Progress: a bar on a terminal, plain periodic log lines for job runners.
+//! Progress: a bar on a terminal, plain periodic log lines (or JSON lines) for job runners, and
+//! the metrics (`metrics.rs`), fed from the same totals.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -8,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::ProgressMode;
 use crate::report::human_bytes;
 use crate::source::Counts;
+use crate::throttle::{self, Throttles};
 
 /// Shows how far the copy has got.
 pub struct Progress {
@@ -18,6 +21,10 @@ pub struct Progress {
     total: u64,
     /// Counting bytes of an RDB file (`Counts::file_bytes`) instead of keys.
     file: bool,
+    /// `--progress json`: the log lines are JSON objects.
+    json: bool,
+    /// The source's throttles, whose state is shown.
+    throttles: Option<Arc<Throttles>>,
 }
 
 impl Progress {
@@ -25,7 +32,9 @@ impl Progress {
     pub fn new(mode: ProgressMode, log_every: Duration, total: u64) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let bar = matches!(mode, ProgressMode::Bar) || (mode == ProgressMode::Auto && tty);
-        let log = matches!(mode, ProgressMode::Log) || (mode == ProgressMode::Auto && !tty);
+        let json = mode == ProgressMode::Json;
+        let log = matches!(mode, ProgressMode::Log | ProgressMode::Json)
+            || (mode == ProgressMode::Auto && !tty);
         let bar = bar.then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
@@ -44,7 +53,21 @@ impl Progress {
             started: Instant::now(),
             total,
             file: false,
+            json,
+            throttles: None,
         }
+    }
+
+    /// Shows what holds the reading back (`--max-keys-per-sec` and the like).
+    pub fn with_throttles(mut self, throttles: Arc<Throttles>) -> Progress {
+        self.throttles = Some(throttles);
+        self
+    }
+
+    fn throttle(&self) -> throttle::State {
+        self.throttles
+            .as_ref()
+            .map_or(throttle::State::Free, |t| t.state())
     }
 
     /// Starts showing progress through an RDB file of `size` bytes: a file's keys come in file
@@ -68,17 +91,54 @@ impl Progress {
         let done = if self.file { c.file_bytes } else { c.scanned };
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = if self.file { c.written } else { done } as f64 / elapsed;
+        let held = self.throttle();
+        if let Some(m) = crate::metrics::get() {
+            m.observe(c);
+            m.set_throttle(held);
+        }
         if let Some(bar) = &self.bar {
             bar.set_length(self.total.max(done));
             bar.set_position(done);
-            bar.set_message(format!("{} {:.0} keys/s", human_bytes(c.bytes), rate));
+            let held = match held {
+                throttle::State::Free => String::new(),
+                s => format!(" (held back: {})", s.name()),
+            };
+            bar.set_message(format!("{} {:.0} keys/s{held}", human_bytes(c.bytes), rate));
         }
         if let Some(every) = self.log_every {
             if self.last_log.elapsed() >= every {
                 self.last_log = Instant::now();
-                eprintln!("{}", self.line(c, rate));
+                if self.json {
+                    eprintln!("{}", self.json_line(c, rate, held));
+                } else {
+                    let held = match held {
+                        throttle::State::Free => String::new(),
+                        s => format!(", held back: {}", s.name()),
+                    };
+                    eprintln!("{}{held}", self.line(c, rate));
+                }
             }
         }
+    }
+
+    /// One `--progress json` line.
+    fn json_line(&self, c: &Counts, rate: f64, held: throttle::State) -> String {
+        serde_json::json!({
+            "phase": "copy",
+            "elapsed_ms": self.started.elapsed().as_millis() as u64,
+            "total": self.total,
+            "total_unit": if self.file { "file_bytes" } else { "keys" },
+            "scanned": c.scanned,
+            "written": c.written,
+            "bytes": c.bytes,
+            "file_bytes": c.file_bytes,
+            "expired_skipped": c.expired_skipped,
+            "vanished": c.vanished,
+            "conflicts": c.conflicts,
+            "keys_per_sec": rate.round() as u64,
+            "throttle": held.name(),
+        })
+        .to_string()
     }
 
     fn line(&self, c: &Counts, rate: f64) -> String {

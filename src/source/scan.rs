@@ -25,6 +25,7 @@ use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::stop::Stop;
+use crate::throttle::Throttle;
 
 /// How one DB is scanned.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct ScanTask {
     pub cursor: u64,
     /// Sequence number of the first batch this run sends.
     pub first_seq: u64,
+    /// The source server's load budget (`--max-keys-per-sec` …), when one is set.
+    pub throttle: Option<Arc<Throttle>>,
     /// For a cluster master: its node id, checked on every (re)connect. A SCAN cursor only means
     /// something on the node that issued it, so a failover ends this stream with an error
     /// instead of continuing on another node's keyspace (a rerun rescans it on the new master).
@@ -87,6 +90,7 @@ pub async fn scan_db(
         pipeline: Pipeline::new(),
         replies: Vec::new(),
         node_id: task.node_id,
+        throttle: task.throttle,
         todo: VecDeque::new(),
         in_flight: VecDeque::new(),
         resume: Resume {
@@ -205,6 +209,8 @@ struct Reader {
     replies: Vec<Reply>,
     /// Expected cluster node id (see [`ScanTask::node_id`]).
     node_id: Option<String>,
+    /// See [`ScanTask::throttle`].
+    throttle: Option<Arc<Throttle>>,
     /// What is left to ask for, in order.
     todo: VecDeque<Todo>,
     /// Chunks sent, replies not read yet, oldest first.
@@ -293,6 +299,9 @@ impl Reader {
             let Some(chunk) = self.next_chunk() else {
                 break;
             };
+            if let Some(t) = &self.throttle {
+                t.take_keys(chunk.range.len()).await;
+            }
             self.send(&chunk).await?;
             self.in_flight.push_back(chunk);
         }
@@ -563,6 +572,9 @@ impl Reader {
                 payload,
                 expire_at_ms,
             });
+        }
+        if let Some(t) = &self.throttle {
+            t.pay_bytes(bytes);
         }
         if !fetched.records.is_empty() {
             self.avg_size =

@@ -65,6 +65,7 @@ use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::report::Status;
 use crate::stop::Stop;
+use crate::throttle::Throttles;
 
 /// How a verification runs.
 #[derive(Debug, Clone)]
@@ -111,15 +112,24 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         opts.rounds,
     );
     let started = Instant::now();
+    crate::migrate::set_phase("verify");
     let result = async {
         let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+        let limits = args.limits.limits();
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
+            SourceSpec::Rdb(path) if limits.any() => anyhow::bail!(
+                "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load on a \
+                 live source; with --rdb ferry reads a file. Leave them out (or keep them, and \
+                 verify the live source instead of {})",
+                path.display()
+            ),
             SourceSpec::Rdb(path) => {
                 return file::verify_file(path, &job, &opts, &stop, &mut report).await
             }
         };
-        let (src, dst) = open_sides(&source, &job).await?;
+        let throttles = Arc::new(Throttles::new(limits, stop.clone()));
+        let (src, dst) = open_sides(&source, &job, throttles).await?;
         report.source = src.name();
         report.target = dst.name();
         let pairs = if job.dbs.is_empty() {
@@ -153,7 +163,8 @@ pub async fn after_migrate(
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the source (skip with --no-verify)");
     let result = async {
-        let (src, dst) = open_sides(source, job).await?;
+        let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
+        let (src, dst) = open_sides(source, job, throttles).await?;
         compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
     }
     .await;
@@ -162,14 +173,24 @@ pub async fn after_migrate(
     report
 }
 
-async fn open_sides(source: &Server, job: &Job) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
+/// Opens both live sides; only the source's readers are held to `throttles`.
+async fn open_sides(
+    source: &Server,
+    job: &Job,
+    throttles: Arc<Throttles>,
+) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
     let opts = LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
+        throttles: None,
+    };
+    let source_opts = LiveOptions {
+        throttles: Some(throttles),
+        ..opts.clone()
     };
     let (src, dst) = tokio::try_join!(
-        LiveSide::open(source.clone(), &job.source_addr_map, opts.clone()),
+        LiveSide::open(source.clone(), &job.source_addr_map, source_opts),
         LiveSide::open(job.target.clone(), &job.target_addr_map, opts)
     )?;
     Ok((Arc::new(src), Arc::new(dst)))
@@ -332,6 +353,9 @@ pub(crate) fn finish(
         report.error = Some(format!("{e:#}"));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    if let Some(m) = crate::metrics::get() {
+        m.set_differences(report.totals.differences);
+    }
     let keys = report.totals.source.keys.max(report.totals.target.keys);
     report.keys_per_sec = (keys * 1000).checked_div(report.elapsed_ms).unwrap_or(0);
 }

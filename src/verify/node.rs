@@ -36,6 +36,7 @@ use crate::source::dump_size;
 use crate::source::expiry::{self, parse_time_ms};
 use crate::source::scan::parse_scan;
 use crate::stop::Stop;
+use crate::throttle::{Throttle, Throttles};
 
 /// Readers per stream (each with a connection): enough to keep a server and this process busy
 /// at once, few enough not to crowd a busy source.
@@ -50,6 +51,8 @@ pub struct LiveOptions {
     pub batch_bytes: usize,
     /// How long to keep retrying a lost connection.
     pub retry_for: Duration,
+    /// The source's load budget (`--max-keys-per-sec` …); `None` for the target, or no limit.
+    pub throttles: Option<Arc<Throttles>>,
 }
 
 /// One server (a standalone server, or one master of a cluster), read over pooled connections.
@@ -64,6 +67,8 @@ pub struct Node {
     avg_size: AtomicUsize,
     /// Idle connections.
     idle: Mutex<Vec<Connection>>,
+    /// This server's share of [`LiveOptions::throttles`].
+    throttle: Option<Arc<Throttle>>,
 }
 
 /// Runs `$body` (an `anyhow::Result`) with `$conn` bound to a pooled connection of `$side`,
@@ -114,7 +119,9 @@ impl Node {
                 server.endpoint
             );
         }
+        let throttle = opts.throttles.as_ref().and_then(|t| t.for_server(&server));
         Ok(Node {
+            throttle,
             server,
             opts: LiveOptions {
                 scan_count: opts.scan_count.max(1),
@@ -275,6 +282,9 @@ impl Node {
             let mut p = Pipeline::new();
             expiry::ask(&mut p, chunk.iter().map(|k| &k[..]));
             p.per_key(KeyCommand::Dump, chunk.iter().map(|k| &k[..]));
+            if let Some(t) = &self.throttle {
+                t.take_keys(chunk.len()).await;
+            }
             let replies = conn.run(&p).await?;
             let mut it = replies.into_iter();
             let (bracket, ttls) = expiry::read(&mut it, chunk.len()).map_err(|e| match e {
@@ -318,6 +328,9 @@ impl Node {
                     stats.note_undecodable(self.role_name(), db, key, &err);
                 }
                 out.push(Some(state));
+            }
+            if let Some(t) = &self.throttle {
+                t.pay_bytes(bytes);
             }
             self.avg_size.store(
                 dump_size::next_estimate(avg, bytes / chunk.len() + 1),
