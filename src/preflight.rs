@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::cli::OnConflict;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology};
 use crate::endpoint::info::{self, ServerInfo};
-use crate::endpoint::{Connection, Endpoint, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::sink::route::{KeyedCommands, Router};
 use crate::source::scan::{parse_scan, parse_time_ms};
@@ -294,16 +294,19 @@ pub async fn clock_skew(conn: &mut Connection) -> anyhow::Result<i64> {
     Ok(server_ms - crate::sink::now_ms())
 }
 
-/// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it).
-pub async fn max_bulk_len(conn: &mut Connection) -> Option<u64> {
+/// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it:
+/// then `None`). A lost connection is an error, for the caller to retry.
+pub async fn max_bulk_len(conn: &mut Connection) -> Result<Option<u64>, ConnError> {
     let reply = conn
         .cmd(&[b"CONFIG".as_slice(), b"GET", b"proto-max-bulk-len"])
-        .await
-        .ok()?;
-    match reply {
-        Reply::Array(Some(items)) => items.get(1)?.to_text()?.parse().ok(),
+        .await?;
+    Ok(match reply {
+        Reply::Array(Some(items)) => items
+            .get(1)
+            .and_then(Reply::to_text)
+            .and_then(|t| t.parse().ok()),
         _ => None,
-    }
+    })
 }
 
 /// For `--on-conflict fail`: refuses when any source key already exists in its target DB.

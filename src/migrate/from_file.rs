@@ -119,7 +119,7 @@ pub(super) async fn run(
         source_skew_ms: 0,
         target_skew_ms: preflight::clock_skew(&mut dst).await?,
     };
-    let max_bulk = preflight::max_bulk_len(&mut dst).await;
+    let max_bulk = preflight::max_bulk_len(&mut dst).await?;
 
     let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
     if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {

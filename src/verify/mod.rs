@@ -111,7 +111,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         opts.rounds,
     );
     let started = Instant::now();
-    let result = async {
+    let work = async {
         let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
@@ -128,10 +128,19 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
         };
         compare_sides(src, dst, &pairs, &opts, &stop, &mut report).await
-    }
-    .await;
+    };
+    let result = abandoned_after_signal(stop.or_abandon(work).await);
     finish(&mut report, result, started, &stop);
     report
+}
+
+/// A verification abandoned after a signal (a server did not answer) becomes an error.
+fn abandoned_after_signal(result: Option<anyhow::Result<()>>) -> anyhow::Result<()> {
+    result.unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "interrupted while waiting for a server; nothing was verified to the end"
+        ))
+    })
 }
 
 /// Runs the verification at the end of `ferry migrate` between the servers just copied, prints
@@ -152,11 +161,11 @@ pub async fn after_migrate(
     );
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the source (skip with --no-verify)");
-    let result = async {
+    let work = async {
         let (src, dst) = open_sides(source, job).await?;
         compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
-    }
-    .await;
+    };
+    let result = abandoned_after_signal(stop.or_abandon(work).await);
     finish(&mut report, result, started, stop);
     print_summary(&report);
     report
@@ -168,9 +177,18 @@ async fn open_sides(source: &Server, job: &Job) -> anyhow::Result<(Arc<LiveSide>
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
     };
+    // Opening only reads (INFO, topology, clocks): a lost connection opens the side again.
+    let retry_for = opts.retry_for;
+    let open = |server: &Server, map| {
+        let opts = opts.clone();
+        let server = server.clone();
+        crate::retry::retrying(retry_for, move || {
+            LiveSide::open(server.clone(), map, opts.clone())
+        })
+    };
     let (src, dst) = tokio::try_join!(
-        LiveSide::open(source.clone(), &job.source_addr_map, opts.clone()),
-        LiveSide::open(job.target.clone(), &job.target_addr_map, opts)
+        open(source, &job.source_addr_map),
+        open(&job.target, &job.target_addr_map)
     )?;
     Ok((Arc::new(src), Arc::new(dst)))
 }
