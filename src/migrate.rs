@@ -15,7 +15,7 @@ use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Layout, Probe};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
-use crate::retry;
+use crate::retry::{self, Link};
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::restore::{Writer, WriterOptions};
 use crate::sink::route::Router;
@@ -148,16 +148,19 @@ async fn run_inner(
                 .map(|m| cluster.server(&m.addr))
                 .collect(),
         };
-        retry::retrying(retry_for, || async {
-            let mut probe = match &tinfo.layout {
-                Layout::Standalone(server) => Probe::Standalone(server.connect().await?),
-                Layout::Cluster { cluster, topology } => {
-                    Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
-                }
-            };
-            preflight::check_conflicts(&sources, &mut probe, &db_pairs, job.tuning.scan_count)
-                .await
-        })
+        let mut probe = match &tinfo.layout {
+            Layout::Standalone(server) => Probe::Standalone(Link::new(server.clone(), retry_for)),
+            Layout::Cluster { cluster, topology } => {
+                Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
+            }
+        };
+        preflight::check_conflicts(
+            &sources,
+            &mut probe,
+            &db_pairs,
+            job.tuning.scan_count,
+            retry_for,
+        )
         .await?;
         cp.conflict_check_passed = true;
     }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::endpoint::ConnError;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 
 /// Longest pause between attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);
@@ -112,6 +112,70 @@ where
             Err(e) if is_transient(&e) => backoff.wait(e).await?,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A connection to one server for steps that only read (the conflict check): opened on first
+/// use, and opened again — with its DB selected again — when lost, for up to `budget` per
+/// command. Re-sending is safe because nothing sent through it writes.
+pub struct Link {
+    server: Server,
+    conn: Option<Connection>,
+    db: u32,
+    budget: Duration,
+}
+
+impl Link {
+    /// A link to `server` (connects lazily).
+    pub fn new(server: Server, budget: Duration) -> Link {
+        Link {
+            server,
+            conn: None,
+            db: 0,
+            budget,
+        }
+    }
+
+    /// The server, for messages (no password).
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint.to_string()
+    }
+
+    /// Makes `db` the DB of every later command (a standalone server).
+    pub fn select(&mut self, db: u32) {
+        self.db = db;
+    }
+
+    /// Runs `p` and returns its replies, reconnecting on a lost connection.
+    pub async fn run(&mut self, p: &Pipeline) -> anyhow::Result<Vec<Reply>> {
+        let mut backoff = Backoff::new(self.budget);
+        loop {
+            let result = async {
+                let conn = match &mut self.conn {
+                    Some(c) => c,
+                    None => self.conn.insert(self.server.connect().await?),
+                };
+                conn.select(self.db).await?;
+                Ok(conn.run(p).await?)
+            }
+            .await;
+            match result {
+                Ok(replies) => return Ok(replies),
+                Err(e) if is_transient(&e) => {
+                    self.conn = None;
+                    backoff.wait(e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs one command.
+    pub async fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> anyhow::Result<Reply> {
+        let mut p = Pipeline::new();
+        p.cmd(args);
+        let mut replies = self.run(&p).await?;
+        Ok(replies.pop().unwrap_or(Reply::Bulk(None)))
     }
 }
 
