@@ -70,8 +70,8 @@ impl Backoff {
         let elapsed = first.elapsed();
         if elapsed >= self.budget {
             return Err(err.context(format!(
-                "gave up after {} attempt(s) over {}s (--retry-for {}): rerun the same command to resume \
-                 from the checkpoint once the server answers again, or raise --retry-for if it needs longer",
+                "gave up after {} attempt(s) over {}s (--retry-for {}): rerun the same command once the \
+                 server answers again (a copy resumes from its checkpoint), or raise --retry-for if it needs longer",
                 self.attempts,
                 elapsed.as_secs(),
                 self.budget.as_secs()
@@ -100,18 +100,27 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
 /// Runs `attempt` until it succeeds, retrying transient connection failures ([`is_transient`])
 /// with a [`Backoff`] of `budget`; other errors are returned at once. Each attempt must redo its
 /// step from scratch (open its own connections), so use it for steps that only read.
+///
+/// For the first contact with a server: a first attempt that cannot connect at all (nothing
+/// listens there: a wrong host or port) is reported at once; only a server reached once, or
+/// one that accepts connections but stalls, is waited for.
 pub async fn retrying<T, F, Fut>(budget: Duration, mut attempt: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
     let mut backoff = Backoff::new(budget);
+    let mut first = true;
     loop {
         match attempt().await {
             Ok(v) => return Ok(v),
+            Err(e) if first && matches!(e.downcast_ref(), Some(ConnError::Connect { .. })) => {
+                return Err(e)
+            }
             Err(e) if is_transient(&e) => backoff.wait(e).await?,
             Err(e) => return Err(e),
         }
+        first = false;
     }
 }
 

@@ -358,7 +358,7 @@ impl Connection {
             io.flush().await
         };
         let result = bounded(self.side, &self.ep, self.limit, &what, write).await?;
-        result.map_err(|e| self.lost(e.to_string()))
+        result.map_err(|e| self.io_error(e))
     }
 
     /// Reads the next `count` replies (of commands already sent) into `out`, in order.
@@ -421,10 +421,19 @@ impl Connection {
         }
         let read = self.io.read_buf(&mut self.rbuf);
         match bounded(self.side, &self.ep, self.limit, &self.awaiting, read).await? {
-            Err(e) => Err(self.lost(e.to_string())),
+            Err(e) => Err(self.io_error(e)),
             Ok(0) => Err(self.lost("the server closed the connection".into())),
             Ok(_) => Ok(()),
         }
+    }
+
+    /// A failed read or write: TLS refusals that arrive after the handshake (TLS 1.3 sends a
+    /// missing client certificate's alert then) are for the user to fix; the rest is a loss.
+    fn io_error(&self, e: io::Error) -> ConnError {
+        if e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("alert") {
+            return tls_error(self.side, &self.ep, e);
+        }
+        self.lost(e.to_string())
     }
 
     fn lost(&self, detail: String) -> ConnError {
@@ -572,6 +581,8 @@ fn tls_error(side: &'static str, ep: &str, e: io::Error) -> ConnError {
         format!("The server's certificate is not signed by a trusted CA: pass the CA with --{side}-cacert FILE (or, only for a test, --{side}-insecure)")
     } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         format!("The certificate does not name this host: connect with the name in the certificate, or set --{side}-sni NAME")
+    } else if lower.contains("certificaterequired") || lower.contains("certificate required") {
+        format!("The server requires a client certificate (mutual TLS): pass --{side}-cert and --{side}-key")
     } else if lower.contains("expired") {
         "The server's certificate has expired (or this machine's clock is wrong)".into()
     } else if lower.contains("corrupt message")
