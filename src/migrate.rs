@@ -55,7 +55,11 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
     };
     // After a signal, a phase stuck on a server that does not answer is abandoned (the copy
     // saves its checkpoint first, see `pipeline.rs`).
-    match stop.clone().or_abandon(run_inner(args, stop.clone(), &mut report)).await {
+    match stop
+        .clone()
+        .or_abandon(run_inner(args, stop.clone(), &mut report))
+        .await
+    {
         Some(Ok(())) => {}
         Some(Err(e)) => {
             report.status = if stop.was_interrupted() {

@@ -194,8 +194,14 @@ mod tests {
 
     #[test]
     fn answer_timeout_is_half_the_budget_and_at_least_a_second() {
-        assert_eq!(answer_timeout(Duration::from_secs(60)), Duration::from_secs(30));
-        assert_eq!(answer_timeout(Duration::from_secs(0)), Duration::from_secs(1));
+        assert_eq!(
+            answer_timeout(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            answer_timeout(Duration::from_secs(0)),
+            Duration::from_secs(1)
+        );
     }
 
     #[tokio::test]
@@ -212,6 +218,9 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(3));
         let err = b.wait(stalled()).await.unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("redis://h:1") && text.contains("--retry-for 3"), "{text}");
+        assert!(
+            text.contains("redis://h:1") && text.contains("--retry-for 3"),
+            "{text}"
+        );
     }
 }

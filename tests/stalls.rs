@@ -171,7 +171,10 @@ fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
     let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
     let took = exited - stalled_at;
     paused.resume();
-    eprintln!("ferry gave up {:.1}s after the target stalled", took.as_secs_f64());
+    eprintln!(
+        "ferry gave up {:.1}s after the target stalled",
+        took.as_secs_f64()
+    );
     let text = run.text();
     assert_eq!(run.code, 2, "{text}");
     assert!(
@@ -190,7 +193,10 @@ fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
         assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
     }
     assert!(!text.contains("Is this a TLS port"), "{text}");
-    assert!(!text.contains(TEST_PASSWORD), "the password leaked:\n{text}");
+    assert!(
+        !text.contains(TEST_PASSWORD),
+        "the password leaked:\n{text}"
+    );
 }
 
 #[test]
@@ -237,7 +243,11 @@ fn sigterm_during_a_target_stall_stops_at_once_and_the_rerun_is_exact() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let rerun = work.run(&args);
     assert_eq!(rerun.code, 0, "{}", rerun.text());
-    assert!(rerun.text().contains("resuming from checkpoint"), "{}", rerun.text());
+    assert!(
+        rerun.text().contains("resuming from checkpoint"),
+        "{}",
+        rerun.text()
+    );
     let a = data::snapshot(&mut src.conn(), 0);
     let b = data::snapshot(&mut dst.conn(), 0);
     data::assert_same(&a, &b, 2_000);
@@ -318,7 +328,11 @@ fn connections_killed_every_50ms_are_retried_in_every_phase() {
         active.store(false, Ordering::SeqCst);
         if run.code != 0 {
             let ms = every.load(Ordering::SeqCst);
-            failures.push(format!("run {i} (kills every {ms} ms): exit {}:\n{}", run.code, run.text()));
+            failures.push(format!(
+                "run {i} (kills every {ms} ms): exit {}:\n{}",
+                run.code,
+                run.text()
+            ));
         }
     }
     done.store(true, Ordering::SeqCst);

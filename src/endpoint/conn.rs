@@ -188,8 +188,23 @@ impl Pipeline {
 /// The name of a command ferry sends, as a static string (messages only).
 fn command_name(arg: &[u8]) -> &'static str {
     const KNOWN: &[&str] = &[
-        "AUTH", "PING", "SELECT", "INFO", "TIME", "SCAN", "PTTL", "DUMP", "RESTORE", "EXISTS",
-        "DBSIZE", "CONFIG", "CLUSTER", "RANDOMKEY", "ASKING", "FUNCTION", "TYPE",
+        "AUTH",
+        "PING",
+        "SELECT",
+        "INFO",
+        "TIME",
+        "SCAN",
+        "PTTL",
+        "DUMP",
+        "RESTORE",
+        "EXISTS",
+        "DBSIZE",
+        "CONFIG",
+        "CLUSTER",
+        "RANDOMKEY",
+        "ASKING",
+        "FUNCTION",
+        "TYPE",
     ];
     KNOWN
         .iter()
@@ -352,7 +367,10 @@ impl Connection {
     pub async fn send(&mut self, p: &Pipeline) -> Result<(), ConnError> {
         self.awaiting = p.describe();
         let io = &mut self.io;
-        let what = format!("room to send {} (the server stopped reading)", self.awaiting);
+        let what = format!(
+            "room to send {} (the server stopped reading)",
+            self.awaiting
+        );
         let write = async {
             io.write_all(&p.buf).await?;
             io.flush().await
