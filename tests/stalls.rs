@@ -200,6 +200,75 @@ fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
 }
 
 #[test]
+fn source_stalled_mid_copy_fails_naming_it() {
+    let src = source_with(60_000);
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let mut args = slow_migrate(&src, &dst, "4");
+    args.push("--no-verify".into());
+    let (mut child, report) = spawn(&work, &args);
+    wait_for_keys(&dst, 500, &mut child);
+    let mut paused = Paused::pause(&src);
+    let stalled_at = Instant::now();
+    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
+    let took = exited - stalled_at;
+    paused.resume();
+    eprintln!(
+        "ferry gave up {:.1}s after the source stalled",
+        took.as_secs_f64()
+    );
+    let text = run.text();
+    assert_eq!(run.code, 2, "{text}");
+    assert!(took < Duration::from_secs(4 + 6), "took {took:?}:\n{text}");
+    let needle = format!("the source {} did not answer", src.url_without_password());
+    assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+    assert!(text.contains("--retry-for 4"), "{text}");
+}
+
+#[test]
+fn verify_against_a_stalled_target_fails_naming_it_not_blaming_tls() {
+    let src = source_with(100);
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    let mut paused = Paused::pause(&dst);
+    let args: Vec<String> = [
+        "verify",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+        "--retry-for",
+        "4",
+        "--progress",
+        "log",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let started = Instant::now();
+    let (child, report) = spawn(&work, &args);
+    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
+    let took = exited - started;
+    paused.resume();
+    eprintln!("verify gave up after {:.1}s", took.as_secs_f64());
+    let text = run.text();
+    assert_eq!(run.code, 2, "{text}");
+    assert!(took < Duration::from_secs(4 + 6), "took {took:?}:\n{text}");
+    let needle = format!(
+        "the target {} did not answer for",
+        dst.url_without_password()
+    );
+    assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+    assert!(text.contains("the TLS handshake"), "{text}");
+    assert!(
+        !text.contains("Is this a TLS port") && !text.contains("plain TCP"),
+        "a silent server is not a plain-TCP port:\n{text}"
+    );
+}
+
+#[test]
 fn sigterm_during_a_target_stall_stops_at_once_and_the_rerun_is_exact() {
     let src = source_with(30_000);
     let dst = Server::tls_target(Version::V7_0);
