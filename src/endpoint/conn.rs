@@ -366,17 +366,24 @@ impl Connection {
     /// busy while ferry handles those replies.
     pub async fn send(&mut self, p: &Pipeline) -> Result<(), ConnError> {
         self.awaiting = p.describe();
-        let io = &mut self.io;
         let what = format!(
             "room to send {} (the server stopped reading)",
             self.awaiting
         );
-        let write = async {
-            io.write_all(&p.buf).await?;
-            io.flush().await
-        };
-        let result = bounded(self.side, &self.ep, self.limit, &what, write).await?;
-        result.map_err(|e| self.io_error(e))
+        // Each write is bounded, not the whole pipeline: a big value on a slow link takes as
+        // long as it takes, as long as the server keeps reading.
+        let mut sent = 0;
+        while sent < p.buf.len() {
+            let write = self.io.write(&p.buf[sent..]);
+            match bounded(self.side, &self.ep, self.limit, &what, write).await? {
+                Ok(0) => return Err(self.lost("the server closed the connection".into())),
+                Ok(n) => sent += n,
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+        let flush = self.io.flush();
+        let flushed = bounded(self.side, &self.ep, self.limit, &what, flush).await?;
+        flushed.map_err(|e| self.io_error(e))
     }
 
     /// Reads the next `count` replies (of commands already sent) into `out`, in order.
