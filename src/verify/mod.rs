@@ -177,18 +177,9 @@ async fn open_sides(source: &Server, job: &Job) -> anyhow::Result<(Arc<LiveSide>
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
     };
-    // Opening only reads (INFO, topology, clocks): a lost connection opens the side again.
-    let retry_for = opts.retry_for;
-    let open = |server: &Server, map| {
-        let opts = opts.clone();
-        let server = server.clone();
-        crate::retry::retrying(retry_for, move || {
-            LiveSide::open(server.clone(), map, opts.clone())
-        })
-    };
     let (src, dst) = tokio::try_join!(
-        open(source, &job.source_addr_map),
-        open(&job.target, &job.target_addr_map)
+        LiveSide::open(source.clone(), &job.source_addr_map, opts.clone()),
+        LiveSide::open(job.target.clone(), &job.target_addr_map, opts)
     )?;
     Ok((Arc::new(src), Arc::new(dst)))
 }
