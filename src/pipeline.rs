@@ -187,7 +187,8 @@ pub async fn copy(
             }
         }
         tracing::warn!(
-            "stopped without waiting for the batches still in flight (not acknowledged within {} ms);              they are not in the checkpoint, so the rerun writes them again",
+            "stopped without waiting for the batches still in flight (not acknowledged within {} ms); \
+             they are not in the checkpoint, so the rerun writes them again",
             DRAIN_GRACE.as_millis()
         );
     } else {
