@@ -241,6 +241,12 @@ pub struct TuningArgs {
     pub writers: usize,
 
     /// How long to keep retrying a lost connection before giving up, in seconds.
+    ///
+    /// Also bounds every wait for a server: a connect, TLS handshake, write or read that gets no
+    /// answer for half of this (at least 1 s; 30 s by default) counts as a lost connection and is
+    /// retried, and a server that stays silent makes ferry stop about SECS after it went quiet
+    /// (exit 2; rerun the same command to resume). Raise it for servers that may pause longer
+    /// (a huge RESTORE or DUMP, a failover).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub retry_for: u64,
 }

@@ -61,7 +61,7 @@ impl Job {
                     sni: ep.source_sni.clone(),
                     insecure: ep.source_insecure,
                 };
-                SourceSpec::Live(server(endpoint, &tls)?)
+                SourceSpec::Live(server(endpoint, &tls, tuning)?)
             }
             (None, Some(path)) => {
                 if !path.is_file() {
@@ -80,7 +80,7 @@ impl Job {
             sni: ep.target_sni.clone(),
             insecure: ep.target_insecure,
         };
-        let target = server(endpoint, &tls)?;
+        let target = server(endpoint, &tls, tuning)?;
         if let SourceSpec::Live(src) = &source {
             if src.endpoint.host == target.endpoint.host
                 && src.endpoint.port == target.endpoint.port
@@ -140,7 +140,11 @@ impl Job {
     }
 }
 
-fn server(endpoint: url::Endpoint, opts: &TlsOptions) -> anyhow::Result<Server> {
+fn server(
+    endpoint: url::Endpoint,
+    opts: &TlsOptions,
+    tuning: &TuningArgs,
+) -> anyhow::Result<Server> {
     let flag = endpoint.side.name();
     let tls = if endpoint.tls {
         if opts.insecure {
@@ -162,7 +166,13 @@ fn server(endpoint: url::Endpoint, opts: &TlsOptions) -> anyhow::Result<Server> 
         }
         None
     };
-    Ok(Server { endpoint, tls })
+    Ok(Server {
+        endpoint,
+        tls,
+        answer_timeout: crate::retry::answer_timeout(std::time::Duration::from_secs(
+            tuning.retry_for,
+        )),
+    })
 }
 
 /// The password from `--*-password-file` or `FERRY_*_PASSWORD` (the URL overrides both).

@@ -16,6 +16,7 @@ use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Layout, Probe};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
+use crate::retry::{self, Link};
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::restore::{Writer, WriterOptions};
 use crate::sink::route::Router;
@@ -55,13 +56,39 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         notes: Vec::new(),
         peak_rss_bytes: None,
     };
-    if let Err(e) = run_inner(args, stop, &mut report).await {
-        report.status = Status::Error;
-        report.error = Some(format!("{e:#}"));
+    // After a signal, a phase stuck on a server that does not answer is abandoned (the copy
+    // saves its checkpoint first, see `pipeline.rs`).
+    match stop
+        .clone()
+        .or_abandon(run_inner(args, stop.clone(), &mut report))
+        .await
+    {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            report.status = if stop.was_interrupted() {
+                Status::Interrupted
+            } else {
+                Status::Error
+            };
+            report.error = Some(format!("{e:#}"));
+        }
+        None => interrupted(&mut report),
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.peak_rss_bytes = crate::report::peak_rss_bytes();
     report
+}
+
+/// The report of a run abandoned after a signal while a server did not answer.
+fn interrupted(report: &mut MigrateReport) {
+    report.status = Status::Interrupted;
+    report.error = Some(match &report.checkpoint {
+        Some(cp) => format!(
+            "interrupted while waiting for a server; the checkpoint {cp} holds every acknowledged batch: \
+             rerun the same command to resume"
+        ),
+        None => "interrupted before the copy started; nothing was written".to_string(),
+    });
 }
 
 async fn run_inner(
@@ -87,10 +114,21 @@ async fn run_inner(
     };
     report.source = source.endpoint.to_string();
 
-    let mut src = source.connect().await?;
-    let sinfo = preflight::examine(&mut src, &source, &job.source_addr_map).await?;
-    let mut dst = job.target.connect().await?;
-    let tinfo = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    // Preflight only reads, so a lost connection redoes the whole step on new connections.
+    let (sinfo, source_skew_ms) = retry::retrying(retry_for, || async {
+        let mut src = source.connect().await?;
+        let info = preflight::examine(&mut src, &source, &job.source_addr_map).await?;
+        Ok((info, preflight::clock_skew(&mut src).await?))
+    })
+    .await?;
+    let (tinfo, target_skew_ms, max_bulk) = retry::retrying(retry_for, || async {
+        let mut dst = job.target.connect().await?;
+        let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+        let skew = preflight::clock_skew(&mut dst).await?;
+        Ok((info, skew, preflight::max_bulk_len(&mut dst).await?))
+    })
+    .await?;
     tracing::info!(
         "source {} ({}), target {} ({})",
         source.endpoint,
@@ -112,12 +150,10 @@ async fn run_inner(
         args.on_conflict,
     )?;
     let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
     let clocks = Clocks {
-        source_skew_ms: preflight::clock_skew(&mut src).await?,
-        target_skew_ms: preflight::clock_skew(&mut dst).await?,
+        source_skew_ms,
+        target_skew_ms,
     };
-    let max_bulk = preflight::max_bulk_len(&mut dst).await;
 
     let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
@@ -130,16 +166,22 @@ async fn run_inner(
                 .collect(),
         };
         let mut probe = match &tinfo.layout {
-            Layout::Standalone(_) => Probe::Standalone(dst),
+            Layout::Standalone(server) => Probe::Standalone(Link::new(server.clone(), retry_for)),
             Layout::Cluster { cluster, topology } => {
                 Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
             }
         };
-        preflight::check_conflicts(&sources, &mut probe, &db_pairs, job.tuning.scan_count).await?;
+        preflight::check_conflicts(
+            &sources,
+            &mut probe,
+            &db_pairs,
+            job.tuning.scan_count,
+            retry_for,
+        )
+        .await?;
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
-    drop(src);
 
     let base = cp.totals;
     if !cp.completed {

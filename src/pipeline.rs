@@ -6,7 +6,10 @@
 //! The queue holds at most `writers × 2` batches, so memory in flight is bounded by batch size,
 //! never by dataset size. A stop (signal or error) makes readers stop after the batch in hand; the
 //! writers drain the queue; every batch handed out is acknowledged or reported failed before the
-//! final checkpoint is written.
+//! final checkpoint is written. After a signal the writers get [`DRAIN_GRACE`] to finish the
+//! batches in hand; then (a server that stopped answering) every task is abandoned, and the
+//! checkpoint records only what was acknowledged — an abandoned batch is written again by the
+//! rerun.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +22,7 @@ use crate::checkpoint::{Checkpoint, Tracker};
 use crate::progress::Progress;
 use crate::sink::Sink;
 use crate::source::{Batch, Counts, Position};
-use crate::stop::Stop;
+use crate::stop::{Stop, DRAIN_GRACE};
 
 /// A reader: fills the queue with the batches of one stream.
 pub type ReaderTask = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -60,11 +63,12 @@ pub async fn copy(
     let (ack_tx, mut ack_rx) =
         mpsc::unbounded_channel::<anyhow::Result<(usize, u64, Option<Position>, Counts)>>();
 
+    let mut tasks = Vec::with_capacity(writers.len() + 1);
     for mut writer in writers {
         let rx = rx.clone();
         let ack_tx = ack_tx.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 let batch = { rx.lock().await.recv().await };
                 let Some(batch) = batch else { break };
@@ -85,12 +89,13 @@ pub async fn copy(
                     }
                 }
             }
-        });
+        }));
     }
     drop(rx);
     drop(ack_tx);
 
     let reader_stop = stop.clone();
+    // Dropping the supervisor's `JoinSet` (when it is aborted) aborts the readers too.
     let readers_done = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(parallel_readers.max(1)));
         let mut set = tokio::task::JoinSet::new();
@@ -133,8 +138,18 @@ pub async fn copy(
     // still resumes from recent progress.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut dirty = false;
+    let abandon = async {
+        stop.interrupted().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::pin!(abandon);
+    let mut abandoned = false;
     loop {
         tokio::select! {
+            () = &mut abandon => {
+                abandoned = true;
+                break;
+            }
             ack = ack_rx.recv() => match ack {
                 None => break,
                 Some(Ok((stream, seq, position, counts))) => {
@@ -158,13 +173,33 @@ pub async fn copy(
             }
         }
     }
-    match readers_done.await {
-        Ok(Some(e)) => {
-            error.get_or_insert(e);
+    if abandoned {
+        // Interrupted while a server does not answer: stop waiting for it. Acknowledgements
+        // that arrived meanwhile still count; nothing else is recorded.
+        readers_done.abort();
+        for t in &tasks {
+            t.abort();
         }
-        Ok(None) => {}
-        Err(e) => {
-            error.get_or_insert(anyhow::anyhow!("the reader supervisor failed: {e}"));
+        while let Ok(ack) = ack_rx.try_recv() {
+            if let Ok((stream, seq, position, counts)) = ack {
+                tracker.ack(stream, seq, position, counts);
+                this_run.add(&counts);
+            }
+        }
+        tracing::warn!(
+            "stopped without waiting for the batches still in flight (not acknowledged within {} ms); \
+             they are not in the checkpoint, so the rerun writes them again",
+            DRAIN_GRACE.as_millis()
+        );
+    } else {
+        match readers_done.await {
+            Ok(Some(e)) => {
+                error.get_or_insert(e);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error.get_or_insert(anyhow::anyhow!("the reader supervisor failed: {e}"));
+            }
         }
     }
     checkpoint.completed = error.is_none() && !stop.is_raised() && tracker.all_done();

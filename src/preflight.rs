@@ -5,6 +5,7 @@
 //! that a refusal leaves the target untouched.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -12,8 +13,9 @@ use bytes::Bytes;
 use crate::cli::OnConflict;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology};
 use crate::endpoint::info::{self, ServerInfo};
-use crate::endpoint::{Connection, Endpoint, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
+use crate::retry::Link;
 use crate::sink::route::{KeyedCommands, Router};
 use crate::source::expiry::parse_time_ms;
 use crate::source::scan::parse_scan;
@@ -218,7 +220,7 @@ pub fn check_db_plan(
 /// The target as the `--on-conflict fail` check sees it: where to ask whether keys exist.
 pub enum Probe {
     /// A standalone target.
-    Standalone(Connection),
+    Standalone(Link),
     /// A cluster target: `EXISTS` routed by slot.
     Cluster(Router),
 }
@@ -227,7 +229,7 @@ impl Probe {
     /// The target, for messages.
     pub(crate) fn endpoint(&self) -> String {
         match self {
-            Probe::Standalone(c) => c.endpoint().to_string(),
+            Probe::Standalone(c) => c.endpoint(),
             Probe::Cluster(r) => format!("cluster {}", r.cluster().seed().endpoint),
         }
     }
@@ -236,7 +238,7 @@ impl Probe {
     pub(crate) async fn dbsize(&mut self, db: u32) -> anyhow::Result<u64> {
         match self {
             Probe::Standalone(c) => {
-                c.select(db).await?;
+                c.select(db);
                 Ok(c.cmd(&[b"DBSIZE".as_slice()]).await?.as_int().unwrap_or(0) as u64)
             }
             Probe::Cluster(r) => Ok(r
@@ -252,7 +254,7 @@ impl Probe {
     pub(crate) async fn exists(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Vec<bool>> {
         let replies = match self {
             Probe::Standalone(c) => {
-                c.select(db).await?;
+                c.select(db);
                 let mut p = Pipeline::new();
                 for k in keys {
                     p.cmd(&[b"EXISTS".as_slice(), k]);
@@ -295,28 +297,33 @@ pub async fn clock_skew(conn: &mut Connection) -> anyhow::Result<i64> {
     Ok(server_ms - crate::sink::now_ms())
 }
 
-/// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it).
-pub async fn max_bulk_len(conn: &mut Connection) -> Option<u64> {
+/// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it:
+/// then `None`). A lost connection is an error, for the caller to retry.
+pub async fn max_bulk_len(conn: &mut Connection) -> Result<Option<u64>, ConnError> {
     let reply = conn
         .cmd(&[b"CONFIG".as_slice(), b"GET", b"proto-max-bulk-len"])
-        .await
-        .ok()?;
-    match reply {
-        Reply::Array(Some(items)) => items.get(1)?.to_text()?.parse().ok(),
+        .await?;
+    Ok(match reply {
+        Reply::Array(Some(items)) => items
+            .get(1)
+            .and_then(Reply::to_text)
+            .and_then(|t| t.parse().ok()),
         _ => None,
-    }
+    })
 }
 
 /// For `--on-conflict fail`: refuses when any source key already exists in its target DB.
 ///
 /// Free when the target DBs are empty (the usual case). Otherwise every key of every source
 /// server (the standalone server, or each master of a cluster) is checked with pipelined
-/// `EXISTS` (routed by slot on a cluster target), before anything is written.
+/// `EXISTS` (routed by slot on a cluster target), before anything is written. A lost
+/// connection on either side is retried for `retry_for` (SCAN cursors survive a reconnect).
 pub async fn check_conflicts(
     sources: &[Server],
     target: &mut Probe,
     dbs: &[(u32, u32)],
     scan_count: u32,
+    retry_for: Duration,
 ) -> anyhow::Result<()> {
     let mut found = Conflicts::default();
     for &(db, tdb) in dbs {
@@ -324,8 +331,8 @@ pub async fn check_conflicts(
             continue;
         }
         for source in sources {
-            let mut conn = source.connect().await?;
-            conn.select(db).await?;
+            let mut conn = Link::new(source.clone(), retry_for);
+            conn.select(db);
             let count = scan_count.to_string();
             let mut cursor = 0u64;
             loop {

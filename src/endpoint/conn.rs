@@ -4,9 +4,16 @@
 //! once and its replies read back in order. Errors are classified here, once, into what the user
 //! must fix (TLS, password, ACL) and what a retry can fix (a dropped connection), and every
 //! message names the endpoint (never its password) and what to do.
+//!
+//! Every wait on the network — connect, TLS handshake, each write and each read — is bounded by
+//! the server's answer timeout ([`Server::answer_timeout`], derived from `--retry-for`), so a
+//! server that stops answering (paused, overloaded, a dead network path) becomes a
+//! [`ConnError::Stalled`] that the callers retry like a lost connection, never a hang. While
+//! ferry waits, a warning every few seconds says for whom and for what.
 
+use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,12 +23,16 @@ use super::resp::{self, Reply};
 use super::url::Endpoint;
 use super::Server;
 
-/// How long a TCP connect plus TLS handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a wait that lasts says so in the log: a third of the answer timeout, between 1 s
+/// and 5 s, so that even a short `--retry-for` shows what ferry waits for before it gives up.
+fn notice_every(limit: Duration) -> Duration {
+    (limit / 3).clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
 
-/// How long the server may stay silent while we wait for replies. Generous, because a
-/// `RESTORE` of a huge value or a `DUMP` on a busy server can legitimately take seconds.
-const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A TLS handshake still unanswered after this long makes ferry check, on a second connection,
+/// whether the port speaks plain RESP (a `rediss://` URL for a plain server): only to name the
+/// mistake at once instead of waiting out the answer timeout.
+const PLAIN_PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
@@ -69,12 +80,34 @@ pub enum ConnError {
         ep: String,
         detail: String,
     },
+    /// The connection is open but the server stopped answering (paused, overloaded, or the
+    /// network path died without a reset); a reconnect may succeed.
+    #[error("the {side} {ep} did not answer for {} while ferry waited for {what} (answer timeout {}: half of --retry-for, at least 1s)", secs(*waited), secs(*limit))]
+    Stalled {
+        side: &'static str,
+        ep: String,
+        what: String,
+        waited: Duration,
+        limit: Duration,
+    },
 }
 
 impl ConnError {
     /// True when reconnecting and trying again may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ConnError::Connect { .. } | ConnError::Lost { .. })
+        matches!(
+            self,
+            ConnError::Connect { .. } | ConnError::Lost { .. } | ConnError::Stalled { .. }
+        )
+    }
+
+    /// For a stalled server: how long it had been silent when ferry gave up on the connection.
+    /// A retry budget counts from the start of that silence, not from its detection.
+    pub fn silent_for(&self) -> Option<Duration> {
+        match self {
+            ConnError::Stalled { waited, .. } => Some(*waited),
+            _ => None,
+        }
     }
 }
 
@@ -83,6 +116,8 @@ impl ConnError {
 pub struct Pipeline {
     buf: BytesMut,
     count: usize,
+    /// Name of the first command, for "waiting for the replies to …" messages.
+    head: &'static str,
 }
 
 impl Pipeline {
@@ -93,6 +128,9 @@ impl Pipeline {
 
     /// Appends one command.
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> &mut Pipeline {
+        if self.count == 0 {
+            self.head = args.first().map_or("", |a| command_name(a.as_ref()));
+        }
         resp::encode_command(&mut self.buf, args);
         self.count += 1;
         self
@@ -100,6 +138,9 @@ impl Pipeline {
 
     /// Appends `RESTORE key ttl payload ABSTTL [REPLACE]` (see [`resp::encode_restore`]).
     pub fn restore(&mut self, key: &[u8], ttl: &[u8], payload: &[u8], replace: bool) {
+        if self.count == 0 {
+            self.head = "RESTORE";
+        }
         resp::encode_restore(&mut self.buf, key, ttl, payload, replace);
         self.count += 1;
     }
@@ -110,6 +151,9 @@ impl Pipeline {
         cmd: resp::KeyCommand,
         keys: impl ExactSizeIterator<Item = &'a [u8]>,
     ) {
+        if self.count == 0 {
+            self.head = cmd.name();
+        }
         self.count += keys.len();
         resp::encode_key_commands(&mut self.buf, cmd, keys);
     }
@@ -133,7 +177,44 @@ impl Pipeline {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.count = 0;
+        self.head = "";
     }
+
+    /// "the reply to PING" or "the replies to 5000 commands (RESTORE …)", for messages.
+    fn describe(&self) -> String {
+        match self.count {
+            1 => format!("the reply to {}", self.head),
+            n => format!("the replies to {n} commands ({} …)", self.head),
+        }
+    }
+}
+
+/// The name of a command ferry sends, as a static string (messages only).
+fn command_name(arg: &[u8]) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "AUTH",
+        "PING",
+        "SELECT",
+        "INFO",
+        "TIME",
+        "SCAN",
+        "PTTL",
+        "DUMP",
+        "RESTORE",
+        "EXISTS",
+        "DBSIZE",
+        "CONFIG",
+        "CLUSTER",
+        "RANDOMKEY",
+        "ASKING",
+        "FUNCTION",
+        "TYPE",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(arg))
+        .copied()
+        .unwrap_or("a command")
 }
 
 /// An open, authenticated connection.
@@ -144,23 +225,53 @@ pub struct Connection {
     ep: String,
     /// The DB currently selected on this connection.
     db: u32,
+    /// Longest silence accepted from the server (see [`Server::answer_timeout`]).
+    limit: Duration,
+    /// What the replies being read answer, for messages ("the reply to PING").
+    awaiting: String,
 }
 
 impl Connection {
     /// Connects, does the TLS handshake if the URL says `rediss://`, authenticates and PINGs.
     pub async fn connect(server: &Server) -> Result<Connection, ConnError> {
         let ep = &server.endpoint;
+        let mut conn = Connection::open(server).await?;
+        match conn.login(ep).await {
+            Ok(()) => Ok(conn),
+            // A plain-TCP client talking to a TLS port is disconnected on its first bytes; so
+            // is one whose connection was killed (CLIENT KILL, a restart) during the login. A
+            // second attempt tells them apart.
+            Err(ConnError::Lost { .. }) if !ep.tls => {
+                let mut conn = Connection::open(server).await?;
+                conn.login(ep).await.map_err(|e| match e {
+                    ConnError::Lost { side, ep, detail } => ConnError::Protocol {
+                        side,
+                        ep,
+                        detail: format!("connection closed on the first command, twice ({detail})"),
+                    },
+                    other => other,
+                })?;
+                Ok(conn)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects and does the TLS handshake if the URL says `rediss://`.
+    async fn open(server: &Server) -> Result<Connection, ConnError> {
+        let ep = &server.endpoint;
         let side = ep.side.name();
         let shown = ep.to_string();
         let addr = format!("{}:{}", ep.host, ep.port);
+        let limit = server.answer_timeout;
         let connect_err = |detail: String| ConnError::Connect {
             side,
             ep: shown.clone(),
             detail,
         };
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        let tcp = tokio::time::timeout(limit, TcpStream::connect(&addr))
             .await
-            .map_err(|_| connect_err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|_| connect_err(format!("no answer within {}", secs(limit))))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match &server.tls {
@@ -173,26 +284,31 @@ impl Connection {
                     hint: format!("Check --{side}-sni"),
                 })?;
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
-                    .await
-                    .map_err(|_| ConnError::Tls {
+                let handshake = connector.connect(name, tcp);
+                let waited = bounded(side, &shown, limit, "the TLS handshake", handshake);
+                // A silent handshake is a stalled server — or a plain-TCP one, which waits for
+                // a command line: a plain `PING` on a second connection tells them apart.
+                let stream = tokio::select! {
+                    r = waited => r?.map_err(|e| tls_error(side, &shown, e))?,
+                    () = answers_plain_resp(&addr, limit) => return Err(ConnError::Tls {
                         side,
                         ep: shown.clone(),
-                        detail: "no handshake answer within 10s".into(),
-                        hint: "Is this a TLS port? Use redis:// for a plain-TCP server".into(),
-                    })?
-                    .map_err(|e| tls_error(side, &shown, e))?;
+                        detail: "it did not answer the TLS handshake, but answered a plain-text PING on the same port".into(),
+                        hint: "This port speaks plain TCP: use redis:// for a server without TLS".into(),
+                    }),
+                };
                 Box::new(stream)
             }
         };
-        let mut conn = Connection {
+        let conn = Connection {
             io,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             side,
             ep: shown,
             db: 0,
+            limit,
+            awaiting: String::new(),
         };
-        conn.login(ep).await?;
         Ok(conn)
     }
 
@@ -207,15 +323,7 @@ impl Connection {
             };
         }
         p.cmd(&[b"PING"]);
-        let replies = self.run(&p).await.map_err(|e| match e {
-            // A plain-TCP client talking to a TLS port is disconnected on its first bytes.
-            ConnError::Lost { detail, .. } if !ep.tls => ConnError::Protocol {
-                side,
-                ep: self.ep.clone(),
-                detail: format!("connection closed on the first command ({detail})"),
-            },
-            other => other,
-        })?;
+        let replies = self.run(&p).await?;
         for reply in &replies {
             let Some(err) = reply.error() else { continue };
             let upper = err.to_ascii_uppercase();
@@ -261,12 +369,25 @@ impl Connection {
     /// Sending the next pipeline before reading the previous one's replies keeps the server
     /// busy while ferry handles those replies.
     pub async fn send(&mut self, p: &Pipeline) -> Result<(), ConnError> {
-        let result = async {
-            self.io.write_all(&p.buf).await?;
-            self.io.flush().await
+        self.awaiting = p.describe();
+        let what = format!(
+            "room to send {} (the server stopped reading)",
+            self.awaiting
+        );
+        // Each write is bounded, not the whole pipeline: a big value on a slow link takes as
+        // long as it takes, as long as the server keeps reading.
+        let mut sent = 0;
+        while sent < p.buf.len() {
+            let write = self.io.write(&p.buf[sent..]);
+            match bounded(self.side, &self.ep, self.limit, &what, write).await? {
+                Ok(0) => return Err(self.lost("the server closed the connection".into())),
+                Ok(n) => sent += n,
+                Err(e) => return Err(self.io_error(e)),
+            }
         }
-        .await;
-        result.map_err(|e| self.lost(e.to_string()))
+        let flush = self.io.flush();
+        let flushed = bounded(self.side, &self.ep, self.limit, &what, flush).await?;
+        flushed.map_err(|e| self.io_error(e))
     }
 
     /// Reads the next `count` replies (of commands already sent) into `out`, in order.
@@ -327,12 +448,21 @@ impl Connection {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        match tokio::time::timeout(READ_IDLE_TIMEOUT, self.io.read_buf(&mut self.rbuf)).await {
-            Err(_) => Err(self.lost(format!("no reply for {}s", READ_IDLE_TIMEOUT.as_secs()))),
-            Ok(Err(e)) => Err(self.lost(e.to_string())),
-            Ok(Ok(0)) => Err(self.lost("the server closed the connection".into())),
-            Ok(Ok(_)) => Ok(()),
+        let read = self.io.read_buf(&mut self.rbuf);
+        match bounded(self.side, &self.ep, self.limit, &self.awaiting, read).await? {
+            Err(e) => Err(self.io_error(e)),
+            Ok(0) => Err(self.lost("the server closed the connection".into())),
+            Ok(_) => Ok(()),
         }
+    }
+
+    /// A failed read or write: TLS refusals that arrive after the handshake (TLS 1.3 sends a
+    /// missing client certificate's alert then) are for the user to fix; the rest is a loss.
+    fn io_error(&self, e: io::Error) -> ConnError {
+        if e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("alert") {
+            return tls_error(self.side, &self.ep, e);
+        }
+        self.lost(e.to_string())
     }
 
     fn lost(&self, detail: String) -> ConnError {
@@ -395,19 +525,98 @@ impl Connection {
     }
 }
 
+/// `2.5s`, `30s`: a duration in seconds for messages.
+pub fn secs(d: Duration) -> String {
+    let tenths = d.as_millis() / 100;
+    if tenths % 10 == 0 {
+        format!("{}s", tenths / 10)
+    } else {
+        format!("{}.{}s", tenths / 10, tenths % 10)
+    }
+}
+
+/// Waits for `io` for at most `limit`, saying every [`notice_every`] that it still waits for
+/// `what`; a server silent for `limit` is [`ConnError::Stalled`].
+async fn bounded<T>(
+    side: &'static str,
+    ep: &str,
+    limit: Duration,
+    what: &str,
+    io: impl Future<Output = io::Result<T>>,
+) -> Result<io::Result<T>, ConnError> {
+    tokio::pin!(io);
+    let start = Instant::now();
+    let every = notice_every(limit);
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(ConnError::Stalled {
+                side,
+                ep: ep.to_string(),
+                what: what.to_string(),
+                waited: start.elapsed(),
+                limit,
+            });
+        }
+        match tokio::time::timeout(left.min(every), &mut io).await {
+            Ok(result) => return Ok(result),
+            Err(_) if start.elapsed() < limit => tracing::warn!(
+                "waiting for the {side} {ep} to answer ({} so far, waiting for {what}; ferry gives up on the connection after {})",
+                secs(start.elapsed()),
+                secs(limit)
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Resolves only if, after [`PLAIN_PROBE_AFTER`], a new plain-TCP connection to `addr` answers
+/// `PING` with RESP (`+PONG`, or an error such as `-NOAUTH`): the port is not TLS. Otherwise
+/// (a TLS server, a stalled one, no answer within `limit`) it never resolves.
+async fn answers_plain_resp(addr: &str, limit: Duration) {
+    tokio::time::sleep(PLAIN_PROBE_AFTER).await;
+    let probe = async {
+        let mut tcp = TcpStream::connect(addr).await.ok()?;
+        tcp.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        let n = tcp.read(&mut first).await.ok()?;
+        (n == 1 && matches!(first[0], b'+' | b'-')).then_some(())
+    };
+    match tokio::time::timeout(limit, probe).await {
+        Ok(Some(())) => {}
+        _ => std::future::pending().await,
+    }
+}
+
 fn tls_error(side: &'static str, ep: &str, e: io::Error) -> ConnError {
+    // Closed or reset before the handshake finished: the server dropped the connection (a
+    // restart, a `CLIENT KILL`, overload) — a plain-TCP server would answer or wait instead.
+    if matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    ) {
+        return ConnError::Lost {
+            side,
+            ep: ep.to_string(),
+            detail: format!("closed during the TLS handshake ({e})"),
+        };
+    }
     let detail = e.to_string();
     let lower = detail.to_ascii_lowercase();
     let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
         format!("The server's certificate is not signed by a trusted CA: pass the CA with --{side}-cacert FILE (or, only for a test, --{side}-insecure)")
     } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         format!("The certificate does not name this host: connect with the name in the certificate, or set --{side}-sni NAME")
+    } else if lower.contains("certificaterequired") || lower.contains("certificate required") {
+        format!("The server requires a client certificate (mutual TLS): pass --{side}-cert and --{side}-key")
     } else if lower.contains("expired") {
         "The server's certificate has expired (or this machine's clock is wrong)".into()
     } else if lower.contains("corrupt message")
         || lower.contains("invalidcontenttype")
         || lower.contains("invalid content type")
-        || lower.contains("eof")
     {
         "Is this port plain TCP? Use redis:// for a server without TLS".into()
     } else {

@@ -20,6 +20,9 @@ pub struct Server {
     pub endpoint: Endpoint,
     /// TLS settings, present for `rediss://`.
     pub tls: Option<tls::TlsSetup>,
+    /// Longest silence accepted from the server on any wait (connect, handshake, a write, a
+    /// read) before the connection counts as lost: [`crate::retry::answer_timeout`].
+    pub answer_timeout: std::time::Duration,
 }
 
 impl Server {
@@ -33,6 +36,7 @@ impl Server {
         Server {
             endpoint: self.endpoint.with_addr(host, port),
             tls: self.tls.clone(),
+            answer_timeout: self.answer_timeout,
         }
     }
 }

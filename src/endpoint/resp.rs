@@ -94,6 +94,14 @@ pub enum KeyCommand {
 }
 
 impl KeyCommand {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyCommand::Pttl => "PTTL",
+            KeyCommand::Dump => "DUMP",
+        }
+    }
+
     fn head(self) -> &'static [u8] {
         match self {
             KeyCommand::Pttl => b"*2\r\n$4\r\nPTTL\r\n",

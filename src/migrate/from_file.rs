@@ -46,8 +46,13 @@ pub(super) async fn run(
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
     report.source = format!("rdb:{}", path.display());
-    let mut dst = job.target.connect().await?;
-    let tinfo = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
+        let mut dst = job.target.connect().await?;
+        let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+        Ok((dst, info))
+    })
+    .await?;
     let target_rdb = rdb_file::target_rdb_version(&tinfo.info);
     let selected: Option<BTreeSet<u32>> =
         (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect());
@@ -112,19 +117,20 @@ pub(super) async fn run(
     check_modules(args, &summary, &mut dst, report).await?;
     let functions = plan_functions(args, &summary, &tinfo, &mut dst, report).await?;
 
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
     // The file's expiries are on the clock of the machine that wrote it; ferry can only take
     // that to be this machine's.
     let clocks = Clocks {
         source_skew_ms: 0,
         target_skew_ms: preflight::clock_skew(&mut dst).await?,
     };
-    let max_bulk = preflight::max_bulk_len(&mut dst).await;
+    let max_bulk = preflight::max_bulk_len(&mut dst).await?;
 
     let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
     if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
         let mut probe = match &tinfo.layout {
-            Layout::Standalone(server) => Probe::Standalone(server.connect().await?),
+            Layout::Standalone(server) => {
+                Probe::Standalone(crate::retry::Link::new(server.clone(), retry_for))
+            }
             Layout::Cluster { cluster, topology } => {
                 Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
             }

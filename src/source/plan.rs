@@ -228,6 +228,7 @@ mod tests {
             Server {
                 endpoint: ep,
                 tls: None,
+                answer_timeout: std::time::Duration::from_secs(1),
             },
             AddrMap::default(),
         )

@@ -113,7 +113,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
     );
     let started = Instant::now();
     crate::migrate::set_phase("verify");
-    let result = async {
+    let work = async {
         let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let limits = args.limits.limits();
         let source = match &job.source {
@@ -138,10 +138,19 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
         };
         compare_sides(src, dst, &pairs, &opts, &stop, &mut report).await
-    }
-    .await;
+    };
+    let result = abandoned_after_signal(stop.or_abandon(work).await);
     finish(&mut report, result, started, &stop);
     report
+}
+
+/// A verification abandoned after a signal (a server did not answer) becomes an error.
+fn abandoned_after_signal(result: Option<anyhow::Result<()>>) -> anyhow::Result<()> {
+    result.unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "interrupted while waiting for a server; nothing was verified to the end"
+        ))
+    })
 }
 
 /// Runs the verification at the end of `ferry migrate` between the servers just copied, prints
@@ -162,12 +171,12 @@ pub async fn after_migrate(
     );
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the source (skip with --no-verify)");
-    let result = async {
+    let work = async {
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
         let (src, dst) = open_sides(source, job, throttles).await?;
         compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
-    }
-    .await;
+    };
+    let result = abandoned_after_signal(stop.or_abandon(work).await);
     finish(&mut report, result, started, stop);
     print_summary(&report);
     report

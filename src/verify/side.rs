@@ -182,8 +182,20 @@ pub struct LiveSide {
 
 impl LiveSide {
     /// Connects to `server`; for a cluster node, discovers the masters (addresses rewritten by
-    /// `map`) and connects to each. Measures every node's clock.
+    /// `map`) and connects to each. Measures every node's clock. Opening only reads, so a lost
+    /// connection opens the side again (for `--retry-for`).
     pub async fn open(
+        server: Server,
+        map: &AddrMap,
+        opts: LiveOptions,
+    ) -> anyhow::Result<LiveSide> {
+        crate::retry::retrying(opts.retry_for, || {
+            LiveSide::open_once(server.clone(), map, opts.clone())
+        })
+        .await
+    }
+
+    async fn open_once(
         server: Server,
         map: &AddrMap,
         opts: LiveOptions,
