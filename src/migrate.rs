@@ -66,11 +66,12 @@ async fn run_inner(
     stop: Stop,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
-    let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+    let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
     report.target = job.target.endpoint.to_string();
+    job.prepare_source(&stop).await?;
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
-        SourceSpec::Rdb(path) => return from_file::run(args, &job, path, stop, report).await,
+        SourceSpec::Rdb(input) => return from_file::run(args, &job, input, stop, report).await,
     };
     report.source = source.endpoint.to_string();
 
@@ -98,6 +99,14 @@ async fn run_inner(
         &job.target.endpoint,
         args.on_conflict,
     )?;
+    // The source first: a DB it lacks is the user's choice to correct, not the target's fault.
+    if !sinfo.is_cluster() {
+        preflight::check_dbs_exist(&mut src, &dbs, &|db| format!("--db {db}")).await?;
+    }
+    if !tinfo.is_cluster() {
+        let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
+        preflight::check_dbs_exist(&mut dst, &tdbs, &|t| target_db_flag(&db_pairs, t)).await?;
+    }
     let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
     let retry_for = Duration::from_secs(job.tuning.retry_for);
     let clocks = Clocks {
@@ -203,6 +212,14 @@ async fn run_inner(
     };
     finish_with(report, verified);
     Ok(())
+}
+
+/// The flag that sends keys into target DB `t`, for messages: `--db-map S:T` or `--db T`.
+pub(crate) fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
+    match pairs.iter().find(|p| p.1 == t) {
+        Some(&(s, t)) if s != t => format!("--db-map {s}:{t}"),
+        _ => format!("--db {t}"),
+    }
 }
 
 /// After the copy phase: a failed copy becomes the error, an interrupted one the report's

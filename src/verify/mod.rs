@@ -112,11 +112,12 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
     );
     let started = Instant::now();
     let result = async {
-        let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+        let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+        job.prepare_source(&stop).await?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
-            SourceSpec::Rdb(path) => {
-                return file::verify_file(path, &job, &opts, &stop, &mut report).await
+            SourceSpec::Rdb(input) => {
+                return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
             }
         };
         let (src, dst) = open_sides(&source, &job).await?;
