@@ -253,6 +253,19 @@ pub async fn check_dbs_exist(
     Ok(())
 }
 
+/// [`check_dbs_exist`] on a new connection to `server`, unless it is a cluster node.
+pub async fn check_dbs_on(
+    server: &Server,
+    dbs: &[u32],
+    flag: &dyn Fn(u32) -> String,
+) -> anyhow::Result<()> {
+    let mut conn = server.connect().await?;
+    if info::read(&mut conn).await?.cluster {
+        return Ok(());
+    }
+    check_dbs_exist(&mut conn, dbs, flag).await
+}
+
 /// The target as the `--on-conflict fail` check sees it: where to ask whether keys exist.
 pub enum Probe {
     /// A standalone target.

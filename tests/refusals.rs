@@ -545,6 +545,19 @@ fn missing_db_is_blamed_on_the_source() {
     );
     assert!(!run.text().contains("the target"), "{}", run.text());
     assert_eq!(target_keys(&dst), 0);
+    let run = work.run(&[
+        "verify",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+        "--db",
+        "99",
+    ]);
+    assert_refused(&run, &["--db 99", "the source", "no database 99"]);
+    assert!(!run.text().contains("the target"), "{}", run.text());
 
     let rdb = save(&src, &work, "dump.rdb");
     let run = work.run(&[
