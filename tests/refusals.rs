@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::data::{self, Caps};
 use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Server, ServerOpts, Version};
+use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
 
 const PASSWORD: &str = "ferry-test-pass";
 
@@ -87,11 +87,66 @@ fn assert_copied(src: &Server, dst: &Server) {
 #[test]
 fn oversized_value_behind_blocked_config_fails_fast() {
     for (mib, reset) in [(2, false), (24, true)] {
-        oversized_value_case(mib, reset);
+        let dst = Server::start(Version::V7_0, small_bulk_limit());
+        deny_config(&mut dst.conn());
+        let target = format!("rediss://writer:writer-pass@127.0.0.1:{}", dst.port);
+        oversized_value_case(mib, reset, &target);
+        let big: bool = redis::cmd("EXISTS")
+            .arg("big\x01one")
+            .query(&mut dst.conn())
+            .unwrap();
+        assert!(!big, "the oversized key was written");
     }
 }
 
-fn oversized_value_case(mib: usize, reset: bool) {
+/// The same into a cluster target (ElastiCache denies CONFIG to every user).
+#[test]
+fn oversized_value_into_cluster_behind_blocked_config_fails_fast() {
+    let dst = Cluster::start_with(Version::V7_0, small_bulk_limit());
+    for node in &dst.nodes {
+        deny_config(&mut node.conn());
+    }
+    let target = format!(
+        "rediss://writer:writer-pass@127.0.0.1:{}",
+        dst.nodes[0].port
+    );
+    oversized_value_case(24, true, &target);
+    let big: bool = redis::cmd("EXISTS")
+        .arg("big\x01one")
+        .query(&mut dst.conn())
+        .unwrap();
+    assert!(!big, "the oversized key was written");
+}
+
+/// TLS, password, and the smallest proto-max-bulk-len Redis 7.0 accepts (1mb).
+fn small_bulk_limit() -> ServerOpts {
+    ServerOpts {
+        tls: true,
+        password: Some(PASSWORD.into()),
+        extra_args: vec!["--proto-max-bulk-len".into(), "1mb".into()],
+        ..ServerOpts::default()
+    }
+}
+
+/// ACL user `writer` (password `writer-pass`) that may do anything but CONFIG.
+fn deny_config(conn: &mut redis::Connection) {
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "writer",
+            "on",
+            ">writer-pass",
+            "~*",
+            "+@all",
+            "-config",
+        ])
+        .query(conn)
+        .unwrap();
+}
+
+/// Migrates 200 small keys and one of `mib` MiB into `target` and checks the refusal: fast, naming
+/// key, size and setting, and seen from a lost connection when `reset`.
+fn oversized_value_case(mib: usize, reset: bool, target: &str) {
     let src = Server::plain(Version::V6_2);
     let mut c = src.conn();
     data::seed_bulk(&mut c, 0, 200, "small:");
@@ -103,37 +158,14 @@ fn oversized_value_case(mib: usize, reset: bool) {
         .query(&mut c)
         .unwrap();
     let dumped: Vec<u8> = redis::cmd("DUMP").arg("big\x01one").query(&mut c).unwrap();
-    // 1mb is the smallest limit Redis 7.0 accepts.
-    let dst = Server::start(
-        Version::V7_0,
-        ServerOpts {
-            tls: true,
-            password: Some(PASSWORD.into()),
-            extra_args: vec!["--proto-max-bulk-len".into(), "1mb".into()],
-            ..ServerOpts::default()
-        },
-    );
-    let _: () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "writer",
-            "on",
-            ">writer-pass",
-            "~*",
-            "+@all",
-            "-config",
-        ])
-        .query(&mut dst.conn())
-        .unwrap();
     let work = Workdir::new();
-    let target = format!("rediss://writer:writer-pass@127.0.0.1:{}", dst.port);
     let started = Instant::now();
     let run = work.run(&[
         "migrate",
         "--source",
         &src.url(),
         "--target",
-        &target,
+        target,
         "--target-cacert",
         &ca(),
         "--retry-for",
@@ -164,11 +196,6 @@ fn oversized_value_case(mib: usize, reset: bool) {
         "took {took:?} to give up:\n{}",
         run.text()
     );
-    let big: bool = redis::cmd("EXISTS")
-        .arg("big\x01one")
-        .query(&mut dst.conn())
-        .unwrap();
-    assert!(!big, "the oversized key was written");
 }
 
 /// Item 5: a --report path that cannot be written is refused before any work, for migrate and

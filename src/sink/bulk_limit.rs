@@ -49,6 +49,26 @@ pub async fn refuses(server: &Server, len: usize) -> bool {
     }
 }
 
+/// After a connection to `server` was lost while a value of `size` bytes (key `key`, target DB
+/// `db`) was in flight: the final error when the server refuses values that large, with a line
+/// in the log that ferry asks. `None`: take the loss as transient.
+pub async fn check_loss(
+    server: &Server,
+    db: u32,
+    key: &[u8],
+    size: usize,
+) -> Option<anyhow::Error> {
+    let ep = server.endpoint.to_string();
+    tracing::info!(
+        "the connection to the target {ep} was lost while key {} ({size} bytes) was being written; asking \
+         the target whether it takes values that large",
+        escape_key(key)
+    );
+    refuses(server, size)
+        .await
+        .then(|| too_large(&ep, db, key, size))
+}
+
 /// The largest record of `records` over both [`PROBE_FLOOR`] and `written` (the largest payload
 /// already written by this writer, which the target evidently takes): the one to ask about.
 pub fn suspect(records: &[Record], written: usize) -> Option<&Record> {
@@ -59,15 +79,15 @@ pub fn suspect(records: &[Record], written: usize) -> Option<&Record> {
 }
 
 /// The error for a value the target refused as too large: key, size, the setting, what to do.
-pub fn too_large(ep: &str, db: u32, rec: &Record) -> anyhow::Error {
-    let size = rec.payload.len() as u64;
+pub fn too_large(ep: &str, db: u32, key: &[u8], size: usize) -> anyhow::Error {
+    let size = size as u64;
     anyhow::anyhow!(
         "key {} (db {db}) is {} ({size} bytes serialized) and the target {ep} refuses a value that large: it \
          answers \"Protocol error: invalid bulk length\", so the value exceeds its proto-max-bulk-len (ferry checks \
          that limit up front only where this user may run CONFIG GET). Raise proto-max-bulk-len on the target above {size} bytes \
          (CONFIG SET proto-max-bulk-len, or the parameter group of a managed service) and rerun the same command \
          to resume; or leave that key out of the data to copy (ferry has no flag to skip a single key)",
-        escape_key(&rec.key),
+        escape_key(key),
         human_bytes(size)
     )
 }

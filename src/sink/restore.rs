@@ -263,18 +263,8 @@ async fn refused_as_too_large(
         return None;
     }
     let rec = bulk_limit::suspect(&batch.records, largest_written)?;
-    tracing::info!(
-        "the connection to the target {} was lost while key {} ({} bytes) was being written; asking the \
-         target whether it takes values that large",
-        server.endpoint,
-        escape_key(&rec.key),
-        rec.payload.len()
-    );
-    if !bulk_limit::refuses(server, rec.payload.len()).await {
-        return None;
-    }
     let db = opts.db_map.get(&rec.db).copied().unwrap_or(rec.db);
-    Some(bulk_limit::too_large(&server.endpoint.to_string(), db, rec))
+    bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await
 }
 
 enum Failure {
@@ -328,7 +318,7 @@ pub(crate) fn push_restore(p: &mut Pipeline, rec: &Record, ttl: &[u8], replace: 
 pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
     if err.contains("invalid bulk length") {
         // Read before the server closed the connection (often it is only seen as a reset).
-        return bulk_limit::too_large(ep, db, rec);
+        return bulk_limit::too_large(ep, db, &rec.key, rec.payload.len());
     }
     let key = escape_key(&rec.key);
     let what = format!("the target {ep} refused to write key {key} (db {db}): {err}.");
