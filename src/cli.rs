@@ -32,11 +32,13 @@ pub struct Cli {
 
 /// The environment variables ferry reads, shown at the end of every `--help`.
 pub const ENV_HELP: &str = "Environment:
-  FERRY_SOURCE_PASSWORD, FERRY_TARGET_PASSWORD  passwords (give each password in one place only:
-                                                the URL, this variable or --*-password-file)
-  FERRY_LOG (or RUST_LOG)  log filter, e.g. FERRY_LOG=debug or FERRY_LOG=ferry=debug,info
-                           [default: info]; FERRY_LOG wins when both are set
-  TMPDIR                   where --rdb - and a gzip-compressed --rdb file are unpacked";
+  FERRY_SOURCE_PASSWORD, FERRY_TARGET_PASSWORD
+          Passwords. Give each in one place only: the URL, this variable or --*-password-file.
+  FERRY_LOG, RUST_LOG
+          Log filter, e.g. FERRY_LOG=debug [default: info]. FERRY_LOG wins when both are set.
+  TMPDIR
+          Where --rdb - (standard input), a named pipe or a gzip-compressed --rdb file is
+          spooled first; it needs room for the whole uncompressed file [default: /tmp].";
 
 /// ferry's subcommands.
 #[derive(Debug, Subcommand)]
