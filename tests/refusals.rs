@@ -307,14 +307,14 @@ fn gzip_rdb_file_is_copied() {
     assert_eq!(run.code, 0, "{}", run.text());
 }
 
-/// The spool named in "… unpacked into PATH (…": checks that it is printed.
+/// The spool named in "… spooled into PATH (…": checks that it is printed.
 fn spool_path(run: &Run) -> PathBuf {
     let line = run
         .stderr
         .lines()
-        .find(|l| l.contains(" unpacked into "))
+        .find(|l| l.contains(" spooled into "))
         .unwrap_or_else(|| panic!("no spool line:\n{}", run.text()));
-    let rest = line.split(" unpacked into ").nth(1).unwrap();
+    let rest = line.split(" spooled into ").nth(1).unwrap();
     PathBuf::from(rest.split(" (").next().unwrap())
 }
 
@@ -335,23 +335,38 @@ fn rdb_from_standard_input_and_named_pipe() {
         "--target-cacert",
         &ca(),
     ];
-    let stdin_run = |args: &[&str]| {
+    let stdin_run = |args: &[&str], file: &Path| {
         let (mut cmd, report) = work.command(args);
-        cmd.stdin(std::fs::File::open(&rdb).unwrap());
+        cmd.stdin(std::fs::File::open(file).unwrap());
         finish(cmd.output().unwrap(), &report)
     };
-    let run = stdin_run(&args);
+    let run = stdin_run(&args, &rdb);
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(
-        run.stderr.contains("standard input unpacked into"),
+        run.stderr.contains("standard input spooled into"),
         "{}",
         run.text()
     );
     assert_eq!(run.report.as_ref().unwrap()["source"], "rdb:standard input");
     assert_copied(&src, &dst);
-    let run = stdin_run(&args);
+    let run = stdin_run(&args, &rdb);
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(run.stderr.contains("already completed"), "{}", run.text());
+    // Other bytes on standard input: another job (a new checkpoint), here refused because the
+    // target already holds its keys.
+    let _: () = redis::cmd("SET")
+        .arg("added")
+        .arg("1")
+        .query(&mut src.conn())
+        .unwrap();
+    let other = save(&src, &work, "other.rdb");
+    let run = stdin_run(&args, &other);
+    assert!(!run.stderr.contains("already completed"), "{}", run.text());
+    assert_refused(&run, &["already holds"]);
+    let _: () = redis::cmd("DEL")
+        .arg("added")
+        .query(&mut src.conn())
+        .unwrap();
 
     // A named pipe, as `--rdb <(zcat backup.rdb.gz)` gives: read once, spooled like stdin.
     let dst2 = Server::tls_target(Version::V7_0);
@@ -374,7 +389,7 @@ fn rdb_from_standard_input_and_named_pipe() {
     ]);
     writer.join().unwrap();
     assert_eq!(run.code, 0, "{}", run.text());
-    assert!(run.stderr.contains("unpacked into"), "{}", run.text());
+    assert!(run.stderr.contains("spooled into"), "{}", run.text());
     assert_copied(&src, &dst2);
 }
 

@@ -46,7 +46,10 @@ pub enum InputKind {
 struct Spool {
     path: tempfile::TempPath,
     xxh3: u64,
+    /// Bytes written (uncompressed).
     size: u64,
+    /// The input was gzip-compressed.
+    gzip: bool,
 }
 
 /// `--rdb` as ferry reads it.
@@ -105,11 +108,16 @@ impl RdbInput {
             .await
             .map_err(|e| anyhow::anyhow!("spooling --rdb failed: {e}"))??;
         eprintln!(
-            "ferry: {} unpacked into {} ({}, {} bytes); it is deleted when ferry ends",
+            "ferry: {} spooled into {} ({}, {} bytes{}); it is deleted when ferry ends",
             self.name(),
             spool.path.display(),
             human_bytes(spool.size),
-            spool.size
+            spool.size,
+            if spool.gzip {
+                ", unpacked from gzip"
+            } else {
+                ""
+            }
         );
         self.spool = Some(Arc::new(spool));
         Ok(())
@@ -262,6 +270,7 @@ fn spool(given: &Path, kind: InputKind, stop: &Stop) -> anyhow::Result<Spool> {
         path,
         xxh3: hasher.digest(),
         size,
+        gzip,
     })
 }
 
