@@ -623,6 +623,18 @@ fn missing_db_is_blamed_on_the_source() {
         ],
     );
     assert_eq!(target_keys(&dst), 0);
+    let run = work.run(&[
+        "verify",
+        "--rdb",
+        rdb.to_str().unwrap(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+        "--db",
+        "7",
+    ]);
+    assert_refused(&run, &["--db 7", "database 7", "with keys: 0"]);
 
     // A DB the source has but the target does not: the target, and the flag, are named.
     let run = work.run(&[

@@ -90,21 +90,8 @@ pub(super) async fn run(
             .collect(),
     };
     if let Some(sel) = &selected {
-        let missing: Vec<String> = sel
-            .iter()
-            .filter(|db| !summary.dbs.contains_key(db))
-            .map(u32::to_string)
-            .collect();
-        if !missing.is_empty() {
-            let has: Vec<String> = summary.dbs.keys().map(u32::to_string).collect();
-            anyhow::bail!(
-                "--db {}: the file {} holds no keys in database {} (its databases with keys: {}). Nothing was written",
-                missing.join(","),
-                path.display(),
-                missing.join(", "),
-                if has.is_empty() { "none".to_string() } else { has.join(", ") }
-            );
-        }
+        let sel: Vec<u32> = sel.iter().copied().collect();
+        rdb_file::check_selected_dbs(path, &sel, &summary.dbs.keys().copied().collect())?;
     }
     let total_keys = summary.keys_in(selected.as_ref());
     eprintln!(
