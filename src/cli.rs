@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 done (and verified equal); 1 done, but verification found differences;
 /// 2 error or interrupted (rerun the same command to resume).
 #[derive(Debug, Parser)]
+#[command(after_help = ENV_HELP)]
 #[command(name = "ferry", version, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
@@ -29,12 +30,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The environment variables ferry reads, shown at the end of every `--help`.
+pub const ENV_HELP: &str = "Environment:
+  FERRY_SOURCE_PASSWORD, FERRY_TARGET_PASSWORD
+          Passwords. Give each in one place only: the URL, this variable or --*-password-file.
+  FERRY_LOG, RUST_LOG
+          Log filter, e.g. FERRY_LOG=debug [default: info]. FERRY_LOG wins when both are set.
+  TMPDIR
+          Where --rdb - (standard input), a named pipe or a gzip-compressed --rdb file is
+          spooled first; it needs room for the whole uncompressed file [default: /tmp].";
+
 /// ferry's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy every key (value and TTL) from the source into the target, then verify.
+    #[command(after_help = ENV_HELP)]
     Migrate(MigrateArgs),
     /// Compare source and target key by key (counts, logical checksums, TTLs) without writing.
+    #[command(after_help = ENV_HELP)]
     Verify(VerifyArgs),
 }
 
@@ -138,7 +151,9 @@ pub struct EndpointArgs {
     #[arg(long, value_name = "URL", required_unless_present = "rdb")]
     pub source: Option<String>,
 
-    /// Read the source from an RDB file instead of a live server.
+    /// Read the source from an RDB file instead of a live server. A gzip-compressed file is
+    /// unpacked to a temporary file first; `-` reads the file from standard input (spooled to a
+    /// temporary file, since the file is checked whole before the first write).
     #[arg(long, value_name = "FILE", conflicts_with = "source")]
     pub rdb: Option<PathBuf>,
 
@@ -146,11 +161,13 @@ pub struct EndpointArgs {
     #[arg(long, value_name = "URL")]
     pub target: String,
 
-    /// Read the source password from this file (first line) instead of the URL or env.
+    /// Read the source password from this file (first line), instead of the URL or env (give
+    /// it in one place only).
     #[arg(long, value_name = "FILE")]
     pub source_password_file: Option<PathBuf>,
 
-    /// Read the target password from this file (first line) instead of the URL or env.
+    /// Read the target password from this file (first line), instead of the URL or env (give
+    /// it in one place only).
     #[arg(long, value_name = "FILE")]
     pub target_password_file: Option<PathBuf>,
 
@@ -282,7 +299,8 @@ impl LimitArgs {
 /// How results are shown.
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
-    /// Write a JSON report here when done (also on error).
+    /// Write a JSON report here when done (also on error). Checked before any work: its
+    /// directory must exist and be writable.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 

@@ -6,22 +6,23 @@
 //! different command does not.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 
 use crate::cli::{EndpointArgs, OnConflict, SelectionArgs, TuningArgs};
 use crate::endpoint::cluster::AddrMap;
 use crate::endpoint::tls::{self, TlsOptions};
-use crate::endpoint::{url, Secret, Server, Side};
+use crate::endpoint::{url, PasswordOrigin, Secret, Server, Side};
+use crate::source::rdb_input::RdbInput;
 
 /// Where the keys come from.
 #[derive(Clone)]
 pub enum SourceSpec {
     /// A live server or cluster.
     Live(Server),
-    /// An RDB file.
-    Rdb(PathBuf),
+    /// An RDB file (spooled first when it is a stream or gzip-compressed).
+    Rdb(RdbInput),
 }
 
 /// The resolved plan for one run.
@@ -63,12 +64,7 @@ impl Job {
                 };
                 SourceSpec::Live(server(endpoint, &tls, tuning)?)
             }
-            (None, Some(path)) => {
-                if !path.is_file() {
-                    anyhow::bail!("--rdb {}: no such file", path.display());
-                }
-                SourceSpec::Rdb(path.clone())
-            }
+            (None, Some(path)) => SourceSpec::Rdb(RdbInput::new(path)?),
             _ => anyhow::bail!("give the source as --source URL or --rdb FILE"),
         };
         let password = password_from(Side::Target, ep.target_password_file.as_deref())?;
@@ -110,19 +106,20 @@ impl Job {
         self.db_map.get(&db).copied().unwrap_or(db)
     }
 
+    /// Spools an `--rdb` input that must be (standard input, a pipe, a gzip file): call once
+    /// after [`Job::resolve`], before the identity is taken. Nothing to do for a live source.
+    pub async fn prepare_source(&mut self, stop: &crate::stop::Stop) -> anyhow::Result<()> {
+        match &mut self.source {
+            SourceSpec::Rdb(input) => input.prepare(stop).await,
+            SourceSpec::Live(_) => Ok(()),
+        }
+    }
+
     /// A stable description of everything that changes what this job writes, without secrets.
     pub fn identity(&self, on_conflict: OnConflict) -> serde_json::Value {
         let source = match &self.source {
             SourceSpec::Live(s) => serde_json::json!({ "live": s.endpoint.to_string() }),
-            SourceSpec::Rdb(p) => {
-                let meta = std::fs::metadata(p).ok();
-                serde_json::json!({
-                    "rdb": p.canonicalize().unwrap_or_else(|_| p.clone()).display().to_string(),
-                    "size": meta.as_ref().map(|m| m.len()),
-                    // Milliseconds: a file rewritten within the same second is another file.
-                    "mtime_ms": meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64),
-                })
-            }
+            SourceSpec::Rdb(input) => input.identity(),
         };
         serde_json::json!({
             "source": source,
@@ -175,9 +172,23 @@ fn server(
     })
 }
 
-/// The password from `--*-password-file` or `FERRY_*_PASSWORD` (the URL overrides both).
-fn password_from(side: Side, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+/// The password from `--*-password-file` or `FERRY_*_PASSWORD`, with where it came from. Both
+/// at once are refused as ambiguous (and `url::parse` refuses either with a URL password).
+fn password_from(
+    side: Side,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<(Secret, PasswordOrigin)>> {
+    let var = format!("FERRY_{}_PASSWORD", side.name().to_uppercase());
+    let env = std::env::var(&var).ok().filter(|s| !s.is_empty());
     if let Some(path) = file {
+        if env.is_some() {
+            anyhow::bail!(
+                "the {side} password is given twice: in --{side}-password-file {} and in the environment \
+                 variable {var}. Give it in one place only (unset {var}, or drop the flag)",
+                path.display(),
+                side = side.name()
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
                 "--{}-password-file {}: cannot read the file",
@@ -193,13 +204,13 @@ fn password_from(side: Side, file: Option<&Path>) -> anyhow::Result<Option<Secre
                 path.display()
             );
         }
-        return Ok(Some(Secret::new(line)));
+        let origin = PasswordOrigin::File(
+            format!("--{}-password-file", side.name()),
+            path.to_path_buf(),
+        );
+        return Ok(Some((Secret::new(line), origin)));
     }
-    let var = format!("FERRY_{}_PASSWORD", side.name().to_uppercase());
-    Ok(std::env::var(&var)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new))
+    Ok(env.map(|pw| (Secret::new(pw), PasswordOrigin::Env(var))))
 }
 
 fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u32, u32>> {

@@ -4,8 +4,10 @@
 //! ```text
 //!  source/scan.rs    SCAN page ─► TIME + PTTL + DUMP (pipelined) ─► Record {db, key, payload, expire_at_ms}
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
+//!                      (source/rdb_input.rs: stdin, pipes and gzip files spooled to a file first)
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
+//!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
 //! ```

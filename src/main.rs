@@ -1,5 +1,7 @@
 //! The `ferry` binary: parse the command line, run, map the outcome to an exit code.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 use ferry::cli::{Cli, Command};
@@ -9,13 +11,23 @@ use ferry::stop::Stop;
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a job runner's log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    let output = match &cli.command {
+        Command::Migrate(args) => &args.output,
+        Command::Verify(args) => &args.output,
+    };
+    // A report that cannot be written would only be found out after the whole copy.
+    if let Some(path) = output.report.as_deref() {
+        if let Err(e) = report::check_writable(path) {
+            eprintln!("ferry: error: {e:#}. Nothing was done");
+            std::process::exit(2);
+        }
+    }
     // One thread drives every connection: ferry's own work per key is small next to the
     // servers', and on a small machine a second busy thread only competes with them for the
     // cores (measured: ~10% less CPU and fewer context switches than the multi-thread runtime,
@@ -55,6 +67,27 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+/// The log filter from `FERRY_LOG`, else `RUST_LOG` (FERRY_LOG wins when both are set), else
+/// `info`. A filter that does not parse is reported and replaced by `info`.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    for var in ["FERRY_LOG", "RUST_LOG"] {
+        match std::env::var(var) {
+            Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+                Ok(filter) => return filter,
+                Err(e) => {
+                    eprintln!(
+                        "ferry: warning: {var}={text:?} is not a log filter ({e}); using info"
+                    );
+                    return EnvFilter::new("info");
+                }
+            },
+            _ => {}
+        }
+    }
+    EnvFilter::new("info")
 }
 
 /// Writes the JSON report if asked, and returns the exit code.

@@ -96,21 +96,20 @@ async fn run_inner(
     stop: Stop,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
-    let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+    let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
     report.target = job.target.endpoint.to_string();
     set_phase("preflight");
+    if matches!(job.source, SourceSpec::Rdb(_)) && args.limits.limits().any() {
+        anyhow::bail!(
+            "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load \
+             on a live source; with --rdb ferry reads a file and there is none to protect. \
+             Leave them out"
+        );
+    }
+    job.prepare_source(&stop).await?;
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
-        SourceSpec::Rdb(path) => {
-            if args.limits.limits().any() {
-                anyhow::bail!(
-                    "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load \
-                     on a live source; with --rdb ferry reads a file and there is none to protect. \
-                     Leave them out"
-                );
-            }
-            return from_file::run(args, &job, path, stop, report).await;
-        }
+        SourceSpec::Rdb(input) => return from_file::run(args, &job, input, stop, report).await,
     };
     report.source = source.endpoint.to_string();
 
@@ -149,6 +148,18 @@ async fn run_inner(
         &job.target.endpoint,
         args.on_conflict,
     )?;
+    // The source first: a DB it lacks is the user's choice to correct, not the target's fault.
+    if !sinfo.is_cluster() {
+        retry::retrying(retry_for, || {
+            preflight::check_dbs_on(&source, &dbs, &|db| format!("--db {db}"))
+        })
+        .await?;
+    }
+    if !tinfo.is_cluster() {
+        let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
+        let flag = |t| target_db_flag(&db_pairs, t);
+        retry::retrying(retry_for, || preflight::check_dbs_on(&job.target, &tdbs, &flag)).await?;
+    }
     let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
     let clocks = Clocks {
         source_skew_ms,
@@ -271,6 +282,14 @@ async fn run_inner(
 pub(crate) fn set_phase(phase: &str) {
     if let Some(m) = crate::metrics::get() {
         m.set_phase(phase);
+    }
+}
+
+/// The flag that sends keys into target DB `t`, for messages: `--db-map S:T` or `--db T`.
+pub(crate) fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
+    match pairs.iter().find(|p| p.1 == t) {
+        Some(&(s, t)) if s != t => format!("--db-map {s}:{t}"),
+        _ => format!("--db {t}"),
     }
 }
 

@@ -217,7 +217,61 @@ pub fn check_db_plan(
     Ok(())
 }
 
+/// Refuses databases a standalone server does not have (`SELECT n` fails when n is not below
+/// its `databases` setting), naming the server, the DB and the flag that chose it, before
+/// anything is written. Cluster sides are checked by [`check_db_plan`] (only DB 0).
+pub async fn check_dbs_exist(
+    conn: &mut Connection,
+    dbs: &[u32],
+    flag: &dyn Fn(u32) -> String,
+) -> anyhow::Result<()> {
+    for &db in dbs {
+        let reply = conn
+            .cmd(&[b"SELECT".as_slice(), db.to_string().as_bytes()])
+            .await?;
+        let Some(err) = reply.error() else { continue };
+        let count = conn
+            .cmd(&[b"CONFIG".as_slice(), b"GET", b"databases"])
+            .await
+            .ok()
+            .and_then(|r| match r {
+                Reply::Array(Some(items)) => items.get(1)?.to_text()?.parse::<u32>().ok(),
+                _ => None,
+            });
+        let has = match count {
+            Some(n) => format!("it has databases 0 to {}", n.saturating_sub(1)),
+            None => "see `databases` in its configuration".to_string(),
+        };
+        anyhow::bail!(
+            "{}: the {} {} has no database {db} (SELECT {db}: {}); {has}. Nothing was written",
+            flag(db),
+            conn.side(),
+            conn.endpoint(),
+            err.trim_end_matches('.')
+        );
+    }
+    // Leave the connection where it was (SELECT succeeded on every DB above).
+    conn.cmd(&[b"SELECT".as_slice(), conn.db().to_string().as_bytes()])
+        .await?;
+    Ok(())
+}
+
+/// [`check_dbs_exist`] on a new connection to `server`, unless it is a cluster node.
+pub async fn check_dbs_on(
+    server: &Server,
+    dbs: &[u32],
+    flag: &dyn Fn(u32) -> String,
+) -> anyhow::Result<()> {
+    let mut conn = server.connect().await?;
+    if info::read(&mut conn).await?.cluster {
+        return Ok(());
+    }
+    check_dbs_exist(&mut conn, dbs, flag).await
+}
+
 /// The target as the `--on-conflict fail` check sees it: where to ask whether keys exist.
+// One per run: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Probe {
     /// A standalone target.
     Standalone(Link),

@@ -126,6 +126,49 @@ pub fn write_json<T: Serialize>(path: &Path, report: &T) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
+/// Refuses a `--report` path that could not be written at the end: a directory, a path whose
+/// directory is missing, an existing read-only file, or a directory where no file can be
+/// created (probed by creating and removing a temporary file there, so nothing is left behind).
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    if path.is_dir() {
+        anyhow::bail!(
+            "--report {shown} is a directory; give a file path, e.g. {shown}/ferry-report.json"
+        );
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--report {shown}: the directory {} does not exist; create it or give another path",
+            dir.display()
+        );
+    }
+    if path.exists() {
+        // Opening for append changes nothing in the file.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--report {shown}: the file exists but cannot be written"))?;
+        return Ok(());
+    }
+    let probe = dir.join(format!(".ferry-report-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| {
+            format!(
+                "--report {shown}: cannot create a file in {}; give a path in a writable directory",
+                dir.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// A key name safe to print: printable ASCII as is, everything else as `\xNN`.
 pub fn escape_key(key: &[u8]) -> String {
     let mut out = String::with_capacity(key.len() + 2);

@@ -136,7 +136,7 @@ fn wrong_or_missing_password_is_refused_before_writing() {
     ]);
     assert_failed(
         &run,
-        &["authentication to the target", "FERRY_TARGET_PASSWORD"],
+        &["authentication to the target", "taken from the URL"],
     );
     assert!(!run.text().contains("not-the-password"), "{}", run.text());
     let run = work.run(&[

@@ -158,6 +158,18 @@ impl Pipeline {
         resp::encode_key_commands(&mut self.buf, cmd, keys);
     }
 
+    /// Appends only the start of `ECHO <len bytes>`: the bulk's length line without its bytes.
+    /// A server checks that length against `proto-max-bulk-len` as soon as it reads the line,
+    /// so this asks whether it takes a value of `len` bytes without sending one
+    /// (`sink::bulk_limit`). The connection is unusable afterwards.
+    pub fn bulk_header_only(&mut self, len: u64) {
+        self.buf.extend_from_slice(b"*2\r\n$4\r\nECHO\r\n$");
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+        self.count += 1;
+    }
+
     /// Number of commands queued.
     pub fn len(&self) -> usize {
         self.count
@@ -337,9 +349,16 @@ impl Connection {
                 continue;
             }
             let hint = if upper.starts_with("NOAUTH") {
-                format!("The server requires a password: put it in the URL (redis://:PASSWORD@host) or in {env}")
+                format!("The server requires a password: put it in the URL (redis://:PASSWORD@host), in {env} or in a file named by --{side}-password-file")
             } else if upper.starts_with("WRONGPASS") || upper.contains("INVALID PASSWORD") {
-                format!("Check the user name and password (URL or {env})")
+                match &ep.password_origin {
+                    Some(origin) => {
+                        format!("Check the user name and the password (taken from {origin})")
+                    }
+                    None => format!(
+                        "Check the user name and password (URL, {env} or --{side}-password-file)"
+                    ),
+                }
             } else if upper.starts_with("NOPERM") {
                 "The ACL user lacks a permission ferry needs".into()
             } else {

@@ -11,7 +11,7 @@ pub mod url;
 pub use conn::{ConnError, Connection, Pipeline};
 pub use resp::Reply;
 pub use secret::Secret;
-pub use url::{Endpoint, Side};
+pub use url::{Endpoint, PasswordOrigin, Side};
 
 /// Everything needed to open a connection to one server.
 #[derive(Clone)]

@@ -26,6 +26,27 @@ impl Side {
     }
 }
 
+/// Where a password came from, for messages: never the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordOrigin {
+    /// The `user:password@` part of the URL.
+    Url,
+    /// An environment variable (its name).
+    Env(String),
+    /// `--*-password-file`: the flag and the file.
+    File(String, std::path::PathBuf),
+}
+
+impl fmt::Display for PasswordOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordOrigin::Url => f.write_str("the URL"),
+            PasswordOrigin::Env(var) => write!(f, "the environment variable {var}"),
+            PasswordOrigin::File(flag, path) => write!(f, "the file {} ({flag})", path.display()),
+        }
+    }
+}
+
 /// Where a server is and how to log in. Displays without the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -41,6 +62,9 @@ pub struct Endpoint {
     pub user: Option<String>,
     /// Password or AUTH token, if any.
     pub password: Option<Secret>,
+    /// Where the password came from, named in authentication errors (boxed: endpoints are
+    /// copied into every connection and router, and this is rarely read).
+    pub password_origin: Option<Box<PasswordOrigin>>,
 }
 
 impl fmt::Display for Endpoint {
@@ -98,9 +122,14 @@ pub fn redact(raw: &str) -> String {
     }
 }
 
-/// Parses `raw` for `side`. A password given in the URL wins over `fallback_password`
-/// (from an environment variable or a file).
-pub fn parse(raw: &str, side: Side, fallback_password: Option<Secret>) -> anyhow::Result<Endpoint> {
+/// Parses `raw` for `side`. `fallback_password` comes from an environment variable or a file;
+/// a password in the URL as well is refused as ambiguous (which one is right is not ferry's
+/// guess to make).
+pub fn parse(
+    raw: &str,
+    side: Side,
+    fallback_password: Option<(Secret, PasswordOrigin)>,
+) -> anyhow::Result<Endpoint> {
     let flag = side.name();
     let shown = redact(raw);
     let url = url::Url::parse(raw).map_err(|e| {
@@ -134,9 +163,17 @@ pub fn parse(raw: &str, side: Side, fallback_password: Option<Secret>) -> anyhow
         "" => None,
         u => Some(decode(u)?),
     };
-    let password = match url.password() {
-        Some(p) => Some(Secret::new(decode(p)?)),
-        None => fallback_password,
+    let (password, password_origin) = match (url.password(), fallback_password) {
+        (Some(_), Some((_, other))) => anyhow::bail!(
+            "the {flag} password is given twice: in the URL --{flag} {shown:?} and in {other}. Give it in one \
+             place only (ferry does not guess which one is right)"
+        ),
+        (Some(p), None) => (
+            Some(Secret::new(decode(p)?)),
+            Some(Box::new(PasswordOrigin::Url)),
+        ),
+        (None, Some((p, origin))) => (Some(p), Some(Box::new(origin))),
+        (None, None) => (None, None),
     };
     if !matches!(url.path(), "" | "/") {
         anyhow::bail!(
@@ -151,6 +188,7 @@ pub fn parse(raw: &str, side: Side, fallback_password: Option<Secret>) -> anyhow
         port,
         user,
         password,
+        password_origin,
     })
 }
 
@@ -192,8 +230,27 @@ mod tests {
         assert_eq!(ep.user, None);
         assert_eq!(ep.port, 6379);
         assert_eq!(ep.password.unwrap().expose(), "pw");
-        let ep = parse("redis://h:1", Side::Source, Some(Secret::new("env"))).unwrap();
+        let env = PasswordOrigin::Env("FERRY_SOURCE_PASSWORD".into());
+        let ep = parse(
+            "redis://h:1",
+            Side::Source,
+            Some((Secret::new("env"), env.clone())),
+        )
+        .unwrap();
         assert_eq!(ep.password.unwrap().expose(), "env");
+        assert_eq!(ep.password_origin.as_deref(), Some(&env));
+        let err = parse(
+            "redis://:pw@h:1",
+            Side::Source,
+            Some((Secret::new("env"), env)),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("twice") && err.contains("FERRY_SOURCE_PASSWORD"),
+            "{err}"
+        );
+        assert!(!err.contains("pw@") && !err.contains("env@"), "{err}");
     }
 
     #[test]

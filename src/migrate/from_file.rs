@@ -34,18 +34,20 @@ use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
+use crate::source::rdb_input::RdbInput;
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
 
-/// Runs the migration of `path` into the job's target, filling `report`.
+/// Runs the migration of `input` (its regular file or spool) into the job's target, filling `report`.
 pub(super) async fn run(
     args: &MigrateArgs,
     job: &Job,
-    path: &Path,
+    input: &RdbInput,
     stop: Stop,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
-    report.source = format!("rdb:{}", path.display());
+    let path = input.path();
+    report.source = format!("rdb:{}", input.name());
     let retry_for = Duration::from_secs(job.tuning.retry_for);
     let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
         let mut dst = job.target.connect().await?;
@@ -92,6 +94,10 @@ pub(super) async fn run(
             .map(|(db, _)| *db)
             .collect(),
     };
+    if let Some(sel) = &selected {
+        let sel: Vec<u32> = sel.iter().copied().collect();
+        rdb_file::check_selected_dbs(path, &sel, &summary.dbs.keys().copied().collect())?;
+    }
     let total_keys = summary.keys_in(selected.as_ref());
     eprintln!(
         "ferry: {}: {}, {} keys to copy (DBs {}); target {} ({})",
@@ -114,6 +120,11 @@ pub(super) async fn run(
     }
     let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
     check_db_plan(&db_pairs, &tinfo, args.on_conflict)?;
+    if !tinfo.is_cluster() {
+        let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
+        preflight::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t))
+            .await?;
+    }
     check_modules(args, &summary, &mut dst, report).await?;
     let functions = plan_functions(args, &summary, &tinfo, &mut dst, report).await?;
 

@@ -25,6 +25,8 @@ struct Restores<'a> {
     /// `ABSTTL` argument of each record (0: no expiry).
     ttls: Vec<i64>,
     replace: bool,
+    /// The target's `proto-max-bulk-len` is unknown: payloads may be refused unnoticed.
+    limit_unknown: bool,
 }
 
 impl KeyedCommands for Restores<'_> {
@@ -40,6 +42,14 @@ impl KeyedCommands for Restores<'_> {
         let mut buf = itoa::Buffer::new();
         let ttl = buf.format(self.ttls[i]);
         push_restore(p, self.records[i], ttl.as_bytes(), self.replace);
+    }
+
+    fn unchecked_bulk(&self, i: usize) -> usize {
+        if self.limit_unknown {
+            self.records[i].payload.len()
+        } else {
+            0
+        }
     }
 }
 
@@ -61,6 +71,7 @@ impl ClusterWriter {
             records: Vec::with_capacity(batch.records.len()),
             ttls: Vec::with_capacity(batch.records.len()),
             replace: self.opts.on_conflict != OnConflict::Skip,
+            limit_unknown: self.opts.max_bulk.is_none(),
         };
         for rec in &batch.records {
             match restore_ttl(&self.opts, rec, &seed)? {

@@ -2,6 +2,7 @@
 //! for a cluster target, `cluster.rs` splits each batch by slot (`slots.rs`) into one pipeline
 //! per master and `route.rs` follows the cluster's redirections.
 
+pub mod bulk_limit;
 pub mod cluster;
 pub mod restore;
 pub mod route;

@@ -16,7 +16,7 @@ use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
 use crate::source::{Batch, Counts};
 
-use super::Clocks;
+use super::{bulk_limit, Clocks};
 
 /// How a writer writes.
 #[derive(Debug, Clone)]
@@ -47,6 +47,8 @@ pub struct Writer {
     opts: WriterOptions,
     pipeline: Pipeline,
     backoff: Backoff,
+    /// The largest payload this writer has written: the target takes values that large.
+    largest_written: usize,
 }
 
 /// A failure to write a batch that no retry can fix.
@@ -64,6 +66,7 @@ impl Writer {
             opts,
             pipeline: Pipeline::new(),
             backoff,
+            largest_written: 0,
         }
     }
 
@@ -73,11 +76,19 @@ impl Writer {
             match self.try_write(batch).await {
                 Ok(counts) => {
                     self.backoff.reset();
+                    let largest = batch.records.iter().map(|r| r.payload.len()).max();
+                    self.largest_written = self.largest_written.max(largest.unwrap_or(0));
                     return Ok(counts);
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Transient(e)) => {
                     self.conn = None;
+                    let (server, opts) = (&self.server, &self.opts);
+                    if let Some(refusal) =
+                        refused_as_too_large(server, opts, batch, self.largest_written).await
+                    {
+                        return Err(refusal);
+                    }
                     self.backoff.wait(e).await?;
                 }
             }
@@ -239,6 +250,23 @@ pub(crate) fn reencode_refused(
     )
 }
 
+/// After a lost connection, when the target's `proto-max-bulk-len` is unknown and the batch
+/// holds a value larger than any written so far (`largest_written`): whether the target refuses
+/// that value's size (see `bulk_limit`). Such a refusal is final, never retried.
+async fn refused_as_too_large(
+    server: &Server,
+    opts: &WriterOptions,
+    batch: &Batch,
+    largest_written: usize,
+) -> Option<anyhow::Error> {
+    if opts.max_bulk.is_some() {
+        return None;
+    }
+    let rec = bulk_limit::suspect(&batch.records, largest_written)?;
+    let db = opts.db_map.get(&rec.db).copied().unwrap_or(rec.db);
+    bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await
+}
+
 enum Failure {
     Transient(ConnError),
     Fatal(anyhow::Error),
@@ -288,6 +316,10 @@ pub(crate) fn push_restore(p: &mut Pipeline, rec: &Record, ttl: &[u8], replace: 
 
 /// Turns a RESTORE error reply into a message that says what to do.
 pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
+    if err.contains("invalid bulk length") {
+        // Read before the server closed the connection (often it is only seen as a reset).
+        return bulk_limit::too_large(ep, db, &rec.key, rec.payload.len());
+    }
     let key = escape_key(&rec.key);
     let what = format!("the target {ep} refused to write key {key} (db {db}): {err}.");
     let todo = if err.starts_with("OOM") {

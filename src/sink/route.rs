@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
 use crate::retry::Backoff;
+use crate::sink::bulk_limit;
 
 use super::slots::{key_slot, SlotMap};
 
@@ -35,6 +36,12 @@ pub trait KeyedCommands {
     fn key(&self, i: usize) -> &[u8];
     /// Appends command `i` to `p`.
     fn encode(&self, i: usize, p: &mut Pipeline);
+    /// The length of command `i`'s value when the node may refuse it as over its
+    /// `proto-max-bulk-len` without ferry knowing that limit (a RESTORE's payload), else 0.
+    /// A lost connection with such a value in flight is checked (`bulk_limit`).
+    fn unchecked_bulk(&self, _i: usize) -> usize {
+        0
+    }
 }
 
 /// Rounds of pure redirections before the router slows down with backoff.
@@ -46,6 +53,8 @@ pub struct Router {
     map: SlotMap,
     conns: HashMap<Addr, Connection>,
     backoff: Backoff,
+    /// The largest [`KeyedCommands::unchecked_bulk`] written: the nodes take values that large.
+    largest_written: usize,
 }
 
 /// Where one pending command goes next.
@@ -64,6 +73,7 @@ impl Router {
             map: SlotMap::new(topology),
             conns: HashMap::new(),
             backoff: Backoff::new(retry_for),
+            largest_written: 0,
         }
     }
 
@@ -171,9 +181,29 @@ impl Router {
 
             let (mut moved, mut asked) = (0usize, 0usize);
             for ((addr, conn, _, group), result) in work.into_iter().zip(results) {
+                let biggest = group.iter().map(|g| cmds.unchecked_bulk(g.index)).max();
+                let biggest = biggest.unwrap_or(0);
                 let node_replies = match result {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        self.largest_written = self.largest_written.max(biggest);
+                        r
+                    }
                     Err(e) if e.is_transient() => {
+                        let suspect = group
+                            .iter()
+                            .find(|g| cmds.unchecked_bulk(g.index) == biggest)
+                            .filter(|_| {
+                                biggest > self.largest_written.max(bulk_limit::PROBE_FLOOR)
+                            });
+                        if let Some(g) = suspect {
+                            let node = self.cluster.server(&addr);
+                            let key = cmds.key(g.index);
+                            if let Some(refusal) =
+                                bulk_limit::check_loss(&node, 0, key, biggest).await
+                            {
+                                return Err(refusal);
+                            }
+                        }
                         // The connection is dropped; the node may be restarting or failing over.
                         transient = Some(e.into());
                         refresh = true;

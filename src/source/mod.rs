@@ -10,6 +10,7 @@ pub mod dump_size;
 pub mod expiry;
 pub mod plan;
 pub mod rdb_file;
+pub mod rdb_input;
 pub mod scan;
 
 use crate::record::Record;

@@ -171,6 +171,30 @@ impl FileOptions {
     }
 }
 
+/// Refuses `--db` choices the file has no keys in, naming the file and the DBs it has.
+pub fn check_selected_dbs(
+    path: &Path,
+    selected: &[u32],
+    present: &BTreeSet<u32>,
+) -> anyhow::Result<()> {
+    let missing: Vec<String> = selected
+        .iter()
+        .filter(|db| !present.contains(db))
+        .map(u32::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let has: Vec<String> = present.iter().map(u32::to_string).collect();
+    anyhow::bail!(
+        "--db {}: the file {} holds no keys in database {} (its databases with keys: {}). Nothing was written",
+        missing.join(","),
+        path.display(),
+        missing.join(", "),
+        if has.is_empty() { "none".to_string() } else { has.join(", ") }
+    )
+}
+
 /// Turns a reader error into a message that names the file, the offset and what it means.
 pub fn damaged(path: &Path, e: RdbError) -> anyhow::Error {
     let p = path.display();

@@ -271,6 +271,10 @@ pub async fn verify_file(
     let (src, dst) = (Arc::new(src), Arc::new(dst));
     report.source = src.name();
     report.target = dst.name();
+    if !job.dbs.is_empty() {
+        let present = src.keyspace().await?.into_keys().collect();
+        rdb_file::check_selected_dbs(path, &job.dbs, &present)?;
+    }
     let pairs = if job.dbs.is_empty() {
         super::default_pairs(&src, &dst, job).await?
     } else {

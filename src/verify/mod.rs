@@ -63,6 +63,7 @@ use side::{LiveOptions, LiveSide, Side};
 use crate::cli::{MigrateArgs, OutputArgs, ProgressMode, VerifyArgs, VerifyTuning};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
+use crate::preflight;
 use crate::report::Status;
 use crate::stop::Stop;
 use crate::throttle::Throttles;
@@ -114,28 +115,37 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
     let started = Instant::now();
     crate::migrate::set_phase("verify");
     let work = async {
-        let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+        let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let limits = args.limits.limits();
+        if matches!(job.source, SourceSpec::Rdb(_)) && limits.any() {
+            anyhow::bail!(
+                "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load on \
+                 a live source; with --rdb ferry reads a file. Leave them out"
+            );
+        }
+        job.prepare_source(&stop).await?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
-            SourceSpec::Rdb(path) if limits.any() => anyhow::bail!(
-                "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load on a \
-                 live source; with --rdb ferry reads a file. Leave them out (or keep them, and \
-                 verify the live source instead of {})",
-                path.display()
-            ),
-            SourceSpec::Rdb(path) => {
-                return file::verify_file(path, &job, &opts, &stop, &mut report).await
+            SourceSpec::Rdb(input) => {
+                return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
             }
         };
+        let pairs: Vec<(u32, u32)> = job.dbs.iter().map(|&db| (db, job.target_db(db))).collect();
+        if !pairs.is_empty() {
+            // The source first: a DB it lacks is the user's choice to correct.
+            preflight::check_dbs_on(&source, &job.dbs, &|db| format!("--db {db}")).await?;
+            let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+            let flag = |t| crate::migrate::target_db_flag(&pairs, t);
+            preflight::check_dbs_on(&job.target, &tdbs, &flag).await?;
+        }
         let throttles = Arc::new(Throttles::new(limits, stop.clone()));
         let (src, dst) = open_sides(&source, &job, throttles).await?;
         report.source = src.name();
         report.target = dst.name();
-        let pairs = if job.dbs.is_empty() {
+        let pairs = if pairs.is_empty() {
             default_pairs(&src, &dst, &job).await?
         } else {
-            job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
+            pairs
         };
         compare_sides(src, dst, &pairs, &opts, &stop, &mut report).await
     };

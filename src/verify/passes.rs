@@ -83,6 +83,11 @@ pub async fn first_round<S: Side, T: Side>(
     let mut candidates = Vec::new();
     for group in groups(&differing, REREAD_BUDGET) {
         stats.reread_passes += 1;
+        // Each pass lists every key again: progress counts this pass, not all passes together.
+        src.progress()
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        dst.progress()
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let mut by_pair: BTreeMap<usize, Vec<u16>> = BTreeMap::new();
         for &(i, bucket, _) in group {
             by_pair.entry(i).or_default().push(bucket);
