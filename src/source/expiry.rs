@@ -229,6 +229,84 @@ pub async fn settle(
     Ok(out)
 }
 
+/// A key as read on one connection: its DUMP payload and expiry (server clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRead {
+    /// The DUMP payload.
+    pub payload: Bytes,
+    /// Absolute expiry, Unix ms on the server's clock; `None`: no TTL.
+    pub expire_at_ms: Option<i64>,
+}
+
+/// The keys of one [`read_keys`] round trip: `None` for a key that is gone.
+#[derive(Debug, Clone, Default)]
+pub struct KeysRead {
+    /// One per key asked, in order.
+    pub each: Vec<Option<KeyRead>>,
+    /// See [`Expiries::uncertainty_ms`].
+    pub uncertainty_ms: u64,
+}
+
+/// Why [`read_keys`] failed.
+#[derive(Debug)]
+pub enum ReadKeysError {
+    /// The replies could not be read (see [`ReadError`]); `Refused` carries the key's index.
+    Reply(ReadError),
+    /// The connection failed (a [`ConnError`](crate::endpoint::ConnError) inside).
+    Conn(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ReadKeysError {
+    fn from(e: anyhow::Error) -> Self {
+        ReadKeysError::Conn(e)
+    }
+}
+
+/// Reads `keys` (the DB selected on `conn`, nothing in flight) in one round trip
+/// `TIME, PTTL k…, TIME, DUMP k…`, with their expiries made exact ([`settle`] after a stall).
+/// For a caller that reads on one connection at a time: verification, the follower.
+pub async fn read_keys(conn: &mut Connection, keys: &[Bytes]) -> Result<KeysRead, ReadKeysError> {
+    let mut p = Pipeline::new();
+    ask(&mut p, keys.iter().map(|k| &k[..]));
+    p.per_key(KeyCommand::Dump, keys.iter().map(|k| &k[..]));
+    let replies = conn.run(&p).await.map_err(anyhow::Error::from)?;
+    let mut it = replies.into_iter();
+    let (bracket, ttls) = read(&mut it, keys.len()).map_err(ReadKeysError::Reply)?;
+    let dumps: Vec<Reply> = it.collect();
+    if dumps.len() != keys.len() {
+        return Err(ReadKeysError::Reply(ReadError::Malformed(
+            "fewer replies than commands",
+        )));
+    }
+    if let Some((index, error)) = dumps
+        .iter()
+        .enumerate()
+        .find_map(|(i, d)| d.error().map(|e| (i, e.to_string())))
+    {
+        return Err(ReadKeysError::Reply(ReadError::Refused { index, error }));
+    }
+    let expiries = if needs_reread(&bracket, &ttls) {
+        settle(conn, keys, bracket, &ttls).await?
+    } else {
+        Expiries::new(&bracket, &ttls)
+    };
+    let each = dumps
+        .into_iter()
+        .zip(expiries.each)
+        .map(|(dump, exp)| match (dump, exp.at()) {
+            (Reply::Bulk(Some(payload)), Some(expire_at_ms)) => Some(KeyRead {
+                payload,
+                expire_at_ms,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(KeysRead {
+        each,
+        uncertainty_ms: expiries.uncertainty_ms,
+    })
+}
+
 fn expiry(bracket: &Bracket, ttl: Ttl) -> Expiry {
     match ttl {
         Ttl::Gone => Expiry::Gone,

@@ -29,11 +29,10 @@ use tokio::sync::{mpsc, Mutex};
 use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
-use crate::endpoint::resp::KeyCommand;
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, Pipeline, Server};
 use crate::retry::Backoff;
 use crate::source::dump_size;
-use crate::source::expiry::{self, parse_time_ms};
+use crate::source::expiry::{self, parse_time_ms, ReadError, ReadKeysError};
 use crate::source::scan::parse_scan;
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
@@ -279,51 +278,31 @@ impl Node {
             );
             let chunk = &keys[start..(start + n).min(keys.len())];
             start += chunk.len();
-            let mut p = Pipeline::new();
-            expiry::ask(&mut p, chunk.iter().map(|k| &k[..]));
-            p.per_key(KeyCommand::Dump, chunk.iter().map(|k| &k[..]));
             if let Some(t) = &self.throttle {
                 t.take_keys(chunk.len()).await;
             }
-            let replies = conn.run(&p).await?;
-            let mut it = replies.into_iter();
-            let (bracket, ttls) = expiry::read(&mut it, chunk.len()).map_err(|e| match e {
-                expiry::ReadError::Refused { index, error } => {
+            let read = expiry::read_keys(conn, chunk).await.map_err(|e| match e {
+                ReadKeysError::Conn(e) => e,
+                ReadKeysError::Reply(ReadError::Refused { index, error }) => {
                     self.refused(db, &chunk[index], &error)
                 }
-                expiry::ReadError::Malformed(what) => anyhow::anyhow!(
+                ReadKeysError::Reply(ReadError::Malformed(what)) => anyhow::anyhow!(
                     "the {} {} sent a reply ferry cannot read: {what}",
                     self.role_name(),
                     self.server.endpoint
                 ),
             })?;
-            let dumps: Vec<Reply> = it.collect();
-            if dumps.len() != chunk.len() {
-                anyhow::bail!(
-                    "the {} {} sent fewer replies than commands",
-                    self.role_name(),
-                    self.server.endpoint
-                );
-            }
-            let expiries = if expiry::needs_reread(&bracket, &ttls) {
-                expiry::settle(conn, chunk, bracket, &ttls).await?
-            } else {
-                expiry::Expiries::new(&bracket, &ttls)
-            };
             let mut bytes = 0usize;
-            for ((key, dump), exp) in chunk.iter().zip(dumps).zip(expiries.each) {
-                if let Some(err) = dump.error() {
-                    return Err(self.refused(db, key, err));
-                }
+            for (key, read) in chunk.iter().zip(read.each) {
                 stats.read += 1;
-                let (Reply::Bulk(Some(payload)), Some(expire)) = (dump, exp.at()) else {
+                let Some(read) = read else {
                     out.push(None);
                     continue;
                 };
-                bytes += payload.len();
+                bytes += read.payload.len();
                 // Onto this machine's clock, so both sides' expiries compare.
-                let expire = expire.map(|ms| ms - self.skew_ms);
-                let (state, err) = KeyState::from_payload(&payload, expire);
+                let expire = read.expire_at_ms.map(|ms| ms - self.skew_ms);
+                let (state, err) = KeyState::from_payload(&read.payload, expire);
                 if let Some(err) = err {
                     stats.note_undecodable(self.role_name(), db, key, &err);
                 }
