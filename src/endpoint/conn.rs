@@ -649,3 +649,60 @@ fn tls_error(side: &'static str, ep: &str, e: io::Error) -> ConnError {
         hint,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_silent_server_is_stalled_after_the_limit() {
+        let (mut ours, _theirs) = tokio::io::duplex(64);
+        let mut buf = BytesMut::new();
+        let started = Instant::now();
+        let read = ours.read_buf(&mut buf);
+        let err = bounded(
+            "target",
+            "rediss://h:1",
+            Duration::from_secs(1),
+            "the reply to PING",
+            read,
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert!(err.is_transient());
+        assert!(err.silent_for().unwrap() >= Duration::from_secs(1));
+        let text = err.to_string();
+        assert!(
+            text.contains("the target rediss://h:1 did not answer for 1s")
+                && text.contains("the reply to PING")
+                && text.contains("answer timeout 1s"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_plain_probe_recognises_resp_and_waits_on_silence() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"+PONG\r\n").await;
+            }
+        });
+        let limit = Duration::from_secs(5);
+        let probe = tokio::time::timeout(Duration::from_secs(4), answers_plain_resp(&addr, limit));
+        assert!(probe.await.is_ok(), "a RESP answer is a plain port");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let probe = tokio::time::timeout(Duration::from_secs(2), answers_plain_resp(&addr, limit));
+        assert!(probe.await.is_err(), "silence proves nothing");
+    }
+
+    #[test]
+    fn seconds_for_messages() {
+        assert_eq!(secs(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(secs(Duration::from_secs(30)), "30s");
+    }
+}
