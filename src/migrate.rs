@@ -158,7 +158,10 @@ async fn run_inner(
     if !tinfo.is_cluster() {
         let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
         let flag = |t| target_db_flag(&db_pairs, t);
-        retry::retrying(retry_for, || preflight::check_dbs_on(&job.target, &tdbs, &flag)).await?;
+        retry::retrying(retry_for, || {
+            preflight::check_dbs_on(&job.target, &tdbs, &flag)
+        })
+        .await?;
     }
     let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
     let clocks = Clocks {

@@ -242,7 +242,9 @@ pub(crate) fn reencode_refused(
             })
             .map_err(|e| {
                 anyhow::anyhow!(
-                    "key {} (db {}) was serialized in RDB format version {version}, which the target cannot                      load (it loads up to RDB {target}), and re-encoding it failed: {e}. The target must run                      the same or a newer Redis/Valkey version than the source",
+                    "key {} (db {}) was serialized in RDB format version {version}, which the target cannot \
+                     load (it loads up to RDB {target}), and re-encoding it failed: {e}. The target must run \
+                     the same or a newer Redis/Valkey version than the source",
                     escape_key(&rec.key),
                     rec.db
                 )
