@@ -8,6 +8,8 @@
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
+//!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
+//!                    reconciliation pass (verify's bucket digests); `ferry cutover` ─► GO/NO-GO
 //! ```
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
 //! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
@@ -23,6 +25,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod endpoint;
+pub mod follow;
 pub mod job;
 pub mod migrate;
 pub mod pipeline;

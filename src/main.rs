@@ -42,6 +42,16 @@ fn main() {
                 ferry::verify::print_summary(&report);
                 finish(args.output.report.as_deref(), &report, report.status)
             }
+            Command::Cutover(args) => {
+                let verdict = ferry::follow::cutover::command(&args).await;
+                ferry::follow::cutover::print_verdict(&verdict);
+                let status = match verdict.code {
+                    0 => Status::Ok,
+                    1 => Status::Mismatch,
+                    _ => Status::Error,
+                };
+                finish(args.report.as_deref(), &verdict, status)
+            }
         }
     });
     std::process::exit(code);

@@ -505,47 +505,57 @@ impl Reader {
                     "the source {ep} sent fewer replies than commands"
                 )));
             };
-            for r in [&pttl, &dump] {
-                if let Some(err) = r.error() {
-                    return Err(StepError::Fatal(source_refused(
-                        &ep.to_string(),
-                        db,
-                        key,
-                        err,
-                    )));
-                }
-            }
-            let pttl = pttl.as_int().unwrap_or(-2);
-            let payload = match dump {
-                Reply::Bulk(Some(b)) => b,
-                _ => {
+            let rec = match key_record(&ep.to_string(), db, key, now_ms, &pttl, dump) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => {
                     vanished += 1;
                     continue;
                 }
+                Err(e) => return Err(StepError::Fatal(e)),
             };
-            let expire_at_ms = match pttl {
-                -2 => {
-                    vanished += 1;
-                    continue;
-                }
-                -1 => None,
-                // Other negative values do not exist; treat them as "no TTL information".
-                n if n < 0 => None,
-                n => Some(now_ms + n),
-            };
-            bytes += key.len() + payload.len();
-            records.push(Record {
-                db,
-                key: key.clone(),
-                payload,
-                expire_at_ms,
-            });
+            bytes += rec.size();
+            records.push(rec);
         }
         if !records.is_empty() {
             self.avg_size = dump_size::next_estimate(self.avg_size, bytes / records.len() + 1);
         }
         Ok((records, vanished))
     }
+}
+
+/// One key's record from its `PTTL` and `DUMP` replies, read in a pipeline after a `TIME` that
+/// answered `now_ms` (the source's clock); `None` when the key is gone. The one place that turns
+/// these replies into a record, shared by the copy and the follower (`follow/apply.rs`).
+pub fn key_record(
+    ep: &str,
+    db: u32,
+    key: &Bytes,
+    now_ms: i64,
+    pttl: &Reply,
+    dump: Reply,
+) -> anyhow::Result<Option<Record>> {
+    for r in [pttl, &dump] {
+        if let Some(err) = r.error() {
+            return Err(source_refused(ep, db, key, err));
+        }
+    }
+    let payload = match dump {
+        Reply::Bulk(Some(b)) => b,
+        _ => return Ok(None),
+    };
+    let expire_at_ms = match pttl.as_int().unwrap_or(-2) {
+        -2 => return Ok(None),
+        -1 => None,
+        // Other negative values do not exist; treat them as "no TTL information".
+        n if n < 0 => None,
+        n => Some(now_ms + n),
+    };
+    Ok(Some(Record {
+        db,
+        key: key.clone(),
+        payload,
+        expire_at_ms,
+    }))
 }
 
 /// Cuts `records` into runs of at most `max_bytes` (a record larger than that alone); always at

@@ -162,7 +162,10 @@ pub async fn after_migrate(
     report
 }
 
-async fn open_sides(source: &Server, job: &Job) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
+pub(crate) async fn open_sides(
+    source: &Server,
+    job: &Job,
+) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
     let opts = LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
