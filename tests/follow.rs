@@ -329,6 +329,7 @@ fn killed_subscription_is_detected_and_reconciled() {
         run.text()
     );
     assert_eq!(run.code, 0, "{}", run.text());
+    assert_exact(&src, &dst);
     assert!(
         run.text()
             .contains("the subscription to the source's events was lost"),
@@ -337,10 +338,13 @@ fn killed_subscription_is_detected_and_reconciled() {
     );
     let report = run.report.as_ref().expect("follower report");
     assert!(
+        report["follow"]["gaps"].as_u64().unwrap_or(0) >= 1,
+        "{report}"
+    );
+    assert!(
         report["follow"]["passes"].as_u64().unwrap_or(0) >= 2,
         "{report}"
     );
-    assert_exact(&src, &dst);
 }
 
 #[test]
@@ -507,4 +511,99 @@ fn rerun_with_reconcile_brings_a_changed_target_up_to_date() {
     assert_eq!(fixed.code, 0, "{}", fixed.text());
     assert!(fixed.text().contains("--reconcile:"), "{}", fixed.text());
     assert_exact(&src, &dst);
+}
+
+/// Lag from a source write to the target under a steady load, for docs/benchmarks.md:
+/// `FERRY_FOLLOW_RATES=2000,10000,30000 bash scripts/test.sh --test follow follow_lag -- --ignored --nocapture`.
+/// Each write is `SET lag:N <ms sent>` (pipelines every 10 ms); a poller reads the target with
+/// pipelined GETs every 5 ms and takes, per key, the time it first saw it minus the time sent
+/// (so each figure includes up to 5 ms of polling). Not an assertion: a measurement.
+#[test]
+#[ignore]
+fn follow_lag_measurement() {
+    let rates: Vec<u64> = std::env::var("FERRY_FOLLOW_RATES")
+        .unwrap_or_else(|_| "2000,10000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let src = source(&["--notify-keyspace-events", "KEA"]);
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    seed(&src);
+    let follower = Follower::start(&work, &follow_args(&src, &dst, &[]));
+    follower.wait_following(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut base = 0u64;
+    for rate in rates {
+        let secs = 10u64;
+        let n = rate * secs;
+        let client = src.client();
+        let writer = std::thread::spawn(move || {
+            let mut c = client.get_connection().expect("writer");
+            let per_tick = (rate / 100).max(1);
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut tick = 0u64;
+            while sent < n {
+                let mut p = redis::pipe();
+                for _ in 0..per_tick.min(n - sent) {
+                    p.cmd("SET")
+                        .arg(format!("lag:{}", base + sent))
+                        .arg(data::now_ms())
+                        .ignore();
+                    sent += 1;
+                }
+                let _: () = p.query(&mut c).expect("SET pipeline");
+                tick += 1;
+                let due = started + Duration::from_millis(10 * tick);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sent as f64 / started.elapsed().as_secs_f64()
+        });
+        let mut t = dst.conn();
+        let mut seen = vec![false; n as usize];
+        let mut lags: Vec<i64> = Vec::with_capacity(n as usize);
+        let mut lo = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(secs + 60);
+        while lo < n && Instant::now() < deadline {
+            let hi = (lo + 3_000).min(n);
+            let mut p = redis::pipe();
+            for i in lo..hi {
+                p.cmd("GET").arg(format!("lag:{}", base + i));
+            }
+            let vals: Vec<Option<i64>> = p.query(&mut t).expect("GET pipeline");
+            let now = data::now_ms();
+            for (i, v) in (lo..hi).zip(vals) {
+                if let (Some(sent), false) = (v, seen[i as usize]) {
+                    seen[i as usize] = true;
+                    lags.push(now - sent);
+                }
+            }
+            while lo < n && seen[lo as usize] {
+                lo += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let achieved = writer.join().expect("writer");
+        lags.sort_unstable();
+        let pct = |q: f64| {
+            lags.get(((lags.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(-1)
+        };
+        eprintln!(
+            "follow lag at {rate} writes/s (achieved {achieved:.0}/s, {} of {n} keys seen): p50 {} ms, p99 {} ms, max {} ms",
+            lags.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+        base += n;
+    }
+    let verdict = cutover(&work, &[]);
+    let run = follower.wait(Duration::from_secs(120));
+    assert_eq!(verdict.code, 0, "{}\n{}", verdict.text(), run.text());
+    eprintln!("{}", verdict.text());
 }

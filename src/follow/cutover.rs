@@ -55,6 +55,8 @@ pub struct Request {
     pub full_verify: bool,
     /// `--quiet`: seconds without events that make the source quiet.
     pub quiet_secs: u64,
+    /// Unix ms when it was made: a follower ignores requests older than itself.
+    pub created_ms: i64,
 }
 
 /// The follower's answer.
@@ -123,13 +125,18 @@ pub fn result_path(cp: &Path) -> PathBuf {
     sibling(cp, ".cutover-result.json")
 }
 
-/// Takes a pending request, if any (a malformed one is removed and reported).
-pub fn take_request(cp: &Path) -> Option<Request> {
+/// Takes a pending request made after `since_ms`, if any (a malformed or older one is removed
+/// and reported).
+pub fn take_request(cp: &Path, since_ms: i64) -> Option<Request> {
     let path = request_path(cp);
     let data = std::fs::read(&path).ok()?;
     let _ = std::fs::remove_file(&path);
-    match serde_json::from_slice(&data) {
-        Ok(r) => Some(r),
+    match serde_json::from_slice::<Request>(&data) {
+        Ok(r) if r.created_ms >= since_ms => Some(r),
+        Ok(_) => {
+            tracing::warn!("follow: ignoring a cutover request made before this follower started");
+            None
+        }
         Err(e) => {
             tracing::warn!(
                 "follow: ignoring the malformed cutover request {}: {e}",
@@ -176,6 +183,7 @@ pub async fn command(args: &CutoverArgs) -> Verdict {
         pause_source_secs: args.pause_source,
         full_verify: args.full_verify,
         quiet_secs: args.quiet,
+        created_ms: now_ms(),
     };
     let result = result_path(cp);
     let _ = std::fs::remove_file(&result);
@@ -206,6 +214,8 @@ pub async fn command(args: &CutoverArgs) -> Verdict {
             }
         }
         if let Err(e) = alive() {
+            // Nobody will answer: a follower started later must not act on this request.
+            let _ = std::fs::remove_file(request_path(cp));
             return Verdict::error(&id, format!("no verdict: {e}"));
         }
     }
@@ -241,7 +251,13 @@ impl Follower {
         let pause = match req.pause_source_secs {
             Some(secs) => match self.pause_source(secs).await {
                 Ok(()) => Some((Instant::now(), Duration::from_secs(secs))),
-                Err(e) => return Verdict::error(&req.id, format!("{e:#}")),
+                // Nothing changed yet: the follower goes on following.
+                Err(e) => {
+                    return Verdict {
+                        still_following: true,
+                        ..Verdict::error(&req.id, format!("{e:#}; the follower goes on following"))
+                    }
+                }
             },
             None => None,
         };

@@ -93,6 +93,7 @@ pub struct Setup {
     cp_path: PathBuf,
     stop_tasks: Stop,
     started: Instant,
+    started_ms: i64,
 }
 
 /// Checks what `--follow` needs, reads the source's notification settings, and subscribes —
@@ -186,6 +187,7 @@ pub async fn prepare(
         cp_path: cp_path.to_path_buf(),
         stop_tasks,
         started: Instant::now(),
+        started_ms: now_ms(),
     };
     tokio::spawn(heartbeat(
         setup.shared.clone(),
@@ -412,7 +414,7 @@ impl Follower {
             }
             if last_poll.elapsed() >= Duration::from_millis(200) {
                 last_poll = Instant::now();
-                if let Some(req) = cutover::take_request(&setup.cp_path) {
+                if let Some(req) = cutover::take_request(&setup.cp_path, setup.started_ms) {
                     if let Some((h, _)) = pass.take() {
                         h.abort();
                         self.shared.marks().ledger.pass_ended(false);
@@ -437,7 +439,7 @@ impl Follower {
                     return Ok(());
                 }
             }
-            let keys = self.shared.marks().dirty.take(TURN);
+            let keys = self.take_dirty();
             if keys.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             } else {
@@ -492,17 +494,17 @@ impl Follower {
         );
     }
 
+    /// Takes up to a turn's worth of dirty keys, noting the lag (the oldest one's age).
+    fn take_dirty(&mut self) -> Vec<DbKey> {
+        let mut m = self.shared.marks();
+        let lag = m.dirty.oldest_age_ms(now_ms()).max(0) as u64;
+        self.stats.max_dirty = self.stats.max_dirty.max(m.dirty.len() as u64);
+        self.stats.max_lag_ms = self.stats.max_lag_ms.max(lag);
+        m.dirty.take(TURN)
+    }
+
     /// Re-reads and writes `keys`, updating the counters.
     async fn apply(&mut self, keys: &[DbKey]) -> anyhow::Result<()> {
-        {
-            let m = self.shared.marks();
-            let now = now_ms();
-            self.stats.max_dirty = self
-                .stats
-                .max_dirty
-                .max((m.dirty.len() + keys.len()) as u64);
-            self.stats.max_lag_ms = self.stats.max_lag_ms.max(m.dirty.oldest_age_ms(now) as u64);
-        }
         let done = self.applier.apply(keys).await?;
         self.stats.applied.add(done);
         Ok(())
@@ -525,7 +527,7 @@ impl Follower {
         }
         let mut all = Vec::new();
         loop {
-            let keys = self.shared.marks().dirty.take(TURN);
+            let keys = self.take_dirty();
             if keys.is_empty() {
                 return Ok(all);
             }
