@@ -530,9 +530,25 @@ fn follow_lag_measurement() {
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     seed(&src);
+    let extra: usize = std::env::var("FERRY_FOLLOW_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if extra > 0 {
+        data::seed_bulk(&mut src.conn(), 0, extra, "big:");
+    }
     let follower = Follower::start(&work, &follow_args(&src, &dst, &[]));
-    follower.wait_following(Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(2));
+    follower.wait_following(Duration::from_secs(300));
+    // The first reconciliation pass (after the copy) makes the cutover's verification incremental.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !follower.log().contains("reconciliation pass 1 done") {
+        assert!(
+            Instant::now() < deadline,
+            "no first pass:\n{}",
+            follower.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut base = 0u64;
     for rate in rates {
         let secs = 10u64;
@@ -603,7 +619,26 @@ fn follow_lag_measurement() {
         base += n;
     }
     let verdict = cutover(&work, &[]);
-    let run = follower.wait(Duration::from_secs(120));
+    let run = follower.wait(Duration::from_secs(300));
     assert_eq!(verdict.code, 0, "{}\n{}", verdict.text(), run.text());
     eprintln!("{}", verdict.text());
+    // The same data verified whole by `ferry verify`, for comparison with the cutover's pause.
+    let started = Instant::now();
+    let full = work.run(&[
+        "verify",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca_cert().to_string_lossy(),
+    ]);
+    assert_eq!(full.code, 0, "{}", full.text());
+    eprintln!(
+        "full ferry verify of the same data: {:.2} s; the cutover's drain + verification: {} ms",
+        started.elapsed().as_secs_f64(),
+        run.report
+            .as_ref()
+            .map_or(0, |r| r["cutover"]["verify_ms"].as_u64().unwrap_or(0))
+    );
 }

@@ -80,6 +80,9 @@ pub struct Verdict {
     pub rounds: u32,
     /// How long the follower waited for the source to be quiet, ms.
     pub quiet_wait_ms: u64,
+    /// How long the drain and the verification took, ms (the write pause a cutover costs once
+    /// the application stopped writing).
+    pub verify_ms: u64,
     /// How long writes were paused until the verdict, ms (with --pause-source).
     pub paused_ms: Option<u64>,
     /// Unix ms at which the source's pause ends by itself (after a GO).
@@ -329,6 +332,7 @@ impl Follower {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         v.quiet_wait_ms = started.elapsed().as_millis() as u64;
+        let verifying = Instant::now();
         // 3: what to verify.
         let incremental = self.reliable && !req.full_verify && self.shared.marks().ledger.usable();
         let mut to_check: Vec<super::dirty::DbKey> = if incremental {
@@ -437,10 +441,12 @@ impl Follower {
         v.code = 0;
         v.verdict = "GO".into();
         v.rounds = round;
+        v.verify_ms = verifying.elapsed().as_millis() as u64;
         v.lines.push(format!(
-            "GO: the target equals the source ({} verification of {} keys, {} round{}; {})",
+            "GO: the target equals the source ({} verification of {} keys in {:.2} s, {} round{}; {})",
             v.verification,
             v.keys_verified,
+            v.verify_ms as f64 / 1000.0,
             round,
             if round == 1 { "" } else { "s" },
             if pause.is_some() {

@@ -29,7 +29,11 @@ struct Sample {
     silent: u64,
     /// Keys per followed DB.
     keys: BTreeMap<u32, u64>,
-    /// Events received per followed DB so far.
+    /// Events received per followed DB just before the INFO was sent: every one of them was
+    /// published before the INFO ran (they arrived before it was sent).
+    events_before: BTreeMap<u32, u64>,
+    /// Events received per followed DB after a barrier that followed the INFO: every event
+    /// published before the INFO ran is counted (and perhaps a few after).
     events: BTreeMap<u32, u64>,
 }
 
@@ -52,6 +56,11 @@ pub async fn run(server: Server, shared: Arc<Shared>, sub: Arc<Subscription>, st
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        let events_before: BTreeMap<u32, u64> = shared
+            .dbs
+            .iter()
+            .map(|&db| (db, shared.events_of(db)))
+            .collect();
         let replies = match c.run(&p).await {
             Ok(r) => r,
             Err(e) => {
@@ -65,6 +74,7 @@ pub async fn run(server: Server, shared: Arc<Shared>, sub: Arc<Subscription>, st
         let keyspace = parse_keyspace(&text(1));
         let mut now = Sample {
             silent: silent_calls(&text(0)),
+            events_before,
             ..Sample::default()
         };
         // Every event published before the INFO is counted once the barrier returns.
@@ -111,12 +121,13 @@ fn silent_change(before: &Sample, now: &Sample) -> Option<String> {
     }
     for (db, &keys) in &now.keys {
         let was = before.keys.get(db).copied().unwrap_or(0);
+        // At least every event published between the two INFOs (see `Sample`).
         let events = now
             .events
             .get(db)
             .copied()
             .unwrap_or(0)
-            .saturating_sub(before.events.get(db).copied().unwrap_or(0));
+            .saturating_sub(before.events_before.get(db).copied().unwrap_or(0));
         if keys.abs_diff(was) > events {
             return Some(format!(
                 "db {db} of the source went from {was} to {keys} keys with only {events} events"
@@ -137,6 +148,7 @@ mod tests {
         let s = |silent, keys: u64, events: u64| Sample {
             silent,
             keys: [(0, keys)].into(),
+            events_before: [(0, events)].into(),
             events: [(0, events)].into(),
         };
         assert!(silent_change(&s(0, 10, 0), &s(0, 12, 2)).is_none());
