@@ -15,9 +15,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use support::data;
 use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Server, ServerOpts, Version};
+use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::{cluster_data, data};
 
 const DBS: [u32; 3] = [0, 1, 2];
 const CHECKPOINT: &str = "job.checkpoint.json";
@@ -511,6 +511,143 @@ fn rerun_with_reconcile_brings_a_changed_target_up_to_date() {
     assert_eq!(fixed.code, 0, "{}", fixed.text());
     assert!(fixed.text().contains("--reconcile:"), "{}", fixed.text());
     assert_exact(&src, &dst);
+}
+
+/// A write load on a cluster: every type, DEL, short TTLs, EXPIREAT in the past, PERSIST,
+/// RENAME (within a hash tag), INCR/APPEND, pops, ZINCRBY, XADD/XTRIM.
+fn cluster_load(src: &Cluster, max_ops: usize, limit: Duration) -> JoinHandle<usize> {
+    let client = src.client();
+    std::thread::spawn(move || {
+        let mut c = client.get_connection().expect("cluster load connection");
+        let mut rng = rand::rng();
+        let started = Instant::now();
+        let mut ops = 0;
+        while ops < max_ops && started.elapsed() < limit {
+            let i = rng.random_range(0..300);
+            let j = rng.random_range(0..300);
+            let now = data::now_ms();
+            let cmd = match rng.random_range(0..14) {
+                0 => redis::cmd("SET").arg(format!("s:{{{i}}}")).arg(ops).clone(),
+                1 => redis::cmd("SET")
+                    .arg(format!("t:{{{i}}}"))
+                    .arg("short")
+                    .arg("PX")
+                    .arg(rng.random_range(50..1500))
+                    .clone(),
+                2 => redis::cmd("HSET")
+                    .arg(format!("h:{{{i}}}"))
+                    .arg(j)
+                    .arg(ops)
+                    .clone(),
+                3 => redis::cmd("RPUSH")
+                    .arg(format!("l:{{{i}}}"))
+                    .arg(ops)
+                    .clone(),
+                4 => redis::cmd("LPOP").arg(format!("l:{{{i}}}")).clone(),
+                5 => redis::cmd("SADD")
+                    .arg(format!("set:{{{i}}}"))
+                    .arg(j)
+                    .clone(),
+                6 => redis::cmd("ZINCRBY")
+                    .arg(format!("z:{{{i}}}"))
+                    .arg(2)
+                    .arg(j)
+                    .clone(),
+                7 => redis::cmd("XADD")
+                    .arg(format!("x:{{{i}}}"))
+                    .arg("*")
+                    .arg("f")
+                    .arg(ops)
+                    .clone(),
+                8 => redis::cmd("XTRIM")
+                    .arg(format!("x:{{{i}}}"))
+                    .arg("MAXLEN")
+                    .arg(3)
+                    .clone(),
+                9 => redis::cmd("DEL").arg(format!("s:{{{j}}}")).clone(),
+                10 => redis::cmd("PEXPIREAT")
+                    .arg(format!("h:{{{j}}}"))
+                    .arg(now - 1000)
+                    .clone(),
+                11 => redis::cmd("PERSIST").arg(format!("set:{{{j}}}")).clone(),
+                12 => redis::cmd("RENAME")
+                    .arg(format!("s:{{{i}}}"))
+                    .arg(format!("r:{{{i}}}"))
+                    .clone(),
+                _ => redis::cmd("APPEND")
+                    .arg(format!("s:{{{i}}}"))
+                    .arg("+")
+                    .clone(),
+            };
+            let _: redis::RedisResult<redis::Value> = cmd.query(&mut c);
+            ops += 1;
+            if ops % 200 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        ops
+    })
+}
+
+#[test]
+fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
+    let src = Cluster::start_with(
+        Version::V6_2,
+        ServerOpts {
+            extra_args: vec!["--notify-keyspace-events".into(), "KEA".into()],
+            ..ServerOpts::default()
+        },
+    );
+    let dst = Cluster::start(Version::V7_0, true);
+    cluster_data::seed_bulk_cluster(&mut src.conn(), 3_000, "bulk:");
+    let work = Workdir::new();
+    let args: Vec<String> = [
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca_cert().to_string_lossy(),
+        "--checkpoint",
+        CHECKPOINT,
+        "--follow",
+        "--progress",
+        "log",
+        "--log-every",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let writes = cluster_load(&src, 40_000, Duration::from_secs(6));
+    let follower = Follower::start(&work, &args);
+    follower.wait_following(Duration::from_secs(60));
+    assert!(writes.join().expect("load") > 1_000);
+    let verdict = cutover(&work, &[]);
+    let run = follower.wait(Duration::from_secs(90));
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nfollower:\n{}",
+        verdict.text(),
+        run.text()
+    );
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert!(
+        run.text().contains("the source's 3 masters"),
+        "{}",
+        run.text()
+    );
+    let a = cluster_data::snapshot_cluster(&src);
+    let mut b = cluster_data::snapshot_cluster(&dst);
+    assert!(
+        a.len() > 3_000,
+        "the source lost its data: {} keys",
+        a.len()
+    );
+    b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
+    data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
 }
 
 /// Lag from a source write to the target under a steady load, for docs/benchmarks.md:

@@ -82,17 +82,50 @@ enum Target {
     Cluster(Box<Router>),
 }
 
+/// Where keys are read: one server, or the masters of a cluster through a [`Router`] (which
+/// follows MOVED/ASK, so a resharding source is read where each key is now).
+enum Source {
+    Standalone(Option<Connection>),
+    Cluster(Box<Router>),
+}
+
+/// `PTTL k, DUMP k` for each key, routable (both commands of a key go to its master).
+struct Reads<'a>(&'a [Bytes]);
+
+impl KeyedCommands for Reads<'_> {
+    fn count(&self) -> usize {
+        2 * self.0.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.0[i / 2]
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        let cmd: &[u8] = if i % 2 == 0 { b"PTTL" } else { b"DUMP" };
+        p.cmd(&[cmd, &self.0[i / 2]]);
+    }
+}
+
 /// Reads dirty keys on the source and writes them to the target; see the module doc.
 pub struct Applier {
     source: Server,
-    src: Option<Connection>,
+    src: Source,
     target: Target,
     opts: WriterOptions,
 }
 
 impl Applier {
-    /// An applier from the standalone `source` into the target laid out as `target`.
-    pub fn new(source: Server, target: &Layout, opts: WriterOptions) -> Applier {
+    /// An applier from `source` (laid out as `layout`) into the target laid out as `target`.
+    pub fn new(source: Server, layout: &Layout, target: &Layout, opts: WriterOptions) -> Applier {
+        let src = match layout {
+            Layout::Standalone(_) => Source::Standalone(None),
+            Layout::Cluster { cluster, topology } => Source::Cluster(Box::new(Router::new(
+                cluster.clone(),
+                topology,
+                opts.retry_for,
+            ))),
+        };
         let target = match target {
             Layout::Standalone(s) => Target::Standalone(s.clone(), None),
             Layout::Cluster { cluster, topology } => Target::Cluster(Box::new(Router::new(
@@ -103,7 +136,7 @@ impl Applier {
         };
         Applier {
             source,
-            src: None,
+            src,
             target,
             opts,
         }
@@ -135,7 +168,9 @@ impl Applier {
             match attempt {
                 Ok(done) => return Ok(done),
                 Err(e) if is_transient(&e) => {
-                    self.src = None;
+                    if let Source::Standalone(c) = &mut self.src {
+                        *c = None;
+                    }
                     if let Target::Standalone(_, c) = &mut self.target {
                         *c = None;
                     }
@@ -148,26 +183,36 @@ impl Applier {
 
     /// The target commands that make `keys` of `db` what the source holds now.
     async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Ops> {
-        if self.src.is_none() {
-            self.src = Some(self.source.connect().await?);
-        }
-        let conn = self
-            .src
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("no source connection"))?;
-        conn.select(db).await?;
-        let mut p = Pipeline::new();
-        p.cmd(&[b"TIME"]);
-        for k in keys {
-            p.pttl_dump(k);
-        }
-        let replies = conn.run(&p).await?;
         let ep = self.source.endpoint.to_string();
+        let (now, replies) = match &mut self.src {
+            Source::Standalone(conn) => {
+                if conn.is_none() {
+                    *conn = Some(self.source.connect().await?);
+                }
+                let conn = conn
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("no source connection"))?;
+                conn.select(db).await?;
+                let mut p = Pipeline::new();
+                p.cmd(&[b"TIME"]);
+                for k in keys {
+                    p.pttl_dump(k);
+                }
+                let mut it = conn.run(&p).await?.into_iter();
+                let now = it.next().as_ref().and_then(parse_time_ms).ok_or_else(|| {
+                    anyhow::anyhow!("the source {ep} did not answer TIME with a time")
+                })?;
+                (now, it.collect::<Vec<_>>())
+            }
+            Source::Cluster(router) => {
+                // The masters' clocks are the seed's (measured once): this machine's clock before
+                // the reads were sent, moved to the source's, is at most a round trip early, so a
+                // TTL is never stretched.
+                let now = crate::sink::now_ms() + self.opts.clocks.source_skew_ms;
+                (now, router.run(&Reads(keys)).await?)
+            }
+        };
         let mut it = replies.into_iter();
-        let now =
-            it.next().as_ref().and_then(parse_time_ms).ok_or_else(|| {
-                anyhow::anyhow!("the source {ep} did not answer TIME with a time")
-            })?;
         let mut ops = Vec::with_capacity(keys.len());
         for key in keys {
             let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {

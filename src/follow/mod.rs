@@ -16,6 +16,10 @@
 //!  cutover.rs    `ferry cutover` ─► quiet (or CLIENT PAUSE) ─► drain ─► verify the ledger's keys
 //!                  (or everything after a gap) ─► GO / NO-GO, exit 0 / 1
 //! ```
+//! A cluster source has one subscription and one keyspace watcher per master (events are local
+//! to a node); keys are re-read on the master owning their slot; a change of masters makes the
+//! follower fall back to reconciliation passes (see `Follower::check_topology`).
+//!
 //! Without usable notifications (off, or `CONFIG` blocked so nobody can tell) the same loop runs
 //! with reconciliation passes alone, one every `--reconcile-every` seconds (5 by default), and a
 //! cutover always verifies everything.
@@ -61,6 +65,7 @@ use reconcile::PassOutcome;
 use state::Shared;
 
 use crate::cli::MigrateArgs;
+use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
 use crate::preflight::{Layout, SideInfo};
@@ -87,7 +92,7 @@ const PASS_EVERY_WITH_EVENTS: u64 = 300;
 /// The subscription and shared state, set up before the copy.
 pub struct Setup {
     shared: Arc<Shared>,
-    sub: Option<Arc<Subscription>>,
+    subs: Vec<Arc<Subscription>>,
     reliable: bool,
     notify: Notify,
     cp_path: PathBuf,
@@ -106,40 +111,24 @@ pub async fn prepare(
     dbs: &[u32],
     cp_path: &std::path::Path,
 ) -> anyhow::Result<Setup> {
-    if sinfo.is_cluster() {
-        anyhow::bail!(
-            "--follow does not support a cluster source yet: copy without --follow, stop the application's writes, \
-             then rerun the same command with --on-conflict replace --fresh, or follow each master on its own"
-        );
-    }
     if args.on_conflict == crate::cli::OnConflict::Skip {
         anyhow::bail!(
             "--follow keeps the target equal to the source, which --on-conflict skip contradicts; use fail or replace"
         );
     }
-    let mut conn = source.connect().await?;
+    let masters = source_masters(source, &sinfo.layout);
     let (major, minor) = sinfo.info.version();
     let streams = (major, minor) >= (5, 0);
-    let mut notify = events::probe(&mut conn, streams).await;
-    if let (Notify::Off(flags), true) = (&notify, args.follow.enable_notifications) {
-        let mut wanted: String = flags.chars().filter(|c| !"EA".contains(*c)).collect();
-        wanted.push_str("EA");
-        let reply = conn
-            .cmd(&[
-                b"CONFIG".as_slice(),
-                b"SET",
-                b"notify-keyspace-events",
-                wanted.as_bytes(),
-            ])
-            .await?;
-        match reply.error() {
-            Some(e) => {
-                eprintln!("ferry: --enable-notifications: the source refused CONFIG SET: {e}")
-            }
-            None => {
-                eprintln!("ferry: --enable-notifications: set notify-keyspace-events to {wanted} on the source");
-                notify = Notify::On;
-            }
+    // Every master must publish events: keyspace events are local to the node that ran the write.
+    let mut notify = Notify::On;
+    for m in &masters {
+        let mut conn = m.connect().await?;
+        let mut n = events::probe(&mut conn, streams).await;
+        if let (Notify::Off(flags), true) = (&n, args.follow.enable_notifications) {
+            n = enable(&mut conn, m, flags).await?;
+        }
+        if notify == Notify::On {
+            notify = n;
         }
     }
     let how = events::how_to_enable();
@@ -162,26 +151,35 @@ pub async fn prepare(
     };
     let shared = Arc::new(Shared::new(dbs.to_vec(), args.follow.dirty_budget));
     let stop_tasks = Stop::new();
-    let sub = match Subscription::start(source.clone(), shared.clone(), stop_tasks.clone()).await {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) if !reliable => {
-            tracing::debug!("follow: no subscription: {e:#}");
-            None
+    let mut subs = Vec::new();
+    for m in &masters {
+        match Subscription::start(m.clone(), shared.clone(), stop_tasks.clone()).await {
+            Ok(s) => subs.push(Arc::new(s)),
+            Err(e) if !reliable => tracing::debug!("follow: no subscription: {e:#}"),
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
-    };
-    if let (true, Some(sub)) = (reliable, &sub) {
-        tokio::spawn(watch::run(
-            source.clone(),
-            shared.clone(),
-            sub.clone(),
-            stop_tasks.clone(),
-        ));
-        eprintln!("ferry: --follow: subscribed to the source's keyspace events before the copy");
+    }
+    if reliable {
+        for (m, sub) in masters.iter().zip(&subs) {
+            tokio::spawn(watch::run(
+                m.clone(),
+                shared.clone(),
+                sub.clone(),
+                stop_tasks.clone(),
+            ));
+        }
+        eprintln!(
+            "ferry: --follow: subscribed to the keyspace events of {} before the copy",
+            if masters.len() == 1 {
+                "the source".to_string()
+            } else {
+                format!("the source's {} masters", masters.len())
+            }
+        );
     }
     let setup = Setup {
         shared,
-        sub,
+        subs,
         reliable,
         notify,
         cp_path: cp_path.to_path_buf(),
@@ -195,6 +193,52 @@ pub async fn prepare(
         setup.stop_tasks.clone(),
     ));
     Ok(setup)
+}
+
+/// The servers that take the source's writes: the server, or every master of a cluster.
+fn source_masters(source: &Server, layout: &Layout) -> Vec<Server> {
+    match layout {
+        Layout::Standalone(_) => vec![source.clone()],
+        Layout::Cluster { cluster, topology } => topology
+            .masters
+            .iter()
+            .map(|m| cluster.server(&m.addr))
+            .collect(),
+    }
+}
+
+/// `--enable-notifications`: adds the classes needed to `notify-keyspace-events` on `server`.
+async fn enable(
+    conn: &mut crate::endpoint::Connection,
+    server: &Server,
+    flags: &str,
+) -> anyhow::Result<Notify> {
+    let mut wanted: String = flags.chars().filter(|c| !"EA".contains(*c)).collect();
+    wanted.push_str("EA");
+    let reply = conn
+        .cmd(&[
+            b"CONFIG".as_slice(),
+            b"SET",
+            b"notify-keyspace-events",
+            wanted.as_bytes(),
+        ])
+        .await?;
+    Ok(match reply.error() {
+        Some(e) => {
+            eprintln!(
+                "ferry: --enable-notifications: the source {} refused CONFIG SET: {e}",
+                server.endpoint
+            );
+            Notify::Off(flags.to_string())
+        }
+        None => {
+            eprintln!(
+                "ferry: --enable-notifications: set notify-keyspace-events to {wanted} on the source {}",
+                server.endpoint
+            );
+            Notify::On
+        }
+    })
 }
 
 /// Rewrites the heartbeat file every second (see `cutover.rs`).
@@ -267,10 +311,12 @@ impl Stats {
 /// The follower's working state.
 pub(crate) struct Follower {
     shared: Arc<Shared>,
-    sub: Option<Arc<Subscription>>,
+    subs: Vec<Arc<Subscription>>,
     reliable: bool,
     applier: Applier,
     source: Server,
+    /// The servers that take writes (every master of a cluster), at start.
+    masters: Vec<Server>,
     source_version: (u32, u32),
     job: Job,
     pairs: Vec<(u32, u32)>,
@@ -304,10 +350,16 @@ pub struct Context<'a> {
 pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut MigrateReport) {
     let mut f = Follower {
         shared: setup.shared.clone(),
-        sub: setup.sub.clone(),
+        subs: setup.subs.clone(),
         reliable: setup.reliable,
-        applier: Applier::new(ctx.source.clone(), ctx.target, ctx.writer.clone()),
+        applier: Applier::new(
+            ctx.source.clone(),
+            &ctx.sinfo.layout,
+            ctx.target,
+            ctx.writer.clone(),
+        ),
         source: ctx.source.clone(),
+        masters: source_masters(ctx.source, &ctx.sinfo.layout),
         source_version: ctx.sinfo.info.version(),
         job: ctx.job.clone(),
         pairs: ctx.pairs.clone(),
@@ -330,18 +382,13 @@ pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut Migrat
             ..Stats::default()
         },
     };
-    let every = Duration::from_secs(
-        ctx.args
-            .follow
-            .reconcile_every
-            .unwrap_or(if setup.reliable {
-                PASS_EVERY_WITH_EVENTS
-            } else {
-                PASS_EVERY_WITHOUT_EVENTS
-            }),
-    );
+    let every = ctx.args.follow.reconcile_every;
     let log_every = Duration::from_secs(ctx.args.output.log_every.max(1));
-    let result = f.follow(&setup, every, log_every, report).await;
+    let topology = match &ctx.sinfo.layout {
+        Layout::Cluster { cluster, topology } => Some((cluster, topology)),
+        Layout::Standalone(_) => None,
+    };
+    let result = f.follow(&setup, every, topology, log_every, report).await;
     f.stats.events = f.shared.events.load(Ordering::Relaxed);
     f.stats.gaps = f.shared.gap_count();
     f.stats.gap_reasons = f
@@ -368,7 +415,8 @@ impl Follower {
     async fn follow(
         &mut self,
         setup: &Setup,
-        every: Duration,
+        every: Option<u64>,
+        topology: Option<(&Cluster, &Topology)>,
         log_every: Duration,
         report: &mut MigrateReport,
     ) -> anyhow::Result<()> {
@@ -384,6 +432,7 @@ impl Follower {
         let mut last_pass = Instant::now();
         let mut last_log = Instant::now();
         let mut last_poll = Instant::now();
+        let mut last_topology = Instant::now();
         let mut events_at_log = 0u64;
         loop {
             if self.stop.is_raised() {
@@ -399,6 +448,11 @@ impl Follower {
                 }
             }
             let gaps = self.shared.gap_count();
+            let every = Duration::from_secs(every.unwrap_or(if self.reliable {
+                PASS_EVERY_WITH_EVENTS
+            } else {
+                PASS_EVERY_WITHOUT_EVENTS
+            }));
             let due = pass_gaps != Some(gaps) || last_pass.elapsed() >= every;
             if pass.is_none() && due {
                 self.shared.marks().ledger.pass_started();
@@ -414,6 +468,12 @@ impl Follower {
             }
             if last_poll.elapsed() >= Duration::from_millis(200) {
                 last_poll = Instant::now();
+                if let (Some((cluster, before)), true) = (topology, self.reliable) {
+                    if last_topology.elapsed() >= Duration::from_secs(2) {
+                        last_topology = Instant::now();
+                        self.check_topology(cluster, before).await;
+                    }
+                }
                 if let Some(req) = cutover::take_request(&setup.cp_path, setup.started_ms) {
                     if let Some((h, _)) = pass.take() {
                         h.abort();
@@ -510,12 +570,15 @@ impl Follower {
         Ok(())
     }
 
-    /// Waits for every event published so far (false when none can be waited for).
+    /// Waits for every event published so far, on every master (false when one cannot be
+    /// waited for).
     async fn barrier(&self) -> bool {
-        match &self.sub {
-            Some(sub) => sub.barrier(Duration::from_secs(30)).await,
-            None => true,
+        for sub in &self.subs {
+            if !sub.barrier(Duration::from_secs(30)).await {
+                return false;
+            }
         }
+        true
     }
 
     /// Barrier, then applies dirty keys until none is left; returns the keys applied.
@@ -536,7 +599,41 @@ impl Follower {
         }
     }
 
-    /// `CLIENT PAUSE ms WRITE` on the source (6.2+).
+    /// A cluster source whose masters changed (failover, resharding, a node added) publishes
+    /// events on nodes this follower has not subscribed to: from then on it follows by
+    /// reconciliation passes alone, and a cutover verifies everything. A rerun subscribes to the
+    /// new masters.
+    async fn check_topology(&mut self, cluster: &Cluster, before: &Topology) {
+        let known: Vec<Addr> = before.masters.iter().map(|m| m.addr.clone()).collect();
+        let now = match cluster.discover(&known).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("follow: cannot read the source cluster's topology: {e:#}");
+                return;
+            }
+        };
+        let shape = |t: &Topology| {
+            let mut v: Vec<String> = t
+                .masters
+                .iter()
+                .map(|m| format!("{} {} {}", m.id, m.addr, m.slots_text()))
+                .collect();
+            v.sort();
+            v
+        };
+        if shape(&now) != shape(before) {
+            self.reliable = false;
+            self.stats.mode =
+                "reconciliation passes only (the source cluster's masters changed)".into();
+            self.shared.gap(
+                "the source cluster's masters or slots changed: events of new masters are not received; following \
+                 by reconciliation passes alone from now on (rerun the same command to subscribe to the new masters)"
+                    .into(),
+            );
+        }
+    }
+
+    /// `CLIENT PAUSE ms WRITE` on the source, every master of a cluster (6.2+).
     async fn pause_source(&mut self, secs: u64) -> anyhow::Result<()> {
         if self.source_version < (6, 2) {
             anyhow::bail!(
@@ -545,16 +642,18 @@ impl Follower {
             );
         }
         let ms = (secs * 1000).to_string();
-        let mut c = self.source.connect().await?;
-        let reply = c
-            .cmd(&[b"CLIENT".as_slice(), b"PAUSE", ms.as_bytes(), b"WRITE"])
-            .await?;
-        if let Some(e) = reply.error() {
-            anyhow::bail!(
-                "the source {} refused CLIENT PAUSE: {e} (the ACL user needs +client|pause, or stop the \
-                 application's writes and run ferry cutover without --pause-source)",
-                self.source.endpoint
-            );
+        for m in &self.masters {
+            let mut c = m.connect().await?;
+            let reply = c
+                .cmd(&[b"CLIENT".as_slice(), b"PAUSE", ms.as_bytes(), b"WRITE"])
+                .await?;
+            if let Some(e) = reply.error() {
+                anyhow::bail!(
+                    "the source {} refused CLIENT PAUSE: {e} (the ACL user needs +client|pause, or stop the \
+                     application's writes and run ferry cutover without --pause-source)",
+                    m.endpoint
+                );
+            }
         }
         eprintln!("ferry: cutover: the source's writes are paused for at most {secs} s");
         Ok(())
@@ -562,12 +661,13 @@ impl Follower {
 
     /// `CLIENT UNPAUSE` (best effort: the pause ends by itself anyway).
     async fn unpause_source(&mut self) {
-        if let Ok(mut c) = self.source.connect().await {
-            let _ = c.cmd(&[b"CLIENT".as_slice(), b"UNPAUSE"]).await;
+        for m in &self.masters {
+            if let Ok(mut c) = m.connect().await {
+                let _ = c.cmd(&[b"CLIENT".as_slice(), b"UNPAUSE"]).await;
+            }
         }
     }
 }
-
 /// `ferry migrate --reconcile`: one reconciliation pass, and the keys it found re-copied or
 /// deleted; returns a line for the report's notes.
 pub async fn reconcile_once(ctx: Context<'_>, stop: &Stop) -> anyhow::Result<String> {
@@ -581,7 +681,12 @@ pub async fn reconcile_once(ctx: Context<'_>, stop: &Stop) -> anyhow::Result<Str
         stop.clone(),
     )
     .await?;
-    let mut applier = Applier::new(ctx.source.clone(), ctx.target, ctx.writer.clone());
+    let mut applier = Applier::new(
+        ctx.source.clone(),
+        &ctx.sinfo.layout,
+        ctx.target,
+        ctx.writer.clone(),
+    );
     let done = applier.apply(&outcome.differing).await?;
     let line = format!(
         "--reconcile: {} keys compared, {} differed: {} re-copied, {} deleted on the target{}",
