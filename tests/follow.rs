@@ -513,6 +513,133 @@ fn rerun_with_reconcile_brings_a_changed_target_up_to_date() {
     assert_exact(&src, &dst);
 }
 
+/// Ids of the source's SLOWLOG entries (every command is logged: `slowlog-log-slower-than 0`)
+/// whose arguments are exactly `args`, oldest first.
+fn slowlog_ids(src: &Server, args: &[&str]) -> Vec<i64> {
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query(&mut src.conn())
+        .expect("SLOWLOG GET");
+    let mut ids: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| {
+            let redis::Value::Array(parts) = e else {
+                return None;
+            };
+            let id: i64 = redis::from_redis_value(parts[0].clone()).ok()?;
+            let cmd: Vec<String> = redis::from_redis_value(parts[3].clone()).ok()?;
+            (cmd.len() == args.len()
+                && cmd.iter().zip(args).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+            .then_some(id)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn del_racing_an_in_flight_dump_never_resurrects_the_key() {
+    let src = source(&[
+        "--notify-keyspace-events",
+        "KEA",
+        "--slowlog-log-slower-than",
+        "0",
+        "--slowlog-max-len",
+        "100000",
+    ]);
+    let dst = Server::tls_target(Version::V7_0);
+    let work = Workdir::new();
+    seed(&src);
+    let follower = Follower::start(&work, &follow_args(&src, &dst, &[]));
+    follower.wait_following(Duration::from_secs(60));
+    let mut c = src.conn();
+    let mut t = dst.conn();
+    let mut raced = 0;
+    for attempt in 0..6 {
+        let key = format!("big:{attempt}");
+        // A set big enough that its DUMP keeps the source busy for tens of ms.
+        for chunk in 0..200 {
+            let members: Vec<String> = (0..2_500).map(|m| format!("member-{chunk}-{m}")).collect();
+            let _: () = redis::cmd("SADD")
+                .arg(&key)
+                .arg(&members)
+                .query(&mut c)
+                .expect("SADD");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: i64 = redis::cmd("SCARD").arg(&key).query(&mut t).expect("SCARD");
+            if n == 500_000 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never reached the target:\n{}",
+                follower.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // One more write (the follower re-reads the key: a long DUMP), then DEL while that read
+        // is in flight: the server runs the DEL after the DUMP, so the read holds the old value.
+        let _: () = redis::cmd("SADD")
+            .arg(&key)
+            .arg("one-more")
+            .query(&mut c)
+            .expect("SADD");
+        std::thread::sleep(Duration::from_millis(20 + 10 * attempt));
+        let _: () = redis::cmd("DEL").arg(&key).query(&mut c).expect("DEL");
+        // Gone from the target, and it stays gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query(&mut t)
+                .expect("EXISTS");
+            if n == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} still on the target:\n{}",
+                follower.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1_000));
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(&key)
+            .query(&mut t)
+            .expect("EXISTS");
+        assert_eq!(n, 0, "{key} came back on the target");
+        let dumps = slowlog_ids(&src, &["DUMP", &key]);
+        let del = slowlog_ids(&src, &["DEL", &key]);
+        let del = del.first().copied().expect("the DEL is in the slowlog");
+        let reads_after = slowlog_ids(&src, &["PTTL", &key])
+            .into_iter()
+            .filter(|&id| id > del)
+            .count();
+        if dumps.iter().any(|&d| d < del && d > del - 50) && reads_after > 0 {
+            raced += 1;
+        }
+    }
+    // The race was provoked (a DUMP ran just before the DEL, and the key was read again after).
+    assert!(
+        raced >= 1,
+        "the DEL never raced an in-flight DUMP in 6 attempts"
+    );
+    let verdict = cutover(&work, &[]);
+    let run = follower.wait(Duration::from_secs(90));
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nfollower:\n{}",
+        verdict.text(),
+        run.text()
+    );
+    assert_exact(&src, &dst);
+}
+
 /// A write load on a cluster: every type, DEL, short TTLs, EXPIREAT in the past, PERSIST,
 /// RENAME (within a hash tag), INCR/APPEND, pops, ZINCRBY, XADD/XTRIM.
 fn cluster_load(src: &Cluster, max_ops: usize, limit: Duration) -> JoinHandle<usize> {
