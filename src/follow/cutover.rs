@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::dirty::DbKey;
 use super::Follower;
 use crate::checkpoint::write_atomic;
 use crate::cli::CutoverArgs;
@@ -300,132 +301,18 @@ impl Follower {
         v: &mut Verdict,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(req.timeout_secs);
         // 1 + 2: quiet, drained.
-        loop {
-            self.drain().await?;
-            if pause.is_some() || !self.reliable {
-                break;
-            }
-            let last = self
-                .shared
-                .last_event_ms
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let quiet_ms = now_ms() - last;
-            if self.shared.marks().dirty.is_empty() && quiet_ms >= (req.quiet_secs * 1000) as i64 {
-                break;
-            }
-            if Instant::now() > deadline {
-                v.code = 1;
-                v.verdict = "NO-GO".into();
-                v.still_following = true;
-                v.quiet_wait_ms = started.elapsed().as_millis() as u64;
-                v.lines.push(format!(
-                    "NO-GO: the source did not go quiet within {} s (last event {} ms ago, {} keys dirty). Stop the \
-                     application's writes, or use --pause-source SECS; the follower goes on following",
-                    req.timeout_secs,
-                    quiet_ms,
-                    self.shared.marks().dirty.len()
-                ));
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let quiet = self.wait_quiet(req, pause.is_some(), v).await?;
         v.quiet_wait_ms = started.elapsed().as_millis() as u64;
-        let verifying = Instant::now();
-        // 3: what to verify.
-        let incremental = self.reliable && !req.full_verify && self.shared.marks().ledger.usable();
-        let mut to_check: Vec<super::dirty::DbKey> = if incremental {
-            v.verification = "incremental".into();
-            self.shared.marks().ledger.keys().unwrap_or_default()
-        } else {
-            v.verification = "full".into();
-            let outcome = super::reconcile::pass(
-                self.source.clone(),
-                self.job.clone(),
-                self.pairs.clone(),
-                self.tolerance_ms,
-                self.stop.clone(),
-            )
-            .await?;
-            self.stats.note_pass(&outcome);
-            v.keys_verified = outcome.keys_total;
-            self.apply(&outcome.differing).await?;
-            outcome.differing
-        };
-        let (src, dst) = crate::verify::open_sides(&self.source, &self.job).await?;
-        let mut tally = Tally::default();
-        let mut round = 0;
-        loop {
-            round += 1;
-            to_check.extend(self.drain().await?);
-            to_check.sort();
-            to_check.dedup();
-            if incremental {
-                v.keys_verified = v.keys_verified.max(to_check.len() as u64);
-            }
-            let cands: Vec<Candidate> = to_check
-                .iter()
-                .filter_map(|(db, key)| {
-                    Some(Candidate {
-                        pair: self.pairs.iter().position(|p| p.0 == *db)?,
-                        key: key.clone(),
-                        kind: DiffKind::Value,
-                        detail: String::new(),
-                        expiry: None,
-                    })
-                })
-                .collect();
-            let still = recheck_once(
-                &src,
-                &dst,
-                &self.pairs,
-                cands,
-                self.tolerance_ms,
-                &mut tally,
-            )
-            .await?;
-            let settled = self.barrier().await && self.shared.marks().dirty.is_empty();
-            if still.is_empty() && settled {
-                break;
-            }
-            if round >= self.rounds {
-                v.code = 1;
-                v.verdict = "NO-GO".into();
-                v.rounds = round;
-                v.differences = still
-                    .iter()
-                    .take(NAMED)
-                    .map(|c| {
-                        let db = self.pairs.get(c.pair).map_or(0, |p| p.0);
-                        format!(
-                            "db {db} key {}: {} ({})",
-                            crate::report::escape_key(&c.key),
-                            c.kind.name(),
-                            c.detail
-                        )
-                    })
-                    .collect();
-                v.lines.push(format!(
-                    "NO-GO: {} keys still differ after {round} comparisons{}",
-                    still.len(),
-                    if settled {
-                        ""
-                    } else {
-                        " (and the source is still being written)"
-                    }
-                ));
-                v.lines
-                    .extend(v.differences.iter().map(|d| format!("  {d}")));
-                return Ok(());
-            }
-            to_check = still
-                .iter()
-                .filter_map(|c| Some((self.pairs.get(c.pair)?.0, c.key.clone())))
-                .collect();
-            self.apply(&to_check).await?;
-            tokio::time::sleep(self.round_pause).await;
+        if !quiet {
+            return Ok(());
         }
+        let verifying = Instant::now();
+        // 3: what to verify, then compare.
+        let (incremental, to_check) = self.keys_to_verify(req, v).await?;
+        let Some(round) = self.compare_rounds(to_check, incremental, v).await? else {
+            return Ok(());
+        };
         if let Some((at, len)) = pause {
             if at.elapsed() > len {
                 v.code = 1;
@@ -462,5 +349,165 @@ impl Follower {
             }
         ));
         Ok(())
+    }
+
+    /// Drains until the source is quiet (no event for `--quiet` seconds, nothing dirty); at once
+    /// when `paused` or without usable events. False (with a NO-GO in `v`) after `--timeout`.
+    async fn wait_quiet(
+        &mut self,
+        req: &Request,
+        paused: bool,
+        v: &mut Verdict,
+    ) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(req.timeout_secs);
+        loop {
+            self.drain().await?;
+            if paused || !self.reliable {
+                return Ok(true);
+            }
+            let last = self
+                .shared
+                .last_event_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let quiet_ms = now_ms() - last;
+            if self.shared.marks().dirty.is_empty() && quiet_ms >= (req.quiet_secs * 1000) as i64 {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                v.code = 1;
+                v.verdict = "NO-GO".into();
+                v.still_following = true;
+                v.lines.push(format!(
+                    "NO-GO: the source did not go quiet within {} s (last event {} ms ago, {} keys dirty). Stop the \
+                     application's writes, or use --pause-source SECS; the follower goes on following",
+                    req.timeout_secs,
+                    quiet_ms,
+                    self.shared.marks().dirty.len()
+                ));
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The keys to compare: the ledger's when it proves the rest equal (incremental), else those
+    /// a full pass found different (already re-copied).
+    async fn keys_to_verify(
+        &mut self,
+        req: &Request,
+        v: &mut Verdict,
+    ) -> anyhow::Result<(bool, Vec<DbKey>)> {
+        let incremental = self.reliable && !req.full_verify && self.shared.marks().ledger.usable();
+        if incremental {
+            v.verification = "incremental".into();
+            let keys = self.shared.marks().ledger.keys().unwrap_or_default();
+            return Ok((true, keys));
+        }
+        v.verification = "full".into();
+        let outcome = super::reconcile::pass(
+            self.source.clone(),
+            self.job.clone(),
+            self.pairs.clone(),
+            self.tolerance_ms,
+            self.stop.clone(),
+        )
+        .await?;
+        self.stats.note_pass(&outcome);
+        v.keys_verified = outcome.keys_total;
+        self.apply(&outcome.differing).await?;
+        Ok((false, outcome.differing))
+    }
+
+    /// Compares `to_check` (plus whatever gets dirty meanwhile) on both sides, re-copying what
+    /// differs, up to `--rounds` comparisons. `Some(rounds)` when everything agreed and nothing
+    /// was written meanwhile; `None` with a NO-GO naming keys in `v`.
+    async fn compare_rounds(
+        &mut self,
+        mut to_check: Vec<DbKey>,
+        incremental: bool,
+        v: &mut Verdict,
+    ) -> anyhow::Result<Option<u32>> {
+        let (src, dst) = crate::verify::open_sides(&self.source, &self.job).await?;
+        let mut tally = Tally::default();
+        let mut round = 0;
+        loop {
+            round += 1;
+            to_check.extend(self.drain().await?);
+            to_check.sort();
+            to_check.dedup();
+            if incremental {
+                v.keys_verified = v.keys_verified.max(to_check.len() as u64);
+            }
+            let cands = self.candidates(&to_check);
+            let still = recheck_once(
+                &src,
+                &dst,
+                &self.pairs,
+                cands,
+                self.tolerance_ms,
+                &mut tally,
+            )
+            .await?;
+            let settled = self.barrier().await && self.shared.marks().dirty.is_empty();
+            if still.is_empty() && settled {
+                return Ok(Some(round));
+            }
+            if round >= self.rounds {
+                self.no_go(&still, settled, round, v);
+                return Ok(None);
+            }
+            to_check = still
+                .iter()
+                .filter_map(|c| Some((self.pairs.get(c.pair)?.0, c.key.clone())))
+                .collect();
+            self.apply(&to_check).await?;
+            tokio::time::sleep(self.round_pause).await;
+        }
+    }
+
+    /// `keys` as verification candidates (by database pair).
+    fn candidates(&self, keys: &[DbKey]) -> Vec<Candidate> {
+        keys.iter()
+            .filter_map(|(db, key)| {
+                Some(Candidate {
+                    pair: self.pairs.iter().position(|p| p.0 == *db)?,
+                    key: key.clone(),
+                    kind: DiffKind::Value,
+                    detail: String::new(),
+                    expiry: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Fills `v` with a NO-GO naming the first keys of `still`.
+    fn no_go(&self, still: &[Candidate], settled: bool, round: u32, v: &mut Verdict) {
+        v.code = 1;
+        v.verdict = "NO-GO".into();
+        v.rounds = round;
+        v.differences = still
+            .iter()
+            .take(NAMED)
+            .map(|c| {
+                let db = self.pairs.get(c.pair).map_or(0, |p| p.0);
+                format!(
+                    "db {db} key {}: {} ({})",
+                    crate::report::escape_key(&c.key),
+                    c.kind.name(),
+                    c.detail
+                )
+            })
+            .collect();
+        v.lines.push(format!(
+            "NO-GO: {} keys still differ after {round} comparisons{}",
+            still.len(),
+            if settled {
+                ""
+            } else {
+                " (and the source is still being written)"
+            }
+        ));
+        v.lines
+            .extend(v.differences.iter().map(|d| format!("  {d}")));
     }
 }

@@ -308,6 +308,28 @@ impl Stats {
     }
 }
 
+/// The reconciliation pass running, if any.
+#[derive(Default)]
+struct PassSlot {
+    /// The pass, and the gap count when it started.
+    task: Option<(tokio::task::JoinHandle<anyhow::Result<PassOutcome>>, u64)>,
+    /// The gap count when the last pass started (`None`: none yet, so one starts at once).
+    gaps_at_start: Option<u64>,
+    /// When the last pass ended.
+    last: Option<Instant>,
+}
+
+impl PassSlot {
+    /// Stops the running pass (a cutover decides on its own); the next one starts at once.
+    fn cancel(&mut self, shared: &Shared) {
+        if let Some((h, _)) = self.task.take() {
+            h.abort();
+            shared.marks().ledger.pass_ended(false);
+            self.gaps_at_start = None;
+        }
+    }
+}
+
 /// The follower's working state.
 pub(crate) struct Follower {
     shared: Arc<Shared>,
@@ -425,11 +447,7 @@ impl Follower {
             self.stats.mode,
             setup.cp_path.display()
         );
-        type PassTask = tokio::task::JoinHandle<anyhow::Result<PassOutcome>>;
-        let mut pass: Option<(PassTask, u64)> = None;
-        // Gap count when the last pass started (None: no pass yet; one runs at once).
-        let mut pass_gaps: Option<u64> = None;
-        let mut last_pass = Instant::now();
+        let mut passes = PassSlot::default();
         let mut last_log = Instant::now();
         let mut last_poll = Instant::now();
         let mut last_topology = Instant::now();
@@ -438,34 +456,7 @@ impl Follower {
             if self.stop.is_raised() {
                 anyhow::bail!("stopped while following");
             }
-            if pass.as_ref().is_some_and(|(h, _)| h.is_finished()) {
-                if let Some((h, gaps_at_start)) = pass.take() {
-                    let outcome = h
-                        .await
-                        .map_err(|e| anyhow::anyhow!("a reconciliation pass failed: {e}"))??;
-                    self.pass_done(&outcome, gaps_at_start);
-                    last_pass = Instant::now();
-                }
-            }
-            let gaps = self.shared.gap_count();
-            let every = Duration::from_secs(every.unwrap_or(if self.reliable {
-                PASS_EVERY_WITH_EVENTS
-            } else {
-                PASS_EVERY_WITHOUT_EVENTS
-            }));
-            let due = pass_gaps != Some(gaps) || last_pass.elapsed() >= every;
-            if pass.is_none() && due {
-                self.shared.marks().ledger.pass_started();
-                pass_gaps = Some(gaps);
-                let task = tokio::spawn(reconcile::pass(
-                    self.source.clone(),
-                    self.job.clone(),
-                    self.pairs.clone(),
-                    self.tolerance_ms,
-                    self.stop.clone(),
-                ));
-                pass = Some((task, gaps));
-            }
+            self.run_passes(&mut passes, every).await?;
             if last_poll.elapsed() >= Duration::from_millis(200) {
                 last_poll = Instant::now();
                 if let (Some((cluster, before)), true) = (topology, self.reliable) {
@@ -475,28 +466,10 @@ impl Follower {
                     }
                 }
                 if let Some(req) = cutover::take_request(&setup.cp_path, setup.started_ms) {
-                    if let Some((h, _)) = pass.take() {
-                        h.abort();
-                        self.shared.marks().ledger.pass_ended(false);
-                        pass_gaps = None;
+                    passes.cancel(&self.shared);
+                    if self.on_request(&req, setup, report).await {
+                        return Ok(());
                     }
-                    eprintln!("ferry: cutover requested");
-                    let v = self.cutover(&req).await;
-                    cutover::print_verdict(&v);
-                    cutover::answer(&setup.cp_path, &v);
-                    if v.still_following {
-                        continue;
-                    }
-                    report.status = match v.code {
-                        0 => Status::Ok,
-                        1 => Status::Mismatch,
-                        _ => Status::Error,
-                    };
-                    if v.code == 2 {
-                        report.error = v.lines.first().cloned();
-                    }
-                    report.cutover = serde_json::to_value(&v).ok();
-                    return Ok(());
                 }
             }
             let keys = self.take_dirty();
@@ -510,22 +483,92 @@ impl Follower {
                 let rate = (events - events_at_log) as f64 / last_log.elapsed().as_secs_f64();
                 events_at_log = events;
                 last_log = Instant::now();
-                let (dirty, oldest) = {
-                    let m = self.shared.marks();
-                    (m.dirty.len(), m.dirty.oldest_age_ms(now_ms()))
-                };
-                tracing::info!(
-                    "follow: {dirty} keys dirty (oldest {oldest} ms), {rate:.0} events/s, {} written, {} deleted, \
-                     {} reconciliation passes ({} differences fixed){}, {} gaps",
-                    self.stats.applied.written,
-                    self.stats.applied.deleted,
-                    self.stats.passes,
-                    self.stats.pass_differences,
-                    if pass.is_some() { ", one running" } else { "" },
-                    self.shared.gap_count()
-                );
+                self.log_lag(rate, passes.task.is_some());
             }
         }
+    }
+
+    /// Handles a finished pass, and starts one when due: after every gap (and at the start),
+    /// and every `--reconcile-every` seconds.
+    async fn run_passes(
+        &mut self,
+        passes: &mut PassSlot,
+        every: Option<u64>,
+    ) -> anyhow::Result<()> {
+        if passes.task.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+            if let Some((h, gaps_at_start)) = passes.task.take() {
+                let outcome = h
+                    .await
+                    .map_err(|e| anyhow::anyhow!("a reconciliation pass failed: {e}"))??;
+                self.pass_done(&outcome, gaps_at_start);
+                passes.last = Some(Instant::now());
+            }
+        }
+        let gaps = self.shared.gap_count();
+        let every = Duration::from_secs(every.unwrap_or(if self.reliable {
+            PASS_EVERY_WITH_EVENTS
+        } else {
+            PASS_EVERY_WITHOUT_EVENTS
+        }));
+        let due =
+            passes.gaps_at_start != Some(gaps) || passes.last.is_some_and(|t| t.elapsed() >= every);
+        if passes.task.is_none() && due {
+            self.shared.marks().ledger.pass_started();
+            passes.gaps_at_start = Some(gaps);
+            let task = tokio::spawn(reconcile::pass(
+                self.source.clone(),
+                self.job.clone(),
+                self.pairs.clone(),
+                self.tolerance_ms,
+                self.stop.clone(),
+            ));
+            passes.task = Some((task, gaps));
+        }
+        Ok(())
+    }
+
+    /// Answers a cutover request; true when the follow is over (GO, NO-GO or error).
+    async fn on_request(
+        &mut self,
+        req: &cutover::Request,
+        setup: &Setup,
+        report: &mut MigrateReport,
+    ) -> bool {
+        eprintln!("ferry: cutover requested");
+        let v = self.cutover(req).await;
+        cutover::print_verdict(&v);
+        cutover::answer(&setup.cp_path, &v);
+        if v.still_following {
+            return false;
+        }
+        report.status = match v.code {
+            0 => Status::Ok,
+            1 => Status::Mismatch,
+            _ => Status::Error,
+        };
+        if v.code == 2 {
+            report.error = v.lines.first().cloned();
+        }
+        report.cutover = serde_json::to_value(&v).ok();
+        true
+    }
+
+    /// The lag line of the log.
+    fn log_lag(&self, rate: f64, pass_running: bool) {
+        let (dirty, oldest) = {
+            let m = self.shared.marks();
+            (m.dirty.len(), m.dirty.oldest_age_ms(now_ms()))
+        };
+        tracing::info!(
+            "follow: {dirty} keys dirty (oldest {oldest} ms), {rate:.0} events/s, {} written, {} deleted, \
+             {} reconciliation passes ({} differences fixed){}, {} gaps",
+            self.stats.applied.written,
+            self.stats.applied.deleted,
+            self.stats.passes,
+            self.stats.pass_differences,
+            if pass_running { ", one running" } else { "" },
+            self.shared.gap_count()
+        );
     }
 
     /// A pass ended: promote the ledger if no gap happened meanwhile, and queue what differed.
