@@ -777,6 +777,65 @@ fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
     data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
 }
 
+#[test]
+fn cluster_source_resharded_mid_follow_ends_exact() {
+    let src = Cluster::start_with(
+        Version::V6_2,
+        ServerOpts {
+            extra_args: vec!["--notify-keyspace-events".into(), "KEA".into()],
+            ..ServerOpts::default()
+        },
+    );
+    let dst = Cluster::start(Version::V7_0, true);
+    cluster_data::seed_bulk_cluster(&mut src.conn(), 3_000, "bulk:");
+    let work = Workdir::new();
+    let args: Vec<String> = [
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca_cert().to_string_lossy(),
+        "--checkpoint",
+        CHECKPOINT,
+        "--follow",
+        "--progress",
+        "log",
+        "--log-every",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let writes = cluster_load(&src, 60_000, Duration::from_secs(8));
+    let follower = Follower::start(&work, &args);
+    follower.wait_following(Duration::from_secs(60));
+    // Slots (and their keys) move between masters while the load writes and ferry follows.
+    cluster_data::reshard(&src, 0, 1, 1_000);
+    cluster_data::reshard(&src, 2, 0, 500);
+    assert!(writes.join().expect("load") > 1_000);
+    let verdict = cutover(&work, &[]);
+    let run = follower.wait(Duration::from_secs(90));
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nfollower:\n{}",
+        verdict.text(),
+        run.text()
+    );
+    assert_eq!(run.code, 0, "{}", run.text());
+    let a = cluster_data::snapshot_cluster(&src);
+    let mut b = cluster_data::snapshot_cluster(&dst);
+    assert!(
+        a.len() > 3_000,
+        "the source lost its data: {} keys",
+        a.len()
+    );
+    b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
+    data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
+}
+
 /// Lag from a source write to the target under a steady load, for docs/benchmarks.md:
 /// `FERRY_FOLLOW_RATES=2000,10000,30000 bash scripts/test.sh --test follow follow_lag -- --ignored --nocapture`.
 /// Each write is `SET lag:N <ms sent>` (pipelines every 10 ms); a poller reads the target with

@@ -642,10 +642,12 @@ impl Follower {
         }
     }
 
-    /// A cluster source whose masters changed (failover, resharding, a node added) publishes
-    /// events on nodes this follower has not subscribed to: from then on it follows by
-    /// reconciliation passes alone, and a cutover verifies everything. A rerun subscribes to the
-    /// new masters.
+    /// A cluster source whose *masters* changed (a failover, a node added) publishes events on
+    /// nodes this follower has not subscribed to: from then on it follows by reconciliation
+    /// passes alone, and a cutover verifies everything; a rerun subscribes to the new masters.
+    /// Slots moving between the same masters need nothing: the move itself publishes events on
+    /// both nodes (`del` where MIGRATE removed a key, `restore` where it arrived), and reads
+    /// follow MOVED/ASK.
     async fn check_topology(&mut self, cluster: &Cluster, before: &Topology) {
         let known: Vec<Addr> = before.masters.iter().map(|m| m.addr.clone()).collect();
         let now = match cluster.discover(&known).await {
@@ -655,21 +657,21 @@ impl Follower {
                 return;
             }
         };
-        let shape = |t: &Topology| {
+        let ids = |t: &Topology| {
             let mut v: Vec<String> = t
                 .masters
                 .iter()
-                .map(|m| format!("{} {} {}", m.id, m.addr, m.slots_text()))
+                .map(|m| format!("{} {}", m.id, m.addr))
                 .collect();
             v.sort();
             v
         };
-        if shape(&now) != shape(before) {
+        if ids(&now) != ids(before) {
             self.reliable = false;
             self.stats.mode =
                 "reconciliation passes only (the source cluster's masters changed)".into();
             self.shared.gap(
-                "the source cluster's masters or slots changed: events of new masters are not received; following \
+                "the source cluster's masters changed: events of new masters are not received; following \
                  by reconciliation passes alone from now on (rerun the same command to subscribe to the new masters)"
                     .into(),
             );
