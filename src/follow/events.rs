@@ -9,7 +9,10 @@
 //!
 //! Pub/sub delivers at most once: a dropped or killed connection (or an output buffer overflow,
 //! which makes the server drop the client) loses the events sent meanwhile, silently. Every such
-//! loss is reported to [`Shared::gap`], which schedules a reconciliation pass. A `PING` every
+//! loss is reported to [`Shared::gap`], which schedules a reconciliation pass — twice: when the
+//! connection is lost, and again once subscribed again, because only a pass that *starts* after
+//! the new subscription is up can see every write of the window (one started in between may read
+//! a key before a write whose event was lost). A `PING` every
 //! second keeps the connection checked; its reply also serves as a *barrier*: a write whose
 //! event was published before the server answered the `PING` has been marked dirty when
 //! [`Subscription::barrier`] returns (replies on one connection arrive in order).
@@ -157,8 +160,14 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
             match subscribe(&server).await {
                 Ok(c) => {
-                    tracing::info!("follow: subscribed again to the source's keyspace events");
                     conn = Some(c);
+                    // The loss window ends only now: a pass that started while the subscription
+                    // was down may have read keys before writes whose events were lost, so it
+                    // must not count as clean. A second gap makes the follower run another pass.
+                    shared.gap(format!(
+                        "subscribed again to the source {}'s events; writes since the loss are reconciled",
+                        server.endpoint
+                    ));
                 }
                 Err(e) => tracing::warn!("follow: cannot subscribe again yet: {e:#}"),
             }
