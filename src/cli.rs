@@ -49,6 +49,9 @@ pub enum Command {
     /// Compare source and target key by key (counts, logical checksums, TTLs) without writing.
     #[command(after_help = ENV_HELP)]
     Verify(VerifyArgs),
+    /// Ask the follower (`migrate --follow`) of a checkpoint to cut over: quiet or paused source,
+    /// drain, verify; exit 0 GO, 1 NO-GO, 2 error.
+    Cutover(CutoverArgs),
 }
 
 /// Flags of `ferry migrate`.
@@ -100,6 +103,69 @@ pub struct MigrateArgs {
 
     #[command(flatten)]
     pub verify: VerifyTuning,
+
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// Flags of `migrate --follow`.
+#[derive(Debug, Args, Clone)]
+pub struct FollowArgs {
+    /// After the copy, keep the target in step with the live source (keyspace events, and
+    /// reconciliation passes whenever events may have been lost) until `ferry cutover`.
+    #[arg(long, conflicts_with = "rdb")]
+    pub follow: bool,
+
+    /// --follow: seconds between reconciliation passes [default: 300 with keyspace events, as a
+    /// safety net; 5 without, where passes are how changes are found].
+    #[arg(long, value_name = "SECS", requires = "follow")]
+    pub reconcile_every: Option<u64>,
+
+    /// --follow: most keys waiting to be re-read (and remembered for the cutover's verification);
+    /// beyond it a reconciliation pass finds them instead.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub dirty_budget: usize,
+
+    /// Without --follow, on a rerun: re-copy or delete only the keys that differ (one
+    /// reconciliation pass: bucket digests of both sides), then verify — the way to bring the
+    /// target up to date after the source changed during the copy.
+    #[arg(long, conflicts_with_all = ["follow", "rdb"])]
+    pub reconcile: bool,
+
+    /// --follow: when the source's keyspace notifications are off, turn them on (CONFIG SET
+    /// notify-keyspace-events, adding "EA") instead of following by reconciliation passes alone.
+    #[arg(long, requires = "follow")]
+    pub enable_notifications: bool,
+}
+
+/// Flags of `ferry cutover`.
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The checkpoint file of the running `ferry migrate --follow`.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+
+    /// Seconds to wait for the source to go quiet (no write for --quiet seconds, nothing left
+    /// to copy) before answering NO-GO (the follower goes on following).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+
+    /// Seconds without a source write that count as quiet.
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub quiet: u64,
+
+    /// Pause the source's writes (CLIENT PAUSE … WRITE, Redis 6.2+) for at most SECS instead of
+    /// waiting for the application to stop writing. After GO the pause lasts until its end.
+    #[arg(long, value_name = "SECS")]
+    pub pause_source: Option<u64>,
+
+    /// Verify every key, even when the follower can prove which keys may differ.
+    #[arg(long)]
+    pub full_verify: bool,
+
+    /// Write the verdict as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Flags of `ferry verify`.

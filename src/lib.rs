@@ -10,6 +10,8 @@
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
+//!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
+//!                    reconciliation pass (verify's bucket digests); `ferry cutover` ─► GO/NO-GO
 //! ```
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
 //! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
@@ -27,6 +29,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod endpoint;
+pub mod follow;
 pub mod job;
 pub mod metrics;
 pub mod migrate;

@@ -17,12 +17,13 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let output = match &cli.command {
-        Command::Migrate(args) => &args.output,
-        Command::Verify(args) => &args.output,
+    let report_path = match &cli.command {
+        Command::Migrate(args) => args.output.report.as_deref(),
+        Command::Verify(args) => args.output.report.as_deref(),
+        Command::Cutover(args) => args.report.as_deref(),
     };
     // A report that cannot be written would only be found out after the whole copy.
-    if let Some(path) = output.report.as_deref() {
+    if let Some(path) = report_path {
         if let Err(e) = report::check_writable(path) {
             eprintln!("ferry: error: {e:#}. Nothing was done");
             std::process::exit(2);
@@ -43,11 +44,12 @@ fn main() {
     let code = runtime.block_on(async {
         let stop = Stop::new();
         watch_signals(stop.clone());
-        let output = match &cli.command {
-            Command::Migrate(args) => &args.output,
-            Command::Verify(args) => &args.output,
+        let metrics_addr = match &cli.command {
+            Command::Migrate(args) => args.output.metrics_addr,
+            Command::Verify(args) => args.output.metrics_addr,
+            Command::Cutover(_) => None,
         };
-        if let Some(addr) = output.metrics_addr {
+        if let Some(addr) = metrics_addr {
             if let Err(e) = ferry::metrics::serve(addr).await {
                 eprintln!("ferry: error: {e:#}");
                 return 2;
@@ -63,6 +65,16 @@ fn main() {
                 let report = ferry::verify::run(&args, stop).await;
                 ferry::verify::print_summary(&report);
                 finish(args.output.report.as_deref(), &report, report.status)
+            }
+            Command::Cutover(args) => {
+                let verdict = ferry::follow::cutover::command(&args).await;
+                ferry::follow::cutover::print_verdict(&verdict);
+                let status = match verdict.code {
+                    0 => Status::Ok,
+                    1 => Status::Mismatch,
+                    _ => Status::Error,
+                };
+                finish(args.report.as_deref(), &verdict, status)
             }
         }
     });

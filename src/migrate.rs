@@ -55,6 +55,8 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         verify: None,
         notes: Vec::new(),
         peak_rss_bytes: None,
+        follow: None,
+        cutover: None,
     };
     // After a signal, a phase stuck on a server that does not answer is abandoned (the copy
     // saves its checkpoint first, see `pipeline.rs`).
@@ -197,6 +199,20 @@ async fn run_inner(
     }
     cp.save(&cp_path)?;
 
+    // --follow subscribes to the source's events before the first SCAN.
+    let follow = match args.follow.follow {
+        true => Some(crate::follow::prepare(args, &source, &sinfo, &dbs, &cp_path).await?),
+        false => None,
+    };
+    let writer_opts = WriterOptions {
+        on_conflict: args.on_conflict,
+        db_map: job.db_map.clone(),
+        clocks,
+        max_bulk,
+        retry_for,
+        select_db: !tinfo.is_cluster(),
+        target_rdb: crate::source::rdb_file::target_rdb_version(&tinfo.info),
+    };
     let base = cp.totals;
     if !cp.completed {
         let plans = match &sinfo.layout {
@@ -222,15 +238,6 @@ async fn run_inner(
             .collect();
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
         let readers = scan_readers(&job, plans, &throttles, &stop);
-        let writer_opts = WriterOptions {
-            on_conflict: args.on_conflict,
-            db_map: job.db_map.clone(),
-            clocks,
-            max_bulk,
-            retry_for,
-            select_db: !tinfo.is_cluster(),
-            target_rdb: crate::source::rdb_file::target_rdb_version(&tinfo.info),
-        };
         let writers = writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::new(
             args.output.progress,
@@ -270,6 +277,32 @@ async fn run_inner(
         report.bytes = base.bytes;
         report.expiry_uncertainty_ms = base.expiry_uncertainty_ms;
     }
+    if let Some(setup) = follow {
+        let ctx = crate::follow::Context {
+            args,
+            job: &job,
+            source: &source,
+            sinfo: &sinfo,
+            target: &tinfo.layout,
+            writer: writer_opts,
+            pairs: db_pairs.clone(),
+        };
+        crate::follow::run(setup, ctx, stop, report).await;
+        return Ok(());
+    }
+    if args.follow.reconcile {
+        let ctx = crate::follow::Context {
+            args,
+            job: &job,
+            source: &source,
+            sinfo: &sinfo,
+            target: &tinfo.layout,
+            writer: writer_opts,
+            pairs: db_pairs.clone(),
+        };
+        let line = crate::follow::reconcile_once(ctx, &stop).await?;
+        report.notes.push(line);
+    }
     let verified = if args.no_verify {
         None
     } else {
@@ -277,6 +310,17 @@ async fn run_inner(
         Some(crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await)
     };
     finish_with(report, verified);
+    if report.status == Status::Mismatch {
+        let n = report
+            .verify
+            .as_ref()
+            .map_or(0, |v| v["totals"]["differences"].as_u64().unwrap_or(0));
+        report.notes.push(format!(
+            "{n} keys differ although every key was copied: the source most likely changed during the run (it is \
+             live and took writes). To copy while the application writes, use --follow and then ferry cutover \
+             (docs/cutover.md); to bring this target up to date now, rerun the same command with --reconcile"
+        ));
+    }
     set_phase("done");
     Ok(())
 }

@@ -69,6 +69,12 @@ pub struct MigrateReport {
     /// ferry's own peak resident memory over this run (Linux; `None` elsewhere), so a user
     /// sizing the machine that runs the job has the figure.
     pub peak_rss_bytes: Option<u64>,
+    /// `--follow`: what the follower did (events, re-copies, reconciliation passes, gaps, lag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<serde_json::Value>,
+    /// `--follow`: the cutover's verdict and evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<serde_json::Value>,
 }
 
 /// This process's peak resident set size so far (`VmHWM` of `/proc/self/status`, Linux only).

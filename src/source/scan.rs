@@ -646,7 +646,7 @@ fn split_by_bytes(records: Vec<Record>, max_bytes: usize) -> Vec<Vec<Record>> {
     parts
 }
 
-fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
+pub(crate) fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
     let hint = if err.starts_with("NOPERM") {
         " The source's ACL user needs +scan +pttl +dump +time +select +info and ~* (all keys)."
     } else if err.starts_with("MOVED") || err.starts_with("ASK") {

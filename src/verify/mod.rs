@@ -193,7 +193,7 @@ pub async fn after_migrate(
 }
 
 /// Opens both live sides; only the source's readers are held to `throttles`.
-async fn open_sides(
+pub(crate) async fn open_sides(
     source: &Server,
     job: &Job,
     throttles: Arc<Throttles>,

@@ -1,0 +1,345 @@
+//! Re-reading dirty keys on the source and writing what was read to the target.
+//!
+//! One [`Applier`] does every write of the follower, one chunk of keys at a time: a pipeline
+//! `TIME, PTTL k…, TIME, DUMP k…` on the source (read by the same
+//! [`crate::source::expiry::read_keys`] as verification), then one pipeline on the target with `RESTORE … ABSTTL
+//! REPLACE` for each key found, and `DEL` for each key gone (deleted, expired, evicted, renamed
+//! or moved away) or whose expiry has passed. The next chunk starts only when the target has
+//! acknowledged this one, so writes reach the target in the order their reads were made: an
+//! older read never overwrites a newer one (see `follow/mod.rs` for the whole argument).
+//!
+//! A lost connection on either side is reconnected and the whole chunk read and written again:
+//! the second read is the newer one, and RESTORE REPLACE and DEL are idempotent.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::dirty::DbKey;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::preflight::Layout;
+use crate::record::Record;
+use crate::retry::Backoff;
+use crate::sink::restore::{refused, restore_ttl, WriterOptions};
+use crate::sink::route::{KeyedCommands, Router};
+use crate::source::expiry::{self, Bracket, KeyRead, ReadError, ReadKeysError, Ttl};
+use crate::source::scan::source_refused;
+
+/// Keys per source round trip.
+pub const CHUNK: usize = 500;
+
+/// What applying some keys did.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Applied {
+    /// Keys written with RESTORE.
+    pub written: u64,
+    /// Keys deleted on the target (gone on the source, or expired).
+    pub deleted: u64,
+}
+
+impl Applied {
+    /// Adds `o`.
+    pub fn add(&mut self, o: Applied) {
+        self.written += o.written;
+        self.deleted += o.deleted;
+    }
+}
+
+/// One target command.
+enum Op {
+    Restore(Record, i64),
+    Del(Bytes),
+}
+
+struct Ops(Vec<Op>);
+
+impl KeyedCommands for Ops {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        match &self.0[i] {
+            Op::Restore(r, _) => &r.key,
+            Op::Del(k) => k,
+        }
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        match &self.0[i] {
+            Op::Restore(r, ttl) => {
+                let mut buf = itoa::Buffer::new();
+                p.restore(&r.key, buf.format(*ttl).as_bytes(), &r.payload, true);
+            }
+            Op::Del(k) => {
+                p.cmd(&[b"DEL".as_slice(), k]);
+            }
+        }
+    }
+}
+
+// One per follower: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    Standalone(Server, Option<Connection>),
+    Cluster(Box<Router>),
+}
+
+/// Where keys are read: one server, or the masters of a cluster through a [`Router`] (which
+/// follows MOVED/ASK, so a resharding source is read where each key is now).
+enum Source {
+    Standalone(Option<Connection>),
+    Cluster(Box<Router>),
+}
+
+/// `PTTL k, DUMP k` for each key, routable (both commands of a key go to its master).
+struct Reads<'a>(&'a [Bytes]);
+
+impl KeyedCommands for Reads<'_> {
+    fn count(&self) -> usize {
+        2 * self.0.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.0[i / 2]
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        let cmd: &[u8] = if i % 2 == 0 { b"PTTL" } else { b"DUMP" };
+        p.cmd(&[cmd, &self.0[i / 2]]);
+    }
+}
+
+/// Reads dirty keys on the source and writes them to the target; see the module doc.
+pub struct Applier {
+    source: Server,
+    src: Source,
+    target: Target,
+    opts: WriterOptions,
+}
+
+impl Applier {
+    /// An applier from `source` (laid out as `layout`) into the target laid out as `target`.
+    pub fn new(source: Server, layout: &Layout, target: &Layout, opts: WriterOptions) -> Applier {
+        let src = match layout {
+            Layout::Standalone(_) => Source::Standalone(None),
+            Layout::Cluster { cluster, topology } => Source::Cluster(Box::new(Router::new(
+                cluster.clone(),
+                topology,
+                opts.retry_for,
+            ))),
+        };
+        let target = match target {
+            Layout::Standalone(s) => Target::Standalone(s.clone(), None),
+            Layout::Cluster { cluster, topology } => Target::Cluster(Box::new(Router::new(
+                cluster.clone(),
+                topology,
+                opts.retry_for,
+            ))),
+        };
+        Applier {
+            source,
+            src,
+            target,
+            opts,
+        }
+    }
+
+    /// Re-reads `keys` (any DBs, each at most once) and writes them, chunk by chunk, in order.
+    pub async fn apply(&mut self, keys: &[DbKey]) -> anyhow::Result<Applied> {
+        let mut by_db: BTreeMap<u32, Vec<Bytes>> = BTreeMap::new();
+        for (db, k) in keys {
+            by_db.entry(*db).or_default().push(k.clone());
+        }
+        let mut done = Applied::default();
+        for (db, keys) in by_db {
+            for chunk in keys.chunks(CHUNK) {
+                done.add(self.apply_chunk(db, chunk).await?);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn apply_chunk(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Applied> {
+        let mut backoff = Backoff::new(self.opts.retry_for);
+        loop {
+            let attempt = async {
+                let ops = self.read(db, keys).await?;
+                self.write(db, ops).await
+            }
+            .await;
+            match attempt {
+                Ok(done) => return Ok(done),
+                Err(e) if is_transient(&e) => {
+                    if let Source::Standalone(c) = &mut self.src {
+                        *c = None;
+                    }
+                    if let Target::Standalone(_, c) = &mut self.target {
+                        *c = None;
+                    }
+                    backoff.wait(e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The target commands that make `keys` of `db` what the source holds now.
+    async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Ops> {
+        let ep = self.source.endpoint.to_string();
+        let reads = match &mut self.src {
+            Source::Standalone(conn) => {
+                if conn.is_none() {
+                    *conn = Some(self.source.connect().await?);
+                }
+                let conn = conn
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("no source connection"))?;
+                conn.select(db).await?;
+                expiry::read_keys(conn, keys)
+                    .await
+                    .map_err(|e| read_error(&ep, db, keys, e))?
+                    .each
+            }
+            Source::Cluster(router) => {
+                read_routed(router, &ep, db, keys, self.opts.clocks.source_skew_ms).await?
+            }
+        };
+        let mut ops = Vec::with_capacity(keys.len());
+        for (key, read) in keys.iter().zip(reads) {
+            let op = match read {
+                None => Op::Del(key.clone()),
+                Some(KeyRead {
+                    payload,
+                    expire_at_ms,
+                }) => {
+                    let rec = Record {
+                        db,
+                        key: key.clone(),
+                        payload,
+                        expire_at_ms,
+                    };
+                    match restore_ttl(&self.opts, &rec, &ep)? {
+                        // Expired on the source while in flight: gone there too.
+                        None => Op::Del(key.clone()),
+                        Some(ttl) => Op::Restore(rec, ttl),
+                    }
+                }
+            };
+            ops.push(op);
+        }
+        Ok(Ops(ops))
+    }
+
+    async fn write(&mut self, db: u32, ops: Ops) -> anyhow::Result<Applied> {
+        let tdb = self.opts.db_map.get(&db).copied().unwrap_or(db);
+        let (replies, ep) = match &mut self.target {
+            Target::Standalone(server, conn) => {
+                if conn.is_none() {
+                    *conn = Some(server.connect().await?);
+                }
+                let c = conn
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("no target connection"))?;
+                c.select(tdb).await?;
+                let mut p = Pipeline::new();
+                for i in 0..ops.count() {
+                    ops.encode(i, &mut p);
+                }
+                (c.run(&p).await?, server.endpoint.to_string())
+            }
+            Target::Cluster(router) => {
+                let ep = router.cluster().seed().endpoint.to_string();
+                (router.run(&ops).await?, ep)
+            }
+        };
+        let mut done = Applied::default();
+        for (op, reply) in ops.0.iter().zip(replies) {
+            match (op, reply) {
+                (Op::Restore(rec, _), Reply::Error(err)) => {
+                    return Err(refused(&ep, tdb, rec, &err))
+                }
+                (Op::Del(k), Reply::Error(err)) => anyhow::bail!(
+                    "the target {ep} refused to delete key {} (db {tdb}): {err}. The target's ACL \
+                     user needs +del for --follow",
+                    crate::report::escape_key(k)
+                ),
+                (Op::Restore(..), _) => done.written += 1,
+                (Op::Del(_), _) => done.deleted += 1,
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ConnError>()
+        .is_some_and(ConnError::is_transient)
+}
+
+/// The message for a failed [`expiry::read_keys`] of `keys`.
+fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
+    match e {
+        ReadKeysError::Conn(e) => e,
+        ReadKeysError::Reply(ReadError::Refused { index, error }) => {
+            source_refused(ep, db, &keys[index], &error)
+        }
+        ReadKeysError::Reply(ReadError::Malformed(what)) => {
+            anyhow::anyhow!("the source {ep} sent a reply ferry cannot read: {what}")
+        }
+    }
+}
+
+/// Reads `keys` of a cluster source through `router` (each on the master of its slot). The
+/// masters' `TIME`s cannot share one pipeline, so the bracket is this machine's clock, moved
+/// to the source's by its measured skew, before sending and after the last reply; a wide one
+/// (a stalled master) is read again, as `expiry.rs` does for one server.
+async fn read_routed(
+    router: &mut Router,
+    ep: &str,
+    db: u32,
+    keys: &[Bytes],
+    skew_ms: i64,
+) -> anyhow::Result<Vec<Option<KeyRead>>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let first_ms = crate::sink::now_ms() + skew_ms;
+        let replies = router.run(&Reads(keys)).await?;
+        let bracket = Bracket {
+            first_ms,
+            last_ms: crate::sink::now_ms() + skew_ms,
+        };
+        if bracket.width_ms() > expiry::NARROW_MS && tries <= expiry::REREADS {
+            continue;
+        }
+        let mut it = replies.into_iter();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
+                anyhow::bail!("the source {ep} sent fewer replies than commands");
+            };
+            for r in [&pttl, &dump] {
+                if let Some(err) = r.error() {
+                    return Err(source_refused(ep, db, key, err));
+                }
+            }
+            let expire_at_ms = match Ttl::from_reply(&pttl) {
+                Ttl::Gone => {
+                    out.push(None);
+                    continue;
+                }
+                Ttl::Persistent => None,
+                Ttl::Left(ms) => Some(bracket.expire_at(ms)),
+            };
+            out.push(match dump {
+                Reply::Bulk(Some(payload)) => Some(KeyRead {
+                    payload,
+                    expire_at_ms,
+                }),
+                _ => None,
+            });
+        }
+        return Ok(out);
+    }
+}
