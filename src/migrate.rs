@@ -204,15 +204,8 @@ async fn run_inner(
         true => Some(crate::follow::prepare(args, &source, &sinfo, &dbs, &cp_path).await?),
         false => None,
     };
-    let writer_opts = WriterOptions {
-        on_conflict: args.on_conflict,
-        db_map: job.db_map.clone(),
-        clocks,
-        max_bulk,
-        retry_for,
-        select_db: !tinfo.is_cluster(),
-        target_rdb: crate::source::rdb_file::target_rdb_version(&tinfo.info),
-    };
+    let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
+    let writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
     let base = cp.totals;
     if !cp.completed {
         let plans = match &sinfo.layout {
@@ -277,29 +270,21 @@ async fn run_inner(
         report.bytes = base.bytes;
         report.expiry_uncertainty_ms = base.expiry_uncertainty_ms;
     }
+    let follow_ctx = || crate::follow::Context {
+        args,
+        job: &job,
+        source: &source,
+        sinfo: &sinfo,
+        target: &tinfo.layout,
+        writer: writer_opts.clone(),
+        pairs: db_pairs.clone(),
+    };
     if let Some(setup) = follow {
-        let ctx = crate::follow::Context {
-            args,
-            job: &job,
-            source: &source,
-            sinfo: &sinfo,
-            target: &tinfo.layout,
-            writer: writer_opts,
-            pairs: db_pairs.clone(),
-        };
-        crate::follow::run(setup, ctx, stop, report).await;
+        crate::follow::run(setup, follow_ctx(), stop, report).await;
         return Ok(());
     }
     if args.follow.reconcile {
-        let ctx = crate::follow::Context {
-            args,
-            job: &job,
-            source: &source,
-            sinfo: &sinfo,
-            target: &tinfo.layout,
-            writer: writer_opts,
-            pairs: db_pairs.clone(),
-        };
+        let ctx = follow_ctx();
         let line = crate::follow::reconcile_once(ctx, &stop).await?;
         report.notes.push(line);
     }
@@ -356,6 +341,26 @@ pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Si
             )),
         })
         .collect()
+}
+
+/// How the writers write, for a live source or a file.
+pub(crate) fn writer_options(
+    args: &MigrateArgs,
+    job: &Job,
+    tinfo: &preflight::SideInfo,
+    clocks: Clocks,
+    max_bulk: Option<u64>,
+    target_rdb: Option<u16>,
+) -> WriterOptions {
+    WriterOptions {
+        on_conflict: args.on_conflict,
+        db_map: job.db_map.clone(),
+        clocks,
+        max_bulk,
+        retry_for: Duration::from_secs(job.tuning.retry_for),
+        select_db: !tinfo.is_cluster(),
+        target_rdb,
+    }
 }
 
 /// What the checkpoint messages say that differs between a live source and a file.

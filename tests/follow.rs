@@ -719,8 +719,14 @@ fn cluster_load(src: &Cluster, max_ops: usize, limit: Duration) -> JoinHandle<us
     })
 }
 
-#[test]
-fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
+/// A 3-master 6.2 cluster (notifications on) followed into a 3-master TLS 7.0 cluster under a
+/// load of `load_ops` writes over `load_for`; `during` runs once the follower follows; then a
+/// cutover must say GO and the target must equal the source.
+fn cluster_follow_and_cut_over(
+    load_ops: usize,
+    load_for: Duration,
+    during: impl FnOnce(&Cluster),
+) -> Run {
     let src = Cluster::start_with(
         Version::V6_2,
         ServerOpts {
@@ -750,9 +756,10 @@ fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let writes = cluster_load(&src, 40_000, Duration::from_secs(6));
+    let writes = cluster_load(&src, load_ops, load_for);
     let follower = Follower::start(&work, &args);
     follower.wait_following(Duration::from_secs(60));
+    during(&src);
     assert!(writes.join().expect("load") > 1_000);
     let verdict = cutover(&work, &[]);
     let run = follower.wait(Duration::from_secs(90));
@@ -764,79 +771,35 @@ fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
         run.text()
     );
     assert_eq!(run.code, 0, "{}", run.text());
+    let a = cluster_data::snapshot_cluster(&src);
+    let mut b = cluster_data::snapshot_cluster(&dst);
+    assert!(
+        a.len() > 3_000,
+        "the source lost its data: {} keys",
+        a.len()
+    );
+    b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
+    data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
+    run
+}
+
+#[test]
+fn cluster_source_follows_into_a_tls_cluster_and_cuts_over_exact() {
+    let run = cluster_follow_and_cut_over(40_000, Duration::from_secs(6), |_| {});
     assert!(
         run.text().contains("the source's 3 masters"),
         "{}",
         run.text()
     );
-    let a = cluster_data::snapshot_cluster(&src);
-    let mut b = cluster_data::snapshot_cluster(&dst);
-    assert!(
-        a.len() > 3_000,
-        "the source lost its data: {} keys",
-        a.len()
-    );
-    b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
-    data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
 }
 
 #[test]
 fn cluster_source_resharded_mid_follow_ends_exact() {
-    let src = Cluster::start_with(
-        Version::V6_2,
-        ServerOpts {
-            extra_args: vec!["--notify-keyspace-events".into(), "KEA".into()],
-            ..ServerOpts::default()
-        },
-    );
-    let dst = Cluster::start(Version::V7_0, true);
-    cluster_data::seed_bulk_cluster(&mut src.conn(), 3_000, "bulk:");
-    let work = Workdir::new();
-    let args: Vec<String> = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca_cert().to_string_lossy(),
-        "--checkpoint",
-        CHECKPOINT,
-        "--follow",
-        "--progress",
-        "log",
-        "--log-every",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let writes = cluster_load(&src, 60_000, Duration::from_secs(8));
-    let follower = Follower::start(&work, &args);
-    follower.wait_following(Duration::from_secs(60));
-    // Slots (and their keys) move between masters while the load writes and ferry follows.
-    cluster_data::reshard(&src, 0, 1, 1_000);
-    cluster_data::reshard(&src, 2, 0, 500);
-    assert!(writes.join().expect("load") > 1_000);
-    let verdict = cutover(&work, &[]);
-    let run = follower.wait(Duration::from_secs(90));
-    assert_eq!(
-        verdict.code,
-        0,
-        "cutover:\n{}\nfollower:\n{}",
-        verdict.text(),
-        run.text()
-    );
-    assert_eq!(run.code, 0, "{}", run.text());
-    let a = cluster_data::snapshot_cluster(&src);
-    let mut b = cluster_data::snapshot_cluster(&dst);
-    assert!(
-        a.len() > 3_000,
-        "the source lost its data: {} keys",
-        a.len()
-    );
-    b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
-    data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
+    cluster_follow_and_cut_over(60_000, Duration::from_secs(8), |src| {
+        // Slots (and their keys) move between masters while the load writes and ferry follows.
+        cluster_data::reshard(src, 0, 1, 1_000);
+        cluster_data::reshard(src, 2, 0, 500);
+    });
 }
 
 /// Lag from a source write to the target under a steady load, for docs/benchmarks.md:

@@ -30,7 +30,6 @@ use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::progress::Progress;
 use crate::report::{KeyCounts, MigrateReport, Status};
-use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
@@ -174,15 +173,7 @@ pub(super) async fn run(
                 Box::pin(rdb_file::read_file(task, o, tx, s))
             }));
         }
-        let writer_opts = WriterOptions {
-            on_conflict: args.on_conflict,
-            db_map: job.db_map.clone(),
-            clocks,
-            max_bulk,
-            retry_for,
-            select_db: !tinfo.is_cluster(),
-            target_rdb,
-        };
+        let writer_opts = super::writer_options(args, job, &tinfo, clocks, max_bulk, target_rdb);
         let writers = super::writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::for_file(
             args.output.progress,

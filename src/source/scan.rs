@@ -248,21 +248,13 @@ impl From<anyhow::Error> for StepError {
 
 impl Reader {
     async fn conn(&mut self) -> Result<&mut Connection, StepError> {
-        if self.conn.is_none() {
-            self.conn = Some(open(&self.server, self.db, self.node_id.as_deref()).await?);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
+        let node = self.node_id.as_deref();
+        ensure_open(&mut self.conn, &self.server, self.db, node).await
     }
 
     async fn reread_conn(&mut self) -> Result<&mut Connection, StepError> {
-        if self.reread_conn.is_none() {
-            self.reread_conn = Some(open(&self.server, self.db, self.node_id.as_deref()).await?);
-        }
-        self.reread_conn
-            .as_mut()
-            .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
+        let node = self.node_id.as_deref();
+        ensure_open(&mut self.reread_conn, &self.server, self.db, node).await
     }
 
     /// After a lost connection: forget every chunk not handed on, and start again from the
@@ -598,6 +590,20 @@ struct Fetched {
     vanished: u64,
     /// See [`expiry::Expiries::uncertainty_ms`].
     uncertainty_ms: u64,
+}
+
+/// The connection in `slot`, opened (see [`open`]) when there is none.
+async fn ensure_open<'a>(
+    slot: &'a mut Option<Connection>,
+    server: &Server,
+    db: u32,
+    node_id: Option<&str>,
+) -> Result<&'a mut Connection, StepError> {
+    if slot.is_none() {
+        *slot = Some(open(server, db, node_id).await?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| StepError::Fatal(anyhow::anyhow!("no source connection")))
 }
 
 /// A new connection to the source with `db` selected (and, for a cluster master, checked to
