@@ -31,11 +31,12 @@ fn main() {
     let code = runtime.block_on(async {
         let stop = Stop::new();
         watch_signals(stop.clone());
-        let output = match &cli.command {
-            Command::Migrate(args) => &args.output,
-            Command::Verify(args) => &args.output,
+        let metrics_addr = match &cli.command {
+            Command::Migrate(args) => args.output.metrics_addr,
+            Command::Verify(args) => args.output.metrics_addr,
+            Command::Check(_) => None,
         };
-        if let Some(addr) = output.metrics_addr {
+        if let Some(addr) = metrics_addr {
             if let Err(e) = ferry::metrics::serve(addr).await {
                 eprintln!("ferry: error: {e:#}");
                 return 2;
@@ -51,6 +52,15 @@ fn main() {
                 let report = ferry::verify::run(&args, stop).await;
                 ferry::verify::print_summary(&report);
                 finish(args.output.report.as_deref(), &report, report.status)
+            }
+            Command::Check(args) => {
+                let report = ferry::check::run(&args).await;
+                ferry::check::print_table(&report);
+                let code = finish(args.report.as_deref(), &report, Status::Ok);
+                if code != 0 {
+                    return code;
+                }
+                report.status.exit_code()
             }
         }
     });

@@ -1,0 +1,293 @@
+//! `ferry check`: every check against real servers, its exit code (0 ready, 1 warnings, 2 would
+//! fail), the row that names the problem, no password anywhere, and nothing written on either
+//! side.
+
+mod support;
+
+use support::ferry::{Run, Workdir};
+use support::servers::{ca_cert, Cluster, Server, Version};
+
+/// Keys per DB on a server (all 16 DBs), to show that `check` wrote nothing.
+fn dbsizes(s: &Server) -> Vec<i64> {
+    let mut c = s.conn();
+    (0..16)
+        .map(|db| {
+            let _: () = redis::cmd("SELECT").arg(db).query(&mut c).expect("SELECT");
+            redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE")
+        })
+        .collect()
+}
+
+/// Every key name of DB `db`, sorted.
+fn keys(s: &Server, db: u32) -> Vec<Vec<u8>> {
+    let mut c = s.conn();
+    let _: () = redis::cmd("SELECT").arg(db).query(&mut c).expect("SELECT");
+    let mut k: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).expect("KEYS");
+    k.sort();
+    k
+}
+
+/// A few keys of each kind in `db`, some with TTLs.
+fn seed_small(s: &Server, db: u32) {
+    let mut c = s.conn();
+    support::data::seed_bulk(&mut c, db, 200, "small:");
+}
+
+fn ca() -> String {
+    ca_cert().to_string_lossy().into_owned()
+}
+
+/// The check rows whose status is `status`, as "name: detail | fix" lines.
+fn rows(run: &Run, status: &str) -> Vec<String> {
+    let report = run.report.as_ref().expect("no --report written");
+    report["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| {
+            format!(
+                "{}: {} | {}",
+                c["name"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or(""),
+                c["fix"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn assert_exit(run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        code,
+        "expected exit {code}, got {}:\n{}",
+        run.code,
+        run.text()
+    );
+    let report = run.report.as_ref().expect("no --report written");
+    let expected = ["ok", "warn", "fail"][code as usize];
+    assert_eq!(report["status"], expected, "{report}");
+}
+
+/// Asserts that the row `name` exists and failed.
+fn assert_row_fails(run: &Run, name: &str) {
+    let fails = rows(run, "fail");
+    assert!(
+        fails.iter().any(|r| r.starts_with(&format!("{name}: "))),
+        "no failed {name:?} row:\n{}",
+        run.stdout
+    );
+}
+
+/// The failed rows, asserted to exist and to name every needle (case-insensitive).
+fn assert_fails_naming(run: &Run, needles: &[&str]) {
+    assert_exit(run, 2);
+    let fails = rows(run, "fail").join("\n");
+    for n in needles {
+        assert!(
+            fails.to_lowercase().contains(&n.to_lowercase()),
+            "no fail row names {n:?}:\n{fails}\n\n{}",
+            run.text()
+        );
+        assert!(
+            run.stdout.to_lowercase().contains(&n.to_lowercase()),
+            "the table does not name {n:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn healthy_pair_is_ready_and_nothing_is_written() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 0);
+    seed_small(&src, 2);
+    let dst = Server::tls_target(Version::Valkey8);
+    let mut d = dst.conn();
+    let _: () = redis::cmd("SET")
+        .arg("unrelated")
+        .arg("1")
+        .query(&mut d)
+        .unwrap();
+    let (src_before, dst_before) = (dbsizes(&src), dbsizes(&dst));
+    let src_keys = keys(&src, 0);
+    let work = Workdir::new();
+    let run = work.run(&[
+        "check",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_exit(&run, 0);
+    let report = run.report.as_ref().unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    for name in [
+        "source: connection",
+        "target: connection",
+        "source: ACL rights",
+        "target: ACL rights",
+        "DB layout",
+        "target: existing keys",
+        "target: maxmemory",
+        "target: maxmemory-policy",
+        "target: proto-max-bulk-len",
+        "source: clock",
+        "target: clock",
+    ] {
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name:?} row: {report}"));
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(
+            c["detail"].as_str().is_some_and(|d| !d.is_empty()) && c["fix"].is_string(),
+            "{c}"
+        );
+    }
+    assert!(run.stdout.contains("ready"), "{}", run.stdout);
+    assert!(
+        !run.text().contains(support::servers::TEST_PASSWORD),
+        "{}",
+        run.text()
+    );
+    assert!(!report.to_string().contains(support::servers::TEST_PASSWORD));
+    assert_eq!(
+        (dbsizes(&src), dbsizes(&dst)),
+        (src_before, dst_before),
+        "check wrote something"
+    );
+    assert_eq!(keys(&src, 0), src_keys);
+    assert_eq!(keys(&dst, 0), vec![b"unrelated".to_vec()]);
+}
+
+#[test]
+fn small_evicting_target_fails_naming_maxmemory_and_eviction() {
+    let src = Server::plain(Version::V6_2);
+    let mut s = src.conn();
+    let value = "x".repeat(100_000);
+    let mut p = redis::pipe();
+    for i in 0..250 {
+        p.cmd("SET").arg(format!("big:{i}")).arg(&value).ignore();
+    }
+    let _: () = p.query(&mut s).unwrap();
+    let dst = Server::tls_target(Version::Valkey8);
+    let mut d = dst.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "8mb"])
+        .query(&mut d)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "allkeys-lru"])
+        .query(&mut d)
+        .unwrap();
+    let work = Workdir::new();
+    let run = work.run(&[
+        "check",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_row_fails(&run, "target: maxmemory");
+    assert_fails_naming(&run, &["target: maxmemory-policy", "evict", "noeviction"]);
+    assert_eq!(
+        dbsizes(&dst).iter().sum::<i64>(),
+        0,
+        "check wrote to the target"
+    );
+}
+
+#[test]
+fn source_user_without_dump_fails_naming_dump_and_hides_the_password() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 0);
+    let mut s = src.conn();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "reader",
+            "on",
+            ">reader-secret-pw",
+            "~*",
+            "+@all",
+            "-dump",
+        ])
+        .query(&mut s)
+        .unwrap();
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    let source = format!("redis://reader:reader-secret-pw@127.0.0.1:{}", src.port);
+    let run = work.run(&[
+        "check",
+        "--source",
+        &source,
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_fails_naming(&run, &["source: ACL rights", "DUMP", "+dump"]);
+    let report = run.report.as_ref().unwrap().to_string();
+    for (what, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("report", &report),
+    ] {
+        assert!(
+            !text.contains("reader-secret-pw"),
+            "the password leaked into {what}:\n{text}"
+        );
+    }
+    // A wrong password is a fail row with the server's words, not the password.
+    let source = format!("redis://reader:wrong-secret-pw@127.0.0.1:{}", src.port);
+    let run = work.run(&[
+        "check",
+        "--source",
+        &source,
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_fails_naming(&run, &["source: connection", "authentication"]);
+    assert!(
+        !run.text().contains("wrong-secret-pw")
+            && !run.report.unwrap().to_string().contains("wrong-secret-pw")
+    );
+}
+
+#[test]
+fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 3);
+    let cluster = Cluster::start(Version::Valkey8, false);
+    let work = Workdir::new();
+    let base = ["check", "--source", &src.url(), "--target", &cluster.url()];
+    let run = work.run(&base);
+    assert_fails_naming(&run, &["DB layout", "--db-map 3:0"]);
+    let mapped: Vec<&str> = base.iter().copied().chain(["--db-map", "3:0"]).collect();
+    let run = work.run(&mapped);
+    assert_exit(&run, 0);
+
+    // Unassign slots 0-99 in every node's view (DELSLOTS is not gossiped).
+    for node in &cluster.nodes {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("DELSLOTSRANGE")
+            .arg(0)
+            .arg(99)
+            .query(&mut node.conn())
+            .unwrap();
+    }
+    let run = work.run(&mapped);
+    assert_fails_naming(&run, &["target: cluster", "0-99"]);
+    assert_eq!(keys(&src, 3).len(), 200);
+    for node in &cluster.nodes {
+        let n: i64 = redis::cmd("DBSIZE").query(&mut node.conn()).unwrap();
+        assert_eq!(n, 0, "check wrote to the target");
+    }
+}
