@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::process::Command;
 use support::ferry::{Run, Workdir};
-use support::servers::{ca_cert, Cluster, Server, Version};
+
+use support::servers::{ca_cert, tls_dir, Cluster, Server, ServerOpts, Version};
 
 /// Keys per DB on a server (all 16 DBs), to show that `check` wrote nothing.
 fn dbsizes(s: &Server) -> Vec<i64> {
@@ -134,6 +136,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
         "target: maxmemory",
         "target: maxmemory-policy",
         "target: proto-max-bulk-len",
+        "target: TLS certificate",
         "source: clock",
         "target: clock",
     ] {
@@ -290,4 +293,99 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
         let n: i64 = redis::cmd("DBSIZE").query(&mut node.conn()).unwrap();
         assert_eq!(n, 0, "check wrote to the target");
     }
+}
+
+/// A certificate for 127.0.0.1 signed by the test CA, valid for `days` days, in `dir`:
+/// (certificate, key).
+fn short_lived_cert(dir: &std::path::Path, days: u32) -> (String, String) {
+    let (crt, key, csr, ext) = (
+        dir.join("short.crt"),
+        dir.join("short.key"),
+        dir.join("short.csr"),
+        dir.join("short.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |f: &std::path::Path| f.to_str().unwrap().to_string();
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    let (ca_crt, ca_key) = (tls_dir().join("ca.crt"), tls_dir().join("ca.key"));
+    // -set_serial: no serial file written next to the shared test CA.
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca_crt),
+        "-CAkey",
+        &p(&ca_key),
+        "-set_serial",
+        "4242",
+        "-days",
+        &days.to_string(),
+        "-sha256",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&crt),
+    ]);
+    (p(&crt), p(&key))
+}
+
+#[test]
+fn certificate_expiring_soon_is_a_warning_with_its_date() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 0);
+    let work = Workdir::new();
+    let (crt, key) = short_lived_cert(work.path(), 10);
+    let mut opts = ServerOpts::tls();
+    opts.extra_args = vec!["--tls-cert-file".into(), crt, "--tls-key-file".into(), key];
+    let dst = Server::start(Version::Valkey8, opts);
+    let run = work.run(&[
+        "check",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_exit(&run, 1);
+    let warns = rows(&run, "warn");
+    assert_eq!(warns.len(), 1, "{warns:?}");
+    let w = &warns[0];
+    assert!(
+        w.starts_with("target: TLS certificate: expires on 20"),
+        "{w}"
+    );
+    assert!(
+        w.contains("(in 9 days)") || w.contains("(in 10 days)"),
+        "{w}"
+    );
+    assert!(run.stdout.contains("renew"), "{}", run.stdout);
 }

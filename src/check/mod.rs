@@ -14,6 +14,7 @@
 //! - `connect.rs`: reachability, TLS and authentication of each side, and its layout
 //!   (standalone or cluster; every master reachable; slot coverage; failing nodes; replica
 //!   target);
+//! - `cert.rs`: the TLS certificates' expiry dates (warn under 30 days);
 //! - `acl.rs`: the rights for every command ferry sends (`ACL DRYRUN` on 7.0+, else trying the
 //!   read-only ones on the source);
 //! - `layout.rs`: the DB plan against the target (a cluster has only DB 0) and keys already on
@@ -28,6 +29,7 @@
 
 mod acl;
 mod capacity;
+mod cert;
 mod connect;
 mod keys;
 mod layout;
@@ -178,6 +180,10 @@ async fn run_checks(args: &CheckArgs, job: &Job, out: &mut Vec<Check>) {
     };
     let dst = connect::probe(&job.target, &job.target_addr_map, ep.target_insecure, out).await;
     let Some(mut dst) = dst else { return };
+    if let Some(Source::Live(s)) = &src {
+        cert::expiry(s, out);
+    }
+    cert::expiry(&dst, out);
     let sample = match &mut src {
         Some(Source::Live(s)) => {
             server::versions(s, &dst, out);

@@ -144,6 +144,8 @@ pub struct Connection {
     ep: String,
     /// The DB currently selected on this connection.
     db: u32,
+    /// The server's TLS certificate (DER), for `ferry check`'s expiry check.
+    peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Connection {
@@ -163,6 +165,7 @@ impl Connection {
             .map_err(|_| connect_err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        let mut peer_cert = None;
         let io: Box<dyn Io> = match &server.tls {
             None => Box::new(tcp),
             Some(tls) => {
@@ -182,6 +185,12 @@ impl Connection {
                         hint: "Is this a TLS port? Use redis:// for a plain-TCP server".into(),
                     })?
                     .map_err(|e| tls_error(side, &shown, e))?;
+                peer_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.clone().into_owned());
                 Box::new(stream)
             }
         };
@@ -191,6 +200,7 @@ impl Connection {
             side,
             ep: shown,
             db: 0,
+            peer_cert,
         };
         conn.login(ep).await?;
         Ok(conn)
@@ -387,6 +397,11 @@ impl Connection {
     /// The endpoint, for messages (no password).
     pub fn endpoint(&self) -> &str {
         &self.ep
+    }
+
+    /// The server's TLS certificate (DER), when connected with TLS.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_cert.as_deref()
     }
 
     /// `source` or `target`.
