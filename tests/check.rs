@@ -164,6 +164,54 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
     );
     assert_eq!(keys(&src, 0), src_keys);
     assert_eq!(keys(&dst, 0), vec![b"unrelated".to_vec()]);
+
+    // From an RDB file: examined whole; whether the target's key is one of the file's is left
+    // to migrate (a warning).
+    let () = redis::cmd("SAVE").query(&mut src.conn()).expect("SAVE");
+    let file = work.file("dump.rdb");
+    std::fs::copy(src.dir().join("dump.rdb"), &file).expect("copy dump.rdb");
+    let file = file.to_string_lossy().into_owned();
+    let run = work.run(&[
+        "check",
+        "--rdb",
+        &file,
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_exit(&run, 1);
+    let warns = rows(&run, "warn");
+    assert!(
+        warns.len() == 1 && warns[0].starts_with("target: existing keys: DB 0 holds 1 keys"),
+        "{warns:?}"
+    );
+    assert!(run.stdout.contains("source: RDB file"), "{}", run.stdout);
+
+    // A source key already on the target: fail with --on-conflict fail, fine with replace.
+    let _: () = redis::cmd("SET")
+        .arg(&src_keys[0])
+        .arg("old")
+        .query(&mut d)
+        .unwrap();
+    let args = [
+        "check",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca(),
+    ];
+    let run = work.run(&args);
+    assert_fails_naming(&run, &["target: existing keys", "--on-conflict replace"]);
+    let replace: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--on-conflict", "replace"])
+        .collect();
+    assert_exit(&work.run(&replace), 0);
+    assert_eq!(dbsizes(&dst)[0], 2, "check wrote to the target");
 }
 
 #[test]
@@ -277,6 +325,18 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
     let run = work.run(&mapped);
     assert_exit(&run, 0);
 
+    // The cluster as a source, into a standalone target.
+    let dst = Server::plain(Version::V7_0);
+    let from_cluster = [
+        "check",
+        "--source",
+        &cluster.url(),
+        "--target",
+        &dst.url_without_password(),
+    ];
+    let run = work.run(&from_cluster);
+    assert_exit(&run, 0);
+
     // Unassign slots 0-99 in every node's view (DELSLOTS is not gossiped).
     for node in &cluster.nodes {
         let _: () = redis::cmd("CLUSTER")
@@ -288,6 +348,16 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
     }
     let run = work.run(&mapped);
     assert_fails_naming(&run, &["target: cluster", "0-99"]);
+    // A source cluster with unassigned slots: its keys there cannot be read (a warning).
+    let run = work.run(&from_cluster);
+    assert_exit(&run, 1);
+    assert!(
+        rows(&run, "warn")
+            .iter()
+            .any(|w| w.starts_with("source: cluster: no master serves slots 0-99")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(keys(&src, 3).len(), 200);
     for node in &cluster.nodes {
         let n: i64 = redis::cmd("DBSIZE").query(&mut node.conn()).unwrap();

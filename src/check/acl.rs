@@ -90,13 +90,13 @@ enum Rights {
 /// Checks the source's rights on every master.
 pub(crate) async fn source(src: &mut Probed, sample: &Sample, out: &mut Vec<Check>) {
     let cluster = src.side.is_cluster();
-    let db = src.side.keyspace.keys().next().copied().unwrap_or(0);
+    let first_db = src.side.keyspace.keys().next().copied().unwrap_or(0);
     let mut results = Vec::new();
     for (i, node) in src.nodes.iter_mut().enumerate() {
-        let key = sample
-            .key_of(i)
-            .map(|k| k.to_vec())
-            .unwrap_or_else(|| PLACEHOLDER_KEY.to_vec());
+        let (db, key) = match sample.key_of(i) {
+            Some((db, k)) => (db, k.to_vec()),
+            None => (first_db, PLACEHOLDER_KEY.to_vec()),
+        };
         let cmds = source_commands(cluster, db, &key);
         let rights = match dryrun(node, &cmds).await {
             Ok(r) => r,

@@ -30,9 +30,12 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    /// A key of node `node` (any DB), if one was seen.
-    pub fn key_of(&self, node: usize) -> Option<&Bytes> {
-        self.keys.iter().find(|(n, _, _)| *n == node).map(|k| &k.2)
+    /// A key of node `node` and its DB, if one was seen.
+    pub fn key_of(&self, node: usize) -> Option<(u32, &Bytes)> {
+        self.keys
+            .iter()
+            .find(|(n, _, _)| *n == node)
+            .map(|k| (k.1, &k.2))
     }
 
     /// Any key seen.
