@@ -459,3 +459,57 @@ fn certificate_expiring_soon_is_a_warning_with_its_date() {
     );
     assert!(run.stdout.contains("renew"), "{}", run.stdout);
 }
+
+#[test]
+fn target_acl_rights_by_dryrun_or_reported_unchecked() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 0);
+    let dst = Server::tls_target(Version::Valkey8);
+    let mut d = dst.conn();
+    for rules in [
+        [
+            "SETUSER",
+            "norestore",
+            "on",
+            ">norestore-pw",
+            "~*",
+            "+@all",
+            "-restore",
+        ],
+        ["SETUSER", "noacl", "on", ">noacl-pw", "~*", "+@all", "-acl"],
+    ] {
+        let _: () = redis::cmd("ACL").arg(&rules).query(&mut d).unwrap();
+    }
+    let work = Workdir::new();
+    let target = |user: &str| format!("rediss://{user}:{user}-pw@127.0.0.1:{}", dst.port);
+    let check = |user: &str| {
+        work.run(&[
+            "check",
+            "--source",
+            &src.url(),
+            "--target",
+            &target(user),
+            "--target-cacert",
+            &ca(),
+        ])
+    };
+    // 7.0+ with the right to run ACL: DRYRUN finds RESTORE denied.
+    let run = check("norestore");
+    assert_fails_naming(&run, &["target: ACL rights", "RESTORE", "+restore"]);
+    assert!(!run.text().contains("norestore-pw"));
+    // Without it: the read-only commands are tried, RESTORE is reported unchecked.
+    let run = check("noacl");
+    assert_exit(&run, 1);
+    let warns = rows(&run, "warn");
+    assert!(
+        warns.len() == 1 && warns[0].starts_with("target: ACL rights (RESTORE): not checked"),
+        "{warns:?}"
+    );
+    // A source older than 7.0 is checked by running its read-only commands: all allowed.
+    assert!(
+        run.stdout
+            .contains("checked by running the read-only commands"),
+        "{}",
+        run.stdout
+    );
+}

@@ -69,14 +69,7 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>
         }
         let share = (need as f64 * node.share()) as u64;
         let room = i.maxmemory.saturating_sub(i.used_memory);
-        let s = if share > room {
-            Status::Fail
-        } else if share as f64 * HEADROOM > room as f64 {
-            Status::Warn
-        } else {
-            Status::Ok
-        };
-        status = status.max(s);
+        status = status.max(fit(share, room));
         parts.push(format!(
             "target{}: maxmemory {}, {} used, room {} for ~{}",
             node.label(),
@@ -100,6 +93,17 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>
         ),
         Status::Fail => Check::fail(name, format!("{detail}: the data does not fit"), fix),
     });
+}
+
+/// Whether `need` bytes fit in `room`: fail when not, warn under [`HEADROOM`] times.
+fn fit(need: u64, room: u64) -> Status {
+    if need > room {
+        Status::Fail
+    } else if need as f64 * HEADROOM > room as f64 {
+        Status::Warn
+    } else {
+        Status::Ok
+    }
 }
 
 /// `maxmemory-policy` other than `noeviction`: evicting copied keys is silent data loss.
@@ -178,4 +182,17 @@ pub(crate) async fn clients(side: &mut Probed, role: Role<'_>, out: &mut Vec<Che
         Status::Warn => Check::warn(name, format!("{detail}: close to the limit"), fix),
         Status::Fail => Check::fail(name, format!("{detail}: over the limit"), fix),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fit, Status};
+
+    #[test]
+    fn fits_with_headroom() {
+        assert_eq!(fit(10, 9), Status::Fail);
+        assert_eq!(fit(10, 12), Status::Warn);
+        assert_eq!(fit(10, 13), Status::Ok);
+        assert_eq!(fit(0, 0), Status::Ok);
+    }
 }

@@ -284,6 +284,27 @@ async fn failing_nodes(conn: &mut Connection, side: &str, out: &mut Vec<Check>) 
             return;
         }
     };
+    let (masters, replicas) = failing(&text);
+    if !masters.is_empty() {
+        out.push(Check::fail(
+            &name,
+            format!("master(s) flagged as failing: {}", masters.join(", ")),
+            "bring them back or let a replica take over (CLUSTER INFO, CLUSTER NODES) before migrating",
+        ));
+    } else if !replicas.is_empty() {
+        out.push(Check::warn(
+            &name,
+            format!("replica(s) flagged as failing: {}", replicas.join(", ")),
+            "the copy does not need them, but the cluster has less redundancy; check them",
+        ));
+    } else {
+        let n = text.lines().filter(|l| !l.trim().is_empty()).count();
+        out.push(Check::ok(&name, format!("{n} nodes, none failing")));
+    }
+}
+
+/// (failing masters, failing replicas) in `CLUSTER NODES` text, as `host:port`.
+fn failing(text: &str) -> (Vec<String>, Vec<String>) {
     let mut masters = Vec::new();
     let mut replicas = Vec::new();
     for line in text.lines() {
@@ -301,20 +322,19 @@ async fn failing_nodes(conn: &mut Connection, side: &str, out: &mut Vec<Check>) 
             }
         }
     }
-    if !masters.is_empty() {
-        out.push(Check::fail(
-            &name,
-            format!("master(s) flagged as failing: {}", masters.join(", ")),
-            "bring them back or let a replica take over (CLUSTER INFO, CLUSTER NODES) before migrating",
-        ));
-    } else if !replicas.is_empty() {
-        out.push(Check::warn(
-            &name,
-            format!("replica(s) flagged as failing: {}", replicas.join(", ")),
-            "the copy does not need them, but the cluster has less redundancy; check them",
-        ));
-    } else {
-        let n = text.lines().filter(|l| !l.trim().is_empty()).count();
-        out.push(Check::ok(&name, format!("{n} nodes, none failing")));
+    (masters, replicas)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_failing_nodes() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b2 127.0.0.1:7001@17001 master,fail - 0 0 2 connected 5461-10922\n\
+                    c3 127.0.0.1:7002@17002 slave,fail? a1 0 0 1 connected\n\
+                    d4 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383\n";
+        let (masters, replicas) = super::failing(text);
+        assert_eq!(masters, vec!["127.0.0.1:7001".to_string()]);
+        assert_eq!(replicas, vec!["127.0.0.1:7002".to_string()]);
     }
 }
