@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::Check;
-use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, SLOTS};
+use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{ConnError, Connection, Reply, Server};
 use crate::preflight::{Layout, SideInfo};
@@ -216,6 +216,28 @@ async fn probe_cluster(
     }
     failing_nodes(&mut conn, side, out).await;
     let cl = Cluster::new(server.clone(), map.clone());
+    let (nodes, keyspace) = connect_masters(&cl, &topology, map, out).await;
+    Some(Probed {
+        side: SideInfo {
+            info,
+            layout: Layout::Cluster {
+                cluster: cl,
+                topology,
+            },
+            keyspace,
+        },
+        nodes,
+    })
+}
+
+/// A connection and the INFO of every master; a row for each that cannot be reached.
+async fn connect_masters(
+    cl: &Cluster,
+    topology: &Topology,
+    map: &AddrMap,
+    out: &mut Vec<Check>,
+) -> (Vec<Node>, BTreeMap<u32, u64>) {
+    let side = cl.side();
     let mut nodes = Vec::new();
     let mut keyspace: BTreeMap<u32, u64> = BTreeMap::new();
     for m in &topology.masters {
@@ -251,17 +273,7 @@ async fn probe_cluster(
             )),
         }
     }
-    Some(Probed {
-        side: SideInfo {
-            info,
-            layout: Layout::Cluster {
-                cluster: cl,
-                topology,
-            },
-            keyspace,
-        },
-        nodes,
-    })
+    (nodes, keyspace)
 }
 
 /// Nodes flagged `fail` or `fail?` in `CLUSTER NODES`: a failed master's slots are
