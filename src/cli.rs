@@ -52,6 +52,33 @@ pub enum Command {
     /// Ask the follower (`migrate --follow`) of a checkpoint to cut over: quiet or paused source,
     /// drain, verify; exit 0 GO, 1 NO-GO, 2 error.
     Cutover(CutoverArgs),
+    /// Check, without writing anything, whether `migrate` with the same flags would work.
+    ///
+    /// Prints one row per check (ok, warn or fail, what was found, what to do). Exit codes:
+    /// 0 ready; 1 warnings only; 2 something would fail.
+    Check(CheckArgs),
+}
+
+/// Flags of `ferry check`: the source, target and selection flags of `migrate`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// The `--on-conflict` the migration will use: with `fail`, keys of the source already on
+    /// the target make the check fail.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
+    /// Also write the checks as a JSON document here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Flags of `ferry migrate`.

@@ -15,6 +15,7 @@
 //! ```
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
 //! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
+//! `check/` is `ferry check`: every check a job can fail, as a table, without writing.
 //! `throttle.rs` caps the load on the source (`--max-keys-per-sec`, `--max-bytes-per-sec`,
 //! `--source-latency-ms`); `metrics.rs` serves Prometheus metrics (`--metrics-addr`).
 //! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without
@@ -26,6 +27,7 @@
 //! one pipeline per target master, with `sink/route.rs` following MOVED/ASK and retrying
 //! TRYAGAIN/CLUSTERDOWN.
 
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod endpoint;

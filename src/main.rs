@@ -21,6 +21,7 @@ fn main() {
         Command::Migrate(args) => args.output.report.as_deref(),
         Command::Verify(args) => args.output.report.as_deref(),
         Command::Cutover(args) => args.report.as_deref(),
+        Command::Check(args) => args.report.as_deref(),
     };
     // A report that cannot be written would only be found out after the whole copy.
     if let Some(path) = report_path {
@@ -48,6 +49,7 @@ fn main() {
             Command::Migrate(args) => args.output.metrics_addr,
             Command::Verify(args) => args.output.metrics_addr,
             Command::Cutover(_) => None,
+            Command::Check(_) => None,
         };
         if let Some(addr) = metrics_addr {
             if let Err(e) = ferry::metrics::serve(addr).await {
@@ -75,6 +77,15 @@ fn main() {
                     _ => Status::Error,
                 };
                 finish(args.report.as_deref(), &verdict, status)
+            }
+            Command::Check(args) => {
+                let report = ferry::check::run(&args).await;
+                ferry::check::print_table(&report);
+                let code = finish(args.report.as_deref(), &report, Status::Ok);
+                if code != 0 {
+                    return code;
+                }
+                report.status.exit_code()
             }
         }
     });

@@ -241,6 +241,8 @@ pub struct Connection {
     limit: Duration,
     /// What the replies being read answer, for messages ("the reply to PING").
     awaiting: String,
+    /// The server's TLS certificate (DER), for `ferry check`'s expiry check.
+    peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Connection {
@@ -286,6 +288,7 @@ impl Connection {
             .map_err(|_| connect_err(format!("no answer within {}", secs(limit))))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        let mut peer_cert = None;
         let io: Box<dyn Io> = match &server.tls {
             None => Box::new(tcp),
             Some(tls) => {
@@ -309,6 +312,12 @@ impl Connection {
                         hint: "This port speaks plain TCP: use redis:// for a server without TLS".into(),
                     }),
                 };
+                peer_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.clone().into_owned());
                 Box::new(stream)
             }
         };
@@ -320,6 +329,7 @@ impl Connection {
             db: 0,
             limit,
             awaiting: String::new(),
+            peer_cert,
         };
         Ok(conn)
     }
@@ -536,6 +546,11 @@ impl Connection {
     /// The endpoint, for messages (no password).
     pub fn endpoint(&self) -> &str {
         &self.ep
+    }
+
+    /// The server's TLS certificate (DER), when connected with TLS.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_cert.as_deref()
     }
 
     /// `source` or `target`.

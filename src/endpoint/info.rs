@@ -21,6 +21,12 @@ pub struct ServerInfo {
     pub maxmemory: u64,
     /// `used_memory` in bytes.
     pub used_memory: u64,
+    /// `used_memory_dataset` in bytes (4.0+): the data without the server's own overhead.
+    pub used_memory_dataset: Option<u64>,
+    /// `maxmemory_policy` (4.0+ in INFO), e.g. `noeviction`.
+    pub maxmemory_policy: Option<String>,
+    /// `connected_clients`.
+    pub connected_clients: u64,
 }
 
 impl ServerInfo {
@@ -66,6 +72,9 @@ pub fn parse(text: &str) -> ServerInfo {
             "cluster_enabled" => info.cluster = v == "1",
             "maxmemory" => info.maxmemory = v.parse().unwrap_or(0),
             "used_memory" => info.used_memory = v.parse().unwrap_or(0),
+            "used_memory_dataset" => info.used_memory_dataset = v.parse().ok(),
+            "maxmemory_policy" => info.maxmemory_policy = Some(v.to_string()),
+            "connected_clients" => info.connected_clients = v.parse().unwrap_or(0),
             _ => {
                 if let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) {
                     let keys = v

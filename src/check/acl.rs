@@ -1,0 +1,290 @@
+//! ACL rights for every command ferry will send, on each side, found before the job starts
+//! instead of when the copy first sends the command.
+//!
+//! On 7.0+ servers `ACL DRYRUN <user> <command> <args>` answers for any command without running
+//! it (the user from `ACL WHOAMI`). DRYRUN needs the right to run `ACL` itself, which an
+//! application user often lacks; then, and on older servers, ferry learns what it can without
+//! side effects: it runs the read-only commands it uses for real (on the source: SCAN, TIME,
+//! INFO, RANDOMKEY, PTTL and DUMP of a sampled key), and a NOPERM (or "unknown command", for a
+//! renamed one) names the command. Whether the target allows `RESTORE` cannot be learned that
+//! way without writing, so it is reported as unchecked (a warning).
+//!
+//! Every master of a cluster is asked: ACLs are per node.
+
+use bytes::Bytes;
+
+use super::connect::{Node, Probed};
+use super::keys::Sample;
+use super::Check;
+use crate::endpoint::{Pipeline, Reply};
+use crate::job::Job;
+
+/// A key name for commands when no real key was sampled.
+const PLACEHOLDER_KEY: &[u8] = b"ferry:check:absent";
+
+/// One command as ferry sends it.
+type Cmd = Vec<Bytes>;
+
+fn cmd(parts: &[&[u8]]) -> Cmd {
+    parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
+}
+
+/// The commands ferry sends to the source (copy and verify).
+fn source_commands(cluster: bool, db: u32, key: &[u8]) -> Vec<Cmd> {
+    let mut cmds = vec![
+        cmd(&[b"INFO", b"keyspace"]),
+        cmd(&[b"TIME"]),
+        cmd(&[b"SCAN", b"0", b"COUNT", b"1"]),
+        cmd(&[b"RANDOMKEY"]),
+        cmd(&[b"PTTL", key]),
+        cmd(&[b"DUMP", key]),
+    ];
+    if cluster {
+        cmds.push(cmd(&[b"CLUSTER", b"SLOTS"]));
+        cmds.push(cmd(&[b"CLUSTER", b"NODES"]));
+    } else {
+        cmds.insert(0, cmd(&[b"SELECT", db.to_string().as_bytes()]));
+    }
+    cmds
+}
+
+/// The commands ferry sends to the target (conflict check, copy, verify); RESTORE last.
+fn target_commands(cluster: bool, dbs: &[u32], key: &[u8]) -> Vec<Cmd> {
+    let mut cmds = vec![
+        cmd(&[b"INFO"]),
+        cmd(&[b"TIME"]),
+        cmd(&[b"DBSIZE"]),
+        cmd(&[b"EXISTS", key]),
+        cmd(&[b"SCAN", b"0", b"COUNT", b"1"]),
+        cmd(&[b"PTTL", key]),
+        cmd(&[b"DUMP", key]),
+    ];
+    if cluster {
+        cmds.push(cmd(&[b"CLUSTER", b"SLOTS"]));
+        cmds.push(cmd(&[b"CLUSTER", b"NODES"]));
+    } else {
+        for db in dbs {
+            cmds.insert(0, cmd(&[b"SELECT", db.to_string().as_bytes()]));
+        }
+    }
+    cmds.push(cmd(&[
+        b"RESTORE", key, b"0", b"payload", b"ABSTTL", b"REPLACE",
+    ]));
+    cmds
+}
+
+/// What one node allows.
+enum Rights {
+    /// Every command was judged; these were denied: (command, server's words).
+    Judged {
+        denied: Vec<(String, String)>,
+        how: &'static str,
+    },
+    /// Only the read-only commands were tried; `why` says why not all of them.
+    Partial {
+        denied: Vec<(String, String)>,
+        why: String,
+    },
+}
+
+/// Checks the source's rights on every master.
+pub(crate) async fn source(src: &mut Probed, sample: &Sample, out: &mut Vec<Check>) {
+    let cluster = src.side.is_cluster();
+    let first_db = src.side.keyspace.keys().next().copied().unwrap_or(0);
+    let mut results = Vec::new();
+    for (i, node) in src.nodes.iter_mut().enumerate() {
+        let (db, key) = match sample.key_of(i) {
+            Some((db, k)) => (db, k.to_vec()),
+            None => (first_db, PLACEHOLDER_KEY.to_vec()),
+        };
+        let cmds = source_commands(cluster, db, &key);
+        let rights = match dryrun(node, &cmds).await {
+            Ok(r) => r,
+            Err(why) => Rights::Partial {
+                denied: try_for_real(node, &cmds).await,
+                why,
+            },
+        };
+        results.push((node.label(), rights));
+    }
+    let user = login_user(src);
+    report("source", &user, results, &[], out);
+}
+
+/// Checks the target's rights on every master.
+pub(crate) async fn target(dst: &mut Probed, job: &Job, sample: &Sample, out: &mut Vec<Check>) {
+    let cluster = dst.side.is_cluster();
+    let mut dbs: Vec<u32> = job.dbs.iter().map(|&db| job.target_db(db)).collect();
+    if dbs.is_empty() {
+        dbs.push(0);
+    }
+    dbs.sort_unstable();
+    dbs.dedup();
+    let key = sample
+        .any()
+        .map(|k| k.to_vec())
+        .unwrap_or_else(|| PLACEHOLDER_KEY.to_vec());
+    let cmds = target_commands(cluster, &dbs, &key);
+    // RESTORE writes: never tried for real.
+    let readonly = &cmds[..cmds.len() - 1];
+    let mut results = Vec::new();
+    for node in dst.nodes.iter_mut() {
+        let rights = match dryrun(node, &cmds).await {
+            Ok(r) => r,
+            Err(why) => Rights::Partial {
+                denied: try_for_real(node, readonly).await,
+                why,
+            },
+        };
+        results.push((node.label(), rights));
+    }
+    let user = login_user(dst);
+    report("target", &user, results, &["RESTORE"], out);
+}
+
+/// Asks `ACL DRYRUN` about each command; `Err` says why it cannot be used.
+async fn dryrun(node: &mut Node, cmds: &[Cmd]) -> Result<Rights, String> {
+    if node.info.version() < (7, 0) {
+        return Err(format!("{} has no ACL DRYRUN (7.0+)", node.info.product()));
+    }
+    let who = node
+        .conn
+        .cmd(&[b"ACL".as_slice(), b"WHOAMI"])
+        .await
+        .map_err(|e| e.to_string())?;
+    let user = match who {
+        Reply::Error(e) => return Err(format!("ACL WHOAMI refused: {e}")),
+        other => other.to_text().unwrap_or_else(|| "default".into()),
+    };
+    let mut p = Pipeline::new();
+    for c in cmds {
+        let mut args: Vec<&[u8]> = vec![b"ACL", b"DRYRUN", user.as_bytes()];
+        args.extend(c.iter().map(|a| a.as_ref()));
+        p.cmd(&args);
+    }
+    let replies = node.conn.run(&p).await.map_err(|e| e.to_string())?;
+    let mut denied = Vec::new();
+    for (c, r) in cmds.iter().zip(replies) {
+        match r {
+            Reply::Status(_) => {}
+            Reply::Error(e) => return Err(format!("ACL DRYRUN refused: {e}")),
+            other => denied.push((command_name(c), other.to_text().unwrap_or_default())),
+        }
+    }
+    Ok(Rights::Judged {
+        denied,
+        how: "ACL DRYRUN",
+    })
+}
+
+/// Runs the (read-only) commands for real; returns those refused by ACL or renamed away.
+async fn try_for_real(node: &mut Node, cmds: &[Cmd]) -> Vec<(String, String)> {
+    let mut p = Pipeline::new();
+    for c in cmds {
+        p.cmd(c);
+    }
+    let Ok(replies) = node.conn.run(&p).await else {
+        return Vec::new();
+    };
+    // SELECTs in the pipeline changed the connection's DB: say so, so later use selects again.
+    node.conn.note_selected(u32::MAX);
+    cmds.iter()
+        .zip(replies)
+        .filter_map(|(c, r)| {
+            let e = r.error()?;
+            let up = e.to_ascii_uppercase();
+            (up.starts_with("NOPERM") || up.contains("UNKNOWN COMMAND"))
+                .then(|| (command_name(c), e.to_string()))
+        })
+        .collect()
+}
+
+/// "DUMP", or "CLUSTER SLOTS" for a command with a subcommand.
+fn command_name(c: &Cmd) -> String {
+    let name = String::from_utf8_lossy(&c[0]).to_ascii_uppercase();
+    match name.as_str() {
+        "CLUSTER" | "ACL" | "CONFIG" | "MEMORY" => {
+            let sub = c
+                .get(1)
+                .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase());
+            format!("{name} {}", sub.unwrap_or_default())
+        }
+        _ => name,
+    }
+}
+
+/// The user ferry logs in as on a side (`default` without a user in the URL).
+fn login_user(side: &Probed) -> String {
+    side.nodes
+        .first()
+        .and_then(|n| n.server.endpoint.user.clone())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The rows for one side; `unchecked` are the commands a partial check cannot try.
+fn report(
+    side: &str,
+    user: &str,
+    results: Vec<(String, Rights)>,
+    unchecked: &[&str],
+    out: &mut Vec<Check>,
+) {
+    let name = format!("{side}: ACL rights");
+    let mut denied: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut partial: Vec<String> = Vec::new();
+    let mut how = "ACL DRYRUN";
+    for (node, rights) in results {
+        let list = match rights {
+            Rights::Judged { denied, how: h } => {
+                how = h;
+                denied
+            }
+            Rights::Partial { denied, why } => {
+                partial.push(format!("{why}{node}"));
+                how = "running the read-only commands";
+                denied
+            }
+        };
+        for (c, words) in list {
+            denied.push(format!("{c}{node}: {}", words.trim()));
+            if !names.contains(&c) {
+                names.push(c);
+            }
+        }
+    }
+    if !denied.is_empty() {
+        let grants: Vec<String> = names
+            .iter()
+            .map(|c| format!("+{}", c.to_ascii_lowercase().replace(' ', "|")))
+            .collect();
+        out.push(Check::fail(
+            &name,
+            format!("may not run {}: {}", names.join(", "), denied.join("; ")),
+            format!(
+                "grant them: ACL SETUSER {user} {} (or use a user that has them); a renamed command must be restored",
+                grants.join(" ")
+            ),
+        ));
+    }
+    if !partial.is_empty() && !unchecked.is_empty() {
+        out.push(Check::warn(
+            format!("{side}: ACL rights ({})", unchecked.join(", ")),
+            format!(
+                "not checked: {} cannot be tried without writing, and {}",
+                unchecked.join(", "),
+                partial.join("; ")
+            ),
+            format!(
+                "make sure the user may run {} (ACL GETUSER), or grant it the right to run ACL DRYRUN",
+                unchecked.join(", ")
+            ),
+        ));
+    }
+    if denied.is_empty() {
+        out.push(Check::ok(
+            &name,
+            format!("every command ferry sends is allowed (checked by {how})"),
+        ));
+    }
+}
