@@ -36,6 +36,30 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Compare source and target key by key (counts, logical checksums, TTLs) without writing.
     Verify(VerifyArgs),
+    /// Work with JSON reports (`ferry report merge`).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `ferry report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the --report files of the workers of a --partition job into one: totals summed,
+    /// status the worst (exit code as for one run). Refuses reports of different jobs or
+    /// commands, and a set missing a share.
+    Merge(MergeArgs),
+}
+
+/// Flags of `ferry report merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The workers' JSON reports (one per share).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Write the merged report here [default: standard output].
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Flags of `ferry migrate`.
@@ -211,6 +235,11 @@ pub struct SelectionArgs {
     /// Write source database S into target database T (repeatable, or comma-separated S:T).
     #[arg(long, value_name = "S:T", value_delimiter = ',')]
     pub db_map: Vec<String>,
+
+    /// Do only share I of a job split into N disjoint shares (0 ≤ I < N), one per worker
+    /// process: by cluster masters or slots, by DB, else by key hash (docs/kubernetes.md).
+    #[arg(long, value_name = "I/N", value_parser = crate::partition::parse)]
+    pub partition: Option<crate::partition::Partition>,
 }
 
 /// Throughput knobs. The defaults suit most jobs.
@@ -237,6 +266,11 @@ pub struct TuningArgs {
     /// How long to keep retrying a lost connection before giving up, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub retry_for: u64,
+
+    /// Threads driving readers and writers [default: the CPUs this process may use]. 1 runs
+    /// everything on one thread, which costs the least CPU when the servers share the machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 /// How results are shown.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use ferry::cli::{Cli, Command};
+use ferry::cli::{Cli, Command, ReportCommand};
 use ferry::report::{self, Status};
 use ferry::stop::Stop;
 
@@ -16,12 +16,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    // One thread drives every connection: ferry's own work per key is small next to the
-    // servers', and on a small machine a second busy thread only competes with them for the
-    // cores (measured: ~10% less CPU and fewer context switches than the multi-thread runtime,
-    // no slower for verify). CPU-heavy RDB parsing runs on `spawn_blocking` threads.
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: error: cannot start the async runtime: {e}");
@@ -42,9 +37,59 @@ fn main() {
                 ferry::verify::print_summary(&report);
                 finish(args.output.report.as_deref(), &report, report.status)
             }
+            Command::Report(ReportCommand::Merge(args)) => merge_reports(&args),
         }
     });
     std::process::exit(code);
+}
+
+/// `ferry report merge`: the merged report to `--report` or stdout; the exit code of its status.
+fn merge_reports(args: &ferry::cli::MergeArgs) -> i32 {
+    let (merged, status) = match ferry::report_merge::merge_files(&args.files) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ferry: error: {e:#}");
+            return 2;
+        }
+    };
+    ferry::report_merge::print_summary(&merged, status);
+    match &args.report {
+        Some(path) => finish(Some(path), &merged, status),
+        None => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&merged).unwrap_or_default()
+            );
+            status.exit_code()
+        }
+    }
+}
+
+/// The async runtime for `--threads N`. With one thread every connection is driven by the
+/// current-thread runtime: ferry's own work per key is small next to the servers', and where
+/// they share the machine a second busy thread only competes with them for the cores (measured:
+/// ~10% less CPU than the multi-thread runtime). More threads spread readers and writers (each
+/// a spawned task) over N workers, for a worker given cores of its own. CPU-heavy RDB parsing
+/// runs on `spawn_blocking` threads either way.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match command {
+        Command::Migrate(a) => a.tuning.threads,
+        Command::Verify(a) => a.tuning.threads,
+        Command::Report(_) => Some(1),
+    };
+    let threads = threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Writes the JSON report if asked, and returns the exit code.

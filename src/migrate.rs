@@ -4,6 +4,7 @@
 mod from_file;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, Tracker};
@@ -11,6 +12,7 @@ use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
+use crate::partition::{self, KeyShare};
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Layout, Probe};
 use crate::progress::Progress;
@@ -52,6 +54,7 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         verify: None,
         notes: Vec::new(),
         peak_rss_bytes: None,
+        partition: None,
     };
     if let Err(e) = run_inner(args, stop, &mut report).await {
         report.status = Status::Error;
@@ -69,8 +72,14 @@ async fn run_inner(
 ) -> anyhow::Result<()> {
     let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
     report.target = job.target.endpoint.to_string();
+    report.partition = job
+        .partition
+        .map(|p| partition::share_of("migrate", &job, p));
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
+        SourceSpec::Rdb(_) if job.partition.is_some() => anyhow::bail!(
+            "--partition needs a live --source: an RDB file is read whole by one process (run one migrate for it)"
+        ),
         SourceSpec::Rdb(path) => return from_file::run(args, &job, path, stop, report).await,
     };
     report.source = source.endpoint.to_string();
@@ -91,6 +100,17 @@ async fn run_inner(
     } else {
         job.dbs.clone()
     };
+    let share = job
+        .partition
+        .map(|p| partition::Share::resolve(p, &sinfo.layout, &dbs));
+    // The source as this worker sees it: the share's masters only (see `partition.rs`).
+    let layout = share
+        .as_ref()
+        .map_or_else(|| sinfo.layout.clone(), |s| s.layout(&sinfo.layout));
+    let dbs = share.as_ref().map_or(dbs, |s| s.dbs.clone());
+    if let Some(s) = &share {
+        eprintln!("ferry: partition {}", s.how);
+    }
     let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
     preflight::check_db_plan(
         &db_pairs,
@@ -99,7 +119,10 @@ async fn run_inner(
         &job.target.endpoint,
         args.on_conflict,
     )?;
-    let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
+    let mut total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
+    if let Some(s) = &share {
+        total_keys = s.estimate(total_keys, &sinfo.layout);
+    }
     let retry_for = Duration::from_secs(job.tuning.retry_for);
     let clocks = Clocks {
         source_skew_ms: preflight::clock_skew(&mut src).await?,
@@ -109,7 +132,7 @@ async fn run_inner(
 
     let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
-        let sources: Vec<Server> = match &sinfo.layout {
+        let sources: Vec<Server> = match &layout {
             Layout::Standalone(s) => vec![s.clone()],
             Layout::Cluster { cluster, topology } => topology
                 .masters
@@ -123,7 +146,15 @@ async fn run_inner(
                 Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
             }
         };
-        preflight::check_conflicts(&sources, &mut probe, &db_pairs, job.tuning.scan_count).await?;
+        let filter = share.as_ref().and_then(|s| s.read_filter.as_deref());
+        preflight::check_conflicts(
+            &sources,
+            &mut probe,
+            &db_pairs,
+            job.tuning.scan_count,
+            filter,
+        )
+        .await?;
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
@@ -131,7 +162,7 @@ async fn run_inner(
 
     let base = cp.totals;
     if !cp.completed {
-        let plans = match &sinfo.layout {
+        let plans = match &layout {
             Layout::Standalone(server) => plan::standalone(server, &dbs, &cp.streams),
             Layout::Cluster { cluster, topology } => {
                 let (plans, notes) = plan::cluster(cluster, topology, &cp.streams);
@@ -142,7 +173,7 @@ async fn run_inner(
             }
         };
         let tracker = Tracker::new(plans.iter().map(|p| (p.name.clone(), p.resume)).collect());
-        let parallel_readers = match &sinfo.layout {
+        let parallel_readers = match &layout {
             Layout::Standalone(_) => 2,
             Layout::Cluster { topology, .. } => topology.masters.len().max(2),
         };
@@ -152,7 +183,8 @@ async fn run_inner(
             .filter(|p| !p.is_done())
             .filter_map(|p| p.node_id.clone())
             .collect();
-        let readers = scan_readers(&job, plans, &stop);
+        let filter = share.as_ref().and_then(|s| s.read_filter.clone());
+        let readers = scan_readers(&job, plans, filter, &stop);
         let writer_opts = WriterOptions {
             on_conflict: args.on_conflict,
             db_map: job.db_map.clone(),
@@ -188,7 +220,7 @@ async fn run_inner(
         report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
         report.bytes = totals.bytes;
         report.expiry_uncertainty_ms = totals.expiry_uncertainty_ms;
-        if let Layout::Cluster { cluster, topology } = &sinfo.layout {
+        if let Layout::Cluster { cluster, topology } = &layout {
             source_topology_check(cluster, topology, &scanned, &mut cp, &cp_path).await?;
         }
         if !copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
@@ -202,7 +234,8 @@ async fn run_inner(
     let verified = if args.no_verify {
         None
     } else {
-        Some(crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await)
+        let keys = share.as_ref().and_then(|s| s.keys.clone());
+        Some(crate::verify::after_migrate(&source, &job, &db_pairs, keys, args, &stop).await)
     };
     finish_with(report, verified);
     Ok(())
@@ -394,7 +427,12 @@ async fn source_topology_check(
 
 /// One reader per stream still to do, starting at its checkpointed cursor. Stream indexes are
 /// positions in `plans` (the tracker's order).
-fn scan_readers(job: &Job, plans: Vec<StreamPlan>, stop: &Stop) -> Vec<ReaderFactory> {
+fn scan_readers(
+    job: &Job,
+    plans: Vec<StreamPlan>,
+    filter: Option<Arc<KeyShare>>,
+    stop: &Stop,
+) -> Vec<ReaderFactory> {
     let opts = ScanOptions {
         scan_count: job.tuning.scan_count,
         batch_keys: job.tuning.batch_keys,
@@ -417,6 +455,7 @@ fn scan_readers(job: &Job, plans: Vec<StreamPlan>, stop: &Stop) -> Vec<ReaderFac
                 cursor,
                 first_seq: 0,
                 node_id: plan.node_id,
+                filter: filter.clone(),
             };
             let opts = opts.clone();
             let stop = stop.clone();

@@ -69,6 +69,9 @@ pub struct MigrateReport {
     /// ferry's own peak resident memory over this run (Linux; `None` elsewhere), so a user
     /// sizing the machine that runs the job has the figure.
     pub peak_rss_bytes: Option<u64>,
+    /// `--partition`: which share of which job this report is (read by `ferry report merge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<crate::report_merge::ShareOf>,
 }
 
 /// This process's peak resident set size so far (`VmHWM` of `/proc/self/status`, Linux only).

@@ -251,6 +251,7 @@ fn live_options(job: &Job) -> LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
+        share: None,
     }
 }
 

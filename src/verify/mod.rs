@@ -50,6 +50,7 @@ pub mod progress;
 pub mod report;
 pub mod rounds;
 pub mod sample;
+pub mod share;
 pub mod side;
 pub mod state;
 
@@ -63,6 +64,7 @@ use side::{LiveOptions, LiveSide, Side};
 use crate::cli::{MigrateArgs, OutputArgs, ProgressMode, VerifyArgs, VerifyTuning};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
+use crate::partition::KeyShare;
 use crate::report::Status;
 use crate::stop::Stop;
 
@@ -115,18 +117,35 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
+            SourceSpec::Rdb(_) if job.partition.is_some() => anyhow::bail!(
+                "--partition needs a live --source: an RDB file is verified whole by one process"
+            ),
             SourceSpec::Rdb(path) => {
                 return file::verify_file(path, &job, &opts, &stop, &mut report).await
             }
         };
-        let (src, dst) = open_sides(&source, &job).await?;
+        let share = match job.partition {
+            Some(p) if opts.sample.is_some() => anyhow::bail!(
+                "--sample cannot be combined with --partition {p}: sample the whole job in one verify instead"
+            ),
+            Some(p) => Some(share::of_source(p, &source, &job).await?),
+            None => None,
+        };
+        report.partition = job
+            .partition
+            .map(|p| crate::partition::share_of("verify", &job, p));
+        let keys = share.as_ref().and_then(|s| s.share.keys.clone());
+        let (src, dst) = open_sides(&source, &job, keys).await?;
         report.source = src.name();
         report.target = dst.name();
-        let pairs = if job.dbs.is_empty() {
+        let mut pairs = if job.dbs.is_empty() {
             default_pairs(&src, &dst, &job).await?
         } else {
             job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
         };
+        if let Some(s) = &share {
+            share::restrict_pairs(s, &mut pairs);
+        }
         compare_sides(src, dst, &pairs, &opts, &stop, &mut report).await
     }
     .await;
@@ -140,6 +159,7 @@ pub async fn after_migrate(
     source: &Server,
     job: &Job,
     db_pairs: &[(u32, u32)],
+    share: Option<Arc<KeyShare>>,
     args: &MigrateArgs,
     stop: &Stop,
 ) -> VerifyReport {
@@ -153,7 +173,7 @@ pub async fn after_migrate(
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the source (skip with --no-verify)");
     let result = async {
-        let (src, dst) = open_sides(source, job).await?;
+        let (src, dst) = open_sides(source, job, share).await?;
         compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
     }
     .await;
@@ -162,11 +182,16 @@ pub async fn after_migrate(
     report
 }
 
-async fn open_sides(source: &Server, job: &Job) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
+async fn open_sides(
+    source: &Server,
+    job: &Job,
+    share: Option<Arc<KeyShare>>,
+) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
     let opts = LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
+        share,
     };
     let (src, dst) = tokio::try_join!(
         LiveSide::open(source.clone(), &job.source_addr_map, opts.clone()),

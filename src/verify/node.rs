@@ -31,6 +31,7 @@ use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::partition::KeyShare;
 use crate::retry::Backoff;
 use crate::source::dump_size;
 use crate::source::expiry::{self, parse_time_ms};
@@ -50,6 +51,8 @@ pub struct LiveOptions {
     pub batch_bytes: usize,
     /// How long to keep retrying a lost connection.
     pub retry_for: Duration,
+    /// `--partition`: only keys of this share are compared (the same filter on both sides).
+    pub share: Option<Arc<KeyShare>>,
 }
 
 /// One server (a standalone server, or one master of a cluster), read over pooled connections.
@@ -192,7 +195,9 @@ impl Node {
                     let b = bucket_of(&k);
                     (k, b)
                 })
-                .filter(|(_, b)| want.wants(*b))
+                .filter(|(k, b)| {
+                    want.wants(*b) && self.opts.share.as_ref().is_none_or(|s| s.contains(k))
+                })
                 .collect();
             if !wanted.is_empty() && tx.send(wanted).await.is_err() {
                 // The readers are gone: one of them failed and its error is reported.
