@@ -267,8 +267,9 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub retry_for: u64,
 
-    /// Threads driving readers and writers [default: the CPUs this process may use]. 1 runs
-    /// everything on one thread, which costs the least CPU when the servers share the machine.
+    /// Threads driving readers and writers [default: the CPUs this process may use; threads
+    /// beyond the streams being read stay idle]. 1 runs everything on one thread, which costs
+    /// the least CPU when the servers share the machine (docs/benchmarks.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }

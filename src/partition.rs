@@ -23,7 +23,8 @@
 //! A reshard of the source between the workers' starts would give them different splits; the
 //! post-copy topology check of each worker (see `source/plan.rs`) reports it and the whole
 //! `verify` that ends a split job would find any key missed. Verification with `--partition`
-//! filters both sides by the same share, so extra target keys of the share are found too.
+//! filters both sides by the same share, so extra target keys of the share are found too; it
+//! SCANs every master of both sides (keys only) and reads values of its share's keys only.
 
 use std::fmt;
 use std::sync::Arc;

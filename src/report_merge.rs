@@ -31,11 +31,13 @@ pub struct ShareOf {
 }
 
 /// Fields whose merged value is the largest, not the sum.
-const MAX_FIELDS: [&str; 4] = [
+const MAX_FIELDS: [&str; 6] = [
     "elapsed_ms",
     "expiry_uncertainty_ms",
     "peak_rss_bytes",
     "ttl_tolerance_ms",
+    "rounds",
+    "rounds_run",
 ];
 
 /// Reads and merges the reports at `paths`. Returns the merged report and its status.
@@ -229,6 +231,15 @@ fn combine(key: &str, acc: &mut Value, v: &Value) {
             *a = r.into();
         }
         (Value::Bool(a), Value::Bool(b)) => *a |= *b,
+        // A nested verification's status: the worst, like the top level's.
+        (Value::String(a), Value::String(b)) if key == "status" => {
+            let parse = |s: &str| status_of("", &serde_json::json!({ "status": s })).ok();
+            if let (Some(x), Some(y)) = (parse(a), parse(b)) {
+                if let Ok(Value::String(w)) = serde_json::to_value(worst(x, y)) {
+                    *a = w;
+                }
+            }
+        }
         (Value::Object(a), Value::Object(b)) => {
             for (k, bv) in b {
                 match a.get_mut(k) {
@@ -323,7 +334,10 @@ mod tests {
 
     #[test]
     fn sums_counts_and_keeps_the_worst_status() {
-        let (m, s) = merge(&[rep(0, 2, "ok", 5), rep(1, 2, "mismatch", 7)]).unwrap();
+        let mut second = rep(1, 2, "mismatch", 7);
+        second.1["verify"]["status"] = "mismatch".into();
+        let (m, s) = merge(&[rep(0, 2, "ok", 5), second]).unwrap();
+        assert_eq!(m["verify"]["status"], "mismatch");
         assert_eq!(s, Status::Mismatch);
         assert_eq!(m["keys"]["written"], 12);
         assert_eq!(m["elapsed_ms"], 20);

@@ -316,6 +316,15 @@ fn standalone_one_db_is_split_by_key_hash() {
     let refs: Vec<&Run> = ws.iter().collect();
     assert_eq!(sum(&refs, "keys.written"), 6_000);
     assert_eq!(sum(&refs, "keys.scanned"), 6_000);
+    // Each share's verification reads only its keys, on both sides.
+    let vs = run_together(
+        &work,
+        &[share("verify", 0), share("verify", 1), share("verify", 2)],
+    );
+    for (v, w) in vs.iter().zip(&ws) {
+        assert_ok(v);
+        assert_eq!(v.num("totals.target.keys"), w.num("keys.written"));
+    }
 }
 
 #[test]
