@@ -57,6 +57,9 @@ pub enum Command {
     /// Prints one row per check (ok, warn or fail, what was found, what to do). Exit codes:
     /// 0 ready; 1 warnings only; 2 something would fail.
     Check(CheckArgs),
+    /// Work with JSON reports (`ferry report merge`).
+    #[command(subcommand)]
+    Report(ReportCommand),
 }
 
 /// Flags of `ferry check`: the source, target and selection flags of `migrate`.
@@ -77,6 +80,27 @@ pub struct CheckArgs {
     pub tuning: TuningArgs,
 
     /// Also write the checks as a JSON document here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// `ferry report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the --report files of the workers of a --partition job into one: totals summed,
+    /// status the worst (exit code as for one run). Refuses reports of different jobs or
+    /// commands, and a set missing a share.
+    Merge(MergeArgs),
+}
+
+/// Flags of `ferry report merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The workers' JSON reports (one per share).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Write the merged report here [default: standard output].
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 }
@@ -327,6 +351,11 @@ pub struct SelectionArgs {
     /// Write source database S into target database T (repeatable, or comma-separated S:T).
     #[arg(long, value_name = "S:T", value_delimiter = ',')]
     pub db_map: Vec<String>,
+
+    /// Do only share I of a job split into N disjoint shares (0 ≤ I < N), one per worker
+    /// process: by cluster masters or slots, by DB, else by key hash (docs/kubernetes.md).
+    #[arg(long, value_name = "I/N", value_parser = crate::partition::parse)]
+    pub partition: Option<crate::partition::Partition>,
 }
 
 /// Throughput knobs. The defaults suit most jobs.
@@ -359,6 +388,12 @@ pub struct TuningArgs {
     /// (a huge RESTORE or DUMP, a failover).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub retry_for: u64,
+
+    /// Threads driving readers and writers [default: 1]. 1 runs everything on one thread, which
+    /// costs the least CPU and was as fast as 2 on a 2-core machine shared with the servers
+    /// (docs/benchmarks.md); give more to a worker with cores of its own and many source masters.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 /// How hard ferry may work the source (a live one; one budget per source server).

@@ -42,6 +42,8 @@ pub struct Job {
     pub source_addr_map: AddrMap,
     /// `--target-map-addr`: where to reach target cluster nodes announced elsewhere.
     pub target_addr_map: AddrMap,
+    /// `--partition I/N`: this worker's share of the job.
+    pub partition: Option<crate::partition::Partition>,
 }
 
 impl Job {
@@ -98,6 +100,7 @@ impl Job {
             tuning: tuning.clone(),
             source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
             target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
+            partition: sel.partition,
         })
     }
 
@@ -121,13 +124,18 @@ impl Job {
             SourceSpec::Live(s) => serde_json::json!({ "live": s.endpoint.to_string() }),
             SourceSpec::Rdb(input) => input.identity(),
         };
-        serde_json::json!({
+        let mut id = serde_json::json!({
             "source": source,
             "target": self.target.endpoint.to_string(),
             "dbs": self.dbs,
             "db_map": self.db_map.iter().map(|(s, t)| format!("{s}:{t}")).collect::<Vec<_>>(),
             "on_conflict": on_conflict,
-        })
+        });
+        // Each share is its own job (own default checkpoint); unpartitioned jobs keep their id.
+        if let (Some(p), Some(map)) = (self.partition, id.as_object_mut()) {
+            map.insert("partition".into(), p.to_string().into());
+        }
+        id
     }
 
     /// A short hex id of [`Job::identity`], used in the default checkpoint name.

@@ -26,6 +26,10 @@
 //! and slot ranges), and `sink/cluster.rs` splits each batch by hash slot (`sink/slots.rs`) into
 //! one pipeline per target master, with `sink/route.rs` following MOVED/ASK and retrying
 //! TRYAGAIN/CLUSTERDOWN.
+//!
+//! `--partition I/N` (`partition.rs`) splits one job into N disjoint shares run by separate
+//! worker processes (a Kubernetes Indexed Job, `deploy/kubernetes/`); `report_merge.rs` joins
+//! their reports.
 
 pub mod check;
 pub mod checkpoint;
@@ -35,12 +39,14 @@ pub mod follow;
 pub mod job;
 pub mod metrics;
 pub mod migrate;
+pub mod partition;
 pub mod pipeline;
 pub mod preflight;
 pub mod progress;
 pub mod rdb;
 pub mod record;
 pub mod report;
+pub mod report_merge;
 pub mod retry;
 pub mod sink;
 pub mod source;

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
-use ferry::cli::{Cli, Command};
+use ferry::cli::{Cli, Command, ReportCommand};
 use ferry::report::{self, Status};
 use ferry::stop::Stop;
 
@@ -22,6 +22,7 @@ fn main() {
         Command::Verify(args) => args.output.report.as_deref(),
         Command::Cutover(args) => args.report.as_deref(),
         Command::Check(args) => args.report.as_deref(),
+        Command::Report(ReportCommand::Merge(args)) => args.report.as_deref(),
     };
     // A report that cannot be written would only be found out after the whole copy.
     if let Some(path) = report_path {
@@ -30,12 +31,7 @@ fn main() {
             std::process::exit(2);
         }
     }
-    // One thread drives every connection: ferry's own work per key is small next to the
-    // servers', and on a small machine a second busy thread only competes with them for the
-    // cores (measured: ~10% less CPU and fewer context switches than the multi-thread runtime,
-    // no slower for verify). CPU-heavy RDB parsing runs on `spawn_blocking` threads.
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: error: cannot start the async runtime: {e}");
@@ -48,8 +44,7 @@ fn main() {
         let metrics_addr = match &cli.command {
             Command::Migrate(args) => args.output.metrics_addr,
             Command::Verify(args) => args.output.metrics_addr,
-            Command::Cutover(_) => None,
-            Command::Check(_) => None,
+            Command::Cutover(_) | Command::Check(_) | Command::Report(_) => None,
         };
         if let Some(addr) = metrics_addr {
             if let Err(e) = ferry::metrics::serve(addr).await {
@@ -87,6 +82,7 @@ fn main() {
                 }
                 report.status.exit_code()
             }
+            Command::Report(ReportCommand::Merge(args)) => merge_reports(&args),
         }
     });
     std::process::exit(code);
@@ -111,6 +107,55 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         }
     }
     EnvFilter::new("info")
+}
+
+/// `ferry report merge`: the merged report to `--report` or stdout; the exit code of its status.
+fn merge_reports(args: &ferry::cli::MergeArgs) -> i32 {
+    let (merged, status) = match ferry::report_merge::merge_files(&args.files) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ferry: error: {e:#}");
+            return 2;
+        }
+    };
+    ferry::report_merge::print_summary(&merged, status);
+    match &args.report {
+        Some(path) => finish(Some(path), &merged, status),
+        None => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&merged).unwrap_or_default()
+            );
+            status.exit_code()
+        }
+    }
+}
+
+/// The async runtime for `--threads N`. With one thread every connection is driven by the
+/// current-thread runtime: ferry's own work per key is small next to the servers', and where
+/// they share the machine a second busy thread only competes with them for the cores (measured:
+/// ~10% less CPU than the multi-thread runtime). More threads spread readers and writers (each
+/// a spawned task) over N workers, for a worker given cores of its own. CPU-heavy RDB parsing
+/// runs on `spawn_blocking` threads either way.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match command {
+        Command::Migrate(a) => a.tuning.threads,
+        Command::Verify(a) => a.tuning.threads,
+        Command::Cutover(_) | Command::Check(_) | Command::Report(_) => Some(1),
+    };
+    // One thread unless asked: on the 2-core machine measured, 2 threads were no faster and
+    // cost ~20 % more of ferry's CPU (docs/benchmarks.md, "Scale-out").
+    let threads = threads.map_or(1, usize::from);
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Writes the JSON report if asked, and returns the exit code.

@@ -12,6 +12,7 @@ use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
+use crate::partition::{self, KeyShare};
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::preflight::{self, Layout, Probe};
 use crate::progress::Progress;
@@ -57,6 +58,7 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         peak_rss_bytes: None,
         follow: None,
         cutover: None,
+        partition: None,
     };
     // After a signal, a phase stuck on a server that does not answer is abandoned (the copy
     // saves its checkpoint first, see `pipeline.rs`).
@@ -108,6 +110,14 @@ async fn run_inner(
              Leave them out"
         );
     }
+    if matches!(job.source, SourceSpec::Rdb(_)) && job.partition.is_some() {
+        anyhow::bail!(
+            "--partition needs a live --source: an RDB file is read whole by one process (run one migrate for it)"
+        );
+    }
+    report.partition = job
+        .partition
+        .map(|p| partition::share_of("migrate", &job, p));
     job.prepare_source(&stop).await?;
     let source = match &job.source {
         SourceSpec::Live(s) => s.clone(),
@@ -142,6 +152,17 @@ async fn run_inner(
     } else {
         job.dbs.clone()
     };
+    let share = job
+        .partition
+        .map(|p| partition::Share::resolve(p, &sinfo.layout, &dbs));
+    // The source as this worker sees it: the share's masters only (see `partition.rs`).
+    let layout = share
+        .as_ref()
+        .map_or_else(|| sinfo.layout.clone(), |s| s.layout(&sinfo.layout));
+    let dbs = share.as_ref().map_or(dbs, |s| s.dbs.clone());
+    if let Some(s) = &share {
+        eprintln!("ferry: partition {}", s.how);
+    }
     let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
     preflight::check_db_plan(
         &db_pairs,
@@ -165,7 +186,10 @@ async fn run_inner(
         })
         .await?;
     }
-    let total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
+    let mut total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
+    if let Some(s) = &share {
+        total_keys = s.estimate(total_keys, &sinfo.layout);
+    }
     let clocks = Clocks {
         source_skew_ms,
         target_skew_ms,
@@ -173,7 +197,7 @@ async fn run_inner(
 
     let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
-        let sources: Vec<Server> = match &sinfo.layout {
+        let sources: Vec<Server> = match &layout {
             Layout::Standalone(s) => vec![s.clone()],
             Layout::Cluster { cluster, topology } => topology
                 .masters
@@ -187,12 +211,14 @@ async fn run_inner(
                 Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
             }
         };
+        let filter = share.as_ref().and_then(|s| s.read_filter.as_deref());
         preflight::check_conflicts(
             &sources,
             &mut probe,
             &db_pairs,
             job.tuning.scan_count,
             retry_for,
+            filter,
         )
         .await?;
         cp.conflict_check_passed = true;
@@ -208,7 +234,7 @@ async fn run_inner(
     let writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
     let base = cp.totals;
     if !cp.completed {
-        let plans = match &sinfo.layout {
+        let plans = match &layout {
             Layout::Standalone(server) => plan::standalone(server, &dbs, &cp.streams),
             Layout::Cluster { cluster, topology } => {
                 let (plans, notes) = plan::cluster(cluster, topology, &cp.streams);
@@ -219,7 +245,7 @@ async fn run_inner(
             }
         };
         let tracker = Tracker::new(plans.iter().map(|p| (p.name.clone(), p.resume)).collect());
-        let parallel_readers = match &sinfo.layout {
+        let parallel_readers = match &layout {
             Layout::Standalone(_) => 2,
             Layout::Cluster { topology, .. } => topology.masters.len().max(2),
         };
@@ -230,7 +256,8 @@ async fn run_inner(
             .filter_map(|p| p.node_id.clone())
             .collect();
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
-        let readers = scan_readers(&job, plans, &throttles, &stop);
+        let filter = share.as_ref().and_then(|s| s.read_filter.clone());
+        let readers = scan_readers(&job, plans, filter, &throttles, &stop);
         let writers = writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::new(
             args.output.progress,
@@ -259,7 +286,7 @@ async fn run_inner(
         report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
         report.bytes = totals.bytes;
         report.expiry_uncertainty_ms = totals.expiry_uncertainty_ms;
-        if let Layout::Cluster { cluster, topology } = &sinfo.layout {
+        if let Layout::Cluster { cluster, topology } = &layout {
             source_topology_check(cluster, topology, &scanned, &mut cp, &cp_path).await?;
         }
         if !copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
@@ -292,7 +319,8 @@ async fn run_inner(
         None
     } else {
         set_phase("verify");
-        Some(crate::verify::after_migrate(&source, &job, &db_pairs, args, &stop).await)
+        let keys = share.as_ref().and_then(|s| s.keys.clone());
+        Some(crate::verify::after_migrate(&source, &job, &db_pairs, keys, args, &stop).await)
     };
     finish_with(report, verified);
     if report.status == Status::Mismatch {
@@ -534,6 +562,7 @@ async fn source_topology_check(
 fn scan_readers(
     job: &Job,
     plans: Vec<StreamPlan>,
+    filter: Option<Arc<KeyShare>>,
     throttles: &Throttles,
     stop: &Stop,
 ) -> Vec<ReaderFactory> {
@@ -560,6 +589,7 @@ fn scan_readers(
                 cursor,
                 first_seq: 0,
                 node_id: plan.node_id,
+                filter: filter.clone(),
             };
             let opts = opts.clone();
             let stop = stop.clone();

@@ -163,6 +163,11 @@ pub async fn copy(
                 Some(Err(e)) => { error.get_or_insert(e); }
             },
             _ = tick.tick() => {
+                // Progress lines (and the throttle state they show) keep coming while no
+                // batch is acknowledged, e.g. while the source is slow.
+                let mut shown = base;
+                shown.add(&this_run);
+                progress.update(&shown);
                 if dirty {
                     if let Err(e) = save(checkpoint, path, &tracker, base) {
                         error.get_or_insert(e);

@@ -38,6 +38,7 @@ pub async fn inspect(conn: &mut Connection, server: &Server) -> anyhow::Result<S
 }
 
 /// A side as ferry found it: one server, or a cluster and its masters.
+#[derive(Clone)]
 pub enum Layout {
     /// A standalone server (or a primary with replicas).
     Standalone(Server),
@@ -378,6 +379,7 @@ pub async fn check_conflicts(
     dbs: &[(u32, u32)],
     scan_count: u32,
     retry_for: Duration,
+    share: Option<&crate::partition::KeyShare>,
 ) -> anyhow::Result<()> {
     let mut found = Conflicts::default();
     for &(db, tdb) in dbs {
@@ -398,8 +400,12 @@ pub async fn check_conflicts(
                         count.as_bytes(),
                     ])
                     .await?;
-                let (next, keys) = parse_scan(reply)
+                let (next, mut keys) = parse_scan(reply)
                     .with_context(|| format!("SCAN on the source {}", source.endpoint))?;
+                // `--partition`: other workers' keys are theirs to check (and to write).
+                if let Some(share) = share {
+                    keys.retain(|k| share.contains(k));
+                }
                 if !keys.is_empty() {
                     let exists = target.exists(tdb, &keys).await?;
                     found.add(tdb, &keys, &exists);

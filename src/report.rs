@@ -75,6 +75,9 @@ pub struct MigrateReport {
     /// `--follow`: the cutover's verdict and evidence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cutover: Option<serde_json::Value>,
+    /// `--partition`: which share of which job this report is (read by `ferry report merge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<crate::report_merge::ShareOf>,
 }
 
 /// This process's peak resident set size so far (`VmHWM` of `/proc/self/status`, Linux only).

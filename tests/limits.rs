@@ -163,11 +163,22 @@ fn slow_source_slows_ferry_down_until_it_recovers() {
             .map_while(Result::ok)
             .collect::<Vec<String>>()
     });
-    // After a second of copying, another client makes the source answer slowly for 1.5 s.
-    thread::sleep(Duration::from_millis(1_000));
+    // Once the copy is under way, another client makes the source answer slowly for 2 s.
+    let started = Instant::now();
+    let mut s = src.conn();
+    while started.elapsed() < Duration::from_secs(30) {
+        let dumps: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut s)
+            .unwrap_or_default();
+        if dumps.contains("cmdstat_dump:") {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
     {
         let mut c = src.conn();
-        let until = Instant::now() + Duration::from_millis(1_500);
+        let until = Instant::now() + Duration::from_millis(2_000);
         while Instant::now() < until {
             let () = redis::cmd("DEBUG")
                 .arg("SLEEP")

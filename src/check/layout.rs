@@ -190,6 +190,7 @@ async fn conflicts(
                 pairs,
                 job.tuning.scan_count,
                 retry_for,
+                None,
             )
             .await {
                 Ok(()) => out.push(Check::ok(name, format!("{held}, none of them the source's"))),

@@ -427,7 +427,8 @@ impl Follower {
         incremental: bool,
         v: &mut Verdict,
     ) -> anyhow::Result<Option<u32>> {
-        let (src, dst) = crate::verify::open_sides(&self.source, &self.job, unlimited()).await?;
+        let (src, dst) =
+            crate::verify::open_sides(&self.source, &self.job, unlimited(), None).await?;
         let mut tally = Tally::default();
         let mut round = 0;
         loop {

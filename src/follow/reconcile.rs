@@ -43,7 +43,7 @@ pub async fn pass(
     stop: Stop,
 ) -> anyhow::Result<PassOutcome> {
     let started = Instant::now();
-    let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited()).await?;
+    let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), None).await?;
     let mut tally = Tally::default();
     let first = passes::first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
     let keys_total = first.dbs.iter().map(|d| d.source.keys).sum();

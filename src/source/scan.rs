@@ -22,6 +22,7 @@ use super::expiry;
 use super::{dump_size, Batch, Position};
 use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::partition::KeyShare;
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::stop::Stop;
@@ -58,6 +59,9 @@ pub struct ScanTask {
     /// something on the node that issued it, so a failover ends this stream with an error
     /// instead of continuing on another node's keyspace (a rerun rescans it on the new master).
     pub node_id: Option<String>,
+    /// `--partition`: only keys of this share are read and handed on (the others are SCANned
+    /// and dropped; they are another worker's).
+    pub filter: Option<Arc<KeyShare>>,
 }
 
 /// DUMP round trips a reader keeps in flight. With two, the source works on the next chunk of
@@ -91,6 +95,7 @@ pub async fn scan_db(
         replies: Vec::new(),
         node_id: task.node_id,
         throttle: task.throttle,
+        filter: task.filter,
         todo: VecDeque::new(),
         in_flight: VecDeque::new(),
         resume: Resume {
@@ -211,6 +216,8 @@ struct Reader {
     node_id: Option<String>,
     /// See [`ScanTask::throttle`].
     throttle: Option<Arc<Throttle>>,
+    /// Keys of this worker's share (see [`ScanTask::filter`]).
+    filter: Option<Arc<KeyShare>>,
     /// What is left to ask for, in order.
     todo: VecDeque<Todo>,
     /// Chunks sent, replies not read yet, oldest first.
@@ -401,6 +408,9 @@ impl Reader {
             if retry.cursor == cursor && !retry.sent.is_empty() {
                 keys.retain(|k| !retry.sent.contains(k));
             }
+        }
+        if let Some(share) = &self.filter {
+            keys.retain(|k| share.contains(k));
         }
         self.todo.push_back(Todo::Page {
             page: Arc::new(Page { cursor, next, keys }),

@@ -252,6 +252,7 @@ fn live_options(job: &Job) -> LiveOptions {
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
         throttles: None,
+        share: None,
     }
 }
 

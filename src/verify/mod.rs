@@ -50,6 +50,7 @@ pub mod progress;
 pub mod report;
 pub mod rounds;
 pub mod sample;
+pub mod share;
 pub mod side;
 pub mod state;
 
@@ -63,6 +64,7 @@ use side::{LiveOptions, LiveSide, Side};
 use crate::cli::{MigrateArgs, OutputArgs, ProgressMode, VerifyArgs, VerifyTuning};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
+use crate::partition::KeyShare;
 use crate::preflight;
 use crate::report::Status;
 use crate::stop::Stop;
@@ -126,6 +128,9 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         job.prepare_source(&stop).await?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
+            SourceSpec::Rdb(_) if job.partition.is_some() => anyhow::bail!(
+                "--partition needs a live --source: an RDB file is verified whole by one process"
+            ),
             SourceSpec::Rdb(input) => {
                 return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
             }
@@ -138,15 +143,29 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             let flag = |t| crate::migrate::target_db_flag(&pairs, t);
             preflight::check_dbs_on(&job.target, &tdbs, &flag).await?;
         }
+        let share = match job.partition {
+            Some(p) if opts.sample.is_some() => anyhow::bail!(
+                "--sample cannot be combined with --partition {p}: sample the whole job in one verify instead"
+            ),
+            Some(p) => Some(share::of_source(p, &source, &job).await?),
+            None => None,
+        };
+        report.partition = job
+            .partition
+            .map(|p| crate::partition::share_of("verify", &job, p));
+        let keys = share.as_ref().and_then(|s| s.share.keys.clone());
         let throttles = Arc::new(Throttles::new(limits, stop.clone()));
-        let (src, dst) = open_sides(&source, &job, throttles).await?;
+        let (src, dst) = open_sides(&source, &job, throttles, keys).await?;
         report.source = src.name();
         report.target = dst.name();
-        let pairs = if pairs.is_empty() {
+        let mut pairs = if pairs.is_empty() {
             default_pairs(&src, &dst, &job).await?
         } else {
             pairs
         };
+        if let Some(s) = &share {
+            share::restrict_pairs(s, &mut pairs);
+        }
         compare_sides(src, dst, &pairs, &opts, &stop, &mut report).await
     };
     let result = abandoned_after_signal(stop.or_abandon(work).await);
@@ -169,6 +188,7 @@ pub async fn after_migrate(
     source: &Server,
     job: &Job,
     db_pairs: &[(u32, u32)],
+    share: Option<Arc<KeyShare>>,
     args: &MigrateArgs,
     stop: &Stop,
 ) -> VerifyReport {
@@ -183,7 +203,7 @@ pub async fn after_migrate(
     eprintln!("ferry: verifying the target against the source (skip with --no-verify)");
     let work = async {
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
-        let (src, dst) = open_sides(source, job, throttles).await?;
+        let (src, dst) = open_sides(source, job, throttles, share).await?;
         compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
     };
     let result = abandoned_after_signal(stop.or_abandon(work).await);
@@ -192,17 +212,20 @@ pub async fn after_migrate(
     report
 }
 
-/// Opens both live sides; only the source's readers are held to `throttles`.
+/// Opens both live sides; only the source's readers are held to `throttles`; with `share`,
+/// only that share's keys are compared.
 pub(crate) async fn open_sides(
     source: &Server,
     job: &Job,
     throttles: Arc<Throttles>,
+    share: Option<Arc<KeyShare>>,
 ) -> anyhow::Result<(Arc<LiveSide>, Arc<LiveSide>)> {
     let opts = LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
         throttles: None,
+        share,
     };
     let source_opts = LiveOptions {
         throttles: Some(throttles),

@@ -30,6 +30,7 @@ use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::{ConnError, Connection, Pipeline, Server};
+use crate::partition::KeyShare;
 use crate::retry::Backoff;
 use crate::source::dump_size;
 use crate::source::expiry::{self, parse_time_ms, ReadError, ReadKeysError};
@@ -52,6 +53,8 @@ pub struct LiveOptions {
     pub retry_for: Duration,
     /// The source's load budget (`--max-keys-per-sec` …); `None` for the target, or no limit.
     pub throttles: Option<Arc<Throttles>>,
+    /// `--partition`: only keys of this share are compared (the same filter on both sides).
+    pub share: Option<Arc<KeyShare>>,
 }
 
 /// One server (a standalone server, or one master of a cluster), read over pooled connections.
@@ -198,7 +201,9 @@ impl Node {
                     let b = bucket_of(&k);
                     (k, b)
                 })
-                .filter(|(_, b)| want.wants(*b))
+                .filter(|(k, b)| {
+                    want.wants(*b) && self.opts.share.as_ref().is_none_or(|s| s.contains(k))
+                })
                 .collect();
             if !wanted.is_empty() && tx.send(wanted).await.is_err() {
                 // The readers are gone: one of them failed and its error is reported.

@@ -204,6 +204,9 @@ pub struct VerifyReport {
     pub keys_per_sec: u64,
     /// The error, when status is `error` or `interrupted`.
     pub error: Option<String>,
+    /// `--partition`: which share of which job this report is (read by `ferry report merge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<crate::report_merge::ShareOf>,
 }
 
 impl VerifyReport {
@@ -228,6 +231,7 @@ impl VerifyReport {
             elapsed_ms: 0,
             keys_per_sec: 0,
             error: None,
+            partition: None,
         }
     }
 

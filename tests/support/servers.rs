@@ -611,8 +611,13 @@ impl Cluster {
     /// Each node gets `opts` plus the cluster flags. Waits until every node reports
     /// `cluster_state:ok` and knows all three nodes.
     pub fn start_with(version: Version, opts: ServerOpts) -> Cluster {
+        Cluster::start_masters(version, opts, 3)
+    }
+
+    /// A cluster of `masters` masters (no replicas), slots split evenly by `redis-cli`.
+    pub fn start_masters(version: Version, opts: ServerOpts, masters: usize) -> Cluster {
         assert!(opts.cert == CertKind::Server, "clusters use server.crt");
-        let nodes: Vec<Server> = (0..3)
+        let nodes: Vec<Server> = (0..masters)
             .map(|_| {
                 let mut o = opts.clone();
                 o.extra_args.extend(
@@ -671,7 +676,8 @@ impl Cluster {
                 let last = match info {
                     Ok(i)
                         if info_field(&i, "cluster_state") == Some("ok")
-                            && info_field(&i, "cluster_known_nodes") == Some("3") =>
+                            && info_field(&i, "cluster_known_nodes")
+                                == Some(self.nodes.len().to_string().as_str()) =>
                     {
                         break
                     }
