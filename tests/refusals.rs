@@ -499,11 +499,34 @@ fn verify_progress_figures_are_honest() {
             );
         }
     }
-    assert!(
-        lines.iter().any(|l| l.contains("re-read pass 1")),
-        "no progress line during the re-read pass (a slow machine would show one):\n{}",
-        lines.join("\n")
-    );
+    // A line printed after the counts went down (the re-read pass began) says which pass it is.
+    // Whether a 1 s tick lands in the second pass at all depends on the machine's speed, so
+    // only the labelling is asserted, not that such a line exists.
+    let listed = |l: &str| -> u64 {
+        ["source ", "target "]
+            .iter()
+            .filter_map(|side| {
+                let at = l.find(side)? + side.len();
+                l[at..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let mut high = 0;
+    let mut second = false;
+    for line in &lines {
+        let n = listed(line);
+        second |= n < high;
+        high = high.max(n);
+        if second {
+            assert!(line.contains("re-read pass"), "unlabelled pass: {line}");
+        }
+    }
 }
 
 /// Item 8d: a wrong password is blamed on where it came from (the file, the variable), never
