@@ -2,7 +2,8 @@
 //!
 //! # How a key travels
 //! ```text
-//!  source/scan.rs    SCAN page ─► TIME + PTTL + DUMP (pipelined) ─► Record {db, key, payload, expire_at_ms}
+//!  source/scan.rs    SCAN page ─► TIME + PTTLs + TIME + DUMPs (pipelined) ─► Record {db, key, payload, expire_at_ms}
+//!                    (source/expiry.rs: each expiry exact within its TIME bracket; shared with verify, follow)
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
 //!                      (source/rdb_input.rs: stdin, pipes and gzip files spooled to a file first)
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
