@@ -19,7 +19,7 @@ say "installing test servers (cached after the first run)"
 bash scripts/test-servers.sh install
 say "building ferry (release)"
 cargo build --release --quiet
-FERRY=target/release/ferry
+FERRY=${CARGO_TARGET_DIR:-target}/release/ferry # cargo honours CARGO_TARGET_DIR
 CLI=$FERRY_SERVERS/bin/7.0/redis-cli
 CA=$FERRY_SERVERS/tls/ca.crt
 
