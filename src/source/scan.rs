@@ -1,6 +1,6 @@
 //! Live source: SCAN one DB of one server, and fetch each page's TTLs and values in pipelines.
 //!
-//! Per chunk of a page: one pipeline `TIME, PTTL k1, …, PTTL kn, TIME, DUMP k1, …, DUMP kn` (the
+//! Per chunk of a page: one pipeline `TIME, PTTL k1, DUMP k1, …, PTTL kn, DUMP kn, TIME` (the
 //! page's first chunk also carries the next page's `SCAN`), with two such round trips in flight
 //! so the source never waits for ferry. The two `TIME`s around the PTTLs turn each relative PTTL
 //! into an absolute expiry on the source's clock, exact even when the source stalls part-way
@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 
 use super::expiry;
 use super::{dump_size, Batch, Position};
-use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::partition::KeyShare;
 use crate::record::Record;
@@ -154,7 +153,7 @@ impl Chunk {
     fn commands(&self) -> usize {
         let keys = self.range.len();
         (if keys > 0 {
-            expiry::commands(keys) + keys
+            expiry::commands_with_values(keys)
         } else {
             0
         }) + usize::from(self.scan.is_some())
@@ -459,8 +458,7 @@ impl Reader {
         p.clear();
         if !chunk.range.is_empty() {
             let keys = chunk.keys();
-            expiry::ask(&mut p, keys.iter().map(|k| &k[..]));
-            p.per_key(KeyCommand::Dump, keys.iter().map(|k| &k[..]));
+            expiry::ask_with_values(&mut p, keys);
         }
         if let Some(c) = chunk.scan {
             let mut count = itoa::Buffer::new();
@@ -504,14 +502,14 @@ impl Reader {
         b
     }
 
-    /// Takes the replies `TIME, PTTL…, TIME, DUMP…` of `keys` off `it`.
+    /// Takes the replies `TIME, PTTL k, DUMP k, …, TIME` of `keys` off `it`.
     fn read_replies(
         &self,
         keys: &[Bytes],
         it: &mut impl Iterator<Item = Reply>,
     ) -> Result<Replies, StepError> {
         let ep = &self.server.endpoint;
-        let (bracket, ttls) = expiry::read(it, keys.len()).map_err(|e| {
+        let (bracket, ttls, dumps) = expiry::read_with_values(it, keys.len()).map_err(|e| {
             StepError::Fatal(match e {
                 expiry::ReadError::Refused { index, error } => {
                     source_refused(&ep.to_string(), self.db, &keys[index], &error)
@@ -521,23 +519,6 @@ impl Reader {
                 }
             })
         })?;
-        let mut dumps = Vec::with_capacity(keys.len());
-        for key in keys {
-            let dump = it.next().ok_or_else(|| {
-                StepError::Fatal(anyhow::anyhow!(
-                    "the source {ep} sent fewer replies than commands"
-                ))
-            })?;
-            if let Some(err) = dump.error() {
-                return Err(StepError::Fatal(source_refused(
-                    &ep.to_string(),
-                    self.db,
-                    key,
-                    err,
-                )));
-            }
-            dumps.push(dump);
-        }
         Ok(Replies {
             bracket,
             ttls,
