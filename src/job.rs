@@ -47,6 +47,32 @@ pub struct Job {
 }
 
 impl Job {
+    /// Refuses the flags that only mean something for a live source (load limits,
+    /// `--partition`) when the source is an RDB file; `command` is `migrate` or `verify`.
+    pub fn refuse_live_only(
+        &self,
+        limits: &crate::throttle::Limits,
+        command: &str,
+    ) -> anyhow::Result<()> {
+        if !matches!(self.source, SourceSpec::Rdb(_)) {
+            return Ok(());
+        }
+        if limits.any() {
+            anyhow::bail!(
+                "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load \
+                 on a live source; with --rdb ferry reads a file and there is none to protect. \
+                 Leave them out"
+            );
+        }
+        if self.partition.is_some() {
+            anyhow::bail!(
+                "--partition needs a live --source: an RDB file is read whole by one process \
+                 (run one {command} for it)"
+            );
+        }
+        Ok(())
+    }
+
     /// Resolves endpoints, passwords, TLS and DB selection.
     pub fn resolve(
         ep: &EndpointArgs,

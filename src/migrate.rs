@@ -103,18 +103,7 @@ async fn run_inner(
     let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
     report.target = job.target.endpoint.to_string();
     set_phase("preflight");
-    if matches!(job.source, SourceSpec::Rdb(_)) && args.limits.limits().any() {
-        anyhow::bail!(
-            "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load \
-             on a live source; with --rdb ferry reads a file and there is none to protect. \
-             Leave them out"
-        );
-    }
-    if matches!(job.source, SourceSpec::Rdb(_)) && job.partition.is_some() {
-        anyhow::bail!(
-            "--partition needs a live --source: an RDB file is read whole by one process (run one migrate for it)"
-        );
-    }
+    job.refuse_live_only(&args.limits.limits(), "migrate")?;
     report.partition = job
         .partition
         .map(|p| partition::share_of("migrate", &job, p));
@@ -130,13 +119,13 @@ async fn run_inner(
     let (sinfo, source_skew_ms) = retry::retrying(retry_for, || async {
         let mut src = source.connect().await?;
         let info = preflight::examine(&mut src, &source, &job.source_addr_map).await?;
-        Ok((info, preflight::clock_skew(&mut src).await?))
+        Ok((info, crate::source::expiry::clock_skew(&mut src).await?))
     })
     .await?;
     let (tinfo, target_skew_ms, max_bulk) = retry::retrying(retry_for, || async {
         let mut dst = job.target.connect().await?;
         let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
-        let skew = preflight::clock_skew(&mut dst).await?;
+        let skew = crate::source::expiry::clock_skew(&mut dst).await?;
         Ok((info, skew, preflight::max_bulk_len(&mut dst).await?))
     })
     .await?;

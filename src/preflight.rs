@@ -17,7 +17,6 @@ use crate::endpoint::{ConnError, Connection, Endpoint, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::retry::Link;
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::expiry::parse_time_ms;
 use crate::source::scan::parse_scan;
 
 /// How many conflicting keys an error names.
@@ -337,19 +336,6 @@ impl KeyedCommands for Exists<'_> {
     fn encode(&self, i: usize, p: &mut Pipeline) {
         p.cmd(&[b"EXISTS".as_slice(), &self.0[i]]);
     }
-}
-
-/// This server's clock minus ours, in ms.
-pub async fn clock_skew(conn: &mut Connection) -> anyhow::Result<i64> {
-    let reply = conn.cmd(&[b"TIME".as_slice()]).await?;
-    let server_ms = parse_time_ms(&reply).with_context(|| {
-        format!(
-            "the {} {} did not answer TIME: {reply:?}",
-            conn.side(),
-            conn.endpoint()
-        )
-    })?;
-    Ok(server_ms - crate::sink::now_ms())
 }
 
 /// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it:

@@ -4,7 +4,6 @@
 
 use super::connect::Probed;
 use super::{config_get, Check};
-use crate::preflight;
 use crate::source::rdb_file::target_rdb_version;
 
 /// Clock skew beyond which expiries computed across the two clocks deserve a look.
@@ -39,7 +38,7 @@ async fn clock(side: &mut Probed, out: &mut Vec<Check>) {
     let Some(node) = side.nodes.first_mut() else {
         return;
     };
-    out.push(match preflight::clock_skew(&mut node.conn).await {
+    out.push(match crate::source::expiry::clock_skew(&mut node.conn).await {
         Ok(ms) if ms.abs() > SKEW_WARN_MS => Check::warn(
             name,
             format!("{ms} ms off this machine's clock"),

@@ -22,7 +22,7 @@ use crate::record::Record;
 use crate::retry::Backoff;
 use crate::sink::restore::{refused, restore_ttl, WriterOptions};
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::expiry::{self, Bracket, KeyRead, ReadError, ReadKeysError, Ttl};
+use crate::source::expiry::{self, Bracket, Expiries, KeyRead, ReadError, ReadKeysError, Ttl};
 use crate::source::scan::source_refused;
 
 /// Keys per source round trip.
@@ -314,7 +314,7 @@ async fn read_routed(
             continue;
         }
         let mut it = replies.into_iter();
-        let mut out = Vec::with_capacity(keys.len());
+        let (mut ttls, mut dumps) = (Vec::with_capacity(keys.len()), Vec::new());
         for key in keys {
             let (Some(pttl), Some(dump)) = (it.next(), it.next()) else {
                 anyhow::bail!("the source {ep} sent fewer replies than commands");
@@ -324,22 +324,9 @@ async fn read_routed(
                     return Err(source_refused(ep, db, key, err));
                 }
             }
-            let expire_at_ms = match Ttl::from_reply(&pttl) {
-                Ttl::Gone => {
-                    out.push(None);
-                    continue;
-                }
-                Ttl::Persistent => None,
-                Ttl::Left(ms) => Some(bracket.expire_at(ms)),
-            };
-            out.push(match dump {
-                Reply::Bulk(Some(payload)) => Some(KeyRead {
-                    payload,
-                    expire_at_ms,
-                }),
-                _ => None,
-            });
+            ttls.push(Ttl::from_reply(&pttl));
+            dumps.push(dump);
         }
-        return Ok(out);
+        return Ok(expiry::pair(dumps, Expiries::new(&bracket, &ttls).each));
     }
 }

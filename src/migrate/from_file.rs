@@ -131,7 +131,7 @@ pub(super) async fn run(
     // that to be this machine's.
     let clocks = Clocks {
         source_skew_ms: 0,
-        target_skew_ms: preflight::clock_skew(&mut dst).await?,
+        target_skew_ms: crate::source::expiry::clock_skew(&mut dst).await?,
     };
     let max_bulk = preflight::max_bulk_len(&mut dst).await?;
 

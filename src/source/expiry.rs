@@ -12,7 +12,8 @@
 //! key's absolute expiry lies in `[first + pttl, second + pttl]`; ferry takes the middle, off by
 //! at most half the bracket. A bracket wider than [`NARROW_MS`] means the server stalled in
 //! between (or DUMPed a big value): the PTTLs of the keys that have a TTL are read again, alone
-//! (`TIME, PTTL k…, TIME`: a narrow bracket), until one is narrow (at most [`REREADS`] times,
+//! (`TIME, PTTL k…, TIME` in round trips of at most [`REREAD_BYTES`], which the server runs
+//! without serving another client in between), until one is narrow (at most [`REREADS`] times,
 //! keeping the narrowest). The worst uncertainty left is reported.
 //!
 //! Why each PTTL stays next to its DUMP: a first version put every PTTL before every DUMP, which
@@ -235,15 +236,58 @@ pub async fn settle(
     let timed: Vec<usize> = (0..ttls.len())
         .filter(|&i| matches!(ttls[i], Ttl::Left(_)))
         .collect();
-    let mut best = bracket;
+    if timed.is_empty() {
+        return Ok(out);
+    }
+    out.uncertainty_ms = 0;
+    for group in groups(keys, &timed) {
+        let best = reread_group(conn, keys, group, bracket, &mut out.each).await?;
+        out.uncertainty_ms = out.uncertainty_ms.max(best.uncertainty_ms());
+    }
+    Ok(out)
+}
+
+/// Bytes of one re-read round trip at most. Redis reads a client's input 16 KiB at a time
+/// and runs every complete command in it before serving another client, so a round trip this
+/// small cannot have another client's slow command in the middle of it: only a paused process
+/// can widen its bracket.
+const REREAD_BYTES: usize = 8 * 1024;
+
+/// `timed` (indexes into `keys`) cut into runs whose re-read fits in [`REREAD_BYTES`].
+fn groups<'a>(keys: &[Bytes], timed: &'a [usize]) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (n, &i) in timed.iter().enumerate() {
+        // `*2\r\n$4\r\nPTTL\r\n$<len>\r\n<key>\r\n`: the key and ~25 bytes around it.
+        let size = keys[i].len() + 25;
+        if n > start && bytes + size > REREAD_BYTES {
+            out.push(&timed[start..n]);
+            (start, bytes) = (n, 0);
+        }
+        bytes += size;
+    }
+    out.push(&timed[start..]);
+    out
+}
+
+/// Reads the TTLs of `group` again until a bracket is narrow (at most [`REREADS`] times),
+/// keeping the narrowest in `each`; returns that bracket.
+async fn reread_group(
+    conn: &mut Connection,
+    keys: &[Bytes],
+    group: &[usize],
+    first: Bracket,
+    each: &mut [Expiry],
+) -> anyhow::Result<Bracket> {
+    let mut best = first;
     for _ in 0..REREADS {
-        if timed.is_empty() || best.width_ms() <= NARROW_MS {
+        if best.width_ms() <= NARROW_MS {
             break;
         }
         let mut p = Pipeline::new();
-        ask(&mut p, timed.iter().map(|&i| &keys[i][..]));
+        ask(&mut p, group.iter().map(|&i| &keys[i][..]));
         let replies = conn.run(&p).await?;
-        let (again, ttls) = read(&mut replies.into_iter(), timed.len()).map_err(|e| {
+        let (again, ttls) = read(&mut replies.into_iter(), group.len()).map_err(|e| {
             anyhow::anyhow!(
                 "the {} {} answered a PTTL re-read with something ferry cannot read: {e:?}",
                 conn.side(),
@@ -252,8 +296,8 @@ pub async fn settle(
         })?;
         if again.width_ms() < best.width_ms() {
             best = again;
-            for (&i, t) in timed.iter().zip(ttls) {
-                out.each[i] = expiry(&again, t);
+            for (&i, t) in group.iter().zip(ttls) {
+                each[i] = expiry(&again, t);
             }
         }
     }
@@ -265,14 +309,11 @@ pub async fn settle(
             conn.endpoint(),
             best.width_ms(),
             REREADS + 1,
-            timed.len(),
+            group.len(),
             best.uncertainty_ms()
         );
     }
-    if !timed.is_empty() {
-        out.uncertainty_ms = best.uncertainty_ms();
-    }
-    Ok(out)
+    Ok(best)
 }
 
 /// A key as read on one connection: its DUMP payload and expiry (server clock).
@@ -322,9 +363,17 @@ pub async fn read_keys(conn: &mut Connection, keys: &[Bytes]) -> Result<KeysRead
     } else {
         Expiries::new(&bracket, &ttls)
     };
-    let each = dumps
+    Ok(KeysRead {
+        uncertainty_ms: expiries.uncertainty_ms,
+        each: pair(dumps, expiries.each),
+    })
+}
+
+/// Each key's DUMP reply with its expiry: `None` for a key gone by either command.
+pub fn pair(dumps: Vec<Reply>, expiries: Vec<Expiry>) -> Vec<Option<KeyRead>> {
+    dumps
         .into_iter()
-        .zip(expiries.each)
+        .zip(expiries)
         .map(|(dump, exp)| match (dump, exp.at()) {
             (Reply::Bulk(Some(payload)), Some(expire_at_ms)) => Some(KeyRead {
                 payload,
@@ -332,11 +381,7 @@ pub async fn read_keys(conn: &mut Connection, keys: &[Bytes]) -> Result<KeysRead
             }),
             _ => None,
         })
-        .collect();
-    Ok(KeysRead {
-        each,
-        uncertainty_ms: expiries.uncertainty_ms,
-    })
+        .collect()
 }
 
 fn expiry(bracket: &Bracket, ttl: Ttl) -> Expiry {
@@ -345,6 +390,34 @@ fn expiry(bracket: &Bracket, ttl: Ttl) -> Expiry {
         Ttl::Persistent => Expiry::Never,
         Ttl::Left(ms) => Expiry::At(bracket.expire_at(ms)),
     }
+}
+
+/// The server's clock minus this machine's, in ms: a `TIME` bracketed by two readings of this
+/// machine's clock, taken again while the round trip is wider than [`NARROW_MS`] (a server
+/// that stalled while answering would move every expiry compared or written by the stall), at
+/// most [`REREADS`] more times, keeping the narrowest. Used by the copy and by verification.
+pub async fn clock_skew(conn: &mut Connection) -> anyhow::Result<i64> {
+    let mut best: Option<(i64, i64)> = None; // (width, skew)
+    for _ in 0..=REREADS {
+        let before = crate::sink::now_ms();
+        let reply = conn.cmd(&[b"TIME".as_slice()]).await?;
+        let after = crate::sink::now_ms();
+        let server = parse_time_ms(&reply).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the {} {} did not answer TIME: {reply:?}",
+                conn.side(),
+                conn.endpoint()
+            )
+        })?;
+        let width = after - before;
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, server - (before + after) / 2));
+        }
+        if width <= NARROW_MS {
+            break;
+        }
+    }
+    Ok(best.map_or(0, |(_, skew)| skew))
 }
 
 /// Parses a `TIME` reply (`[seconds, microseconds]`) into Unix milliseconds.
@@ -430,6 +503,18 @@ mod tests {
             &[Bytes::from_static(b"k1"), Bytes::from_static(b"k2")],
         );
         assert_eq!(p.len(), commands_with_values(2));
+    }
+
+    #[test]
+    fn rereads_are_cut_by_bytes_and_keep_every_key_once() {
+        let keys: Vec<Bytes> = (0..1_000)
+            .map(|i| Bytes::from(format!("key:{i:05}")))
+            .collect();
+        let timed: Vec<usize> = (0..1_000).step_by(2).collect();
+        let gs = groups(&keys, &timed);
+        assert!(gs.len() > 1);
+        assert!(gs.iter().all(|g| g.len() * (9 + 25) <= REREAD_BYTES));
+        assert_eq!(gs.concat(), timed);
     }
 
     #[test]

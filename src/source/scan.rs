@@ -543,8 +543,12 @@ impl Reader {
             uncertainty_ms: expiries.uncertainty_ms,
         };
         let mut bytes = 0;
-        for ((key, dump), exp) in keys.iter().zip(read.dumps).zip(expiries.each) {
-            let (Reply::Bulk(Some(payload)), Some(expire_at_ms)) = (dump, exp.at()) else {
+        for (key, read) in keys.iter().zip(expiry::pair(read.dumps, expiries.each)) {
+            let Some(expiry::KeyRead {
+                payload,
+                expire_at_ms,
+            }) = read
+            else {
                 fetched.vanished += 1;
                 continue;
             };

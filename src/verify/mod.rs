@@ -119,18 +119,10 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
     let work = async {
         let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let limits = args.limits.limits();
-        if matches!(job.source, SourceSpec::Rdb(_)) && limits.any() {
-            anyhow::bail!(
-                "--max-keys-per-sec, --max-bytes-per-sec and --source-latency-ms limit the load on \
-                 a live source; with --rdb ferry reads a file. Leave them out"
-            );
-        }
+        job.refuse_live_only(&limits, "verify")?;
         job.prepare_source(&stop).await?;
         let source = match &job.source {
             SourceSpec::Live(s) => s.clone(),
-            SourceSpec::Rdb(_) if job.partition.is_some() => anyhow::bail!(
-                "--partition needs a live --source: an RDB file is verified whole by one process"
-            ),
             SourceSpec::Rdb(input) => {
                 return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
             }

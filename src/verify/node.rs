@@ -33,7 +33,7 @@ use crate::endpoint::{ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
 use crate::retry::Backoff;
 use crate::source::dump_size;
-use crate::source::expiry::{self, parse_time_ms, ReadError, ReadKeysError};
+use crate::source::expiry::{self, ReadError, ReadKeysError};
 use crate::source::scan::parse_scan;
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
@@ -113,7 +113,7 @@ impl Node {
         opts: LiveOptions,
         listed: Arc<AtomicU64>,
     ) -> anyhow::Result<Node> {
-        let skew_ms = measure_skew(&mut conn).await?;
+        let skew_ms = expiry::clock_skew(&mut conn).await?;
         if skew_ms.abs() > 2_000 {
             tracing::warn!(
                 "the {} {}'s clock is {skew_ms} ms off this machine's; TTLs are compared after correcting for it",
@@ -466,21 +466,6 @@ impl Node {
 fn is_transient(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ConnError>()
         .is_some_and(ConnError::is_transient)
-}
-
-/// Server clock minus ours, from one `TIME` (taken half-way through the round trip).
-async fn measure_skew(conn: &mut Connection) -> anyhow::Result<i64> {
-    let before = crate::sink::now_ms();
-    let reply = conn.cmd(&[b"TIME".as_slice()]).await?;
-    let after = crate::sink::now_ms();
-    let server = parse_time_ms(&reply).with_context(|| {
-        format!(
-            "the {} {} did not answer TIME: {reply:?}",
-            conn.side(),
-            conn.endpoint()
-        )
-    })?;
-    Ok(server - (before + after) / 2)
 }
 
 fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
