@@ -32,6 +32,7 @@
 //! worker processes (a Kubernetes Indexed Job, `deploy/kubernetes/`); `report_merge.rs` joins
 //! their reports.
 
+pub mod bigkey;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
