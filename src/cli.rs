@@ -79,6 +79,15 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub tuning: TuningArgs,
 
+    /// Also check what `migrate --follow` needs: the source's keyspace notifications.
+    #[arg(long, conflicts_with = "rdb")]
+    pub follow: bool,
+
+    /// With --follow: ferry would turn the notifications on itself (CONFIG SET); checks that
+    /// the source allows it.
+    #[arg(long, requires = "follow")]
+    pub enable_notifications: bool,
+
     /// Also write the checks as a JSON document here.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

@@ -15,8 +15,9 @@
 //!                    reconciliation pass (verify's bucket digests); `ferry cutover` ─► GO/NO-GO
 //! ```
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
-//! `preflight.rs` checks the servers before anything is written; `migrate.rs` runs the command.
-//! `check/` is `ferry check`: every check a job can fail, as a table, without writing.
+//! `check/` checks the servers before anything is written: `ferry check` prints every check a
+//! job can fail as a table, and `migrate` and `verify` run the same checks as their gate
+//! (`check/gate.rs`) before their first write; `migrate.rs` runs the command.
 //! `throttle.rs` caps the load on the source (`--max-keys-per-sec`, `--max-bytes-per-sec`,
 //! `--source-latency-ms`); `metrics.rs` serves Prometheus metrics (`--metrics-addr`).
 //! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without
@@ -43,7 +44,6 @@ pub mod metrics;
 pub mod migrate;
 pub mod partition;
 pub mod pipeline;
-pub mod preflight;
 pub mod progress;
 pub mod rdb;
 pub mod record;

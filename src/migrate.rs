@@ -1,4 +1,5 @@
-//! `ferry migrate`: preflight, checkpoint decision, copy, verification, report.
+//! `ferry migrate`: checkpoint decision, the checks before writing (`check::gate`), copy,
+//! verification, report.
 //! `from_file.rs` is the same with an RDB file (`--rdb`) as the source.
 
 mod from_file;
@@ -10,14 +11,12 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
-use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::partition::{self, KeyShare};
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::preflight::{self, Layout, Probe};
+use crate::check::{self, Gate, Layout, Purpose, SideInfo};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
-use crate::retry::{self, Link};
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::restore::{Writer, WriterOptions};
 use crate::sink::route::Router;
@@ -114,21 +113,33 @@ async fn run_inner(
     };
     report.source = source.endpoint.to_string();
 
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
-    // Preflight only reads, so a lost connection redoes the whole step on new connections.
-    let (sinfo, source_skew_ms) = retry::retrying(retry_for, || async {
-        let mut src = source.connect().await?;
-        let info = preflight::examine(&mut src, &source, &job.source_addr_map).await?;
-        Ok((info, crate::source::expiry::clock_skew(&mut src).await?))
+    // The checkpoint first: a resumed run's target holds ferry's own keys, which the conflict
+    // check must not count (its checkpoint says the check passed when the run started).
+    let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
+    let check_conflicts =
+        args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed;
+    let gated = check::gate(Gate {
+        job: &job,
+        purpose: Purpose::Migrate,
+        on_conflict: args.on_conflict,
+        conflicts: check_conflicts,
+        copied_keys: cp.totals.written,
+        follow: args
+            .follow
+            .follow
+            .then_some(args.follow.enable_notifications),
+        insecure: (
+            args.endpoints.source_insecure,
+            args.endpoints.target_insecure,
+        ),
+        file: None,
     })
     .await?;
-    let (tinfo, target_skew_ms, max_bulk) = retry::retrying(retry_for, || async {
-        let mut dst = job.target.connect().await?;
-        let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
-        let skew = crate::source::expiry::clock_skew(&mut dst).await?;
-        Ok((info, skew, preflight::max_bulk_len(&mut dst).await?))
-    })
-    .await?;
+    report.notes.extend(gated.warnings.iter().cloned());
+    let Some(sinfo) = gated.source else {
+        anyhow::bail!("the source could not be examined; run `ferry check` with the same flags");
+    };
+    let tinfo = gated.target;
     tracing::info!(
         "source {} ({}), target {} ({})",
         source.endpoint,
@@ -153,63 +164,16 @@ async fn run_inner(
         eprintln!("ferry: partition {}", s.how);
     }
     let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
-    preflight::check_db_plan(
-        &db_pairs,
-        &sinfo,
-        &tinfo,
-        &job.target.endpoint,
-        args.on_conflict,
-    )?;
-    // The source first: a DB it lacks is the user's choice to correct, not the target's fault.
-    if !sinfo.is_cluster() {
-        retry::retrying(retry_for, || {
-            preflight::check_dbs_on(&source, &dbs, &|db| format!("--db {db}"))
-        })
-        .await?;
-    }
-    if !tinfo.is_cluster() {
-        let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
-        let flag = |t| target_db_flag(&db_pairs, t);
-        retry::retrying(retry_for, || {
-            preflight::check_dbs_on(&job.target, &tdbs, &flag)
-        })
-        .await?;
-    }
     let mut total_keys: u64 = dbs.iter().filter_map(|db| sinfo.keyspace.get(db)).sum();
     if let Some(s) = &share {
         total_keys = s.estimate(total_keys, &sinfo.layout);
     }
     let clocks = Clocks {
-        source_skew_ms,
-        target_skew_ms,
+        source_skew_ms: gated.source_skew_ms,
+        target_skew_ms: gated.target_skew_ms,
     };
-
-    let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
-    if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
-        let sources: Vec<Server> = match &layout {
-            Layout::Standalone(s) => vec![s.clone()],
-            Layout::Cluster { cluster, topology } => topology
-                .masters
-                .iter()
-                .map(|m| cluster.server(&m.addr))
-                .collect(),
-        };
-        let mut probe = match &tinfo.layout {
-            Layout::Standalone(server) => Probe::Standalone(Link::new(server.clone(), retry_for)),
-            Layout::Cluster { cluster, topology } => {
-                Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
-            }
-        };
-        let filter = share.as_ref().and_then(|s| s.read_filter.as_deref());
-        preflight::check_conflicts(
-            &sources,
-            &mut probe,
-            &db_pairs,
-            job.tuning.scan_count,
-            retry_for,
-            filter,
-        )
-        .await?;
+    let max_bulk = gated.max_bulk;
+    if check_conflicts {
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
@@ -364,7 +328,7 @@ pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Si
 pub(crate) fn writer_options(
     args: &MigrateArgs,
     job: &Job,
-    tinfo: &preflight::SideInfo,
+    tinfo: &SideInfo,
     clocks: Clocks,
     max_bulk: Option<u64>,
     target_rdb: Option<u16>,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use crate::cli::OnConflict;
 use crate::endpoint::cluster::Topology;
 use crate::job::Job;
-use crate::preflight::Layout;
+use crate::check::Layout;
 use crate::report_merge::ShareOf;
 use crate::verify::bucket::{bucket_of, BUCKETS};
 

@@ -1,7 +1,7 @@
 //! Retrying lost connections: growing pauses within the `--retry-for` budget, then a clear error.
 //!
-//! Every phase — preflight (INFO, clocks, the conflict check), the copy's readers and writers,
-//! verification — survives a server restart, a killed connection or a network blip by
+//! Every phase after the checks before writing — the conflict check, the copy's readers and
+//! writers, verification — survives a server restart, a killed connection or a network blip by
 //! reconnecting and redoing its current step; only after `--retry-for` seconds of failures does
 //! the job stop, and the checkpoint makes a rerun resume. A server that stops answering without
 //! closing the connection counts the same way: each wait is bounded by [`answer_timeout`], and

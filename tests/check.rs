@@ -513,3 +513,74 @@ fn target_acl_rights_by_dryrun_or_reported_unchecked() {
         run.stdout
     );
 }
+
+#[test]
+fn follow_needs_keyspace_notifications_or_says_why_not() {
+    let src = Server::plain(Version::V7_0);
+    seed_small(&src, 0);
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    let (target, cacert) = (dst.url(), ca());
+    let check = |source: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--source",
+            source,
+            "--target",
+            &target,
+            "--target-cacert",
+            &cacert,
+            "--follow",
+        ];
+        args.extend(extra);
+        work.run(&args)
+    };
+    let mut s = src.conn();
+    let acl = |c: &mut redis::Connection, args: &[&str]| {
+        let _: () = redis::cmd("ACL").arg(args).query(c).unwrap();
+    };
+    // Off (the default), CONFIG allowed: --follow would fall back to reconciliation passes.
+    let run = check(&src.url(), &[]);
+    assert_exit(&run, 1);
+    let warns = rows(&run, "warn").join("\n");
+    assert!(
+        warns.starts_with("source: keyspace notifications: off or incomplete")
+            && warns.contains("reconciliation passes alone")
+            && warns.contains("CONFIG SET notify-keyspace-events KEA"),
+        "{warns}"
+    );
+    // --enable-notifications: fine when the user may CONFIG SET, a failure when it may not.
+    assert_exit(&check(&src.url(), &["--enable-notifications"]), 0);
+    acl(
+        &mut s,
+        &["SETUSER", "app", "on", ">app-secret-pw", "~*", "&*", "+@all", "-config|set"],
+    );
+    let app = format!("redis://app:app-secret-pw@127.0.0.1:{}", src.port);
+    let run = check(&app, &["--enable-notifications"]);
+    assert_fails_naming(&run, &["source: keyspace notifications", "+config|set"]);
+    assert!(!run.text().contains("app-secret-pw"));
+    // CONFIG refused altogether (as on managed services): unknown, a warning saying what to do.
+    acl(
+        &mut s,
+        &["SETUSER", "managed", "on", ">managed-secret-pw", "~*", "&*", "+@all", "-config"],
+    );
+    let managed = format!("redis://managed:managed-secret-pw@127.0.0.1:{}", src.port);
+    let run = check(&managed, &[]);
+    assert_exit(&run, 1);
+    let warns = rows(&run, "warn").join("\n");
+    assert!(
+        warns.contains("source: keyspace notifications: unknown: CONFIG GET refused")
+            && warns.contains("parameter group"),
+        "{warns}"
+    );
+    // On: --follow follows by events.
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "notify-keyspace-events", "KEA"])
+        .query(&mut s)
+        .unwrap();
+    let run = check(&src.url(), &[]);
+    assert_exit(&run, 0);
+    let oks = rows(&run, "ok").join("\n");
+    assert!(oks.contains("follows by keyspace events"), "{oks}");
+    assert_eq!(dbsizes(&dst).iter().sum::<i64>(), 0, "check wrote to the target");
+}

@@ -48,8 +48,9 @@ fn source_commands(cluster: bool, db: u32, key: &[u8]) -> Vec<Cmd> {
     cmds
 }
 
-/// The commands ferry sends to the target (conflict check, copy, verify); RESTORE last.
-fn target_commands(cluster: bool, dbs: &[u32], key: &[u8]) -> Vec<Cmd> {
+/// The commands ferry sends to the target (conflict check, copy, verify); RESTORE last when
+/// it `writes` (verify only reads).
+fn target_commands(cluster: bool, dbs: &[u32], key: &[u8], writes: bool) -> Vec<Cmd> {
     let mut cmds = vec![
         cmd(&[b"INFO"]),
         cmd(&[b"TIME"]),
@@ -67,9 +68,11 @@ fn target_commands(cluster: bool, dbs: &[u32], key: &[u8]) -> Vec<Cmd> {
             cmds.insert(0, cmd(&[b"SELECT", db.to_string().as_bytes()]));
         }
     }
-    cmds.push(cmd(&[
-        b"RESTORE", key, b"0", b"payload", b"ABSTTL", b"REPLACE",
-    ]));
+    if writes {
+        cmds.push(cmd(&[
+            b"RESTORE", key, b"0", b"payload", b"ABSTTL", b"REPLACE",
+        ]));
+    }
     cmds
 }
 
@@ -111,8 +114,14 @@ pub(crate) async fn source(src: &mut Probed, sample: &Sample, out: &mut Vec<Chec
     report("source", &user, results, &[], out);
 }
 
-/// Checks the target's rights on every master.
-pub(crate) async fn target(dst: &mut Probed, job: &Job, sample: &Sample, out: &mut Vec<Check>) {
+/// Checks the target's rights on every master (RESTORE only when the command `writes`).
+pub(crate) async fn target(
+    dst: &mut Probed,
+    job: &Job,
+    sample: &Sample,
+    writes: bool,
+    out: &mut Vec<Check>,
+) {
     let cluster = dst.side.is_cluster();
     let mut dbs: Vec<u32> = job.dbs.iter().map(|&db| job.target_db(db)).collect();
     if dbs.is_empty() {
@@ -124,9 +133,9 @@ pub(crate) async fn target(dst: &mut Probed, job: &Job, sample: &Sample, out: &m
         .any()
         .map(|k| k.to_vec())
         .unwrap_or_else(|| PLACEHOLDER_KEY.to_vec());
-    let cmds = target_commands(cluster, &dbs, &key);
+    let cmds = target_commands(cluster, &dbs, &key, writes);
     // RESTORE writes: never tried for real.
-    let readonly = &cmds[..cmds.len() - 1];
+    let readonly = &cmds[..cmds.len() - usize::from(writes)];
     let mut results = Vec::new();
     for node in dst.nodes.iter_mut() {
         let rights = match dryrun(node, &cmds).await {
@@ -139,7 +148,8 @@ pub(crate) async fn target(dst: &mut Probed, job: &Job, sample: &Sample, out: &m
         results.push((node.label(), rights));
     }
     let user = login_user(dst);
-    report("target", &user, results, &["RESTORE"], out);
+    let unchecked: &[&str] = if writes { &["RESTORE"] } else { &[] };
+    report("target", &user, results, unchecked, out);
 }
 
 /// Asks `ACL DRYRUN` about each command; `Err` says why it cannot be used.
@@ -286,5 +296,14 @@ fn report(
             &name,
             format!("every command ferry sends is allowed (checked by {how})"),
         ));
+    }
+}
+
+/// Whether the node's user may run `parts` (by `ACL DRYRUN`): `Ok(None)` allowed,
+/// `Ok(Some(words))` denied, `Err(why)` when that cannot be known without running it.
+pub(crate) async fn may_run(node: &mut Node, parts: &[&[u8]]) -> Result<Option<String>, String> {
+    match dryrun(node, &[cmd(parts)]).await? {
+        Rights::Judged { denied, .. } => Ok(denied.into_iter().next().map(|(_, w)| w)),
+        Rights::Partial { why, .. } => Err(why),
     }
 }

@@ -18,14 +18,16 @@ const HEADROOM: f64 = 1.3;
 /// Connections ferry opens to each source server (two readers, verify, the conflict check).
 const SOURCE_CONNECTIONS: u64 = 4;
 
-/// The source's data size against each target master's free `maxmemory`.
-pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>) {
+/// The source's data size against each target master's free `maxmemory`. Of a resumed run
+/// (`copied` keys already written) only the rest needs room; of a `--partition` worker, only
+/// its share.
+pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, copied: u64, out: &mut Vec<Check>) {
     let name = "target: maxmemory";
     let pairs = super::layout::pairs(src, job);
-    let (need, what) = match src {
+    let (need, keys, what) = match src {
         Source::Live(s) => {
             let total_keys: u64 = s.side.keyspace.values().sum();
-            let copied: u64 = pairs
+            let copied_keys: u64 = pairs
                 .iter()
                 .filter_map(|(db, _)| s.side.keyspace.get(db))
                 .sum();
@@ -37,13 +39,13 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>
             let part = if total_keys == 0 {
                 0.0
             } else {
-                copied as f64 / total_keys as f64
+                copied_keys as f64 / total_keys as f64
             };
-            ((data as f64 * part) as u64, "source data in memory")
+            ((data as f64 * part) as u64, copied_keys, "source data in memory")
         }
         Source::File(f) => {
             let total: u64 = f.dbs.values().map(|d| d.keys).sum();
-            let copied: u64 = pairs
+            let file_keys: u64 = pairs
                 .iter()
                 .filter_map(|(db, _)| f.dbs.get(db))
                 .map(|d| d.keys)
@@ -51,14 +53,16 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>
             let part = if total == 0 {
                 0.0
             } else {
-                copied as f64 / total as f64
+                file_keys as f64 / total as f64
             };
             (
                 (f.size as f64 * part) as u64,
+                file_keys,
                 "RDB file size (in memory the data takes more)",
             )
         }
     };
+    let (need, what) = still_to_copy(need, keys, copied, job, what);
     let mut status = Status::Ok;
     let mut parts = Vec::new();
     for node in &dst.nodes {
@@ -93,6 +97,23 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, out: &mut Vec<Check>
         ),
         Status::Fail => Check::fail(name, format!("{detail}: the data does not fit"), fix),
     });
+}
+
+/// The part of `need` bytes (of `keys` keys) this run still writes: a `--partition` worker
+/// writes its share, a resumed run what it has not `copied` yet. Returns it with its wording.
+fn still_to_copy(need: u64, keys: u64, copied: u64, job: &Job, what: &str) -> (u64, String) {
+    let (mut need, mut keys, mut what) = (need, keys, what.to_string());
+    if let Some(p) = job.partition {
+        need /= u64::from(p.count.max(1));
+        keys /= u64::from(p.count.max(1));
+        what = format!("{what}, share {p} of it");
+    }
+    if copied > 0 && keys > 0 {
+        let left = keys.saturating_sub(copied);
+        need = (need as f64 * left as f64 / keys as f64) as u64;
+        what = format!("{what}, less the {copied} keys already copied (resuming)");
+    }
+    (need, what)
 }
 
 /// Whether `need` bytes fit in `room`: fail when not, warn under [`HEADROOM`] times.

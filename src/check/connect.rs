@@ -10,7 +10,7 @@ use super::Check;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{ConnError, Connection, Reply, Server};
-use crate::preflight::{Layout, SideInfo};
+use super::side::{Layout, SideInfo};
 
 /// One server ferry talks to on a side: the standalone server, or one master of a cluster.
 pub(crate) struct Node {
@@ -49,7 +49,7 @@ impl Node {
 
 /// A side as `ferry check` found it.
 pub(crate) struct Probed {
-    /// What preflight would know: the named node's INFO, the layout, keys per DB.
+    /// What the run goes on with: the named node's INFO, the layout, keys per DB.
     pub side: SideInfo,
     /// The standalone server, or every reachable master.
     pub nodes: Vec<Node>,

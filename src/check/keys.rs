@@ -11,9 +11,8 @@ use bytes::Bytes;
 
 use super::connect::Probed;
 use super::Check;
-use crate::endpoint::{Pipeline, Reply};
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
 use crate::job::Job;
-use crate::preflight;
 use crate::report::{escape_key, human_bytes};
 
 /// Keys asked for per source server (spread over its DBs).
@@ -84,19 +83,18 @@ pub(crate) async fn sample(src: &mut Probed, job: &Job) -> Sample {
     out
 }
 
-/// The biggest sampled key against the target's `proto-max-bulk-len`.
+/// The biggest sampled key against the target's `proto-max-bulk-len`; returns that limit
+/// (`None` when unknown), which the writers enforce key by key.
 pub(crate) async fn bulk_len(
     src: &mut Probed,
     sample: &Sample,
     dst: &mut Probed,
     out: &mut Vec<Check>,
-) {
+) -> Option<u64> {
     let name = "target: proto-max-bulk-len";
-    let Some(node) = dst.nodes.first_mut() else {
-        return;
-    };
+    let node = dst.nodes.first_mut()?;
     // A connection lost here leaves the limit unknown, which the rows below say.
-    let limit = preflight::max_bulk_len(&mut node.conn).await.ok().flatten();
+    let limit = max_bulk_len(&mut node.conn).await.ok().flatten();
     let Some((size, db, key, exact)) = biggest(src, sample).await else {
         let detail = match limit {
             Some(l) => format!(
@@ -106,7 +104,7 @@ pub(crate) async fn bulk_len(
             None => "no key sampled on the source (empty?)".into(),
         };
         out.push(Check::ok(name, detail));
-        return;
+        return limit;
     };
     let how = if exact {
         "MEMORY USAGE"
@@ -131,6 +129,7 @@ pub(crate) async fn bulk_len(
             "make sure the target's proto-max-bulk-len (default 512 MB) is above your biggest values",
         ),
     });
+    limit
 }
 
 /// The biggest sampled key: (bytes, DB, key, measured with MEMORY USAGE).
@@ -172,3 +171,19 @@ async fn biggest(src: &mut Probed, sample: &Sample) -> Option<(u64, u32, Bytes, 
     }
     best
 }
+
+/// The target's `proto-max-bulk-len`, when CONFIG is allowed (managed services often block it:
+/// then `None`). A lost connection is an error, for the caller to retry.
+pub async fn max_bulk_len(conn: &mut Connection) -> Result<Option<u64>, ConnError> {
+    let reply = conn
+        .cmd(&[b"CONFIG".as_slice(), b"GET", b"proto-max-bulk-len"])
+        .await?;
+    Ok(match reply {
+        Reply::Array(Some(items)) => items
+            .get(1)
+            .and_then(Reply::to_text)
+            .and_then(|t| t.parse().ok()),
+        _ => None,
+    })
+}
+

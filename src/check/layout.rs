@@ -1,6 +1,6 @@
 //! Where the keys would go: the DB plan against the target (a cluster has only DB 0; several
-//! DBs into one need a conflict policy) and keys already on the target against
-//! `--on-conflict`. Both reuse `preflight.rs`, so check and migrate refuse the same jobs.
+//! DBs into one need a conflict policy; every DB must exist on a standalone server) and keys
+//! already on the target against `--on-conflict` — as rows, from `dbs.rs` and `conflicts.rs`.
 //!
 //! With `--rdb`, the file is examined whole first (structure, checksum, every key) exactly as
 //! `migrate --rdb` does before writing, which also gives its DBs and key counts.
@@ -9,10 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::connect::Probed;
-use super::{Check, Source};
+use super::conflicts::{check_conflicts, Probe};
+use super::dbs::{check_db_plan, check_dbs_exist};
+use super::side::{Layout, SideInfo};
+use super::{Check, Plan, Purpose, Source};
 use crate::cli::OnConflict;
 use crate::job::Job;
-use crate::preflight::{self, Layout, Probe, SideInfo};
+use crate::partition::Share;
 use crate::sink::route::Router;
 use crate::source::rdb_file::{self, FileOptions, FileSummary};
 use crate::stop::Stop;
@@ -73,15 +76,20 @@ pub(crate) fn pairs(src: &Source, job: &Job) -> Vec<(u32, u32)> {
     dbs.iter().map(|&db| (db, job.target_db(db))).collect()
 }
 
-/// The DB plan and the conflict check.
+/// The DB plan, the DBs on each side, and the conflict check.
 pub(crate) async fn plan(
-    src: &Source,
-    dst: &Probed,
+    src: &mut Source,
+    dst: &mut Probed,
     job: &Job,
-    on_conflict: OnConflict,
+    plan: &Plan,
     out: &mut Vec<Check>,
 ) {
     let pairs = pairs(src, job);
+    // verify only reads: DBs sharing a target DB are compared, not overwritten.
+    let on_conflict = match plan.purpose {
+        Purpose::Verify => OnConflict::Replace,
+        _ => plan.on_conflict,
+    };
     let file_side;
     let source_side = match src {
         Source::Live(s) => &s.side,
@@ -97,7 +105,7 @@ pub(crate) async fn plan(
         }
     };
     let name = "DB layout";
-    match preflight::check_db_plan(
+    match check_db_plan(
         &pairs,
         source_side,
         &dst.side,
@@ -119,6 +127,14 @@ pub(crate) async fn plan(
             } else {
                 shown.join(", ")
             };
+            if let Err(e) = dbs_exist(src, dst, job, &pairs).await {
+                out.push(Check::fail(
+                    name,
+                    format!("{e:#}"),
+                    "choose DBs the server has (--db, --db-map), or raise its `databases` setting",
+                ));
+                return;
+            }
             out.push(Check::ok(name, detail));
         }
         Err(e) => {
@@ -138,7 +154,35 @@ pub(crate) async fn plan(
             return;
         }
     }
-    conflicts(src, dst, job, &pairs, on_conflict, out).await;
+    if plan.purpose != Purpose::Verify {
+        conflicts(src, dst, job, &pairs, plan, out).await;
+    }
+}
+
+/// Every DB of the plan exists on each standalone side (the source first: a DB it lacks is the
+/// user's choice to correct, not the target's fault).
+async fn dbs_exist(
+    src: &mut Source,
+    dst: &mut Probed,
+    job: &Job,
+    pairs: &[(u32, u32)],
+) -> anyhow::Result<()> {
+    if let Source::Live(s) = src {
+        if !s.side.is_cluster() && !job.dbs.is_empty() {
+            if let Some(node) = s.nodes.first_mut() {
+                let dbs: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                check_dbs_exist(&mut node.conn, &dbs, &|db| format!("--db {db}")).await?;
+            }
+        }
+    }
+    if !dst.side.is_cluster() {
+        if let Some(node) = dst.nodes.first_mut() {
+            let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+            let flag = |t| crate::migrate::target_db_flag(pairs, t);
+            check_dbs_exist(&mut node.conn, &tdbs, &flag).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Keys already on the target against `--on-conflict`.
@@ -147,7 +191,7 @@ async fn conflicts(
     dst: &Probed,
     job: &Job,
     pairs: &[(u32, u32)],
-    on_conflict: OnConflict,
+    plan: &Plan,
     out: &mut Vec<Check>,
 ) {
     let name = "target: existing keys";
@@ -181,16 +225,30 @@ async fn conflicts(
         return;
     }
     let held = held.join(", ");
-    match (on_conflict, src) {
+    match (plan.on_conflict, src) {
+        (OnConflict::Fail, _) if !plan.conflicts => out.push(Check::ok(
+            name,
+            format!("{held}; the checkpoint of the run being resumed says none was the source's when it started"),
+        )),
         (OnConflict::Fail, Source::Live(s)) => {
-            let servers = s.servers();
-            match preflight::check_conflicts(
+            let (servers, filter, pairs) = match job.partition {
+                // `--partition`: other workers' keys are theirs to check (and to write).
+                Some(p) => {
+                    let dbs: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                    let share = Share::resolve(p, &s.side.layout, &dbs);
+                    let mine: Vec<(u32, u32)> =
+                        pairs.iter().copied().filter(|(db, _)| share.dbs.contains(db)).collect();
+                    (share.layout(&s.side.layout).servers(), share.read_filter, mine)
+                }
+                None => (s.servers(), None, pairs.to_vec()),
+            };
+            match check_conflicts(
                 &servers,
                 &mut probe,
-                pairs,
+                &pairs,
                 job.tuning.scan_count,
                 retry_for,
-                None,
+                filter.as_deref(),
             )
             .await {
                 Ok(()) => out.push(Check::ok(name, format!("{held}, none of them the source's"))),
@@ -201,6 +259,10 @@ async fn conflicts(
                 )),
             }
         }
+        (OnConflict::Fail, Source::File(_)) if plan.purpose == Purpose::Migrate => out.push(Check::ok(
+            name,
+            format!("{held}; every key of the file is looked up on the target before the first write"),
+        )),
         (OnConflict::Fail, Source::File(_)) => out.push(Check::warn(
             name,
             format!("{held}; whether any is one of the file's keys is checked by migrate before it writes"),

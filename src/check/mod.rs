@@ -22,25 +22,43 @@
 //! - `capacity.rs`: the data size against the target's `maxmemory`, `maxmemory-policy`,
 //!   `maxclients`;
 //! - `keys.rs`: the biggest keys (sampled) against the target's `proto-max-bulk-len`;
-//! - `server.rs`: versions (re-encoding), clock skew, keyspace notifications.
+//! - `server.rs`: versions (re-encoding), clock skew;
+//! - `notify.rs`: keyspace notifications for `--follow`.
 //!
-//! Failures that `migrate` reports as errors are the same here, reused from `preflight.rs`
-//! where it has them (DB plan, conflicts, clock skew, bulk length).
+//! What the rows build on, shared with the commands: `side.rs` (what a side is: standalone or a
+//! cluster's masters), `dbs.rs` (the DB plan, DBs that exist), `conflicts.rs` (keys already on
+//! the target).
+//!
+//! `gate.rs` runs the same checks at the start of `migrate` and `verify`, before anything is
+//! written: a failing row stops the run, a warning is printed and the run goes on.
 
 mod acl;
 mod capacity;
 mod cert;
+mod conflicts;
 mod connect;
+mod dbs;
+mod gate;
 mod keys;
 mod layout;
+mod notify;
 mod server;
+mod side;
 
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cli::CheckArgs;
+pub(crate) use conflicts::Conflicts;
+pub use conflicts::{check_conflicts, Probe};
+pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on};
+pub use gate::{gate, Gate, Gated};
+pub use keys::max_bulk_len;
+pub use side::{examine, inspect, Layout, SideInfo};
+
+use crate::cli::{CheckArgs, OnConflict};
 use crate::job::{Job, SourceSpec};
+use crate::source::rdb_file::FileSummary;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,6 +82,7 @@ impl Status {
         }
     }
 
+    /// "ok", "warn" or "FAIL", as the table shows it.
     fn label(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -108,6 +127,15 @@ impl Check {
         fix: impl Into<String>,
     ) -> Check {
         Check::new(name, Status::Fail, detail, fix)
+    }
+
+    /// "name: detail | what to do: fix", the row as one line of a log.
+    pub fn line(&self) -> String {
+        if self.fix.is_empty() {
+            format!("{}: {}", self.name, self.detail)
+        } else {
+            format!("{}: {} | what to do: {}", self.name, self.detail, self.fix)
+        }
     }
 
     fn new(
@@ -156,8 +184,19 @@ pub async fn run(args: &CheckArgs) -> CheckReport {
         job.prepare_source(&crate::stop::Stop::new()).await?;
         anyhow::Ok(job)
     };
+    let plan = Plan {
+        purpose: Purpose::Check,
+        on_conflict: args.on_conflict,
+        conflicts: true,
+        copied_keys: 0,
+        follow: args.follow.then_some(args.enable_notifications),
+        insecure: (args.endpoints.source_insecure, args.endpoints.target_insecure),
+        file: None,
+    };
     match job.await {
-        Ok(job) => run_checks(args, &job, &mut checks).await,
+        Ok(job) => {
+            run_checks(&plan, &job, &mut checks).await;
+        }
         Err(e) => checks.push(Check::fail(
             "command line",
             format!("{e:#}"),
@@ -173,25 +212,77 @@ pub async fn run(args: &CheckArgs) -> CheckReport {
     }
 }
 
+/// Which command the checks are for: what it sends decides which rows apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `ferry check`: every row, as `migrate` would need them.
+    Check,
+    /// The gate of `ferry migrate`.
+    Migrate,
+    /// The gate of `ferry verify`: it only reads, so no capacity, conflict or RESTORE rows.
+    Verify,
+}
+
+/// How the checks run, beyond the job.
+pub(crate) struct Plan {
+    /// For which command.
+    pub purpose: Purpose,
+    /// The `--on-conflict` of the run.
+    pub on_conflict: OnConflict,
+    /// Look the source's keys up on the target (`--on-conflict fail`); false on a resume
+    /// whose checkpoint says the check passed (the target then holds ferry's own keys).
+    pub conflicts: bool,
+    /// Keys already copied by the run being resumed: they need no more room on the target.
+    pub copied_keys: u64,
+    /// `None` without `--follow`, else whether `--enable-notifications` was given.
+    pub follow: Option<bool>,
+    /// `--source-insecure`, `--target-insecure`.
+    pub insecure: (bool, bool),
+    /// An RDB file the caller already examined (else the checks examine it).
+    pub file: Option<FileSummary>,
+}
+
+/// What the checks learned that a run goes on with.
+#[derive(Default)]
+pub(crate) struct Facts {
+    /// The source's clock skew, ms (live source, when TIME answered).
+    pub source_skew_ms: Option<i64>,
+    /// The target's clock skew, ms.
+    pub target_skew_ms: Option<i64>,
+    /// The target's `proto-max-bulk-len`, when CONFIG GET is allowed.
+    pub max_bulk: Option<u64>,
+}
+
+/// Both sides as the checks left them (`None`: a side that could not be used, with a fail row).
+pub(crate) struct Sides {
+    pub src: Option<Source>,
+    pub dst: Option<connect::Probed>,
+    pub facts: Facts,
+}
+
 /// The checks in priority order; a side that cannot be reached skips the checks that need it.
-async fn run_checks(args: &CheckArgs, job: &Job, out: &mut Vec<Check>) {
-    let ep = &args.endpoints;
-    let mut src = match &job.source {
-        SourceSpec::Live(server) => {
-            connect::probe(server, &job.source_addr_map, ep.source_insecure, out)
+pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> Sides {
+    let mut facts = Facts::default();
+    let mut src = match (&job.source, &plan.file) {
+        (SourceSpec::Live(server), _) => {
+            connect::probe(server, &job.source_addr_map, plan.insecure.0, out)
                 .await
                 .map(Source::Live)
         }
-        SourceSpec::Rdb(input) => layout::examine_file(input.path(), job, out)
+        (SourceSpec::Rdb(_), Some(summary)) => Some(Source::File(summary.clone())),
+        (SourceSpec::Rdb(input), None) => layout::examine_file(input.path(), job, out)
             .await
             .map(Source::File),
     };
-    let dst = connect::probe(&job.target, &job.target_addr_map, ep.target_insecure, out).await;
-    let Some(mut dst) = dst else { return };
+    let dst = connect::probe(&job.target, &job.target_addr_map, plan.insecure.1, out).await;
+    let Some(mut dst) = dst else {
+        return Sides { src, dst: None, facts };
+    };
     if let Some(Source::Live(s)) = &src {
         cert::expiry(s, out);
     }
     cert::expiry(&dst, out);
+    let writes = plan.purpose != Purpose::Verify;
     let sample = match &mut src {
         Some(Source::Live(s)) => {
             server::versions(s, &dst, out);
@@ -201,21 +292,41 @@ async fn run_checks(args: &CheckArgs, job: &Job, out: &mut Vec<Check>) {
         }
         _ => keys::Sample::default(),
     };
-    acl::target(&mut dst, job, &sample, out).await;
-    let Some(mut src) = src else { return };
-    layout::plan(&src, &dst, job, args.on_conflict, out).await;
-    capacity::memory(&src, &dst, job, out);
-    capacity::eviction(&dst, out);
-    if let Source::Live(s) = &mut src {
-        capacity::clients(s, Role::Source, out).await;
+    acl::target(&mut dst, job, &sample, writes, out).await;
+    if let Some(src) = &mut src {
+        layout::plan(src, &mut dst, job, plan, out).await;
+        if writes {
+            capacity::memory(src, &dst, job, plan.copied_keys, out);
+            capacity::eviction(&dst, out);
+        }
+        if let Source::Live(s) = src {
+            capacity::clients(s, Role::Source, out).await;
+        }
     }
     capacity::clients(&mut dst, Role::Target(job), out).await;
-    if let Source::Live(s) = &mut src {
-        keys::bulk_len(s, &sample, &mut dst, out).await;
-        server::clocks(s, &mut dst, out).await;
-        server::notifications(s, out).await;
-    } else {
-        server::clocks_target(&mut dst, out).await;
+    match &mut src {
+        Some(Source::Live(s)) => {
+            if writes {
+                facts.max_bulk = keys::bulk_len(s, &sample, &mut dst, out).await;
+            }
+            facts.source_skew_ms = server::clock(s, out).await;
+            facts.target_skew_ms = server::clock(&mut dst, out).await;
+            if plan.purpose == Purpose::Check || plan.follow.is_some() {
+                notify::notifications(s, plan.follow, out).await;
+            }
+        }
+        Some(Source::File(_)) => {
+            if let Some(node) = dst.nodes.first_mut() {
+                facts.max_bulk = keys::max_bulk_len(&mut node.conn).await.ok().flatten();
+            }
+            facts.target_skew_ms = server::clock(&mut dst, out).await;
+        }
+        None => {}
+    }
+    Sides {
+        src,
+        dst: Some(dst),
+        facts,
     }
 }
 

@@ -1,9 +1,8 @@
-//! Facts about the servers themselves: versions (will DUMP payloads need re-encoding?), clocks
-//! (expiries are computed across them) and keyspace notifications (what a live follow mode
-//! would need).
+//! Facts about the servers themselves: versions (will DUMP payloads need re-encoding?) and
+//! clocks (expiries are computed across them).
 
 use super::connect::Probed;
-use super::{config_get, Check};
+use super::Check;
 use crate::source::rdb_file::target_rdb_version;
 
 /// Clock skew beyond which expiries computed across the two clocks deserve a look.
@@ -22,23 +21,13 @@ pub(crate) fn versions(src: &Probed, dst: &Probed, out: &mut Vec<Check>) {
     out.push(Check::ok("versions", detail));
 }
 
-/// Each side's clock against this machine's.
-pub(crate) async fn clocks(src: &mut Probed, dst: &mut Probed, out: &mut Vec<Check>) {
-    clock(src, out).await;
-    clock(dst, out).await;
-}
-
-/// The target's clock only (an RDB file source has none).
-pub(crate) async fn clocks_target(dst: &mut Probed, out: &mut Vec<Check>) {
-    clock(dst, out).await;
-}
-
-async fn clock(side: &mut Probed, out: &mut Vec<Check>) {
+/// One side's clock against this machine's; returns the skew (ms), which the copy corrects
+/// expiries by.
+pub(crate) async fn clock(side: &mut Probed, out: &mut Vec<Check>) -> Option<i64> {
     let name = format!("{}: clock", side.name());
-    let Some(node) = side.nodes.first_mut() else {
-        return;
-    };
-    out.push(match crate::source::expiry::clock_skew(&mut node.conn).await {
+    let node = side.nodes.first_mut()?;
+    let skew = crate::source::expiry::clock_skew(&mut node.conn).await;
+    out.push(match &skew {
         Ok(ms) if ms.abs() > SKEW_WARN_MS => Check::warn(
             name,
             format!("{ms} ms off this machine's clock"),
@@ -47,19 +36,5 @@ async fn clock(side: &mut Probed, out: &mut Vec<Check>) {
         Ok(ms) => Check::ok(name, format!("{ms} ms off this machine's clock")),
         Err(e) => Check::fail(name, format!("{e:#}"), "the ACL user needs +time"),
     });
-}
-
-/// `notify-keyspace-events` on the source: only a live follow mode (not in this version of
-/// ferry) would need them, so this is information, never a warning.
-pub(crate) async fn notifications(src: &mut Probed, out: &mut Vec<Check>) {
-    let name = "source: keyspace notifications";
-    let Some(node) = src.nodes.first_mut() else {
-        return;
-    };
-    let detail = match config_get(&mut node.conn, "notify-keyspace-events").await {
-        None => "unknown (CONFIG GET refused); this version of ferry copies a snapshot and does not need them".to_string(),
-        Some(v) if v.is_empty() => "off; this version of ferry copies a snapshot and does not need them".to_string(),
-        Some(v) => format!("on ({v}); this version of ferry does not use them"),
-    };
-    out.push(Check::ok(name, detail));
+    skew.ok()
 }

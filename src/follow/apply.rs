@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::dirty::DbKey;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
-use crate::preflight::Layout;
+use crate::check::Layout;
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::sink::restore::{refused, restore_ttl, WriterOptions};

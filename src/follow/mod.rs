@@ -71,7 +71,7 @@ use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
-use crate::preflight::{Layout, SideInfo};
+use crate::check::{Layout, SideInfo};
 use crate::report::{MigrateReport, Status};
 use crate::sink::now_ms;
 use crate::sink::restore::WriterOptions;
@@ -185,7 +185,7 @@ pub struct Context<'a> {
     pub job: &'a Job,
     /// The (standalone) source.
     pub source: &'a Server,
-    /// What preflight found on the source.
+    /// What the checks found on the source.
     pub sinfo: &'a SideInfo,
     /// The target's layout.
     pub target: &'a Layout,

@@ -12,7 +12,7 @@ use super::state::Shared;
 use super::{cutover, watch};
 use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
-use crate::preflight::{Layout, SideInfo};
+use crate::check::{Layout, SideInfo};
 use crate::sink::now_ms;
 use crate::stop::Stop;
 

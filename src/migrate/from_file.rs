@@ -1,6 +1,6 @@
 //! `ferry migrate --rdb FILE`: the copy with an RDB file as the source.
 //!
-//! The same target side as a live migration (preflight of the target, writers, `--on-conflict`,
+//! The same target side as a live migration (the checks before writing, writers, `--on-conflict`,
 //! checkpoint, verification, report); only the source differs:
 //! 1. the whole file is checked before anything is written (`source/rdb_file.rs` explains why),
 //!    which also gives exact key counts, the function libraries and the module data;
@@ -27,7 +27,7 @@ use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::preflight::{self, Conflicts, Layout, Probe, SideInfo};
+use crate::check::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::progress::Progress;
 use crate::report::{KeyCounts, MigrateReport, Status};
 use crate::sink::route::Router;
@@ -50,7 +50,7 @@ pub(super) async fn run(
     let retry_for = Duration::from_secs(job.tuning.retry_for);
     let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
         let mut dst = job.target.connect().await?;
-        let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+        let info = check::examine(&mut dst, &job.target, &job.target_addr_map).await?;
         Ok((dst, info))
     })
     .await?;
@@ -121,9 +121,23 @@ pub(super) async fn run(
     check_db_plan(&db_pairs, &tinfo, args.on_conflict)?;
     if !tinfo.is_cluster() {
         let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
-        preflight::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t))
+        check::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t))
             .await?;
     }
+    // The checkpoint before the checks: a resumed run's target holds ferry's own keys.
+    let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
+    let gated = crate::check::gate(crate::check::Gate {
+        job,
+        purpose: crate::check::Purpose::Migrate,
+        on_conflict: args.on_conflict,
+        conflicts: args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed,
+        copied_keys: cp.totals.written,
+        follow: None,
+        insecure: (false, args.endpoints.target_insecure),
+        file: Some(&summary),
+    })
+    .await?;
+    report.notes.extend(gated.warnings.iter().cloned());
     check_modules(args, &summary, &mut dst, report).await?;
     let functions = plan_functions(args, &summary, &tinfo, &mut dst, report).await?;
 
@@ -131,11 +145,10 @@ pub(super) async fn run(
     // that to be this machine's.
     let clocks = Clocks {
         source_skew_ms: 0,
-        target_skew_ms: crate::source::expiry::clock_skew(&mut dst).await?,
+        target_skew_ms: gated.target_skew_ms,
     };
-    let max_bulk = preflight::max_bulk_len(&mut dst).await?;
+    let max_bulk = gated.max_bulk;
 
-    let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
     if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
         let mut probe = match &tinfo.layout {
             Layout::Standalone(server) => {
@@ -265,7 +278,7 @@ const FILE_WORDING: CheckpointWording = CheckpointWording {
 };
 
 /// A cluster target has only DB 0; several file DBs into one target DB overwrite each other
-/// unless a conflict policy says how (the same rules as `preflight::check_db_plan`).
+/// unless a conflict policy says how (the same rules as `check::check_db_plan`, in the file's words).
 fn check_db_plan(
     pairs: &[(u32, u32)],
     tinfo: &SideInfo,

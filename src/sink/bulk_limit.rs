@@ -1,7 +1,7 @@
 //! A value larger than the target's `proto-max-bulk-len`, recognised when `CONFIG GET` is not
 //! allowed.
 //!
-//! When preflight can read the limit, `restore::restore_ttl` refuses such a value before sending
+//! When the checks before writing can read the limit, `restore::restore_ttl` refuses such a value before sending
 //! it. Managed services and restricted ACL users often deny `CONFIG`, and then the first sign is
 //! the server's answer to the value: `-ERR Protocol error: invalid bulk length`, and the
 //! connection closed at once. When ferry reads that reply, [`too_large`] says what to do; but

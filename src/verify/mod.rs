@@ -65,7 +65,6 @@ use crate::cli::{MigrateArgs, OutputArgs, ProgressMode, VerifyArgs, VerifyTuning
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::partition::KeyShare;
-use crate::preflight;
 use crate::report::Status;
 use crate::stop::Stop;
 use crate::throttle::Throttles;
@@ -127,14 +126,24 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
                 return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
             }
         };
+        // The checks of `ferry check` that apply to a reading job (reach, TLS, login, ACL
+        // rights, DBs, clocks), before the first read: a failing row stops here.
+        let gated = crate::check::gate(crate::check::Gate {
+            job: &job,
+            purpose: crate::check::Purpose::Verify,
+            on_conflict: crate::cli::OnConflict::Replace,
+            conflicts: false,
+            copied_keys: 0,
+            follow: None,
+            insecure: (
+                args.endpoints.source_insecure,
+                args.endpoints.target_insecure,
+            ),
+            file: None,
+        })
+        .await?;
+        drop(gated);
         let pairs: Vec<(u32, u32)> = job.dbs.iter().map(|&db| (db, job.target_db(db))).collect();
-        if !pairs.is_empty() {
-            // The source first: a DB it lacks is the user's choice to correct.
-            preflight::check_dbs_on(&source, &job.dbs, &|db| format!("--db {db}")).await?;
-            let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-            let flag = |t| crate::migrate::target_db_flag(&pairs, t);
-            preflight::check_dbs_on(&job.target, &tdbs, &flag).await?;
-        }
         let share = match job.partition {
             Some(p) if opts.sample.is_some() => anyhow::bail!(
                 "--sample cannot be combined with --partition {p}: sample the whole job in one verify instead"

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::{Partition, Share};
-use crate::preflight;
+use crate::check;
 
 /// A share as `verify` needs it: the split, and every DB of the job on the source.
 pub struct VerifyShare {
@@ -23,7 +23,7 @@ pub struct VerifyShare {
 /// Reads the source's layout and DBs and computes share `p` of the job.
 pub async fn of_source(p: Partition, source: &Server, job: &Job) -> anyhow::Result<VerifyShare> {
     let mut conn = source.connect().await?;
-    let info = preflight::examine(&mut conn, source, &job.source_addr_map).await?;
+    let info = check::examine(&mut conn, source, &job.source_addr_map).await?;
     let all_dbs: Vec<u32> = if job.dbs.is_empty() {
         info.keyspace.keys().copied().collect()
     } else {
