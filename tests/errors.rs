@@ -394,7 +394,15 @@ fn acl_denials_are_named() {
         "--target-cacert",
         &ca(),
     ]);
-    assert_failed(&run, &["NOPERM", "+restore"]);
+    // Found before the first write: ACL DRYRUN on the 7.0 target, as `ferry check` words it.
+    assert_failed(
+        &run,
+        &[
+            "target: ACL rights",
+            "may not run RESTORE",
+            "ACL SETUSER writer +restore",
+        ],
+    );
     assert!(!run.text().contains("writer-pass"));
     assert_eq!(target_dbsize(&dst), 0);
     let source = format!("redis://reader:reader-pass@127.0.0.1:{}", src.port);
@@ -428,7 +436,7 @@ fn target_out_of_memory() {
         },
     );
     let work = Workdir::new();
-    let run = work.run(&[
+    let args = [
         "migrate",
         "--source",
         &src.url(),
@@ -436,7 +444,46 @@ fn target_out_of_memory() {
         &dst.url(),
         "--target-cacert",
         &ca(),
-    ]);
+    ];
+    // Too small from the start: the checks before writing refuse, naming maxmemory.
+    let run = work.run(&args);
+    assert_failed(
+        &run,
+        &["target: maxmemory:", "the data does not fit", "raise maxmemory"],
+    );
+    assert_eq!(target_dbsize(&dst), 0, "something was written");
+
+    // Room at the start, full half-way (something else filled it): the copy stops clearly.
+    let mut t = dst.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .query(&mut t)
+        .unwrap();
+    let slow: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--fresh", "--max-keys-per-sec", "4000", "--no-verify"])
+        .collect();
+    let (mut cmd, report) = work.command(&slow);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while target_dbsize(&dst) < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query(&mut t)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let run = support::ferry::finish(out, &report);
     assert_failed(&run, &["out of memory", "rerun the same command"]);
 }
 

@@ -255,62 +255,100 @@ pub(crate) struct Facts {
 
 /// Both sides as the checks left them (`None`: a side that could not be used, with a fail row).
 pub(crate) struct Sides {
+    /// The source: a live side or an examined file.
     pub src: Option<Source>,
+    /// The target.
     pub dst: Option<connect::Probed>,
+    /// What the run goes on with.
     pub facts: Facts,
 }
 
 /// The checks in priority order; a side that cannot be reached skips the checks that need it.
+/// Each side's own checks run side by side (rows kept in order): every run pays for them.
 pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> Sides {
     let mut facts = Facts::default();
-    let mut src = match (&job.source, &plan.file) {
-        (SourceSpec::Live(server), _) => {
-            connect::probe(server, &job.source_addr_map, plan.insecure.0, out)
-                .await
-                .map(Source::Live)
+    let (mut src_rows, mut dst_rows) = (Vec::new(), Vec::new());
+    let source = async {
+        match (&job.source, &plan.file) {
+            (SourceSpec::Live(server), _) => {
+                connect::probe(server, &job.source_addr_map, plan.insecure.0, &mut src_rows)
+                    .await
+                    .map(Source::Live)
+            }
+            (SourceSpec::Rdb(_), Some(summary)) => Some(Source::File(summary.clone())),
+            (SourceSpec::Rdb(input), None) => {
+                layout::examine_file(input.path(), job, &mut src_rows)
+                    .await
+                    .map(Source::File)
+            }
         }
-        (SourceSpec::Rdb(_), Some(summary)) => Some(Source::File(summary.clone())),
-        (SourceSpec::Rdb(input), None) => layout::examine_file(input.path(), job, out)
-            .await
-            .map(Source::File),
     };
-    let dst = connect::probe(&job.target, &job.target_addr_map, plan.insecure.1, out).await;
+    let target = connect::probe(
+        &job.target,
+        &job.target_addr_map,
+        plan.insecure.1,
+        &mut dst_rows,
+    );
+    let (mut src, dst) = tokio::join!(source, target);
+    out.append(&mut src_rows);
+    out.append(&mut dst_rows);
     let Some(mut dst) = dst else {
-        return Sides { src, dst: None, facts };
+        return Sides {
+            src,
+            dst: None,
+            facts,
+        };
     };
     if let Some(Source::Live(s)) = &src {
         cert::expiry(s, out);
     }
     cert::expiry(&dst, out);
     let writes = plan.purpose != Purpose::Verify;
+    if let Some(Source::Live(s)) = &src {
+        server::versions(s, &dst, out);
+    }
+    // The sample gives both ACL checks real key names (key patterns are checked on them).
     let sample = match &mut src {
-        Some(Source::Live(s)) => {
-            server::versions(s, &dst, out);
-            let sample = keys::sample(s, job).await;
-            acl::source(s, &sample, out).await;
-            sample
-        }
+        Some(Source::Live(s)) => keys::sample(s, job).await,
         _ => keys::Sample::default(),
     };
-    acl::target(&mut dst, job, &sample, writes, out).await;
+    let source = async {
+        if let Some(Source::Live(s)) = &mut src {
+            acl::source(s, &sample, &mut src_rows).await;
+        }
+    };
+    let target = acl::target(&mut dst, job, &sample, writes, &mut dst_rows);
+    tokio::join!(source, target);
+    out.append(&mut src_rows);
+    out.append(&mut dst_rows);
     if let Some(src) = &mut src {
         layout::plan(src, &mut dst, job, plan, out).await;
         if writes {
             capacity::memory(src, &dst, job, plan.copied_keys, out);
             capacity::eviction(&dst, out);
         }
-        if let Source::Live(s) = src {
-            capacity::clients(s, Role::Source, out).await;
-        }
     }
-    capacity::clients(&mut dst, Role::Target(job), out).await;
+    let source = async {
+        if let Some(Source::Live(s)) = &mut src {
+            capacity::clients(s, Role::Source, &mut src_rows).await;
+        }
+    };
+    let target = capacity::clients(&mut dst, Role::Target(job), &mut dst_rows);
+    tokio::join!(source, target);
+    out.append(&mut src_rows);
+    out.append(&mut dst_rows);
     match &mut src {
         Some(Source::Live(s)) => {
             if writes {
                 facts.max_bulk = keys::bulk_len(s, &sample, &mut dst, out).await;
             }
-            facts.source_skew_ms = server::clock(s, out).await;
-            facts.target_skew_ms = server::clock(&mut dst, out).await;
+            let (a, b) = tokio::join!(
+                server::clock(s, &mut src_rows),
+                server::clock(&mut dst, &mut dst_rows)
+            );
+            (facts.source_skew_ms, facts.target_skew_ms) = (a, b);
+            out.append(&mut src_rows);
+            out.append(&mut dst_rows);
             if plan.purpose == Purpose::Check || plan.follow.is_some() {
                 notify::notifications(s, plan.follow, out).await;
             }
