@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::check::{self, Gate, Layout, Purpose, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::job::{Job, SourceSpec};
 use crate::partition::{self, KeyShare};
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::check::{self, Gate, Layout, Purpose, SideInfo};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
 use crate::sink::cluster::ClusterWriter;

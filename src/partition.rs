@@ -29,10 +29,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::check::Layout;
 use crate::cli::OnConflict;
 use crate::endpoint::cluster::Topology;
 use crate::job::Job;
-use crate::check::Layout;
 use crate::report_merge::ShareOf;
 use crate::verify::bucket::{bucket_of, BUCKETS};
 

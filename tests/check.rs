@@ -553,7 +553,16 @@ fn follow_needs_keyspace_notifications_or_says_why_not() {
     assert_exit(&check(&src.url(), &["--enable-notifications"]), 0);
     acl(
         &mut s,
-        &["SETUSER", "app", "on", ">app-secret-pw", "~*", "&*", "+@all", "-config|set"],
+        &[
+            "SETUSER",
+            "app",
+            "on",
+            ">app-secret-pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-config|set",
+        ],
     );
     let app = format!("redis://app:app-secret-pw@127.0.0.1:{}", src.port);
     let run = check(&app, &["--enable-notifications"]);
@@ -562,7 +571,16 @@ fn follow_needs_keyspace_notifications_or_says_why_not() {
     // CONFIG refused altogether (as on managed services): unknown, a warning saying what to do.
     acl(
         &mut s,
-        &["SETUSER", "managed", "on", ">managed-secret-pw", "~*", "&*", "+@all", "-config"],
+        &[
+            "SETUSER",
+            "managed",
+            "on",
+            ">managed-secret-pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-config",
+        ],
     );
     let managed = format!("redis://managed:managed-secret-pw@127.0.0.1:{}", src.port);
     let run = check(&managed, &[]);
@@ -582,5 +600,9 @@ fn follow_needs_keyspace_notifications_or_says_why_not() {
     assert_exit(&run, 0);
     let oks = rows(&run, "ok").join("\n");
     assert!(oks.contains("follows by keyspace events"), "{oks}");
-    assert_eq!(dbsizes(&dst).iter().sum::<i64>(), 0, "check wrote to the target");
+    assert_eq!(
+        dbsizes(&dst).iter().sum::<i64>(),
+        0,
+        "check wrote to the target"
+    );
 }

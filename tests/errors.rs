@@ -449,7 +449,11 @@ fn target_out_of_memory() {
     let run = work.run(&args);
     assert_failed(
         &run,
-        &["target: maxmemory:", "the data does not fit", "raise maxmemory"],
+        &[
+            "target: maxmemory:",
+            "the data does not fit",
+            "raise maxmemory",
+        ],
     );
     assert_eq!(target_dbsize(&dst), 0, "something was written");
 

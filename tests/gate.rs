@@ -30,12 +30,23 @@ fn assert_stopped(run: &Run, needles: &[&str], secrets: &[&str]) {
     assert_eq!(report["status"], "error", "{report}");
     let error = report["error"].as_str().unwrap_or_default();
     for n in needles {
-        assert!(run.stderr.contains(n), "the output lacks {n:?}:\n{}", run.text());
+        assert!(
+            run.stderr.contains(n),
+            "the output lacks {n:?}:\n{}",
+            run.text()
+        );
         assert!(error.contains(n), "the report's error lacks {n:?}: {error}");
     }
     for secret in secrets.iter().chain([&TEST_PASSWORD]) {
-        assert!(!run.text().contains(secret), "{secret} leaked:\n{}", run.text());
-        assert!(!report.to_string().contains(secret), "{secret} leaked: {report}");
+        assert!(
+            !run.text().contains(secret),
+            "{secret} leaked:\n{}",
+            run.text()
+        );
+        assert!(
+            !report.to_string().contains(secret),
+            "{secret} leaked: {report}"
+        );
     }
 }
 
@@ -144,7 +155,11 @@ fn a_warning_is_printed_and_migrate_goes_on() {
     assert_eq!(run.code, 0, "{}", run.text());
     let warning = "ferry: warning: target: maxmemory-policy: allkeys-lru: no maxmemory now";
     assert!(run.stderr.contains(warning), "{}", run.text());
-    assert!(run.stderr.contains("what to do: set it to noeviction"), "{}", run.text());
+    assert!(
+        run.stderr.contains("what to do: set it to noeviction"),
+        "{}",
+        run.text()
+    );
     let notes = run.report.as_ref().unwrap()["notes"].to_string();
     assert!(notes.contains("target: maxmemory-policy"), "{notes}");
     assert_eq!(run.num("keys.written"), 300);

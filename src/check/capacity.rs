@@ -41,7 +41,11 @@ pub(crate) fn memory(src: &Source, dst: &Probed, job: &Job, copied: u64, out: &m
             } else {
                 copied_keys as f64 / total_keys as f64
             };
-            ((data as f64 * part) as u64, copied_keys, "source data in memory")
+            (
+                (data as f64 * part) as u64,
+                copied_keys,
+                "source data in memory",
+            )
         }
         Source::File(f) => {
             let total: u64 = f.dbs.values().map(|d| d.keys).sum();

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use super::side::{Layout, SideInfo};
 use super::Check;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{ConnError, Connection, Reply, Server};
-use super::side::{Layout, SideInfo};
 
 /// One server ferry talks to on a side: the standalone server, or one master of a cluster.
 pub(crate) struct Node {

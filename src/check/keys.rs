@@ -186,4 +186,3 @@ pub async fn max_bulk_len(conn: &mut Connection) -> Result<Option<u64>, ConnErro
         _ => None,
     })
 }
-

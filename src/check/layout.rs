@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::connect::Probed;
 use super::conflicts::{check_conflicts, Probe};
+use super::connect::Probed;
 use super::dbs::{check_db_plan, check_dbs_exist};
 use super::side::{Layout, SideInfo};
 use super::{Check, Plan, Purpose, Source};

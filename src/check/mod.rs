@@ -190,7 +190,10 @@ pub async fn run(args: &CheckArgs) -> CheckReport {
         conflicts: true,
         copied_keys: 0,
         follow: args.follow.then_some(args.enable_notifications),
-        insecure: (args.endpoints.source_insecure, args.endpoints.target_insecure),
+        insecure: (
+            args.endpoints.source_insecure,
+            args.endpoints.target_insecure,
+        ),
         file: None,
     };
     match job.await {

@@ -46,8 +46,14 @@ pub(crate) async fn notifications(src: &mut Probed, follow: Option<bool>, out: &
     let Some(enable) = follow else {
         let detail = match (off.is_empty(), unknown.is_empty()) {
             (true, true) => format!("{}; only --follow uses them", seen.join(", ")),
-            (false, _) => format!("off or incomplete ({}); only --follow needs them", off.join(", ")),
-            (true, false) => format!("unknown (CONFIG GET refused: {}); only --follow needs them", unknown.join(", ")),
+            (false, _) => format!(
+                "off or incomplete ({}); only --follow needs them",
+                off.join(", ")
+            ),
+            (true, false) => format!(
+                "unknown (CONFIG GET refused: {}); only --follow needs them",
+                unknown.join(", ")
+            ),
         };
         out.push(Check::ok(name, detail));
         return;

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::dirty::DbKey;
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::check::Layout;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::sink::restore::{refused, restore_ttl, WriterOptions};

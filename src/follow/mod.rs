@@ -67,11 +67,11 @@ use setup::source_masters;
 pub use setup::{prepare, Setup};
 use state::Shared;
 
+use crate::check::{Layout, SideInfo};
 use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
-use crate::check::{Layout, SideInfo};
 use crate::report::{MigrateReport, Status};
 use crate::sink::now_ms;
 use crate::sink::restore::WriterOptions;

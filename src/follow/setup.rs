@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use super::events::{self, Notify, Subscription};
 use super::state::Shared;
 use super::{cutover, watch};
+use crate::check::{Layout, SideInfo};
 use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
-use crate::check::{Layout, SideInfo};
 use crate::sink::now_ms;
 use crate::stop::Stop;
 

@@ -22,12 +22,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{open_checkpoint, CheckpointWording};
+use crate::check::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::checkpoint::Tracker;
 use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
-use crate::check::{self, Conflicts, Layout, Probe, SideInfo};
 use crate::progress::Progress;
 use crate::report::{KeyCounts, MigrateReport, Status};
 use crate::sink::route::Router;
@@ -121,8 +121,7 @@ pub(super) async fn run(
     check_db_plan(&db_pairs, &tinfo, args.on_conflict)?;
     if !tinfo.is_cluster() {
         let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
-        check::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t))
-            .await?;
+        check::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t)).await?;
     }
     // The checkpoint before the checks: a resumed run's target holds ferry's own keys.
     let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::check;
 use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::{Partition, Share};
-use crate::check;
 
 /// A share as `verify` needs it: the split, and every DB of the job on the source.
 pub struct VerifyShare {
