@@ -90,7 +90,7 @@ pub(crate) async fn probe(
         Ok(i) => i,
         Err(e) => {
             let fix = "the ACL user needs +info (ferry reads INFO to plan the job)";
-            out.push(Check::fail(&name, format!("{e:#}"), fix));
+            out.push(Check::fail(&name, format!("{e:#}"), fix).caused_by(&e));
             return None;
         }
     };
@@ -158,7 +158,7 @@ fn conn_failure(name: &str, e: &ConnError) -> Check {
         ConnError::Lost { .. } | ConnError::Stalled { .. } => (e.to_string(), "check the server's health and network, then run the check again".into()),
         ConnError::Protocol { .. } => (e.to_string(), "check that it is a Redis server, and whether it needs rediss:// (TLS)".into()),
     };
-    Check::fail(name, detail, fix)
+    Check::fail(name, detail, fix).caused_by_conn(e)
 }
 
 /// A cluster: its masters, slot coverage, failing nodes, and a connection to every master.
@@ -175,11 +175,14 @@ async fn probe_cluster(
     let topology = match cluster::topology_of(&mut conn, &connected).await {
         Ok(t) => t,
         Err(e) => {
-            out.push(Check::fail(
-                &name,
-                format!("{e:#}"),
-                "grant the ACL user +cluster|slots, or check the cluster's health (CLUSTER INFO)",
-            ));
+            out.push(
+                Check::fail(
+                    &name,
+                    format!("{e:#}"),
+                    "grant the ACL user +cluster|slots, or check the cluster's health (CLUSTER INFO)",
+                )
+                .caused_by(&e),
+            );
             return None;
         }
     };
@@ -266,11 +269,14 @@ async fn connect_masters(
                     slots: m.slots.clone(),
                 });
             }
-            Err(e) => out.push(Check::fail(
-                row,
-                format!("{e:#}"),
-                "the ACL user needs +info on every node",
-            )),
+            Err(e) => out.push(
+                Check::fail(
+                    row,
+                    format!("{e:#}"),
+                    "the ACL user needs +info on every node",
+                )
+                .caused_by(&e),
+            ),
         }
     }
     (nodes, keyspace)

@@ -13,11 +13,12 @@
 //! `--on-conflict fail`), as it did before the gate; a resumed run whose checkpoint says it passed
 //! skips it, since the target then holds ferry's own keys.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{run_checks, Check, Plan, Purpose, SideInfo, Source, Status};
+use super::{run_checks, Check, Lost, Plan, Purpose, SideInfo, Source, Status};
 use crate::cli::OnConflict;
 use crate::job::Job;
+use crate::retry::Backoff;
 use crate::source::rdb_file::FileSummary;
 
 /// What a run asks the gate, beyond the job.
@@ -68,17 +69,36 @@ pub async fn gate(g: Gate<'_>) -> anyhow::Result<Gated> {
         insecure: g.insecure,
         file: g.file.cloned(),
     };
-    let mut rows = Vec::new();
-    let sides = run_checks(&plan, g.job, &mut rows).await;
+    // The checks only read, so a connection lost on the way redoes them all on new
+    // connections, within --retry-for (as every other phase); a first contact that nothing
+    // accepts is a wrong address, reported at once.
+    let mut backoff = Backoff::new(Duration::from_secs(g.job.tuning.retry_for));
+    let mut first = true;
+    let (rows, sides) = loop {
+        let mut rows = Vec::new();
+        let sides = run_checks(&plan, g.job, &mut rows).await;
+        let failed: Vec<&Check> = rows.iter().filter(|c| c.status == Status::Fail).collect();
+        if failed.is_empty() {
+            break (rows, sides);
+        }
+        let error = anyhow::anyhow!("{}", refusal(&failed, g.purpose));
+        let retry = failed.iter().any(|c| match c.lost {
+            Lost::Dropped => true,
+            Lost::Refused => !first,
+            Lost::No => false,
+        });
+        if !retry {
+            return Err(error);
+        }
+        drop(sides);
+        backoff.wait(error).await?;
+        first = false;
+    };
     tracing::debug!(
         "{} checks before writing in {} ms",
         rows.len(),
         started.elapsed().as_millis()
     );
-    let failed: Vec<&Check> = rows.iter().filter(|c| c.status == Status::Fail).collect();
-    if !failed.is_empty() {
-        anyhow::bail!("{}", refusal(&failed, g.purpose));
-    }
     let warnings: Vec<String> = rows
         .iter()
         .filter(|c| c.status == Status::Warn)

@@ -128,11 +128,9 @@ pub(crate) async fn plan(
                 shown.join(", ")
             };
             if let Err(e) = dbs_exist(src, dst, job, &pairs).await {
-                out.push(Check::fail(
-                    name,
-                    format!("{e:#}"),
-                    "choose DBs the server has (--db, --db-map), or raise its `databases` setting",
-                ));
+                let fix =
+                    "choose DBs the server has (--db, --db-map), or raise its `databases` setting";
+                out.push(Check::fail(name, format!("{e:#}"), fix).caused_by(&e));
                 return;
             }
             out.push(Check::ok(name, detail));
@@ -256,7 +254,7 @@ async fn conflicts(
                     name,
                     format!("{e:#}"),
                     "pass --on-conflict replace (overwrite) or skip (keep the target's copies), or empty the target",
-                )),
+                ).caused_by(&e)),
             }
         }
         (OnConflict::Fail, Source::File(_)) if plan.purpose == Purpose::Migrate => out.push(Check::ok(

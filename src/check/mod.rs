@@ -103,6 +103,21 @@ pub struct Check {
     pub detail: String,
     /// What to do about it (empty when ok).
     pub fix: String,
+    /// What a failure came from when a connection failed: the gate of a run tries again then.
+    #[serde(skip)]
+    pub(crate) lost: Lost,
+}
+
+/// Whether a failed row came from a connection that failed, which a retry may not meet again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// Not a connection failure: the answer stands.
+    #[default]
+    No,
+    /// Nothing accepted the connection: a wrong address at first contact, a restart later.
+    Refused,
+    /// A connection was lost or the server stalled.
+    Dropped,
 }
 
 impl Check {
@@ -129,6 +144,25 @@ impl Check {
         Check::new(name, Status::Fail, detail, fix)
     }
 
+    /// The row, marked as caused by `e` when `e` is a connection failure.
+    pub(crate) fn caused_by(self, e: &anyhow::Error) -> Check {
+        match e.downcast_ref::<crate::endpoint::ConnError>() {
+            Some(c) => self.caused_by_conn(c),
+            None => self,
+        }
+    }
+
+    /// The row, marked as caused by the connection failure `e`.
+    pub(crate) fn caused_by_conn(mut self, e: &crate::endpoint::ConnError) -> Check {
+        use crate::endpoint::ConnError;
+        self.lost = match e {
+            ConnError::Connect { .. } => Lost::Refused,
+            ConnError::Lost { .. } | ConnError::Stalled { .. } => Lost::Dropped,
+            _ => Lost::No,
+        };
+        self
+    }
+
     /// "name: detail | what to do: fix", the row as one line of a log.
     pub fn line(&self) -> String {
         if self.fix.is_empty() {
@@ -149,6 +183,7 @@ impl Check {
             status,
             detail: detail.into(),
             fix: fix.into(),
+            lost: Lost::No,
         }
     }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn clock(side: &mut Probed, out: &mut Vec<Check>) -> Option<i64
             "sync the clocks (NTP); ferry corrects expiries for the skew it measures, but a clock that moves during the job shifts them",
         ),
         Ok(ms) => Check::ok(name, format!("{ms} ms off this machine's clock")),
-        Err(e) => Check::fail(name, format!("{e:#}"), "the ACL user needs +time"),
+        Err(e) => Check::fail(name, format!("{e:#}"), "the ACL user needs +time").caused_by(e),
     });
     skew.ok()
 }

@@ -128,7 +128,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         };
         // The checks of `ferry check` that apply to a reading job (reach, TLS, login, ACL
         // rights, DBs, clocks), before the first read: a failing row stops here.
-        let gated = crate::check::gate(crate::check::Gate {
+        crate::check::gate(crate::check::Gate {
             job: &job,
             purpose: crate::check::Purpose::Verify,
             on_conflict: crate::cli::OnConflict::Replace,
@@ -142,7 +142,6 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             file: None,
         })
         .await?;
-        drop(gated);
         let pairs: Vec<(u32, u32)> = job.dbs.iter().map(|&db| (db, job.target_db(db))).collect();
         let share = match job.partition {
             Some(p) if opts.sample.is_some() => anyhow::bail!(
