@@ -114,7 +114,7 @@ async fn run_inner(
     };
     report.source = source.endpoint.to_string();
 
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    let retry_for = job.retry_for();
     // Preflight only reads, so a lost connection redoes the whole step on new connections.
     let (sinfo, source_skew_ms) = retry::retrying(retry_for, || async {
         let mut src = source.connect().await?;
@@ -374,7 +374,7 @@ pub(crate) fn writer_options(
         db_map: job.db_map.clone(),
         clocks,
         max_bulk,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
         select_db: !tinfo.is_cluster(),
         target_rdb,
     }
@@ -559,7 +559,7 @@ fn scan_readers(
         scan_count: job.tuning.scan_count,
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
     };
     plans
         .into_iter()

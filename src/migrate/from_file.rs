@@ -47,7 +47,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let path = input.path();
     report.source = format!("rdb:{}", input.name());
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    let retry_for = job.retry_for();
     let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
         let mut dst = job.target.connect().await?;
         let info = preflight::examine(&mut dst, &job.target, &job.target_addr_map).await?;
