@@ -519,6 +519,42 @@ fn function_libraries_are_loaded_or_skipped() {
     assert_eq!(dbsize(&dst2, 0), 500);
 }
 
+/// Function libraries written by a Redis 7.0 release candidate (RDB opcode 246, a real file of
+/// the redis-rdb-cli corpus) are migrated as Redis 7.0 loads them, into Redis 7.0 and Valkey 8,
+/// and a rerun finds them already there.
+#[test]
+fn release_candidate_functions_are_migrated() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/rdb/redis-rdb-cli/rdt/filter1.rdb");
+    let work = Workdir::new();
+    for version in [Version::V7_0, Version::Valkey8] {
+        let dst = Server::tls_target(version);
+        let run1 = run(&work, &migrate_args(&file, &dst, &["--fresh"]));
+        assert_eq!(run1.code, 0, "{version:?}: {}", run1.text());
+        let mut c = dst.conn();
+        for (function, answer) in [("test1", 1), ("test2", 2)] {
+            let got: i64 = redis::cmd("FCALL")
+                .arg(function)
+                .arg(0)
+                .query(&mut c)
+                .unwrap_or_else(|e| panic!("{version:?}: FCALL {function}: {e}"));
+            assert_eq!(got, answer, "{version:?}: {function}");
+        }
+        let notes = report(&run1)["notes"].to_string();
+        assert!(
+            notes.contains("lib1") && notes.contains("lib2") && notes.contains("release candidate"),
+            "{notes}"
+        );
+        // The file's one key (db 1) came along.
+        assert_eq!(dbsize(&dst, 1), 1, "{version:?}");
+        let run2 = run(
+            &work,
+            &migrate_args(&file, &dst, &["--fresh", "--on-conflict", "replace"]),
+        );
+        assert_eq!(run2.code, 0, "{version:?} rerun: {}", run2.text());
+    }
+}
+
 /// The writer's fallback helps live migrations too: a live Valkey 8 source (DUMP payloads of RDB
 /// 11) into Redis 7.0 (RDB 10) — each refused payload is re-encoded and written again.
 #[test]

@@ -364,12 +364,7 @@ async fn plan_functions(
     report: &mut MigrateReport,
 ) -> anyhow::Result<FunctionPlan> {
     let mut plan = FunctionPlan { load: Vec::new() };
-    let names: Vec<&str> = summary
-        .functions
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .chain(summary.pre_ga_functions.iter().map(String::as_str))
-        .collect();
+    let names: Vec<&str> = summary.functions.iter().map(|(n, _)| n.as_str()).collect();
     if names.is_empty() {
         return Ok(plan);
     }
@@ -381,11 +376,12 @@ async fn plan_functions(
         return Ok(plan);
     }
     if !summary.pre_ga_functions.is_empty() {
-        anyhow::bail!(
-            "the file holds functions of a Redis 7.0 release candidate ({}), which no released server loads. \
-             Nothing was written. Pass --skip-functions to copy the keys without them",
+        report.notes.push(format!(
+            "function libraries {} were stored by a Redis 7.0 release candidate: copied as Redis \
+             7.0 loads them, with a `#!<engine> name=<library>` first line and without their \
+             description",
             summary.pre_ga_functions.join(", ")
-        );
+        ));
     }
     if tinfo.info.version() < (7, 0) {
         anyhow::bail!(

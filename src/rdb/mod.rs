@@ -5,7 +5,7 @@
 //!   [`string`] (raw / int / LZF strings, with [`lzf`]), [`score`] (doubles), [`crc64`],
 //!   [`payload`] (DUMP payload footer);
 //! - encoded blobs: [`ziplist`], [`listpack`], [`intset`], [`zipmap`], plus value structures
-//!   [`stream`], [`hash_ttl`] (hash field expiry), [`module`];
+//!   [`stream`], [`hash_ttl`] (hash field expiry), [`module`], [`function`] (libraries);
 //! - [`decode`]: payload / raw value → logical [`value::Value`] (verification, re-encoding);
 //! - [`walk`]: finds where a value ends without decoding it (the migrate path);
 //! - [`reader`]: streaming `.rdb` file reader producing [`crate::record::Record`]s;
@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod function;
 pub mod hash_ttl;
 pub mod intset;
 pub mod length;
