@@ -6,12 +6,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use support::data::{self, Caps, KeyState};
-use support::ferry::{Run, Workdir};
+use support::ferry::{kill_runs, KillAt, Run, Workdir};
 use support::servers::{ca_cert, Server, Version};
 
 const TTL_TOLERANCE_MS: i64 = 1_000;
@@ -244,36 +243,18 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
         .map(|_| rng.random_range(all / 5..all * 9 / 10))
         .collect();
     points.sort_unstable();
-    let mut kills = 0;
-    for (i, point) in [None]
+    let at: Vec<KillAt> = [KillAt::Early(100)]
         .into_iter()
-        .chain(points.into_iter().map(Some))
-        .enumerate()
-    {
-        let (mut cmd, _report) = work.command(&args);
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ferry");
-        match point {
-            None => std::thread::sleep(Duration::from_millis(rng.random_range(0..100))),
-            Some(p) => {
-                let deadline = Instant::now() + Duration::from_secs(90);
-                while total_keys(&dst) < p && child.try_wait().expect("try_wait").is_none() {
-                    assert!(Instant::now() < deadline, "run {i} made no progress");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        }
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
-            if total_keys(&dst) < all {
-                kills += 1;
-            }
-        }
-    }
+        .chain(points.into_iter().map(KillAt::Point))
+        .collect();
+    let kills = kill_runs(
+        &work,
+        &args,
+        &at,
+        Duration::from_millis(2),
+        |p, _| total_keys(&dst) >= p,
+        || total_keys(&dst) < all,
+    );
     assert!(kills >= 3, "only {kills} runs were killed mid-copy");
     let run = work.run(&args);
     assert_eq!(run.code, 0, "{}", run.text());
