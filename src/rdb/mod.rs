@@ -11,6 +11,9 @@
 //! - [`reader`]: streaming `.rdb` file reader producing [`crate::record::Record`]s;
 //! - [`encode`]: logical value → payload for a given target RDB version;
 //! - [`writer`]: a small `.rdb` file writer (tests, benchmarks, fixtures).
+//!
+//! It owns the format only: no network, no files but the `Read`/`Write` it is handed, and nothing
+//! of the crate above it except [`crate::record::Record`], the reader's output.
 
 pub mod crc64;
 pub mod cursor;

@@ -1,4 +1,8 @@
 //! Running the real `ferry` binary from integration tests.
+//!
+//! [`Workdir::ferry`] / [`Workdir::migrate`] build one invocation (a [`Ferry`]) so that a test
+//! states only what differs from the usual source, target and CA; [`kill_runs`] is the
+//! kill-and-resume loop of the crash tests. Uses `servers` for URLs and the test CA.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
