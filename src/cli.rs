@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 done (and verified equal); 1 done, but verification found differences;
 /// 2 error or interrupted (rerun the same command to resume).
 #[derive(Debug, Parser)]
-#[command(after_help = ENV_HELP)]
+#[command(after_help = ENV_HELP, after_long_help = FERRY_LONG_HELP)]
 #[command(name = "ferry", version, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
@@ -30,24 +30,98 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The environment variables ferry reads, shown at the end of every `--help`.
-pub const ENV_HELP: &str = "Environment:
+/// The environment variables ferry reads, as a literal so that `concat!` can append it to the
+/// examples of each command's long help.
+macro_rules! env_help {
+    () => {
+        "Environment:
   FERRY_SOURCE_PASSWORD, FERRY_TARGET_PASSWORD
           Passwords. Give each in one place only: the URL, this variable or --*-password-file.
   FERRY_LOG, RUST_LOG
           Log filter, e.g. FERRY_LOG=debug [default: info]. FERRY_LOG wins when both are set.
   TMPDIR
           Where --rdb - (standard input), a named pipe or a gzip-compressed --rdb file is
-          spooled first; it needs room for the whole uncompressed file [default: /tmp].";
+          spooled first; it needs room for the whole uncompressed file [default: /tmp]."
+    };
+}
+
+/// The environment variables ferry reads, shown at the end of every `-h`.
+pub const ENV_HELP: &str = env_help!();
+
+/// The end of `ferry --help`: a typical session, then the environment.
+const FERRY_LONG_HELP: &str = concat!(
+    "Examples:
+  # Will it work? (writes nothing; exit 0 ready, 1 warnings, 2 would fail)
+  ferry check --source redis://old:6379 --target rediss://new:6379 --target-cacert ca.pem
+
+  # Copy every non-empty DB, verify, and keep a report (rerun the same command to resume)
+  FERRY_TARGET_PASSWORD=… ferry migrate --source redis://old:6379 \\
+      --target rediss://app@new:6379 --target-cacert ca.pem --report migrate.json
+
+  # Compare both sides again later, without writing
+  ferry verify --source redis://old:6379 --target rediss://new:6379 --target-cacert ca.pem
+
+",
+    env_help!()
+);
+
+/// The end of `ferry migrate --help`.
+const MIGRATE_LONG_HELP: &str = concat!(
+    "Examples:
+  # Live source, TLS target with its own CA, a JSON report
+  FERRY_TARGET_PASSWORD=… ferry migrate --source redis://old:6379 \\
+      --target rediss://app@new:6379 --target-cacert ca.pem --report migrate.json
+
+  # DBs 0 and 3 only, source DB 3 written into target DB 1, gentle on the source
+  ferry migrate --source redis://old:6379 --target rediss://new:6379 \\
+      --db 0,3 --db-map 3:1 --max-keys-per-sec 20000 --source-latency-ms 5
+
+  # From a backup file (gzip or `-` for standard input also work)
+  ferry migrate --rdb dump.rdb --target rediss://new:6379 --on-conflict replace
+
+  # Keep following the live source after the copy, until `ferry cutover`
+  ferry migrate --source redis://old:6379 --target rediss://new:6379 --follow \\
+      --checkpoint job.checkpoint.json
+
+",
+    env_help!()
+);
+
+/// The end of `ferry verify --help`.
+const VERIFY_LONG_HELP: &str = concat!(
+    "Examples:
+  # Every key of both sides, TTLs within 2 s
+  ferry verify --source redis://old:6379 --target rediss://new:6379 --ttl-tolerance 2000
+
+  # A quick look at about 10 000 random keys per DB
+  ferry verify --source redis://old:6379 --target rediss://new:6379 --sample 10000
+
+  # A backup file against the target it was loaded into
+  ferry verify --rdb dump.rdb --target rediss://new:6379 --report verify.json
+
+",
+    env_help!()
+);
+
+/// The end of `ferry check --help`.
+const CHECK_LONG_HELP: &str = concat!(
+    "Examples:
+  # The same source, target and selection flags as the migrate to come
+  ferry check --source redis://old:6379 --target rediss://new:6379 --db 0,3 \\
+      --on-conflict replace --report check.json
+
+",
+    env_help!()
+);
 
 /// ferry's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy every key (value and TTL) from the source into the target, then verify.
-    #[command(after_help = ENV_HELP)]
+    #[command(after_help = ENV_HELP, after_long_help = MIGRATE_LONG_HELP)]
     Migrate(MigrateArgs),
     /// Compare source and target key by key (counts, logical checksums, TTLs) without writing.
-    #[command(after_help = ENV_HELP)]
+    #[command(after_help = ENV_HELP, after_long_help = VERIFY_LONG_HELP)]
     Verify(VerifyArgs),
     /// Ask the follower (`migrate --follow`) of a checkpoint to cut over: quiet or paused source,
     /// drain, verify; exit 0 GO, 1 NO-GO, 2 error.
@@ -56,6 +130,7 @@ pub enum Command {
     ///
     /// Prints one row per check (ok, warn or fail, what was found, what to do). Exit codes:
     /// 0 ready; 1 warnings only; 2 something would fail.
+    #[command(after_help = ENV_HELP, after_long_help = CHECK_LONG_HELP)]
     Check(CheckArgs),
     /// Work with JSON reports (`ferry report merge`).
     #[command(subcommand)]
@@ -73,7 +148,7 @@ pub struct CheckArgs {
 
     /// The `--on-conflict` the migration will use: with `fail`, keys of the source already on
     /// the target make the check fail.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     #[command(flatten)]
@@ -89,7 +164,7 @@ pub struct CheckArgs {
     pub enable_notifications: bool,
 
     /// Also write the checks as a JSON document here.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub report: Option<PathBuf>,
 }
 
@@ -127,29 +202,29 @@ pub struct MigrateArgs {
     ///
     /// fail: check before writing anything and stop, naming the first offending keys.
     /// replace: overwrite them. skip: keep the target's copy and count it.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     /// Checkpoint file kept during the run, for resuming [default: ./ferry-<job id>.checkpoint.json].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Checkpoint")]
     pub checkpoint: Option<PathBuf>,
 
     /// Ignore an existing checkpoint and start from the beginning.
-    #[arg(long)]
+    #[arg(long, help_heading = "Checkpoint")]
     pub fresh: bool,
 
     /// Skip the verification that runs after the copy.
-    #[arg(long)]
+    #[arg(long, help_heading = "Verification")]
     pub no_verify: bool,
 
     /// --rdb: do not copy the file's function libraries (by default they are loaded on the
     /// target with FUNCTION LOAD, which needs Redis 7.0+ or Valkey).
-    #[arg(long)]
+    #[arg(long, help_heading = "Selection")]
     pub skip_functions: bool,
 
     /// --rdb: skip module data (keys of module types and module aux data) instead of stopping
     /// because the target cannot load it.
-    #[arg(long)]
+    #[arg(long, help_heading = "Selection")]
     pub skip_modules: bool,
 
     #[command(flatten)]
@@ -170,6 +245,7 @@ pub struct MigrateArgs {
 
 /// Flags of `migrate --follow`.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Follow")]
 pub struct FollowArgs {
     /// After the copy, keep the target in step with the live source (keyspace events, and
     /// reconciliation passes whenever events may have been lost) until `ferry cutover`.
@@ -241,11 +317,12 @@ pub struct VerifyArgs {
     pub verify: VerifyTuning,
 
     /// Check only about N randomly chosen keys per database (a quick check; reported as a sample).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Verification")]
     pub sample: Option<u64>,
 
+    /// Only the reading knobs: verify writes nothing.
     #[command(flatten)]
-    pub tuning: TuningArgs,
+    pub tuning: ReadTuningArgs,
 
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -256,6 +333,7 @@ pub struct VerifyArgs {
 
 /// Verification settings shared by `migrate` and `verify`.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Verification")]
 pub struct VerifyTuning {
     /// How far a key's TTL may differ between the two sides, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
@@ -274,84 +352,125 @@ pub struct VerifyTuning {
 #[derive(Debug, Args, Clone)]
 pub struct EndpointArgs {
     /// Source server: redis://[user[:password]@]host:port (rediss:// for TLS).
-    #[arg(long, value_name = "URL", required_unless_present = "rdb")]
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "rdb",
+        help_heading = "Source"
+    )]
     pub source: Option<String>,
 
     /// Read the source from an RDB file instead of a live server. A gzip-compressed file is
     /// unpacked to a temporary file first; `-` reads the file from standard input (spooled to a
     /// temporary file, since the file is checked whole before the first write).
-    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "source",
+        help_heading = "Source"
+    )]
     pub rdb: Option<PathBuf>,
 
     /// Target server: rediss://[user[:password]@]host:port (redis:// for plain TCP).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Target")]
     pub target: String,
 
     /// Read the source password from this file (first line), instead of the URL or env (give
     /// it in one place only).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
     pub source_password_file: Option<PathBuf>,
 
     /// Read the target password from this file (first line), instead of the URL or env (give
     /// it in one place only).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Target")]
     pub target_password_file: Option<PathBuf>,
 
     /// CA certificate(s) (PEM) that signed the source's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub source_cacert: Option<PathBuf>,
 
     /// Client certificate (PEM) for a source that requires mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "source_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "source_key",
+        help_heading = "TLS"
+    )]
     pub source_cert: Option<PathBuf>,
 
     /// Private key (PEM) of --source-cert.
-    #[arg(long, value_name = "FILE", requires = "source_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "source_cert",
+        help_heading = "TLS"
+    )]
     pub source_key: Option<PathBuf>,
 
     /// Name to send (SNI) and check the source's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
     pub source_sni: Option<String>,
 
     /// DANGEROUS: do not verify the source's TLS certificate.
-    #[arg(long)]
+    #[arg(long, help_heading = "TLS")]
     pub source_insecure: bool,
 
     /// CA certificate(s) (PEM) that signed the target's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub target_cacert: Option<PathBuf>,
 
     /// Client certificate (PEM) for a target that requires mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "target_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "target_key",
+        help_heading = "TLS"
+    )]
     pub target_cert: Option<PathBuf>,
 
     /// Private key (PEM) of --target-cert.
-    #[arg(long, value_name = "FILE", requires = "target_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "target_cert",
+        help_heading = "TLS"
+    )]
     pub target_key: Option<PathBuf>,
 
     /// Name to send (SNI) and check the target's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
     pub target_sni: Option<String>,
 
     /// DANGEROUS: do not verify the target's TLS certificate (anyone in the path can read the
     /// data and the password).
-    #[arg(long)]
+    #[arg(long, help_heading = "TLS")]
     pub target_insecure: bool,
 
     /// Source cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
     /// REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or comma-separated).
-    #[arg(long, value_name = "ANNOUNCED=REACHABLE", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "ANNOUNCED=REACHABLE",
+        value_delimiter = ',',
+        help_heading = "Source"
+    )]
     pub source_map_addr: Vec<String>,
 
     /// Target cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
     /// REACHABLE (host:port) instead (repeatable, or comma-separated). TLS certificates are
     /// still checked against the announced name (or --target-sni).
-    #[arg(long, value_name = "ANNOUNCED=REACHABLE", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "ANNOUNCED=REACHABLE",
+        value_delimiter = ',',
+        help_heading = "Target"
+    )]
     pub target_map_addr: Vec<String>,
 }
 
 /// Which databases to copy, and where to.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Selection")]
 pub struct SelectionArgs {
     /// Databases to copy, comma-separated [default: every non-empty database].
     #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
@@ -367,26 +486,42 @@ pub struct SelectionArgs {
     pub partition: Option<crate::partition::Partition>,
 }
 
-/// Throughput knobs. The defaults suit most jobs.
+/// `--batch-keys` when not given (and for `verify`, which writes nothing).
+pub const DEFAULT_BATCH_KEYS: usize = 5000;
+
+/// `--writers` when not given (and for `verify`, which writes nothing).
+pub const DEFAULT_WRITERS: usize = 4;
+
+/// Throughput knobs of the commands that write (`migrate`, `check`). The defaults suit most jobs.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Tuning")]
 pub struct TuningArgs {
+    /// The knobs of reading, shared with `verify`.
+    #[command(flatten)]
+    pub read: ReadTuningArgs,
+
+    /// Most keys per RESTORE batch.
+    #[arg(long, default_value_t = DEFAULT_BATCH_KEYS, value_name = "N")]
+    pub batch_keys: usize,
+
+    /// Parallel writer connections to the target.
+    #[arg(long, default_value_t = DEFAULT_WRITERS, value_name = "N")]
+    pub writers: usize,
+}
+
+/// Throughput knobs of reading, for every command that reads keys. The defaults suit most jobs.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Tuning")]
+pub struct ReadTuningArgs {
     /// Keys asked for per SCAN page (fetched with PTTL+DUMP in pipelined chunks, two in flight).
     /// 5000 measured ~10% faster than 1000 (docs/benchmarks.md).
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub scan_count: u32,
 
-    /// Most keys per RESTORE batch.
-    #[arg(long, default_value_t = 5000, value_name = "N")]
-    pub batch_keys: usize,
-
     /// Most payload bytes per RESTORE batch and per DUMP round trip. Memory in flight is about
     /// this × (3 × writers + 3): ~30 MiB with the defaults, whatever the sizes of the values.
     #[arg(long, default_value_t = 2 << 20, value_name = "BYTES")]
     pub batch_bytes: usize,
-
-    /// Parallel writer connections to the target.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub writers: usize,
 
     /// How long to keep retrying a lost connection before giving up, in seconds.
     ///
@@ -407,6 +542,7 @@ pub struct TuningArgs {
 
 /// How hard ferry may work the source (a live one; one budget per source server).
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Tuning")]
 pub struct LimitArgs {
     /// Read at most N keys per second from each source server (each master of a cluster).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -435,6 +571,7 @@ impl LimitArgs {
 
 /// How results are shown.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Write a JSON report here when done (also on error). Checked before any work: its
     /// directory must exist and be writable.
@@ -479,4 +616,67 @@ pub enum ProgressMode {
     Json,
     /// Nothing until the summary.
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks (unique ids, valid `requires`/`conflicts_with`, headings).
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `verify --help` offers only what verify uses: it writes nothing, so no writer knobs.
+    #[test]
+    fn verify_has_no_writer_flags() {
+        let cmd = Cli::command();
+        let verify = cmd
+            .find_subcommand("verify")
+            .expect("verify is a subcommand");
+        let longs: Vec<&str> = verify
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        for writer_only in [
+            "writers",
+            "batch-keys",
+            "on-conflict",
+            "checkpoint",
+            "fresh",
+        ] {
+            assert!(
+                !longs.contains(&writer_only),
+                "verify offers --{writer_only}"
+            );
+        }
+        for read in [
+            "scan-count",
+            "batch-bytes",
+            "retry-for",
+            "threads",
+            "ttl-tolerance",
+        ] {
+            assert!(longs.contains(&read), "verify lost --{read}");
+        }
+    }
+
+    /// Every flag of `migrate --help` sits under a heading (source, target, TLS, …).
+    #[test]
+    fn migrate_flags_are_grouped() {
+        let cmd = Cli::command();
+        let migrate = cmd
+            .find_subcommand("migrate")
+            .expect("migrate is a subcommand");
+        let loose: Vec<&str> = migrate
+            .get_arguments()
+            .filter(|a| a.get_help_heading().is_none())
+            .filter_map(|a| a.get_long())
+            .filter(|l| !["help", "version"].contains(l))
+            .collect();
+        assert!(loose.is_empty(), "flags without a heading: {loose:?}");
+    }
 }

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::{EndpointArgs, OnConflict, SelectionArgs, TuningArgs};
+use crate::cli::{EndpointArgs, OnConflict, ReadTuningArgs, SelectionArgs, TuningArgs};
 use crate::endpoint::cluster::AddrMap;
 use crate::endpoint::tls::{self, TlsOptions};
 use crate::endpoint::{url, PasswordOrigin, Secret, Server, Side};
@@ -37,7 +38,7 @@ pub struct Job {
     /// `--db-map`: source DB → target DB (unlisted DBs keep their number).
     pub db_map: BTreeMap<u32, u32>,
     /// Throughput knobs.
-    pub tuning: TuningArgs,
+    pub tuning: Tuning,
     /// `--source-map-addr`: where to reach source cluster nodes announced elsewhere.
     pub source_addr_map: AddrMap,
     /// `--target-map-addr`: where to reach target cluster nodes announced elsewhere.
@@ -46,7 +47,53 @@ pub struct Job {
     pub partition: Option<crate::partition::Partition>,
 }
 
+/// Throughput knobs as the run uses them, whichever command gave them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// `--scan-count`: keys asked for per SCAN page.
+    pub scan_count: u32,
+    /// `--batch-keys`: most keys per RESTORE batch.
+    pub batch_keys: usize,
+    /// `--batch-bytes`: most payload bytes per RESTORE batch and per DUMP round trip.
+    pub batch_bytes: usize,
+    /// `--writers`: parallel writer connections to the target.
+    pub writers: usize,
+    /// `--retry-for`, in seconds (see [`Job::retry_for`]).
+    pub retry_for: u64,
+    /// `--threads`.
+    pub threads: Option<u16>,
+}
+
+impl From<&ReadTuningArgs> for Tuning {
+    /// A reading command's knobs; the writing ones keep their defaults (nothing is written).
+    fn from(read: &ReadTuningArgs) -> Tuning {
+        Tuning {
+            scan_count: read.scan_count,
+            batch_keys: crate::cli::DEFAULT_BATCH_KEYS,
+            batch_bytes: read.batch_bytes,
+            writers: crate::cli::DEFAULT_WRITERS,
+            retry_for: read.retry_for,
+            threads: read.threads,
+        }
+    }
+}
+
+impl From<&TuningArgs> for Tuning {
+    fn from(args: &TuningArgs) -> Tuning {
+        Tuning {
+            batch_keys: args.batch_keys,
+            writers: args.writers,
+            ..Tuning::from(&args.read)
+        }
+    }
+}
+
 impl Job {
+    /// `--retry-for`: how long a lost connection is retried before the run gives up.
+    pub fn retry_for(&self) -> Duration {
+        Duration::from_secs(self.tuning.retry_for)
+    }
+
     /// Refuses the flags that only mean something for a live source (load limits,
     /// `--partition`) when the source is an RDB file; `command` is `migrate` or `verify`.
     pub fn refuse_live_only(
@@ -73,12 +120,14 @@ impl Job {
         Ok(())
     }
 
-    /// Resolves endpoints, passwords, TLS and DB selection.
+    /// Resolves endpoints, passwords, TLS and DB selection; `tuning` is a command's
+    /// [`TuningArgs`] or [`ReadTuningArgs`].
     pub fn resolve(
         ep: &EndpointArgs,
         sel: &SelectionArgs,
-        tuning: &TuningArgs,
+        tuning: impl Into<Tuning>,
     ) -> anyhow::Result<Job> {
+        let tuning = tuning.into();
         let source = match (&ep.source, &ep.rdb) {
             (Some(raw), None) => {
                 let password = password_from(Side::Source, ep.source_password_file.as_deref())?;
@@ -90,7 +139,7 @@ impl Job {
                     sni: ep.source_sni.clone(),
                     insecure: ep.source_insecure,
                 };
-                SourceSpec::Live(server(endpoint, &tls, tuning)?)
+                SourceSpec::Live(server(endpoint, &tls, &tuning)?)
             }
             (None, Some(path)) => SourceSpec::Rdb(RdbInput::new(path)?),
             _ => anyhow::bail!("give the source as --source URL or --rdb FILE"),
@@ -104,7 +153,7 @@ impl Job {
             sni: ep.target_sni.clone(),
             insecure: ep.target_insecure,
         };
-        let target = server(endpoint, &tls, tuning)?;
+        let target = server(endpoint, &tls, &tuning)?;
         if let SourceSpec::Live(src) = &source {
             if src.endpoint.host == target.endpoint.host
                 && src.endpoint.port == target.endpoint.port
@@ -123,7 +172,7 @@ impl Job {
             target,
             dbs,
             db_map: parse_db_map(&sel.db_map)?,
-            tuning: tuning.clone(),
+            tuning,
             source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
             target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
             partition: sel.partition,
@@ -171,11 +220,7 @@ impl Job {
     }
 }
 
-fn server(
-    endpoint: url::Endpoint,
-    opts: &TlsOptions,
-    tuning: &TuningArgs,
-) -> anyhow::Result<Server> {
+fn server(endpoint: url::Endpoint, opts: &TlsOptions, tuning: &Tuning) -> anyhow::Result<Server> {
     let flag = endpoint.side.name();
     let tls = if endpoint.tls {
         if opts.insecure {
@@ -200,9 +245,7 @@ fn server(
     Ok(Server {
         endpoint,
         tls,
-        answer_timeout: crate::retry::answer_timeout(std::time::Duration::from_secs(
-            tuning.retry_for,
-        )),
+        answer_timeout: crate::retry::answer_timeout(Duration::from_secs(tuning.retry_for)),
     })
 }
 

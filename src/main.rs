@@ -139,7 +139,7 @@ fn merge_reports(args: &ferry::cli::MergeArgs) -> i32 {
 /// runs on `spawn_blocking` threads either way.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = match command {
-        Command::Migrate(a) => a.tuning.threads,
+        Command::Migrate(a) => a.tuning.read.threads,
         Command::Verify(a) => a.tuning.threads,
         Command::Cutover(_) | Command::Check(_) | Command::Report(_) => Some(1),
     };

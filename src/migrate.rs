@@ -338,7 +338,7 @@ pub(crate) fn writer_options(
         db_map: job.db_map.clone(),
         clocks,
         max_bulk,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
         select_db: !tinfo.is_cluster(),
         target_rdb,
     }
@@ -523,7 +523,7 @@ fn scan_readers(
         scan_count: job.tuning.scan_count,
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
     };
     plans
         .into_iter()

@@ -6,7 +6,7 @@ mod support;
 use support::data::{self, Caps};
 use support::ferry::{Run, Workdir};
 use support::servers::{
-    ca_cert, client_cert, client_key, other_ca_cert, CertKind, Server, ServerOpts, Version,
+    client_cert, client_key, other_ca_cert, CertKind, Server, ServerOpts, Version,
 };
 
 const PASSWORD: &str = "ferry-test-pass";
@@ -60,10 +60,6 @@ fn assert_failed(run: &Run, needles: &[&str]) {
     }
 }
 
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
-}
-
 fn target_url_with(dst: &Server, password: &str) -> String {
     format!("rediss://:{password}@127.0.0.1:{}", dst.port)
 }
@@ -98,7 +94,7 @@ fn bad_urls_are_explained() {
             "not a valid URL",
         ),
     ] {
-        let run = work.run(&["migrate", "--source", source, "--target", target]);
+        let run = work.ferry("migrate").source(source).target(target).run();
         assert_failed(&run, &[needle]);
     }
 }
@@ -108,15 +104,11 @@ fn unreachable_source_is_named() {
     let dst = Server::tls_target(Version::V7_0);
     let port = support::servers::free_port();
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &format!("redis://127.0.0.1:{port}"),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .source(&format!("redis://127.0.0.1:{port}"))
+        .to(&dst)
+        .run();
     assert_failed(&run, &["cannot connect to the source", &port.to_string()]);
 }
 
@@ -125,29 +117,23 @@ fn wrong_or_missing_password_is_refused_before_writing() {
     let src = small_source(Version::V6_2);
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &target_url_with(&dst, "not-the-password"),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .from(&src)
+        .target(&target_url_with(&dst, "not-the-password"))
+        .target_ca()
+        .run();
     assert_failed(
         &run,
         &["authentication to the target", "taken from the URL"],
     );
     assert!(!run.text().contains("not-the-password"), "{}", run.text());
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &format!("rediss://127.0.0.1:{}", dst.port),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .from(&src)
+        .target(&format!("rediss://127.0.0.1:{}", dst.port))
+        .target_ca()
+        .run();
     assert_failed(&run, &["requires a password"]);
     assert_eq!(target_dbsize(&dst), 0, "something was written");
 }
@@ -158,39 +144,21 @@ fn password_from_env_or_file_never_printed() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     let plain = format!("rediss://127.0.0.1:{}", dst.port);
-    let run = work.run_env(
-        &[
-            "migrate",
-            "--source",
-            &src.url(),
-            "--target",
-            &plain,
-            "--target-cacert",
-            &ca(),
-            "--no-verify",
-        ],
-        &[("FERRY_TARGET_PASSWORD", PASSWORD)],
-    );
+    let plain_target = work.ferry("migrate").from(&src).target(&plain).target_ca();
+    let run = plain_target
+        .clone()
+        .arg("--no-verify")
+        .password_env("target", PASSWORD)
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(target_dbsize(&dst) > 0);
 
     let file = work.file("target.pass");
     std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &plain,
-        "--target-cacert",
-        &ca(),
-        "--target-password-file",
-        file.to_str().unwrap(),
-        "--on-conflict",
-        "replace",
-        "--no-verify",
-        "--fresh",
-    ]);
+    let run = plain_target
+        .args(&["--target-password-file", file.to_str().unwrap()])
+        .args(&["--on-conflict", "replace", "--no-verify", "--fresh"])
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     // Neither the output, nor the report, nor any checkpoint holds the password.
     assert!(!run.text().contains(PASSWORD));
@@ -214,61 +182,34 @@ fn tls_failures_are_explained() {
     let work = Workdir::new();
     let other = other_ca_cert().to_string_lossy().into_owned();
     // A certificate from a CA we were not told to trust.
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &other,
-    ]);
+    let to_dst = work.ferry("migrate").from(&src).target(&dst.url());
+    let run = to_dst.clone().args(&["--target-cacert", &other]).run();
     assert_failed(&run, &["TLS handshake with the target", "--target-cacert"]);
     // Plain TCP to a TLS port, and TLS to a plain port.
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url().replace("rediss://", "redis://"),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .from(&src)
+        .target(&dst.url().replace("rediss://", "redis://"))
+        .run();
     assert_failed(&run, &["rediss://"]);
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url().replace("redis://", "rediss://"),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--source-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .source(&src.url().replace("redis://", "rediss://"))
+        .to(&dst)
+        .source_ca()
+        .run();
     assert_failed(&run, &["TLS handshake with the source", "redis://"]);
     // A CA file that is not a certificate.
     let junk = work.file("junk.pem");
     std::fs::write(&junk, "hello").unwrap();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        junk.to_str().unwrap(),
-    ]);
+    let run = to_dst
+        .clone()
+        .args(&["--target-cacert", junk.to_str().unwrap()])
+        .run();
     assert_failed(&run, &["--target-cacert", "no PEM certificate"]);
     assert_eq!(target_dbsize(&dst), 0, "something was written");
     // --target-insecure works, and says loudly what it gives up.
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-insecure",
-        "--no-verify",
-    ]);
+    let run = to_dst.args(&["--target-insecure", "--no-verify"]).run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(run.text().contains("NOT verified"), "{}", run.text());
     assert!(target_dbsize(&dst) > 0);
@@ -287,28 +228,12 @@ fn sni_and_mutual_tls() {
         },
     );
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &sni.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.migrate(&src, &sni).run();
     assert_failed(&run, &["--target-sni"]);
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &sni.url(),
-        "--target-cacert",
-        &ca(),
-        "--target-sni",
-        "target.ferry.test",
-        "--no-verify",
-    ]);
+    let run = work
+        .migrate(&src, &sni)
+        .args(&["--target-sni", "target.ferry.test", "--no-verify"])
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     // sni.crt names only target.ferry.test, so read it with redis-cli --sni.
     let keys: i64 = sni.cli(&["DBSIZE"]).trim().parse().expect("DBSIZE");
@@ -323,32 +248,15 @@ fn sni_and_mutual_tls() {
             ..ServerOpts::default()
         },
     );
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &mtls.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.migrate(&src, &mtls).run();
     assert_failed(&run, &["target"]);
     assert_eq!(target_dbsize(&mtls), 0);
     let (cert, key) = (client_cert(), client_key());
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &mtls.url(),
-        "--target-cacert",
-        &ca(),
-        "--target-cert",
-        cert.to_str().unwrap(),
-        "--target-key",
-        key.to_str().unwrap(),
-        "--no-verify",
-    ]);
+    let run = work
+        .migrate(&src, &mtls)
+        .args(&["--target-cert", cert.to_str().unwrap()])
+        .args(&["--target-key", key.to_str().unwrap(), "--no-verify"])
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(target_dbsize(&mtls) > 0);
 }
@@ -385,15 +293,12 @@ fn acl_denials_are_named() {
         .unwrap();
     let work = Workdir::new();
     let target = format!("rediss://writer:writer-pass@127.0.0.1:{}", dst.port);
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &target,
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .from(&src)
+        .target(&target)
+        .target_ca()
+        .run();
     // Found before the first write: ACL DRYRUN on the 7.0 target, as `ferry check` words it.
     assert_failed(
         &run,
@@ -406,16 +311,12 @@ fn acl_denials_are_named() {
     assert!(!run.text().contains("writer-pass"));
     assert_eq!(target_dbsize(&dst), 0);
     let source = format!("redis://reader:reader-pass@127.0.0.1:{}", src.port);
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &source,
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--fresh",
-    ]);
+    let run = work
+        .ferry("migrate")
+        .source(&source)
+        .to(&dst)
+        .arg("--fresh")
+        .run();
     assert_failed(&run, &["NOPERM", "+dump"]);
     assert!(!run.text().contains("reader-pass"));
     assert_eq!(target_dbsize(&dst), 0);
@@ -436,17 +337,8 @@ fn target_out_of_memory() {
         },
     );
     let work = Workdir::new();
-    let args = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ];
     // Too small from the start: the checks before writing refuse, naming maxmemory.
-    let run = work.run(&args);
+    let run = work.migrate(&src, &dst).run();
     assert_failed(
         &run,
         &[
@@ -463,12 +355,10 @@ fn target_out_of_memory() {
         .arg(&["SET", "maxmemory", "0"])
         .query(&mut t)
         .unwrap();
-    let slow: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--fresh", "--max-keys-per-sec", "4000", "--no-verify"])
-        .collect();
-    let (mut cmd, report) = work.command(&slow);
+    let (mut cmd, report) = work
+        .migrate(&src, &dst)
+        .args(&["--fresh", "--max-keys-per-sec", "4000", "--no-verify"])
+        .command();
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -511,15 +401,7 @@ fn read_only_replica_target_is_refused() {
         },
     );
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &replica.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.migrate(&src, &replica).run();
     assert_failed(&run, &["read-only replica", "primary"]);
     assert_eq!(target_dbsize(&primary), 0);
 }
@@ -533,15 +415,7 @@ fn newer_payload_is_reencoded_for_older_target() {
     let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.migrate(&src, &dst).run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.reencoded"), 1, "{}", run.text());
     let v: String = redis::cmd("GET").arg("k").query(&mut dst.conn()).unwrap();
@@ -569,15 +443,7 @@ fn key_too_big_for_target() {
         },
     );
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.migrate(&src, &dst).run();
     assert_failed(&run, &["\"big\"", "proto-max-bulk-len"]);
     assert_eq!(target_dbsize(&dst), 0);
 }
@@ -588,27 +454,11 @@ fn source_vanishing_mid_run_fails_clearly() {
     data::seed_bulk(&mut src.conn(), 0, 60_000, "bulk:");
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let (mut cmd, report) = work.command(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--scan-count",
-        "50",
-        "--batch-keys",
-        "50",
-        "--writers",
-        "1",
-        "--retry-for",
-        "2",
-        "--progress",
-        "log",
-        "--log-every",
-        "1",
-    ]);
+    let (mut cmd, report) = work
+        .migrate(&src, &dst)
+        .args(&["--scan-count", "50", "--batch-keys", "50", "--writers", "1"])
+        .args(&["--retry-for", "2", "--progress", "log", "--log-every", "1"])
+        .command();
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -648,18 +498,9 @@ fn conflicts_fail_replace_skip() {
         .query(&mut t)
         .unwrap();
     let work = Workdir::new();
-    let base = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--no-verify",
-    ];
+    let base = work.migrate(&src, &dst).arg("--no-verify");
 
-    let run = work.run(&base);
+    let run = base.run();
     assert_failed(&run, &["already holds 1", "\"k7\"", "--on-conflict"]);
     assert_eq!(
         target_dbsize(&dst),
@@ -667,18 +508,14 @@ fn conflicts_fail_replace_skip() {
         "nothing may be written when refusing"
     );
 
-    let mut skip = base.to_vec();
-    skip.extend(["--on-conflict", "skip"]);
-    let run = work.run(&skip);
+    let run = base.clone().args(&["--on-conflict", "skip"]).run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.conflicts"), 1);
     assert_eq!(run.num("keys.written"), 99);
     let v: String = redis::cmd("GET").arg("k7").query(&mut t).unwrap();
     assert_eq!(v, "from-target");
 
-    let mut replace = base.to_vec();
-    replace.extend(["--on-conflict", "replace", "--fresh"]);
-    let run = work.run(&replace);
+    let run = base.args(&["--on-conflict", "replace", "--fresh"]).run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.written"), 100);
     let v: String = redis::cmd("GET").arg("k7").query(&mut t).unwrap();
@@ -699,18 +536,10 @@ fn db_selection_copies_only_chosen_dbs() {
     }
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db",
-        "0,2",
-        "--no-verify",
-    ]);
+    let run = work
+        .migrate(&src, &dst)
+        .args(&["--db", "0,2", "--no-verify"])
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     let mut t = dst.conn();
     for (db, expected) in [(0, 1), (1, 0), (2, 1)] {

@@ -6,12 +6,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use support::data::{self, Caps, KeyState};
-use support::ferry::{Run, Workdir};
+use support::ferry::{kill_runs, KillAt, Run, Workdir};
 use support::servers::{ca_cert, Server, Version};
 
 const TTL_TOLERANCE_MS: i64 = 1_000;
@@ -244,36 +243,18 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
         .map(|_| rng.random_range(all / 5..all * 9 / 10))
         .collect();
     points.sort_unstable();
-    let mut kills = 0;
-    for (i, point) in [None]
+    let at: Vec<KillAt> = [KillAt::Early(100)]
         .into_iter()
-        .chain(points.into_iter().map(Some))
-        .enumerate()
-    {
-        let (mut cmd, _report) = work.command(&args);
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ferry");
-        match point {
-            None => std::thread::sleep(Duration::from_millis(rng.random_range(0..100))),
-            Some(p) => {
-                let deadline = Instant::now() + Duration::from_secs(90);
-                while total_keys(&dst) < p && child.try_wait().expect("try_wait").is_none() {
-                    assert!(Instant::now() < deadline, "run {i} made no progress");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        }
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
-            if total_keys(&dst) < all {
-                kills += 1;
-            }
-        }
-    }
+        .chain(points.into_iter().map(KillAt::Point))
+        .collect();
+    let kills = kill_runs(
+        &work,
+        &args,
+        &at,
+        Duration::from_millis(2),
+        |p, _| total_keys(&dst) >= p,
+        || total_keys(&dst) < all,
+    );
     assert!(kills >= 3, "only {kills} runs were killed mid-copy");
     let run = work.run(&args);
     assert_eq!(run.code, 0, "{}", run.text());
@@ -517,6 +498,42 @@ fn function_libraries_are_loaded_or_skipped() {
         .to_string()
         .contains("--skip-functions"));
     assert_eq!(dbsize(&dst2, 0), 500);
+}
+
+/// Function libraries written by a Redis 7.0 release candidate (RDB opcode 246, a real file of
+/// the redis-rdb-cli corpus) are migrated as Redis 7.0 loads them, into Redis 7.0 and Valkey 8,
+/// and a rerun finds them already there.
+#[test]
+fn release_candidate_functions_are_migrated() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/rdb/redis-rdb-cli/rdt/filter1.rdb");
+    let work = Workdir::new();
+    for version in [Version::V7_0, Version::Valkey8] {
+        let dst = Server::tls_target(version);
+        let run1 = run(&work, &migrate_args(&file, &dst, &["--fresh"]));
+        assert_eq!(run1.code, 0, "{version:?}: {}", run1.text());
+        let mut c = dst.conn();
+        for (function, answer) in [("test1", 1), ("test2", 2)] {
+            let got: i64 = redis::cmd("FCALL")
+                .arg(function)
+                .arg(0)
+                .query(&mut c)
+                .unwrap_or_else(|e| panic!("{version:?}: FCALL {function}: {e}"));
+            assert_eq!(got, answer, "{version:?}: {function}");
+        }
+        let notes = report(&run1)["notes"].to_string();
+        assert!(
+            notes.contains("lib1") && notes.contains("lib2") && notes.contains("release candidate"),
+            "{notes}"
+        );
+        // The file's one key (db 1) came along.
+        assert_eq!(dbsize(&dst, 1), 1, "{version:?}");
+        let run2 = run(
+            &work,
+            &migrate_args(&file, &dst, &["--fresh", "--on-conflict", "replace"]),
+        );
+        assert_eq!(run2.code, 0, "{version:?} rerun: {}", run2.text());
+    }
 }
 
 /// The writer's fallback helps live migrations too: a live Valkey 8 source (DUMP payloads of RDB

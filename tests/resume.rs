@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use support::data;
-use support::ferry::{finish, Workdir};
+use support::ferry::{finish, kill_runs, KillAt, Workdir};
 use support::servers::{ca_cert, Server, ServerOpts, Version};
 
 const PASSWORD: &str = "ferry-test-pass";
@@ -107,56 +107,31 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
         .collect();
     points.sort_unstable();
     let checkpoint = work.file("job.checkpoint.json");
-    let mut kills = 0;
-    for (i, point) in [None, None]
+    let at: Vec<KillAt> = [KillAt::Early(80), KillAt::Early(80)]
         .into_iter()
-        .chain(points.into_iter().map(Some))
-        .enumerate()
-    {
-        let (mut cmd, _report) = work.command(&args);
-        let spawned = std::time::SystemTime::now();
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ferry");
-        match point {
-            None => std::thread::sleep(Duration::from_millis(rng.random_range(0..80))),
-            Some(p) => {
-                let deadline = Instant::now() + Duration::from_secs(60);
-                // One connection for all polls: a TLS handshake per poll would let a run
-                // overshoot its kill point.
-                let mut poll = dst.conn();
-                let db0_size = |c: &mut redis::Connection| -> i64 {
-                    redis::cmd("DBSIZE").query(c).expect("DBSIZE")
-                };
-                // Past the kill point, and this run has saved progress at least once (every
-                // 0.1 s): otherwise a kill only loses this run's own work, which is allowed but
-                // proves nothing about resuming.
-                let saved_since = |t: std::time::SystemTime| {
-                    let fresh = std::fs::metadata(&checkpoint)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|m| m > t);
-                    fresh
-                        && std::fs::read_to_string(&checkpoint)
-                            .is_ok_and(|text| text.contains("/db0\"") || text.contains("/db3\""))
-                };
-                while (db0_size(&mut poll) < p || !saved_since(spawned))
-                    && child.try_wait().expect("try_wait").is_none()
-                {
-                    assert!(Instant::now() < deadline, "run {i} made no progress");
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
-            if total_keys(&dst) < all {
-                kills += 1;
-            }
-        }
-    }
+        .chain(points.into_iter().map(KillAt::Point))
+        .collect();
+    // One connection for all polls: a TLS handshake per poll would let a run overshoot its
+    // kill point.
+    let mut poll = dst.conn();
+    // Past the kill point, and this run has saved progress at least once (every 0.1 s):
+    // otherwise a kill only loses this run's own work, which is allowed but proves nothing
+    // about resuming.
+    let saved_since = |t: std::time::SystemTime| {
+        let fresh = std::fs::metadata(&checkpoint)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > t);
+        fresh
+            && std::fs::read_to_string(&checkpoint)
+                .is_ok_and(|text| text.contains("/db0\"") || text.contains("/db3\""))
+    };
+    let reached = |p: i64, started| {
+        let db0_size: i64 = redis::cmd("DBSIZE").query(&mut poll).expect("DBSIZE");
+        db0_size >= p && saved_since(started)
+    };
+    let kills = kill_runs(&work, &args, &at, Duration::from_millis(1), reached, || {
+        total_keys(&dst) < all
+    });
     assert!(kills >= 5, "only {kills} runs were killed mid-copy");
     let before = std::fs::read_to_string(&checkpoint).unwrap_or_default();
     let run = work.run(&args);

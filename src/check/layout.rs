@@ -6,7 +6,6 @@
 //! `migrate --rdb` does before writing, which also gives its DBs and key counts.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::conflicts::{check_conflicts, Probe};
 use super::connect::Probed;
@@ -193,7 +192,7 @@ async fn conflicts(
     out: &mut Vec<Check>,
 ) {
     let name = "target: existing keys";
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    let retry_for = job.retry_for();
     let mut probe = match &dst.side.layout {
         Layout::Standalone(server) => {
             Probe::Standalone(crate::retry::Link::new(server.clone(), retry_for))

@@ -47,7 +47,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let path = input.path();
     report.source = format!("rdb:{}", input.name());
-    let retry_for = Duration::from_secs(job.tuning.retry_for);
+    let retry_for = job.retry_for();
     let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
         let mut dst = job.target.connect().await?;
         let info = check::examine(&mut dst, &job.target, &job.target_addr_map).await?;
@@ -376,12 +376,7 @@ async fn plan_functions(
     report: &mut MigrateReport,
 ) -> anyhow::Result<FunctionPlan> {
     let mut plan = FunctionPlan { load: Vec::new() };
-    let names: Vec<&str> = summary
-        .functions
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .chain(summary.pre_ga_functions.iter().map(String::as_str))
-        .collect();
+    let names: Vec<&str> = summary.functions.iter().map(|(n, _)| n.as_str()).collect();
     if names.is_empty() {
         return Ok(plan);
     }
@@ -393,11 +388,12 @@ async fn plan_functions(
         return Ok(plan);
     }
     if !summary.pre_ga_functions.is_empty() {
-        anyhow::bail!(
-            "the file holds functions of a Redis 7.0 release candidate ({}), which no released server loads. \
-             Nothing was written. Pass --skip-functions to copy the keys without them",
+        report.notes.push(format!(
+            "function libraries {} were stored by a Redis 7.0 release candidate: copied as Redis \
+             7.0 loads them, with a `#!<engine> name=<library>` first line and without their \
+             description",
             summary.pre_ga_functions.join(", ")
-        );
+        ));
     }
     if tinfo.info.version() < (7, 0) {
         anyhow::bail!(

@@ -124,6 +124,12 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
+    /// Little-endian signed 24-bit integer (ziplist and listpack entries).
+    pub fn i24_le(&mut self, what: &'static str) -> Result<i64> {
+        let [a, b, c] = self.array(what)?;
+        Ok(i64::from(i32::from_le_bytes([0, a, b, c]) >> 8))
+    }
+
     /// Little-endian i64.
     pub fn i64_le(&mut self, what: &'static str) -> Result<i64> {
         Ok(i64::from_le_bytes(self.array(what)?))

@@ -118,42 +118,98 @@ fn pairs_to_zset(s: &RdbStr<'_>, elems: &[Elem<'_>]) -> Result<Vec<(Vec<u8>, f64
         .collect()
 }
 
+/// A sorted set: members with string scores (`ZSET`) or binary doubles (`ZSET_2`).
+fn decode_zset(cur: &mut Cursor<'_>, t: u8) -> Result<Value> {
+    let n = read_length(cur, "zset member count")?;
+    cur.check_count(n, 2, "zset member count")?;
+    let mut out = Vec::with_capacity(safe_capacity(n, cur.remaining()));
+    for _ in 0..n {
+        let m = read_bytes(cur, "zset member")?;
+        let s = if t == types::ZSET {
+            score::read_string_score(cur)?
+        } else {
+            score::read_binary_double(cur, "zset binary score")?
+        };
+        out.push((m, s));
+    }
+    Ok(Value::ZSet(out))
+}
+
+/// A hash stored field by field.
+fn decode_hash(cur: &mut Cursor<'_>) -> Result<Value> {
+    let n = read_length(cur, "hash field count")?;
+    cur.check_count(n, 2, "hash field count")?;
+    let mut out = Vec::with_capacity(safe_capacity(n, cur.remaining()));
+    for _ in 0..n {
+        let field = read_bytes(cur, "hash field")?;
+        let value = read_bytes(cur, "hash value")?;
+        out.push(HashField {
+            field,
+            value,
+            expire_at_ms: None,
+        });
+    }
+    Ok(Value::Hash(out))
+}
+
+/// A hash stored as a zipmap (Redis before 2.6).
+fn decode_zipmap(cur: &mut Cursor<'_>) -> Result<Value> {
+    let s = read_string(cur, "zipmap blob")?;
+    let pairs = zipmap::parse(&s.bytes).map_err(|e| s.map_inner_err(e))?;
+    Ok(Value::Hash(
+        pairs
+            .into_iter()
+            .map(|(f, v)| HashField {
+                field: f.to_vec(),
+                value: v.to_vec(),
+                expire_at_ms: None,
+            })
+            .collect(),
+    ))
+}
+
+/// A quicklist: ziplist nodes (`LIST_QUICKLIST`), or listpack / plain nodes (`_2`).
+fn decode_quicklist(cur: &mut Cursor<'_>, t: u8) -> Result<Value> {
+    let n = read_length(cur, "quicklist node count")?;
+    cur.check_count(n, 1, "quicklist node count")?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let container = if t == types::LIST_QUICKLIST_2 {
+            let at = cur.offset();
+            let c = read_length(cur, "quicklist node container")?;
+            if c != 1 && c != 2 {
+                return Err(RdbError::corrupt(
+                    at,
+                    "quicklist node",
+                    format!("bad container {c}"),
+                ));
+            }
+            c
+        } else {
+            2
+        };
+        let s = read_string(cur, "quicklist node")?;
+        if container == 1 {
+            out.push(s.bytes.into_owned());
+        } else {
+            out.extend(
+                blob_elems(&s, t == types::LIST_QUICKLIST_2)?
+                    .iter()
+                    .map(Elem::to_vec),
+            );
+        }
+    }
+    Ok(Value::List(out))
+}
+
 fn decode_from(cur: &mut Cursor<'_>, t: u8, flavor: Flavor) -> Result<Value> {
     let start = cur.offset();
     Ok(match t {
         types::STRING => Value::String(read_bytes(cur, "string value")?),
         types::LIST => Value::List(strings(cur, "list element")?),
         types::SET => Value::Set(strings(cur, "set member")?),
-        types::ZSET | types::ZSET_2 => {
-            let n = read_length(cur, "zset member count")?;
-            cur.check_count(n, 2, "zset member count")?;
-            let mut out = Vec::with_capacity(safe_capacity(n, cur.remaining()));
-            for _ in 0..n {
-                let m = read_bytes(cur, "zset member")?;
-                let s = if t == types::ZSET {
-                    score::read_string_score(cur)?
-                } else {
-                    score::read_binary_double(cur, "zset binary score")?
-                };
-                out.push((m, s));
-            }
-            Value::ZSet(out)
-        }
-        types::HASH => {
-            let n = read_length(cur, "hash field count")?;
-            cur.check_count(n, 2, "hash field count")?;
-            let mut out = Vec::with_capacity(safe_capacity(n, cur.remaining()));
-            for _ in 0..n {
-                let field = read_bytes(cur, "hash field")?;
-                let value = read_bytes(cur, "hash value")?;
-                out.push(HashField {
-                    field,
-                    value,
-                    expire_at_ms: None,
-                });
-            }
-            Value::Hash(out)
-        }
+        types::ZSET | types::ZSET_2 => decode_zset(cur, t)?,
+        types::HASH => decode_hash(cur)?,
         types::MODULE_PRE_GA => {
             return Err(RdbError::Unsupported {
                 offset: start,
@@ -169,20 +225,7 @@ fn decode_from(cur: &mut Cursor<'_>, t: u8, flavor: Flavor) -> Result<Value> {
             let raw = cur.consumed_since(start_pos).to_vec();
             Value::Module { name, raw }
         }
-        types::HASH_ZIPMAP => {
-            let s = read_string(cur, "zipmap blob")?;
-            let pairs = zipmap::parse(&s.bytes).map_err(|e| s.map_inner_err(e))?;
-            Value::Hash(
-                pairs
-                    .into_iter()
-                    .map(|(f, v)| HashField {
-                        field: f.to_vec(),
-                        value: v.to_vec(),
-                        expire_at_ms: None,
-                    })
-                    .collect(),
-            )
-        }
+        types::HASH_ZIPMAP => decode_zipmap(cur)?,
         types::LIST_ZIPLIST => {
             let s = read_string(cur, "list ziplist blob")?;
             Value::List(blob_elems(&s, false)?.iter().map(Elem::to_vec).collect())
@@ -206,38 +249,7 @@ fn decode_from(cur: &mut Cursor<'_>, t: u8, flavor: Flavor) -> Result<Value> {
             let e = blob_elems(&s, t == types::HASH_LISTPACK)?;
             Value::Hash(pairs_to_hash(&s, &e)?)
         }
-        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
-            let n = read_length(cur, "quicklist node count")?;
-            cur.check_count(n, 1, "quicklist node count")?;
-            let mut out = Vec::new();
-            for _ in 0..n {
-                let container = if t == types::LIST_QUICKLIST_2 {
-                    let at = cur.offset();
-                    let c = read_length(cur, "quicklist node container")?;
-                    if c != 1 && c != 2 {
-                        return Err(RdbError::corrupt(
-                            at,
-                            "quicklist node",
-                            format!("bad container {c}"),
-                        ));
-                    }
-                    c
-                } else {
-                    2
-                };
-                let s = read_string(cur, "quicklist node")?;
-                if container == 1 {
-                    out.push(s.bytes.into_owned());
-                } else {
-                    out.extend(
-                        blob_elems(&s, t == types::LIST_QUICKLIST_2)?
-                            .iter()
-                            .map(Elem::to_vec),
-                    );
-                }
-            }
-            Value::List(out)
-        }
+        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => decode_quicklist(cur, t)?,
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             Value::Stream(Box::new(stream::decode(cur, t)?.into()))
         }

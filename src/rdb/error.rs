@@ -109,22 +109,30 @@ pub enum RdbError {
     Encode(String),
 }
 
-impl RdbError {
-    /// The byte offset the error refers to, if it has one.
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            RdbError::Io { offset, .. }
-            | RdbError::Truncated { offset, .. }
-            | RdbError::UnsupportedVersion { offset, .. }
-            | RdbError::UnknownType { offset, .. }
-            | RdbError::LengthPastEnd { offset, .. }
-            | RdbError::CrcMismatch { offset, .. }
-            | RdbError::BadLzf { offset, .. }
-            | RdbError::Corrupt { offset, .. }
-            | RdbError::Unsupported { offset, .. } => Some(*offset),
-            RdbError::BadMagic { .. } => Some(0),
-            RdbError::Encode(_) => None,
+/// `$with` for the variants that carry an `offset` field (bound to `$offset`), `$without` for
+/// the others. Written once so that a new variant is added in one place.
+macro_rules! by_offset {
+    ($err:expr, $offset:ident => $with:expr, $without:expr) => {
+        match $err {
+            RdbError::Io { $offset, .. }
+            | RdbError::Truncated { $offset, .. }
+            | RdbError::UnsupportedVersion { $offset, .. }
+            | RdbError::UnknownType { $offset, .. }
+            | RdbError::LengthPastEnd { $offset, .. }
+            | RdbError::CrcMismatch { $offset, .. }
+            | RdbError::BadLzf { $offset, .. }
+            | RdbError::Corrupt { $offset, .. }
+            | RdbError::Unsupported { $offset, .. } => $with,
+            RdbError::BadMagic { .. } | RdbError::Encode(_) => $without,
         }
+    };
+}
+
+impl RdbError {
+    /// The byte offset the error refers to, if it has one (a bad header is at offset 0).
+    pub fn offset(&self) -> Option<u64> {
+        let magic = matches!(self, RdbError::BadMagic { .. });
+        by_offset!(self, offset => Some(*offset), magic.then_some(0))
     }
 
     /// Shorthand for [`RdbError::Corrupt`].
@@ -139,18 +147,7 @@ impl RdbError {
     /// Shift every offset by `base` (used when a blob parsed on its own sits at `base` in the
     /// enclosing input).
     pub(crate) fn rebase(mut self, base: u64) -> Self {
-        match &mut self {
-            RdbError::Io { offset, .. }
-            | RdbError::Truncated { offset, .. }
-            | RdbError::UnsupportedVersion { offset, .. }
-            | RdbError::UnknownType { offset, .. }
-            | RdbError::LengthPastEnd { offset, .. }
-            | RdbError::CrcMismatch { offset, .. }
-            | RdbError::BadLzf { offset, .. }
-            | RdbError::Corrupt { offset, .. }
-            | RdbError::Unsupported { offset, .. } => *offset = offset.saturating_add(base),
-            RdbError::BadMagic { .. } | RdbError::Encode(_) => {}
-        }
+        by_offset!(&mut self, offset => *offset = offset.saturating_add(base), ());
         self
     }
 }

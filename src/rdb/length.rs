@@ -27,6 +27,20 @@ pub enum Len {
     Special(u8),
 }
 
+impl Len {
+    /// The plain length; a special encoding (read at `at`) where a length must be is corruption.
+    pub fn plain(self, at: u64, what: &'static str) -> Result<u64> {
+        match self {
+            Len::Plain(n) => Ok(n),
+            Len::Special(e) => Err(RdbError::corrupt(
+                at,
+                what,
+                format!("expected a plain length, found special encoding {e}"),
+            )),
+        }
+    }
+}
+
 /// How many more bytes follow a length field whose first byte is `first`, or `None` if the
 /// first byte is invalid (`10` prefix other than 0x80/0x81).
 pub fn extra_bytes(first: u8) -> Option<usize> {
@@ -88,14 +102,7 @@ pub fn read_len(cur: &mut Cursor<'_>, what: &'static str) -> Result<Len> {
 /// Read a plain length (a special encoding here is corruption).
 pub fn read_length(cur: &mut Cursor<'_>, what: &'static str) -> Result<u64> {
     let at = cur.offset();
-    match read_len(cur, what)? {
-        Len::Plain(n) => Ok(n),
-        Len::Special(e) => Err(RdbError::corrupt(
-            at,
-            what,
-            format!("expected a plain length, found special encoding {e}"),
-        )),
-    }
+    read_len(cur, what)?.plain(at, what)
 }
 
 /// Append the shortest encoding of `n` as a length field.

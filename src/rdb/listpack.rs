@@ -10,6 +10,7 @@
 use super::cursor::Cursor;
 use super::error::{RdbError, Result};
 pub use super::ziplist::Elem;
+use super::ziplist::{bad_encoding, check_end, count_at};
 
 const WHAT: &str = "listpack";
 
@@ -51,19 +52,10 @@ pub fn parse(blob: &[u8]) -> Result<Vec<Elem<'_>>> {
                     Elem::Str(c.take(n as usize, "listpack 32-bit string")?)
                 }
                 0xF1 => Elem::Int(i64::from(c.u16_le("listpack int16")? as i16)),
-                0xF2 => {
-                    let b: [u8; 3] = c.array("listpack int24")?;
-                    Elem::Int(i64::from(i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8))
-                }
+                0xF2 => Elem::Int(c.i24_le("listpack int24")?),
                 0xF3 => Elem::Int(i64::from(c.u32_le("listpack int32")? as i32)),
                 0xF4 => Elem::Int(c.i64_le("listpack int64")?),
-                _ => {
-                    return Err(RdbError::corrupt(
-                        start,
-                        WHAT,
-                        format!("bad encoding 0x{enc:02x}"),
-                    ))
-                }
+                _ => return Err(bad_encoding(start, WHAT, enc)),
             }
         };
         let entry_len = c.offset() - start;
@@ -79,27 +71,13 @@ pub fn parse(blob: &[u8]) -> Result<Vec<Elem<'_>>> {
         }
         out.push(elem);
     }
-    if !c.is_empty() {
-        return Err(RdbError::corrupt(
-            c.offset(),
-            WHAT,
-            format!("{} bytes after the terminator", c.remaining()),
-        ));
-    }
-    if count != u16::MAX && usize::from(count) != out.len() {
-        return Err(RdbError::corrupt(
-            4,
-            WHAT,
-            format!("header count {count} but {} entries found", out.len()),
-        ));
-    }
+    check_end(&c, WHAT, ("header count", 4, count), out.len())?;
     Ok(out)
 }
 
 /// The element count from the header, if present and not saturated.
 pub fn header_count(blob: &[u8]) -> Option<u16> {
-    let n = u16::from_le_bytes([*blob.get(4)?, *blob.get(5)?]);
-    (n != u16::MAX).then_some(n)
+    count_at(blob, 4)
 }
 
 /// The backlen encoding of an entry of `len` bytes (encoding + data).

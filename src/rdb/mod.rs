@@ -5,18 +5,22 @@
 //!   [`string`] (raw / int / LZF strings, with [`lzf`]), [`score`] (doubles), [`crc64`],
 //!   [`payload`] (DUMP payload footer);
 //! - encoded blobs: [`ziplist`], [`listpack`], [`intset`], [`zipmap`], plus value structures
-//!   [`stream`], [`hash_ttl`] (hash field expiry), [`module`];
+//!   [`stream`], [`hash_ttl`] (hash field expiry), [`module`], [`function`] (libraries);
 //! - [`decode`]: payload / raw value → logical [`value::Value`] (verification, re-encoding);
 //! - [`walk`]: finds where a value ends without decoding it (the migrate path);
 //! - [`reader`]: streaming `.rdb` file reader producing [`crate::record::Record`]s;
 //! - [`encode`]: logical value → payload for a given target RDB version;
 //! - [`writer`]: a small `.rdb` file writer (tests, benchmarks, fixtures).
+//!
+//! It owns the format only: no network, no files but the `Read`/`Write` it is handed, and nothing
+//! of the crate above it except [`crate::record::Record`], the reader's output.
 
 pub mod crc64;
 pub mod cursor;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod function;
 pub mod hash_ttl;
 pub mod intset;
 pub mod length;

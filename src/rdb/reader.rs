@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use super::crc64::Crc64;
 use super::cursor::Cursor;
 use super::error::{RdbError, Result};
-use super::length::{self, Len};
 use super::module;
 use super::string;
 use super::types::{self, Flavor};
@@ -534,44 +533,40 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
+    /// A [`Capture`] appending to `out`, of which the first `base_len` bytes are not value bytes
+    /// (they do not count against `--max-value-bytes`).
+    fn capture<'s>(&'s mut self, out: &'s mut Vec<u8>, base_len: usize) -> Capture<'s, R> {
+        Capture {
+            src: &mut self.src,
+            out,
+            limit: self.opts.max_value_bytes,
+            base_len,
+        }
+    }
+
     fn read_str(&mut self, what: &'static str) -> Result<Vec<u8>> {
         let mut raw = Vec::new();
         let base = self.src.offset;
-        {
-            let mut cap = Capture {
-                src: &mut self.src,
-                out: &mut raw,
-                limit: self.opts.max_value_bytes,
-                base_len: 0,
-            };
-            walk::string(&mut cap, what)?;
-        }
+        walk::string(&mut self.capture(&mut raw, 0), what)?;
         let mut cur = Cursor::new(&raw, base);
         string::read_bytes(&mut cur, what)
     }
 
     fn read_len(&mut self, what: &'static str) -> Result<u64> {
-        let at = self.src.offset;
-        let first = self.src.byte(what)?;
-        let n = length::extra_bytes(first).ok_or_else(|| {
-            RdbError::corrupt(
-                at,
-                what,
-                format!("invalid length encoding byte 0x{first:02x}"),
-            )
-        })?;
-        let mut extra = [0u8; 8];
-        for slot in extra.iter_mut().take(n) {
+        let mut raw = Vec::new();
+        let mut cap = self.capture(&mut raw, 0);
+        // A length is at most 9 bytes, not a value: the value size limit does not apply.
+        cap.limit = None;
+        walk::plain_len(&mut cap, what)
+    }
+
+    /// Exactly `N` bytes (fixed-size fields: expiry times, the CRC64 trailer).
+    fn read_array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        for slot in &mut b {
             *slot = self.src.byte(what)?;
         }
-        match length::decode(first, extra.get(..n).unwrap_or(&[])) {
-            Some(Len::Plain(v)) => Ok(v),
-            _ => Err(RdbError::corrupt(
-                at,
-                what,
-                format!("invalid length encoding byte 0x{first:02x}"),
-            )),
-        }
+        Ok(b)
     }
 
     /// Read the next item; `Ok(None)` after [`Item::End`] or after an error.
@@ -586,246 +581,241 @@ impl<R: Read> RdbReader<R> {
         r
     }
 
+    /// One item: the opcodes that describe the next key are gathered into a [`KeyMeta`], every
+    /// other opcode is read by a function of its own.
     fn read_item(&mut self) -> Result<Option<Item>> {
-        let mut expire_at_ms: Option<i64> = None;
-        let mut lru_idle = None;
-        let mut lfu_freq = None;
-        let mut pending_meta = false;
+        let mut meta = KeyMeta::default();
         loop {
             let at = self.src.offset;
             let op = self.src.byte("opcode or value type")?;
             let flavor = self.header.flavor();
-            if pending_meta
-                && !types::is_value_type(op, flavor)
-                && !matches!(
-                    op,
-                    types::OP_EXPIRETIME
-                        | types::OP_EXPIRETIME_MS
-                        | types::OP_IDLE
-                        | types::OP_FREQ
-                        | types::OP_ENTERPRISE_RAM_LRU
-                )
-            {
+            if self.read_key_meta(op, &mut meta)? {
+                continue;
+            }
+            let is_value = types::is_value_type(op, flavor);
+            if meta.pending && !is_value {
                 return Err(RdbError::corrupt(
                     at,
                     "key metadata",
                     format!("expiry/LRU/LFU opcode followed by opcode 0x{op:02x} instead of a key"),
                 ));
             }
-            match op {
-                types::OP_EXPIRETIME => {
-                    let mut b = [0u8; 4];
-                    for s in &mut b {
-                        *s = self.src.byte("4-byte expire time (seconds)")?;
-                    }
-                    expire_at_ms = Some(i64::from(i32::from_le_bytes(b)) * 1000);
-                    pending_meta = true;
-                }
-                types::OP_EXPIRETIME_MS => {
-                    let mut b = [0u8; 8];
-                    for s in &mut b {
-                        *s = self.src.byte("8-byte expire time (ms)")?;
-                    }
-                    expire_at_ms = Some(i64::from_le_bytes(b));
-                    pending_meta = true;
-                }
-                types::OP_IDLE => {
-                    lru_idle = Some(self.read_len("LRU idle time")?);
-                    pending_meta = true;
-                }
-                types::OP_FREQ => {
-                    lfu_freq = Some(self.src.byte("LFU frequency")?);
-                    pending_meta = true;
-                }
-                types::OP_ENTERPRISE_RAM_LRU => {
-                    self.read_len("Redis Enterprise RAM LRU hint")?;
-                    pending_meta = true;
-                }
-                types::OP_EOF => {
-                    let computed = self.src.crc_state();
-                    if self.header.version < 5 {
-                        return Ok(Some(Item::End { checksum: None }));
-                    }
-                    let crc_at = self.src.offset;
-                    let mut b = [0u8; 8];
-                    for s in &mut b {
-                        *s = self.src.byte("8-byte CRC64 after EOF")?;
-                    }
-                    let stored = u64::from_le_bytes(b);
-                    if stored == 0 {
-                        return Ok(Some(Item::End { checksum: None }));
-                    }
-                    if !self.opts.skip_crc_check && stored != computed {
-                        return Err(RdbError::CrcMismatch {
-                            offset: crc_at,
-                            stored,
-                            computed,
-                        });
-                    }
-                    return Ok(Some(Item::End {
-                        checksum: Some(stored),
-                    }));
-                }
-                types::OP_SELECTDB => {
-                    let db = self.read_len("SELECTDB number")?;
-                    let db = u32::try_from(db).map_err(|_| {
-                        RdbError::corrupt(at, "SELECTDB", format!("DB number {db} is too large"))
-                    })?;
-                    self.db = db;
-                    return Ok(Some(Item::SelectDb(db)));
-                }
-                types::OP_RESIZEDB => {
-                    let db_size = self.read_len("RESIZEDB db size")?;
-                    let expires_size = self.read_len("RESIZEDB expires size")?;
-                    return Ok(Some(Item::ResizeDb {
-                        db_size,
-                        expires_size,
-                    }));
-                }
-                types::OP_AUX => {
-                    let key = self.read_str("AUX key")?;
-                    let value = self.read_str("AUX value")?;
-                    return Ok(Some(Item::Aux { key, value }));
-                }
-                types::OP_SLOT_INFO => {
-                    let slot_id = self.read_len("SLOT_INFO slot id")?;
-                    let slot_size = self.read_len("SLOT_INFO slot size")?;
-                    let expires_slot_size = self.read_len("SLOT_INFO expires size")?;
-                    return Ok(Some(Item::SlotInfo {
-                        slot_id,
-                        slot_size,
-                        expires_slot_size,
-                    }));
-                }
-                types::OP_SLOT_IMPORT if flavor == Flavor::Valkey => {
-                    let job_name = self.read_str("SLOT_IMPORT job name")?;
-                    let n = self.read_len("SLOT_IMPORT range count")?;
-                    if let Some(rem) = self.src.remaining() {
-                        if n.saturating_mul(2) > rem {
-                            return Err(RdbError::LengthPastEnd {
-                                offset: self.src.offset,
-                                len: n,
-                                remaining: rem,
-                                what: "SLOT_IMPORT range count",
-                            });
-                        }
-                    }
-                    let mut ranges = Vec::new();
-                    for _ in 0..n {
-                        let a = self.read_len("SLOT_IMPORT range start")?;
-                        let b = self.read_len("SLOT_IMPORT range end")?;
-                        ranges.push((a, b));
-                    }
-                    return Ok(Some(Item::SlotImport { job_name, ranges }));
-                }
-                types::OP_FUNCTION2 => {
-                    return Ok(Some(Item::Function(
-                        self.read_str("FUNCTION2 library code")?,
-                    )));
-                }
-                types::OP_FUNCTION_PRE_GA => {
-                    let name = self.read_str("pre-GA function name")?;
-                    let engine = self.read_str("pre-GA function engine")?;
-                    let has_desc = self.read_len("pre-GA function description flag")?;
-                    let description = if has_desc != 0 {
-                        Some(self.read_str("pre-GA function description")?)
-                    } else {
-                        None
-                    };
-                    let code = self.read_str("pre-GA function code")?;
-                    return Ok(Some(Item::FunctionPreGa {
-                        name,
-                        engine,
-                        description,
-                        code,
-                    }));
-                }
-                types::OP_MODULE_AUX => {
-                    let module_id = self.read_len("MODULE_AUX module id")?;
-                    let mut raw = Vec::new();
-                    let when = {
-                        let mut cap = Capture {
-                            src: &mut self.src,
-                            out: &mut raw,
-                            limit: self.opts.max_value_bytes,
-                            base_len: 0,
-                        };
-                        let wo_at = cap.offset();
-                        let when_opcode = walk::plain_len(&mut cap, "MODULE_AUX when opcode")?;
-                        if when_opcode != module::OPCODE_UINT {
-                            return Err(RdbError::corrupt(
-                                wo_at,
-                                "MODULE_AUX",
-                                format!("when opcode {when_opcode}, expected 2"),
-                            ));
-                        }
-                        let when = walk::plain_len(&mut cap, "MODULE_AUX when")?;
-                        walk::module_fields(&mut cap)?;
-                        when
-                    };
-                    let (module_name, _) = module::name_from_id(module_id);
-                    return Ok(Some(Item::ModuleAux {
-                        module_id,
-                        module_name,
-                        when,
-                        raw,
-                    }));
-                }
-                t if types::is_value_type(t, flavor) => {
-                    let key = self.read_str("key")?;
-                    let value_at = self.src.offset;
-                    let mut payload = Vec::with_capacity(64);
-                    payload.push(t);
-                    let empty = {
-                        let mut cap = Capture {
-                            src: &mut self.src,
-                            out: &mut payload,
-                            limit: self.opts.max_value_bytes,
-                            base_len: 1,
-                        };
-                        walk::value(&mut cap, t, flavor)?
-                    };
-                    if empty {
-                        return Ok(Some(Item::EmptyKey {
-                            db: self.db,
-                            key,
-                            type_byte: t,
-                        }));
-                    }
-                    if self.opts.validate_values {
-                        let raw = payload.get(1..).unwrap_or(&[]);
-                        super::decode::decode_value_with(t, raw, flavor)
-                            .map_err(|e| e.rebase(value_at))?;
-                    }
-                    payload.extend_from_slice(&self.header.version.to_le_bytes());
-                    let crc = super::crc64::checksum(&payload);
-                    payload.extend_from_slice(&crc.to_le_bytes());
-                    // `Bytes` keeps the whole allocation, and growing by doubling can leave a
-                    // large value with nearly as much unused room again: give it back.
-                    if payload.capacity() > payload.len() + payload.len() / 4 + 64 {
-                        payload.shrink_to_fit();
-                    }
-                    let record = Record {
-                        db: self.db,
-                        key: Bytes::from(key),
-                        payload: Bytes::from(payload),
-                        expire_at_ms,
-                    };
-                    return Ok(Some(Item::Record(Box::new(KeyRecord {
-                        record,
-                        lru_idle,
-                        lfu_freq,
-                    }))));
-                }
+            let item = match op {
+                types::OP_EOF => self.read_eof()?,
+                types::OP_SELECTDB => self.read_select_db(at)?,
+                types::OP_RESIZEDB => self.read_resize_db()?,
+                types::OP_AUX => self.read_aux()?,
+                types::OP_SLOT_INFO => self.read_slot_info()?,
+                types::OP_SLOT_IMPORT if flavor == Flavor::Valkey => self.read_slot_import()?,
+                types::OP_FUNCTION2 => Item::Function(self.read_str("FUNCTION2 library code")?),
+                types::OP_FUNCTION_PRE_GA => self.read_function_pre_ga()?,
+                types::OP_MODULE_AUX => self.read_module_aux()?,
+                t if is_value => self.read_key(t, flavor, meta)?,
                 other => {
                     return Err(RdbError::UnknownType {
                         offset: at,
                         byte: other,
                     })
                 }
-            }
+            };
+            return Ok(Some(item));
         }
     }
+
+    /// The opcodes in front of a key (expiry, LRU, LFU, RAM LRU hint): records what `op` says
+    /// in `meta` and returns true, or returns false when `op` is not one of them.
+    fn read_key_meta(&mut self, op: u8, meta: &mut KeyMeta) -> Result<bool> {
+        match op {
+            types::OP_EXPIRETIME => {
+                let b = self.read_array("4-byte expire time (seconds)")?;
+                meta.expire_at_ms = Some(i64::from(i32::from_le_bytes(b)) * 1000);
+            }
+            types::OP_EXPIRETIME_MS => {
+                let b = self.read_array("8-byte expire time (ms)")?;
+                meta.expire_at_ms = Some(i64::from_le_bytes(b));
+            }
+            types::OP_IDLE => meta.lru_idle = Some(self.read_len("LRU idle time")?),
+            types::OP_FREQ => meta.lfu_freq = Some(self.src.byte("LFU frequency")?),
+            types::OP_ENTERPRISE_RAM_LRU => {
+                self.read_len("Redis Enterprise RAM LRU hint")?;
+            }
+            _ => return Ok(false),
+        }
+        meta.pending = true;
+        Ok(true)
+    }
+
+    /// EOF: the stored CRC64 (RDB 5+), checked against the running one unless disabled.
+    fn read_eof(&mut self) -> Result<Item> {
+        let computed = self.src.crc_state();
+        if self.header.version < 5 {
+            return Ok(Item::End { checksum: None });
+        }
+        let crc_at = self.src.offset;
+        let stored = u64::from_le_bytes(self.read_array("8-byte CRC64 after EOF")?);
+        if stored == 0 {
+            return Ok(Item::End { checksum: None });
+        }
+        if !self.opts.skip_crc_check && stored != computed {
+            return Err(RdbError::CrcMismatch {
+                offset: crc_at,
+                stored,
+                computed,
+            });
+        }
+        Ok(Item::End {
+            checksum: Some(stored),
+        })
+    }
+
+    fn read_select_db(&mut self, at: u64) -> Result<Item> {
+        let db = self.read_len("SELECTDB number")?;
+        let db = u32::try_from(db).map_err(|_| {
+            RdbError::corrupt(at, "SELECTDB", format!("DB number {db} is too large"))
+        })?;
+        self.db = db;
+        Ok(Item::SelectDb(db))
+    }
+
+    fn read_resize_db(&mut self) -> Result<Item> {
+        Ok(Item::ResizeDb {
+            db_size: self.read_len("RESIZEDB db size")?,
+            expires_size: self.read_len("RESIZEDB expires size")?,
+        })
+    }
+
+    fn read_aux(&mut self) -> Result<Item> {
+        Ok(Item::Aux {
+            key: self.read_str("AUX key")?,
+            value: self.read_str("AUX value")?,
+        })
+    }
+
+    fn read_slot_info(&mut self) -> Result<Item> {
+        Ok(Item::SlotInfo {
+            slot_id: self.read_len("SLOT_INFO slot id")?,
+            slot_size: self.read_len("SLOT_INFO slot size")?,
+            expires_slot_size: self.read_len("SLOT_INFO expires size")?,
+        })
+    }
+
+    fn read_slot_import(&mut self) -> Result<Item> {
+        let job_name = self.read_str("SLOT_IMPORT job name")?;
+        let n = self.read_len("SLOT_IMPORT range count")?;
+        if let Some(rem) = self.src.remaining() {
+            if n.saturating_mul(2) > rem {
+                return Err(RdbError::LengthPastEnd {
+                    offset: self.src.offset,
+                    len: n,
+                    remaining: rem,
+                    what: "SLOT_IMPORT range count",
+                });
+            }
+        }
+        let mut ranges = Vec::new();
+        for _ in 0..n {
+            let a = self.read_len("SLOT_IMPORT range start")?;
+            let b = self.read_len("SLOT_IMPORT range end")?;
+            ranges.push((a, b));
+        }
+        Ok(Item::SlotImport { job_name, ranges })
+    }
+
+    /// A library as Redis 7.0-rc1/rc2 stored it (see [`super::function`]).
+    fn read_function_pre_ga(&mut self) -> Result<Item> {
+        let name = self.read_str("pre-GA function name")?;
+        let engine = self.read_str("pre-GA function engine")?;
+        let has_desc = self.read_len("pre-GA function description flag")?;
+        let description = if has_desc != 0 {
+            Some(self.read_str("pre-GA function description")?)
+        } else {
+            None
+        };
+        let code = self.read_str("pre-GA function code")?;
+        Ok(Item::FunctionPreGa {
+            name,
+            engine,
+            description,
+            code,
+        })
+    }
+
+    /// Module aux data: kept raw (when opcode, when, the module's annotated fields, EOF).
+    fn read_module_aux(&mut self) -> Result<Item> {
+        let module_id = self.read_len("MODULE_AUX module id")?;
+        let mut raw = Vec::new();
+        let mut cap = self.capture(&mut raw, 0);
+        let wo_at = cap.offset();
+        let when_opcode = walk::plain_len(&mut cap, "MODULE_AUX when opcode")?;
+        if when_opcode != module::OPCODE_UINT {
+            return Err(RdbError::corrupt(
+                wo_at,
+                "MODULE_AUX",
+                format!("when opcode {when_opcode}, expected 2"),
+            ));
+        }
+        let when = walk::plain_len(&mut cap, "MODULE_AUX when")?;
+        walk::module_fields(&mut cap)?;
+        let (module_name, _) = module::name_from_id(module_id);
+        Ok(Item::ModuleAux {
+            module_id,
+            module_name,
+            when,
+            raw,
+        })
+    }
+
+    /// A key of value type `t`: its value bytes copied verbatim into a DUMP payload.
+    fn read_key(&mut self, t: u8, flavor: Flavor, meta: KeyMeta) -> Result<Item> {
+        let key = self.read_str("key")?;
+        let value_at = self.src.offset;
+        let mut payload = Vec::with_capacity(64);
+        payload.push(t);
+        let empty = walk::value(&mut self.capture(&mut payload, 1), t, flavor)?;
+        if empty {
+            return Ok(Item::EmptyKey {
+                db: self.db,
+                key,
+                type_byte: t,
+            });
+        }
+        if self.opts.validate_values {
+            let raw = payload.get(1..).unwrap_or(&[]);
+            super::decode::decode_value_with(t, raw, flavor).map_err(|e| e.rebase(value_at))?;
+        }
+        payload.extend_from_slice(&self.header.version.to_le_bytes());
+        let crc = super::crc64::checksum(&payload);
+        payload.extend_from_slice(&crc.to_le_bytes());
+        // `Bytes` keeps the whole allocation, and growing by doubling can leave a large value
+        // with nearly as much unused room again: give it back.
+        if payload.capacity() > payload.len() + payload.len() / 4 + 64 {
+            payload.shrink_to_fit();
+        }
+        let record = Record {
+            db: self.db,
+            key: Bytes::from(key),
+            payload: Bytes::from(payload),
+            expire_at_ms: meta.expire_at_ms,
+        };
+        Ok(Item::Record(Box::new(KeyRecord {
+            record,
+            lru_idle: meta.lru_idle,
+            lfu_freq: meta.lfu_freq,
+        })))
+    }
+}
+
+/// What the opcodes in front of a key said about it.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyMeta {
+    /// Absolute expiry in Unix ms.
+    expire_at_ms: Option<i64>,
+    /// LRU idle seconds.
+    lru_idle: Option<u64>,
+    /// LFU counter.
+    lfu_freq: Option<u8>,
+    /// A metadata opcode was read: a key must follow.
+    pending: bool,
 }
 
 impl<R: Read> Iterator for RdbReader<R> {

@@ -363,48 +363,11 @@ pub fn encode(d: &StreamData, t: u8) -> Result<Vec<u8>> {
     let chunks: Vec<_> = d.entries.chunks(NODE_MAX_ENTRIES).collect();
     write_length(&mut out, chunks.len() as u64);
     for chunk in chunks {
-        let Some((master_id, master_fields)) = chunk.first() else {
+        let Some((master_id, _)) = chunk.first() else {
             continue;
         };
-        let names: Vec<&[u8]> = master_fields.iter().map(|(f, _)| f.as_slice()).collect();
-        let mut lp = listpack::Writer::new();
-        lp.push_int(chunk.len() as i64);
-        lp.push_int(0);
-        lp.push_int(names.len() as i64);
-        for n in &names {
-            lp.push_str(n);
-        }
-        lp.push_int(0);
-        for (id, fields) in chunk {
-            if *id < *master_id {
-                return Err(RdbError::Encode(
-                    "stream entries are not in ID order".into(),
-                ));
-            }
-            let same =
-                fields.len() == names.len() && fields.iter().zip(&names).all(|((f, _), n)| f == n);
-            lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
-            lp.push_int(id.ms.wrapping_sub(master_id.ms) as i64);
-            lp.push_int(id.seq.wrapping_sub(master_id.seq) as i64);
-            if same {
-                for (_, v) in fields {
-                    lp.push_str(v);
-                }
-                lp.push_int(fields.len() as i64 + 3);
-            } else {
-                lp.push_int(fields.len() as i64);
-                for (f, v) in fields {
-                    lp.push_str(f);
-                    lp.push_str(v);
-                }
-                lp.push_int(fields.len() as i64 * 2 + 4);
-            }
-        }
-        if lp.byte_len() > u32::MAX as usize {
-            return Err(RdbError::Encode("stream node larger than 4 GiB".into()));
-        }
         write_raw(&mut out, &id_to_raw(*master_id));
-        write_raw(&mut out, &lp.finish());
+        write_raw(&mut out, &encode_node(chunk)?);
     }
     write_length(&mut out, d.length);
     write_length(&mut out, d.last_id.ms);
@@ -418,49 +381,102 @@ pub fn encode(d: &StreamData, t: u8) -> Result<Vec<u8>> {
     }
     write_length(&mut out, d.groups.len() as u64);
     for g in &d.groups {
-        write_raw(&mut out, &g.name);
-        write_length(&mut out, g.last_delivered.ms);
-        write_length(&mut out, g.last_delivered.seq);
-        if v2 {
-            // Unknown entries-read is stored as Redis' SCG_INVALID_ENTRIES_READ (-1).
-            write_length(&mut out, g.entries_read.unwrap_or(u64::MAX));
+        encode_group(&mut out, g, v2, v3)?;
+    }
+    Ok(out)
+}
+
+/// One node's listpack: the master entry (the first entry's fields), then every entry as a
+/// delta from the master ID, with the fields left out when they are the master's.
+fn encode_node(chunk: &[StreamEntry]) -> Result<Vec<u8>> {
+    let Some((master_id, master_fields)) = chunk.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&[u8]> = master_fields.iter().map(|(f, _)| f.as_slice()).collect();
+    let mut lp = listpack::Writer::new();
+    lp.push_int(chunk.len() as i64);
+    lp.push_int(0);
+    lp.push_int(names.len() as i64);
+    for n in &names {
+        lp.push_str(n);
+    }
+    lp.push_int(0);
+    for (id, fields) in chunk {
+        if *id < *master_id {
+            return Err(RdbError::Encode(
+                "stream entries are not in ID order".into(),
+            ));
         }
-        write_length(&mut out, g.pending.len() as u64);
-        for p in &g.pending {
-            out.extend_from_slice(&id_to_raw(p.id));
-            out.extend_from_slice(&p.delivery_time.to_le_bytes());
-            write_length(&mut out, p.delivery_count);
-        }
-        for p in &g.pending {
-            if let Some(c) = &p.consumer {
-                if !g.consumers.iter().any(|k| &k.name == c) {
-                    return Err(RdbError::Encode(format!(
-                        "pending entry {}-{} belongs to consumer {:?} that is not in group {:?}",
-                        p.id.ms,
-                        p.id.seq,
-                        String::from_utf8_lossy(c),
-                        String::from_utf8_lossy(&g.name)
-                    )));
-                }
+        let same =
+            fields.len() == names.len() && fields.iter().zip(&names).all(|((f, _), n)| f == n);
+        lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
+        lp.push_int(id.ms.wrapping_sub(master_id.ms) as i64);
+        lp.push_int(id.seq.wrapping_sub(master_id.seq) as i64);
+        if same {
+            for (_, v) in fields {
+                lp.push_str(v);
             }
-        }
-        write_length(&mut out, g.consumers.len() as u64);
-        for c in &g.consumers {
-            write_raw(&mut out, &c.name);
-            out.extend_from_slice(&c.seen_time.to_le_bytes());
-            if v3 {
-                out.extend_from_slice(&c.active_time.to_le_bytes());
+            lp.push_int(fields.len() as i64 + 3);
+        } else {
+            lp.push_int(fields.len() as i64);
+            for (f, v) in fields {
+                lp.push_str(f);
+                lp.push_str(v);
             }
-            let owned: Vec<&PendingEntry> = g
-                .pending
-                .iter()
-                .filter(|p| p.consumer.as_ref() == Some(&c.name))
-                .collect();
-            write_length(&mut out, owned.len() as u64);
-            for p in owned {
-                out.extend_from_slice(&id_to_raw(p.id));
+            lp.push_int(fields.len() as i64 * 2 + 4);
+        }
+    }
+    if lp.byte_len() > u32::MAX as usize {
+        return Err(RdbError::Encode("stream node larger than 4 GiB".into()));
+    }
+    Ok(lp.finish())
+}
+
+/// One consumer group: its cursor, its pending entries, then its consumers with the IDs each
+/// owns (every pending entry's consumer must be one of them).
+fn encode_group(out: &mut Vec<u8>, g: &GroupData, v2: bool, v3: bool) -> Result<()> {
+    write_raw(out, &g.name);
+    write_length(out, g.last_delivered.ms);
+    write_length(out, g.last_delivered.seq);
+    if v2 {
+        // Unknown entries-read is stored as Redis' SCG_INVALID_ENTRIES_READ (-1).
+        write_length(out, g.entries_read.unwrap_or(u64::MAX));
+    }
+    write_length(out, g.pending.len() as u64);
+    for p in &g.pending {
+        out.extend_from_slice(&id_to_raw(p.id));
+        out.extend_from_slice(&p.delivery_time.to_le_bytes());
+        write_length(out, p.delivery_count);
+    }
+    for p in &g.pending {
+        if let Some(c) = &p.consumer {
+            if !g.consumers.iter().any(|k| &k.name == c) {
+                return Err(RdbError::Encode(format!(
+                    "pending entry {}-{} belongs to consumer {:?} that is not in group {:?}",
+                    p.id.ms,
+                    p.id.seq,
+                    String::from_utf8_lossy(c),
+                    String::from_utf8_lossy(&g.name)
+                )));
             }
         }
     }
-    Ok(out)
+    write_length(out, g.consumers.len() as u64);
+    for c in &g.consumers {
+        write_raw(out, &c.name);
+        out.extend_from_slice(&c.seen_time.to_le_bytes());
+        if v3 {
+            out.extend_from_slice(&c.active_time.to_le_bytes());
+        }
+        let owned: Vec<&PendingEntry> = g
+            .pending
+            .iter()
+            .filter(|p| p.consumer.as_ref() == Some(&c.name))
+            .collect();
+        write_length(out, owned.len() as u64);
+        for p in owned {
+            out.extend_from_slice(&id_to_raw(p.id));
+        }
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! strings; only their header is peeked to recognise empty collections, which Redis refuses to
 //! load and skips.
 
+use super::cursor::Cursor;
 use super::error::{RdbError, Result};
 use super::length::{self, Len, ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF};
 use super::module;
@@ -47,92 +48,68 @@ pub struct StrSpan {
 pub fn len<I: RawInput + ?Sized>(input: &mut I, what: &'static str) -> Result<Len> {
     let at = input.offset();
     let first = input.byte(what)?;
-    let n = length::extra_bytes(first).ok_or_else(|| {
+    let invalid = || {
         RdbError::corrupt(
             at,
             what,
             format!("invalid length encoding byte 0x{first:02x}"),
         )
-    })?;
+    };
+    let n = length::extra_bytes(first).ok_or_else(invalid)?;
     let start = input.bytes(n as u64, what)?;
     let extra = input.captured().get(start..start + n).unwrap_or(&[]);
-    length::decode(first, extra).ok_or_else(|| {
-        RdbError::corrupt(
-            at,
-            what,
-            format!("invalid length encoding byte 0x{first:02x}"),
-        )
-    })
+    length::decode(first, extra).ok_or_else(invalid)
 }
 
 /// Walk a plain length.
 pub fn plain_len<I: RawInput + ?Sized>(input: &mut I, what: &'static str) -> Result<u64> {
     let at = input.offset();
-    match len(input, what)? {
-        Len::Plain(n) => Ok(n),
-        Len::Special(e) => Err(RdbError::corrupt(
-            at,
-            what,
-            format!("expected a plain length, found special encoding {e}"),
-        )),
-    }
+    len(input, what)?.plain(at, what)
 }
 
 /// Walk a string.
 pub fn string<I: RawInput + ?Sized>(input: &mut I, what: &'static str) -> Result<StrSpan> {
     let offset = input.offset();
-    match len(input, what)? {
-        Len::Plain(n) => {
-            let start = input.bytes(n, what)?;
-            Ok(StrSpan {
-                offset,
-                start,
-                len: n as usize,
-                lzf_len: None,
-                int: false,
-            })
+    // (stored bytes, LZF uncompressed length, integer-encoded)
+    let (n, lzf_len, int) = match len(input, what)? {
+        Len::Plain(n) => (n, None, false),
+        Len::Special(ENC_INT8) => (1, None, true),
+        Len::Special(ENC_INT16) => (2, None, true),
+        Len::Special(ENC_INT32) => (4, None, true),
+        Len::Special(ENC_LZF) => {
+            let clen = plain_len(input, "LZF compressed length")?;
+            let ulen = plain_len(input, "LZF uncompressed length")?;
+            if ulen > clen.saturating_mul(lzf::MAX_EXPANSION) || ulen == 0 {
+                return Err(RdbError::BadLzf {
+                    offset,
+                    reason: format!(
+                        "declared uncompressed length {ulen} is impossible for {clen} compressed bytes"
+                    ),
+                });
+            }
+            (clen, Some(ulen), false)
         }
-        Len::Special(enc) => {
-            let n = match enc {
-                ENC_INT8 => 1,
-                ENC_INT16 => 2,
-                ENC_INT32 => 4,
-                ENC_LZF => {
-                    let clen = plain_len(input, "LZF compressed length")?;
-                    let ulen = plain_len(input, "LZF uncompressed length")?;
-                    if ulen > clen.saturating_mul(lzf::MAX_EXPANSION) || ulen == 0 {
-                        return Err(RdbError::BadLzf {
-                            offset,
-                            reason: format!("declared uncompressed length {ulen} is impossible for {clen} compressed bytes"),
-                        });
-                    }
-                    let start = input.bytes(clen, "LZF compressed data")?;
-                    return Ok(StrSpan {
-                        offset,
-                        start,
-                        len: clen as usize,
-                        lzf_len: Some(ulen),
-                        int: false,
-                    });
-                }
-                other => {
-                    return Err(RdbError::corrupt(
-                        offset,
-                        what,
-                        format!("unknown string encoding {other}"),
-                    ))
-                }
-            };
-            let start = input.bytes(n, what)?;
-            Ok(StrSpan {
+        Len::Special(other) => {
+            return Err(RdbError::corrupt(
                 offset,
-                start,
-                len: n as usize,
-                lzf_len: None,
-                int: true,
-            })
+                what,
+                format!("unknown string encoding {other}"),
+            ))
         }
-    }
+    };
+    let what = if lzf_len.is_some() {
+        "LZF compressed data"
+    } else {
+        what
+    };
+    let start = input.bytes(n, what)?;
+    Ok(StrSpan {
+        offset,
+        start,
+        len: n as usize,
+        lzf_len,
+        int,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -141,6 +118,31 @@ enum Blob {
     Listpack,
     Intset,
     Zipmap,
+}
+
+impl Blob {
+    /// The blob a value of type `t` is stored as, when it is one blob string.
+    fn holding(t: u8) -> Option<Blob> {
+        match t {
+            types::HASH_ZIPMAP => Some(Blob::Zipmap),
+            types::LIST_ZIPLIST | types::ZSET_ZIPLIST | types::HASH_ZIPLIST => Some(Blob::Ziplist),
+            types::SET_INTSET => Some(Blob::Intset),
+            types::HASH_LISTPACK | types::ZSET_LISTPACK | types::SET_LISTPACK => {
+                Some(Blob::Listpack)
+            }
+            _ => None,
+        }
+    }
+
+    /// What the blob string is called in errors.
+    fn what(self) -> &'static str {
+        match self {
+            Blob::Ziplist => "ziplist blob",
+            Blob::Listpack => "listpack blob",
+            Blob::Intset => "intset blob",
+            Blob::Zipmap => "zipmap blob",
+        }
+    }
 }
 
 /// True if a walked blob string holds zero elements (only checked when the header is cheap to
@@ -190,6 +192,10 @@ fn stream_id<I: RawInput + ?Sized>(input: &mut I, what: &'static str) -> Result<
 /// skips on load and rejects in RESTORE).
 pub fn value<I: RawInput + ?Sized>(input: &mut I, t: u8, flavor: Flavor) -> Result<bool> {
     let start = input.offset();
+    if let Some(kind) = Blob::holding(t) {
+        let s = string(input, kind.what())?;
+        return Ok(blob_is_empty(input, s, kind));
+    }
     match t {
         types::STRING => {
             string(input, "string value")?;
@@ -201,22 +207,7 @@ pub fn value<I: RawInput + ?Sized>(input: &mut I, t: u8, flavor: Flavor) -> Resu
             n_strings(input, n, "element")?;
             Ok(n == 0)
         }
-        types::ZSET | types::ZSET_2 => {
-            let n = plain_len(input, "zset member count")?;
-            input.check_count(n, 2, "zset member count")?;
-            for _ in 0..n {
-                string(input, "zset member")?;
-                if t == types::ZSET {
-                    let l = input.byte("zset string score length")?;
-                    if l < 253 {
-                        input.bytes(u64::from(l), "zset string score")?;
-                    }
-                } else {
-                    input.bytes(8, "zset binary score")?;
-                }
-            }
-            Ok(n == 0)
-        }
+        types::ZSET | types::ZSET_2 => zset(input, t),
         types::HASH => {
             let n = plain_len(input, "hash field count")?;
             input.check_count(n, 2, "hash field count")?;
@@ -233,77 +224,14 @@ pub fn value<I: RawInput + ?Sized>(input: &mut I, t: u8, flavor: Flavor) -> Resu
             module_fields(input)?;
             Ok(false)
         }
-        types::HASH_ZIPMAP => {
-            let s = string(input, "zipmap blob")?;
-            Ok(blob_is_empty(input, s, Blob::Zipmap))
-        }
-        types::LIST_ZIPLIST | types::ZSET_ZIPLIST | types::HASH_ZIPLIST => {
-            let s = string(input, "ziplist blob")?;
-            Ok(blob_is_empty(input, s, Blob::Ziplist))
-        }
-        types::SET_INTSET => {
-            let s = string(input, "intset blob")?;
-            Ok(blob_is_empty(input, s, Blob::Intset))
-        }
-        types::HASH_LISTPACK | types::ZSET_LISTPACK | types::SET_LISTPACK => {
-            let s = string(input, "listpack blob")?;
-            Ok(blob_is_empty(input, s, Blob::Listpack))
-        }
-        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
-            let n = plain_len(input, "quicklist node count")?;
-            input.check_count(n, 1, "quicklist node count")?;
-            let mut all_empty = true;
-            for _ in 0..n {
-                let mut container = 2;
-                if t == types::LIST_QUICKLIST_2 {
-                    let at = input.offset();
-                    container = plain_len(input, "quicklist node container")?;
-                    if container != 1 && container != 2 {
-                        return Err(RdbError::corrupt(
-                            at,
-                            "quicklist node",
-                            format!("bad container {container}"),
-                        ));
-                    }
-                }
-                let s = string(input, "quicklist node")?;
-                let kind = if t == types::LIST_QUICKLIST {
-                    Blob::Ziplist
-                } else {
-                    Blob::Listpack
-                };
-                if container == 1 || !blob_is_empty(input, s, kind) {
-                    all_empty = false;
-                }
-            }
-            Ok(all_empty)
-        }
+        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => quicklist(input, t),
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             stream(input, t)?;
             Ok(false)
         }
-        22 if flavor == Flavor::Valkey => {
-            let n = plain_len(input, "hash field count")?;
-            input.check_count(n, 10, "hash field count")?;
-            for _ in 0..n {
-                string(input, "hash field")?;
-                string(input, "hash value")?;
-                input.bytes(8, "hash field expiry")?;
-            }
-            Ok(n == 0)
-        }
+        22 if flavor == Flavor::Valkey => valkey_hash_with_ttl(input),
         types::HASH_METADATA_PRE_GA | types::HASH_METADATA if flavor == Flavor::Redis => {
-            if t == types::HASH_METADATA {
-                input.bytes(8, "hash minExpire")?;
-            }
-            let n = plain_len(input, "hash field count")?;
-            input.check_count(n, 3, "hash field count")?;
-            for _ in 0..n {
-                plain_len(input, "hash field TTL")?;
-                string(input, "hash field")?;
-                string(input, "hash value")?;
-            }
-            Ok(n == 0)
+            redis_hash_metadata(input, t)
         }
         types::HASH_LISTPACK_EX_PRE_GA | types::HASH_LISTPACK_EX if flavor == Flavor::Redis => {
             if t == types::HASH_LISTPACK_EX {
@@ -321,6 +249,83 @@ pub fn value<I: RawInput + ?Sized>(input: &mut I, t: u8, flavor: Flavor) -> Resu
             byte: other,
         }),
     }
+}
+
+/// A sorted set: members with string scores (`ZSET`) or binary doubles (`ZSET_2`).
+fn zset<I: RawInput + ?Sized>(input: &mut I, t: u8) -> Result<bool> {
+    let n = plain_len(input, "zset member count")?;
+    input.check_count(n, 2, "zset member count")?;
+    for _ in 0..n {
+        string(input, "zset member")?;
+        if t == types::ZSET {
+            let l = input.byte("zset string score length")?;
+            if l < 253 {
+                input.bytes(u64::from(l), "zset string score")?;
+            }
+        } else {
+            input.bytes(8, "zset binary score")?;
+        }
+    }
+    Ok(n == 0)
+}
+
+/// A quicklist: ziplist nodes (`LIST_QUICKLIST`), or listpack / plain nodes (`_2`). Empty when
+/// every node is an empty packed node.
+fn quicklist<I: RawInput + ?Sized>(input: &mut I, t: u8) -> Result<bool> {
+    let n = plain_len(input, "quicklist node count")?;
+    input.check_count(n, 1, "quicklist node count")?;
+    let kind = if t == types::LIST_QUICKLIST {
+        Blob::Ziplist
+    } else {
+        Blob::Listpack
+    };
+    let mut all_empty = true;
+    for _ in 0..n {
+        let mut container = 2;
+        if t == types::LIST_QUICKLIST_2 {
+            let at = input.offset();
+            container = plain_len(input, "quicklist node container")?;
+            if container != 1 && container != 2 {
+                return Err(RdbError::corrupt(
+                    at,
+                    "quicklist node",
+                    format!("bad container {container}"),
+                ));
+            }
+        }
+        let s = string(input, "quicklist node")?;
+        if container == 1 || !blob_is_empty(input, s, kind) {
+            all_empty = false;
+        }
+    }
+    Ok(all_empty)
+}
+
+/// Valkey 9's hash with an absolute expiry (8 bytes, -1 = none) after each field and value.
+fn valkey_hash_with_ttl<I: RawInput + ?Sized>(input: &mut I) -> Result<bool> {
+    let n = plain_len(input, "hash field count")?;
+    input.check_count(n, 10, "hash field count")?;
+    for _ in 0..n {
+        string(input, "hash field")?;
+        string(input, "hash value")?;
+        input.bytes(8, "hash field expiry")?;
+    }
+    Ok(n == 0)
+}
+
+/// Redis 7.4+'s hash with field TTLs (`HASH_METADATA`, with its minimum expiry first).
+fn redis_hash_metadata<I: RawInput + ?Sized>(input: &mut I, t: u8) -> Result<bool> {
+    if t == types::HASH_METADATA {
+        input.bytes(8, "hash minExpire")?;
+    }
+    let n = plain_len(input, "hash field count")?;
+    input.check_count(n, 3, "hash field count")?;
+    for _ in 0..n {
+        plain_len(input, "hash field TTL")?;
+        string(input, "hash field")?;
+        string(input, "hash value")?;
+    }
+    Ok(n == 0)
 }
 
 /// Walk annotated module fields up to and including the module EOF opcode.
@@ -395,74 +400,50 @@ fn stream<I: RawInput + ?Sized>(input: &mut I, t: u8) -> Result<()> {
     Ok(())
 }
 
-/// A [`RawInput`] over a slice (the captured bytes are the slice prefix already read).
+/// A [`RawInput`] over a slice (the captured bytes are the slice prefix already read): a
+/// [`Cursor`] that also remembers the whole slice.
 #[derive(Debug)]
 pub struct SliceInput<'a> {
     buf: &'a [u8],
-    pos: usize,
-    base: u64,
+    cur: Cursor<'a>,
 }
 
 impl<'a> SliceInput<'a> {
     /// Walk `buf`, whose first byte sits at `base` in the enclosing input.
     pub fn new(buf: &'a [u8], base: u64) -> Self {
-        SliceInput { buf, pos: 0, base }
+        SliceInput {
+            buf,
+            cur: Cursor::new(buf, base),
+        }
     }
 
     /// Bytes consumed.
     pub fn pos(&self) -> usize {
-        self.pos
+        self.cur.pos()
     }
 }
 
 impl RawInput for SliceInput<'_> {
     fn byte(&mut self, what: &'static str) -> Result<u8> {
-        let b = self
-            .buf
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| RdbError::Truncated {
-                offset: self.offset(),
-                expected: what.into(),
-            })?;
-        self.pos += 1;
-        Ok(b)
+        self.cur.u8(what)
     }
 
     fn bytes(&mut self, n: u64, what: &'static str) -> Result<usize> {
-        let remaining = (self.buf.len() - self.pos) as u64;
-        if n > remaining {
-            return Err(RdbError::LengthPastEnd {
-                offset: self.offset(),
-                len: n,
-                remaining,
-                what,
-            });
-        }
-        let start = self.pos;
-        self.pos += n as usize;
+        let start = self.cur.pos();
+        self.cur.take_u64(n, what)?;
         Ok(start)
     }
 
     fn captured(&self) -> &[u8] {
-        self.buf.get(..self.pos).unwrap_or(&[])
+        self.buf.get(..self.cur.pos()).unwrap_or(&[])
     }
 
     fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.cur.offset()
     }
 
     fn check_count(&self, count: u64, min_size: u64, what: &'static str) -> Result<()> {
-        let remaining = (self.buf.len() - self.pos) as u64;
-        if count.saturating_mul(min_size) > remaining {
-            return Err(RdbError::LengthPastEnd {
-                offset: self.offset(),
-                len: count,
-                remaining,
-                what,
-            });
-        }
-        Ok(())
+        self.cur.check_count(count, min_size, what)
     }
 }
 

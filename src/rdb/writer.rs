@@ -85,6 +85,26 @@ impl<W: Write> RdbWriter<W> {
         self.flush_scratch()
     }
 
+    /// A function library in the format of Redis 7.0-rc1/rc2 (opcode 246): name, engine,
+    /// optional description, code.
+    pub fn function_pre_ga(
+        &mut self,
+        name: &[u8],
+        engine: &[u8],
+        description: Option<&[u8]>,
+        code: &[u8],
+    ) -> Result<()> {
+        self.scratch.push(types::OP_FUNCTION_PRE_GA);
+        write_raw(&mut self.scratch, name);
+        write_raw(&mut self.scratch, engine);
+        write_length(&mut self.scratch, u64::from(description.is_some()));
+        if let Some(d) = description {
+            write_raw(&mut self.scratch, d);
+        }
+        write_raw(&mut self.scratch, code);
+        self.flush_scratch()
+    }
+
     /// A key with raw value bytes of type `type_byte` and an optional absolute expiry in ms.
     pub fn key(
         &mut self,

@@ -85,11 +85,7 @@ pub fn parse(blob: &[u8]) -> Result<Vec<Elem<'_>>> {
             }
             2 => {
                 if enc != 0x80 {
-                    return Err(RdbError::corrupt(
-                        enc_at,
-                        WHAT,
-                        format!("bad encoding 0x{enc:02x}"),
-                    ));
+                    return Err(bad_encoding(enc_at, WHAT, enc));
                 }
                 let n = u32::from_be_bytes(c.array("ziplist 32-bit length")?);
                 Elem::Str(c.take(n as usize, "ziplist string")?)
@@ -98,31 +94,15 @@ pub fn parse(blob: &[u8]) -> Result<Vec<Elem<'_>>> {
                 0xC0 => Elem::Int(i64::from(c.u16_le("ziplist int16")? as i16)),
                 0xD0 => Elem::Int(i64::from(c.u32_le("ziplist int32")? as i32)),
                 0xE0 => Elem::Int(c.i64_le("ziplist int64")?),
-                0xF0 => {
-                    let b: [u8; 3] = c.array("ziplist int24")?;
-                    Elem::Int(i64::from(i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8))
-                }
+                0xF0 => Elem::Int(c.i24_le("ziplist int24")?),
                 0xFE => Elem::Int(i64::from(c.u8("ziplist int8")? as i8)),
                 0xF1..=0xFD => Elem::Int(i64::from(enc & 0x0F) - 1),
-                _ => {
-                    return Err(RdbError::corrupt(
-                        enc_at,
-                        WHAT,
-                        format!("bad encoding 0x{enc:02x}"),
-                    ))
-                }
+                _ => return Err(bad_encoding(enc_at, WHAT, enc)),
             },
         };
         prev_len = c.offset() - start;
         last_start = start;
         out.push(elem);
-    }
-    if !c.is_empty() {
-        return Err(RdbError::corrupt(
-            c.offset(),
-            WHAT,
-            format!("{} bytes after the terminator", c.remaining()),
-        ));
     }
     if u64::from(zltail) != last_start {
         return Err(RdbError::corrupt(
@@ -131,20 +111,50 @@ pub fn parse(blob: &[u8]) -> Result<Vec<Elem<'_>>> {
             format!("zltail {zltail} but the last entry starts at {last_start}"),
         ));
     }
-    if zllen != u16::MAX && usize::from(zllen) != out.len() {
-        return Err(RdbError::corrupt(
-            8,
-            WHAT,
-            format!("zllen {zllen} but {} entries found", out.len()),
-        ));
-    }
+    check_end(&c, WHAT, ("zllen", 8, zllen), out.len())?;
     Ok(out)
 }
 
 /// The entry count from the header, if the blob is long enough and the count is not saturated.
 pub fn header_count(blob: &[u8]) -> Option<u16> {
-    let n = u16::from_le_bytes([*blob.get(8)?, *blob.get(9)?]);
+    count_at(blob, 8)
+}
+
+/// The u16 element count at `at` of a ziplist or listpack header, unless saturated (65535:
+/// too many to count, the entries must be walked).
+pub(super) fn count_at(blob: &[u8], at: usize) -> Option<u16> {
+    let n = u16::from_le_bytes([*blob.get(at)?, *blob.get(at + 1)?]);
     (n != u16::MAX).then_some(n)
+}
+
+/// The checks after a ziplist's or listpack's terminator: it is the last byte, and the header's
+/// count (`name`, at offset `at`; 65535 means not counted) matches the `found` entries.
+pub(super) fn check_end(
+    c: &Cursor,
+    what: &'static str,
+    (name, at, count): (&str, u64, u16),
+    found: usize,
+) -> Result<()> {
+    if !c.is_empty() {
+        return Err(RdbError::corrupt(
+            c.offset(),
+            what,
+            format!("{} bytes after the terminator", c.remaining()),
+        ));
+    }
+    if count != u16::MAX && usize::from(count) != found {
+        return Err(RdbError::corrupt(
+            at,
+            what,
+            format!("{name} {count} but {found} entries found"),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for an entry encoding byte that is none of the format's.
+pub(super) fn bad_encoding(at: u64, what: &'static str, enc: u8) -> RdbError {
+    RdbError::corrupt(at, what, format!("bad encoding 0x{enc:02x}"))
 }
 
 #[cfg(test)]

@@ -114,7 +114,8 @@ pub struct FileSummary {
     pub dbs: BTreeMap<u32, DbStats>,
     /// Function libraries (FUNCTION2): name and code.
     pub functions: Vec<(String, Vec<u8>)>,
-    /// Functions of Redis 7.0 release candidates (names): not loadable anywhere today.
+    /// The libraries of `functions` stored by a Redis 7.0 release candidate (names), rebuilt
+    /// as Redis 7.0 loads them (see [`crate::rdb::function`]).
     pub pre_ga_functions: Vec<String>,
     /// Modules that stored aux data (global data outside keys).
     pub module_aux: BTreeSet<String>,
@@ -396,9 +397,15 @@ fn examine_pass(
                 pending_start = Some(reader.resume_state());
             }
             Item::Function(code) => s.functions.push((library_name(&code), code)),
-            Item::FunctionPreGa { name, .. } => s
-                .pre_ga_functions
-                .push(String::from_utf8_lossy(&name).into_owned()),
+            Item::FunctionPreGa {
+                name, engine, code, ..
+            } => {
+                // Rebuilt the way Redis 7.0 loads it, then migrated like any library.
+                let code = crate::rdb::function::pre_ga_library(&name, &engine, &code);
+                let name = library_name(&code);
+                s.pre_ga_functions.push(name.clone());
+                s.functions.push((name, code));
+            }
             Item::ModuleAux { module_name, .. } => {
                 s.module_aux.insert(module_name);
             }
@@ -686,6 +693,27 @@ mod tests {
         assert_eq!(s.sections.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 3]);
         assert_eq!(s.keys_in(None), 7);
         assert_eq!(s.reencode, 0);
+    }
+
+    /// Libraries of a Redis 7.0 release candidate (opcode 246) become ordinary libraries, rebuilt
+    /// as Redis 7.0 loads them, and are named as such.
+    #[test]
+    fn examine_rebuilds_pre_ga_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rc.rdb");
+        let mut w = RdbWriter::new(Vec::new(), 10).unwrap();
+        let code = b"redis.register_function('f1', function() return 1 end)";
+        w.function_pre_ga(b"rclib", b"LUA", Some(b"a description"), code)
+            .unwrap();
+        w.function(b"#!lua name=galib\nredis.register_function('f2', function() return 2 end)")
+            .unwrap();
+        std::fs::write(&path, w.finish().unwrap()).unwrap();
+        let s = examine(&path, &opts(), &Stop::new()).unwrap();
+        let mut want = b"#!LUA name=rclib\n".to_vec();
+        want.extend_from_slice(code);
+        assert_eq!(s.functions[0], ("rclib".to_string(), want));
+        assert_eq!(s.functions[1].0, "galib");
+        assert_eq!(s.pre_ga_functions, ["rclib"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -250,7 +250,7 @@ fn live_options(job: &Job) -> LiveOptions {
     LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
         throttles: None,
         share: None,
     }

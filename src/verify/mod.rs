@@ -223,7 +223,7 @@ pub(crate) async fn open_sides(
     let opts = LiveOptions {
         scan_count: job.tuning.scan_count,
         batch_bytes: job.tuning.batch_bytes,
-        retry_for: Duration::from_secs(job.tuning.retry_for),
+        retry_for: job.retry_for(),
         throttles: None,
         share,
     };

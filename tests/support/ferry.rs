@@ -1,4 +1,8 @@
 //! Running the real `ferry` binary from integration tests.
+//!
+//! [`Workdir::ferry`] / [`Workdir::migrate`] build one invocation (a [`Ferry`]) so that a test
+//! states only what differs from the usual source, target and CA; [`kill_runs`] is the
+//! kill-and-resume loop of the crash tests. Uses `servers` for URLs and the test CA.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
@@ -98,4 +102,179 @@ pub fn finish(out: Output, report: &Path) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         report,
     }
+}
+
+/// One `ferry` invocation, built up so that each test states only what differs from the usual
+/// `ferry COMMAND --source … --target … --target-cacert CA`: start from [`Workdir::ferry`], add
+/// what the test is about, then [`Ferry::run`] (exit code, output and the parsed `--report`) or
+/// [`Ferry::command`] to spawn it.
+#[derive(Clone)]
+pub struct Ferry<'w> {
+    work: &'w Workdir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Workdir {
+    /// `ferry COMMAND` in this directory, nothing else yet.
+    pub fn ferry(&self, command: &str) -> Ferry<'_> {
+        Ferry {
+            work: self,
+            args: vec![command.to_string()],
+            env: Vec::new(),
+        }
+    }
+
+    /// `ferry migrate --source SRC --target DST`, with the test CA for a TLS side.
+    pub fn migrate(&self, src: &super::servers::Server, dst: &super::servers::Server) -> Ferry<'_> {
+        self.ferry("migrate").from(src).to(dst)
+    }
+}
+
+impl<'w> Ferry<'w> {
+    /// `--source URL`.
+    pub fn source(self, url: &str) -> Self {
+        self.args(&["--source", url])
+    }
+
+    /// `--target URL`.
+    pub fn target(self, url: &str) -> Self {
+        self.args(&["--target", url])
+    }
+
+    /// `--source` of `server` (and `--source-cacert` with the test CA when it speaks TLS).
+    pub fn from(self, server: &super::servers::Server) -> Self {
+        let s = self.source(&server.url());
+        if server.tls {
+            s.source_ca()
+        } else {
+            s
+        }
+    }
+
+    /// `--target` of `server` (and `--target-cacert` with the test CA when it speaks TLS).
+    pub fn to(self, server: &super::servers::Server) -> Self {
+        let s = self.target(&server.url());
+        if server.tls {
+            s.target_ca()
+        } else {
+            s
+        }
+    }
+
+    /// `--target-cacert` with the test CA.
+    pub fn target_ca(self) -> Self {
+        let ca = super::servers::ca_cert();
+        self.args(&["--target-cacert", &ca.to_string_lossy()])
+    }
+
+    /// `--source-cacert` with the test CA.
+    pub fn source_ca(self) -> Self {
+        let ca = super::servers::ca_cert();
+        self.args(&["--source-cacert", &ca.to_string_lossy()])
+    }
+
+    /// `--checkpoint PATH` (relative paths are inside the work directory).
+    pub fn checkpoint(self, path: &str) -> Self {
+        self.args(&["--checkpoint", path])
+    }
+
+    /// The `side`'s password (`source` or `target`) in `FERRY_<SIDE>_PASSWORD`.
+    pub fn password_env(self, side: &str, password: &str) -> Self {
+        let var = format!("FERRY_{}_PASSWORD", side.to_uppercase());
+        self.env(&var, password)
+    }
+
+    /// One more environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// More arguments, as typed.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The arguments so far (without the `--report` that running adds).
+    pub fn to_args(&self) -> Vec<String> {
+        self.args.clone()
+    }
+
+    /// The `Command` (in the work directory, with a fresh `--report` path) and that path.
+    pub fn command(&self) -> (Command, PathBuf) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (mut cmd, report) = self.work.command(&args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        (cmd, report)
+    }
+
+    /// Runs it to completion.
+    pub fn run(&self) -> Run {
+        let (mut cmd, report) = self.command();
+        let out = cmd.output().expect("cannot run the ferry binary");
+        finish(out, &report)
+    }
+}
+
+/// When [`kill_runs`] kills one run.
+#[derive(Debug, Clone, Copy)]
+pub enum KillAt {
+    /// After a random pause of up to this many ms (start-up, preflight, first batches).
+    Early(u64),
+    /// Once `reached(point, started)` holds.
+    Point(i64),
+}
+
+/// The kill-and-resume loop: runs `ferry` (`args`) once per entry of `at`, SIGKILLing each run at
+/// its moment (`reached` is polled every `poll`; a run that makes no progress for 90 s fails the
+/// test). Returns how many runs were killed while `unfinished()` still held, i.e. mid-copy.
+pub fn kill_runs(
+    work: &Workdir,
+    args: &[&str],
+    at: &[KillAt],
+    poll: std::time::Duration,
+    mut reached: impl FnMut(i64, std::time::SystemTime) -> bool,
+    mut unfinished: impl FnMut() -> bool,
+) -> usize {
+    use rand::Rng;
+    use std::time::{Duration, Instant, SystemTime};
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    for (i, point) in at.iter().enumerate() {
+        let (mut cmd, _report) = work.command(args);
+        let started = SystemTime::now();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ferry");
+        match *point {
+            KillAt::Early(ms) => std::thread::sleep(Duration::from_millis(rng.random_range(0..ms))),
+            KillAt::Point(p) => {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !reached(p, started) && child.try_wait().expect("try_wait").is_none() {
+                    assert!(Instant::now() < deadline, "run {i} made no progress");
+                    std::thread::sleep(poll);
+                }
+            }
+        }
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+            if unfinished() {
+                kills += 1;
+            }
+        }
+    }
+    kills
 }
