@@ -783,8 +783,14 @@ fn cluster_follow_and_cut_over(
         run.text()
     );
     assert_eq!(run.code, 0, "{}", run.text());
-    let a = cluster_data::snapshot_cluster(&src);
-    let mut b = cluster_data::snapshot_cluster(&dst);
+    assert_cluster_exact(&src, &dst);
+    run
+}
+
+/// [`assert_exact`] for clusters.
+fn assert_cluster_exact(src: &Cluster, dst: &Cluster) {
+    let a = cluster_data::snapshot_cluster(src);
+    let mut b = cluster_data::snapshot_cluster(dst);
     assert!(
         a.len() > 3_000,
         "the source lost its data: {} keys",
@@ -792,7 +798,6 @@ fn cluster_follow_and_cut_over(
     );
     b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
     data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
-    run
 }
 
 #[test]
@@ -1012,4 +1017,97 @@ fn two_partition_workers_follow_one_source_and_cut_over_exact() {
         );
     }
     assert_exact(&src, &dst);
+}
+
+/// `--partition` with `--follow` on a cluster source: 3 masters of a 6.2 cluster over 2 workers
+/// (split by masters: 2 and 1), each subscribed to its own masters only, under a write load; one
+/// cutover of both says GO and the target cluster equals the source.
+#[test]
+fn two_partition_workers_follow_a_cluster_and_cut_over_exact() {
+    let src = Cluster::start_with(
+        Version::V6_2,
+        ServerOpts {
+            extra_args: vec!["--notify-keyspace-events".into(), "KEA".into()],
+            ..ServerOpts::default()
+        },
+    );
+    let dst = Cluster::start(Version::V7_0, true);
+    cluster_data::seed_bulk_cluster(&mut src.conn(), 3_000, "bulk:");
+    let work = Workdir::new();
+    let writes = cluster_load(&src, 30_000, Duration::from_secs(6));
+    let checkpoints = ["c0.checkpoint.json", "c1.checkpoint.json"];
+    let workers: Vec<Follower> = (0..2)
+        .map(|i| {
+            let share = format!("{i}/2");
+            let args: Vec<String> = [
+                "migrate",
+                "--source",
+                &src.url(),
+                "--target",
+                &dst.url(),
+                "--target-cacert",
+                &ca_cert().to_string_lossy(),
+                "--checkpoint",
+                checkpoints[i],
+                "--partition",
+                &share,
+                "--follow",
+                "--progress",
+                "log",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Follower::start(&work, &args)
+        })
+        .collect();
+    for w in &workers {
+        w.wait_following(Duration::from_secs(60));
+    }
+    assert!(writes.join().expect("load") > 1_000);
+    let verdict = work.run(&[
+        "cutover",
+        "--checkpoint",
+        checkpoints[0],
+        "--checkpoint",
+        checkpoints[1],
+        "--timeout",
+        "60",
+    ]);
+    let runs: Vec<Run> = workers
+        .into_iter()
+        .map(|w| w.wait(Duration::from_secs(90)))
+        .collect();
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nworkers:\n{}\n----\n{}",
+        verdict.text(),
+        runs[0].text(),
+        runs[1].text()
+    );
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.text());
+        assert!(
+            run.text().contains("3 masters over 2 shares"),
+            "{}",
+            run.text()
+        );
+    }
+    // Each worker subscribed to the masters of its share only.
+    assert!(
+        runs[0]
+            .text()
+            .contains("subscribed to the keyspace events of the source's 2 masters"),
+        "{}",
+        runs[0].text()
+    );
+    assert!(
+        runs[1]
+            .text()
+            .contains("subscribed to the keyspace events of the source before"),
+        "{}",
+        runs[1].text()
+    );
+    assert_cluster_exact(&src, &dst);
 }
