@@ -41,7 +41,9 @@ pub fn choose(given: Option<u16>, cores: usize, streams: usize) -> usize {
 
 /// `ferry migrate`'s thread count: `--threads`, else the default (see the module doc).
 pub fn for_migrate(args: &MigrateArgs) -> usize {
-    if args.tuning.threads.is_some() || cores() <= 1 {
+    // An RDB file is one stream (parsed on blocking threads whatever the runtime), and a probe
+    // must not touch it (`--rdb -` is standard input).
+    if args.tuning.threads.is_some() || cores() <= 1 || args.endpoints.rdb.is_some() {
         return choose(args.tuning.threads, cores(), 1);
     }
     let probe = async {
@@ -68,7 +70,6 @@ pub fn for_migrate(args: &MigrateArgs) -> usize {
 async fn source_streams(args: &MigrateArgs) -> Option<usize> {
     let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning).ok()?;
     let SourceSpec::Live(source) = &job.source else {
-        // An RDB file is one stream (parsed on blocking threads whatever the runtime).
         return Some(1);
     };
     let mut conn = source.connect().await.ok()?;

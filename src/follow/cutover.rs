@@ -10,6 +10,10 @@
 //! - `CP.cutover-result.json`: the follower's verdict, with the request's id; `ferry cutover`
 //!   prints it and exits with its code.
 //!
+//! With several `--checkpoint`s (the followers of a `--partition` job) every follower gets the
+//! request at once and answers for its share; the verdicts are combined into one, GO only when
+//! every follower said GO.
+//!
 //! # The follower's cutover
 //! 1. Quiet: with `--pause-source S`, `CLIENT PAUSE S*1000 WRITE` (Redis 6.2+; the server ends
 //!    the pause by itself, so it never exceeds S); otherwise wait until no event came for

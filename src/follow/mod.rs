@@ -21,6 +21,11 @@
 //! to a node); keys are re-read on the master owning their slot; a change of masters makes the
 //! follower fall back to reconciliation passes (see `Follower::check_topology`).
 //!
+//! With `--partition I/N` a worker follows its share only: it subscribes to its share's servers
+//! (`Context::layout`), ignores events of keys of other shares (`state.rs`), and its passes and
+//! cutover compare its share only (listing only the masters serving it). `ferry cutover` names
+//! every worker's checkpoint and is GO only when each worker is (`cutover.rs`).
+//!
 //! Without usable notifications (off, or `CONFIG` blocked so nobody can tell) the same loop runs
 //! with reconciliation passes alone, one every `--reconcile-every` seconds (5 by default), and a
 //! cutover always verifies everything.
