@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench-scale.sh — one worker with --threads 1 vs 2, and 1 vs 2 worker processes (--partition),
+# bench-scale.sh — one worker with --threads 1 vs 2 vs the default (no flag: the cores, capped
+# by the 2 source streams), and 1 vs 2 worker processes (--partition),
 # copying a 2-master Redis 6.2 cluster into a standalone Valkey 8 (TLS). Loopback only.
 #
 #   FERRY_BENCH_KEYS  keys (200000, ~100-byte strings and small hashes)
@@ -66,7 +67,9 @@ one() { # NAME WORKERS THREADS -> "wall cpu" of one rep
   for ((i = 0; i < workers; i++)); do
     local part=()
     [ "$workers" -gt 1 ] && part=(--partition "$i/$workers")
-    /usr/bin/time -f "%U %S" -o "$WORK/time.$i" "$FERRY" "${COMMON[@]}" "${part[@]}" --threads "$threads" \
+    local th=(--threads "$threads")
+    [ "$threads" = default ] && th=()
+    /usr/bin/time -f "%U %S" -o "$WORK/time.$i" "$FERRY" "${COMMON[@]}" "${part[@]}" "${th[@]}" \
       --checkpoint "$WORK/cp.$i.json" 2>"$WORK/err.$i" &
   done
   for ((i = 0; i < workers; i++)); do
@@ -82,15 +85,22 @@ one() { # NAME WORKERS THREADS -> "wall cpu" of one rep
   echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') $cpu"
 }
 
-for cfg in "1 1" "1 2" "2 1"; do
-  read -r workers threads <<<"$cfg"
-  walls=() cpus=()
-  for ((r = 0; r < REPS; r++)); do
+# Configurations alternate run by run (1 1, 1 2, …, then again), so that a burst of load from
+# elsewhere on the machine hits them alike instead of all runs of one configuration.
+CFGS=("1 1" "1 2" "1 default" "2 1")
+declare -A WALLS CPUS
+for ((r = 0; r < REPS; r++)); do
+  for cfg in "${CFGS[@]}"; do
+    read -r workers threads <<<"$cfg"
     read -r w c < <(one x "$workers" "$threads")
-    walls+=("$w") cpus+=("$c")
+    WALLS[$cfg]+="$w " CPUS[$cfg]+="$c "
   done
-  mw=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(((REPS + 1) / 2))p")
-  mc=$(printf '%s\n' "${cpus[@]}" | sort -n | sed -n "$(((REPS + 1) / 2))p")
-  printf 'workers %s, --threads %s: median %ss (%s), %.0f keys/s, ferry CPU %ss\n' "$workers" "$threads" "$mw" \
-    "${walls[*]}" "$(awk -v n="$KEYS" -v w="$mw" 'BEGIN {print n / w}')" "$mc"
+done
+median() { tr ' ' '\n' | sed '/^$/d' | sort -n | sed -n "$(((REPS + 1) / 2))p"; }
+for cfg in "${CFGS[@]}"; do
+  read -r workers threads <<<"$cfg"
+  mw=$(median <<<"${WALLS[$cfg]}")
+  mc=$(median <<<"${CPUS[$cfg]}")
+  printf 'workers %s, --threads %s: median %ss (%s), %.0f keys/s, ferry CPU median %ss (%s)\n' "$workers" \
+    "$threads" "$mw" "${WALLS[$cfg]% }" "$(awk -v n="$KEYS" -v w="$mw" 'BEGIN {print n / w}')" "$mc" "${CPUS[$cfg]% }"
 done

@@ -277,9 +277,11 @@ pub struct FollowArgs {
 /// Flags of `ferry cutover`.
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
-    /// The checkpoint file of the running `ferry migrate --follow`.
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    /// The checkpoint file of the running `ferry migrate --follow`. Repeat it for the workers of
+    /// a --partition job: every follower is asked at once, and the verdict is GO only when each
+    /// of them answers GO for its share.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub checkpoint: Vec<PathBuf>,
 
     /// Seconds to wait for the source to go quiet (no write for --quiet seconds, nothing left
     /// to copy) before answering NO-GO (the follower goes on following).
@@ -533,9 +535,10 @@ pub struct ReadTuningArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub retry_for: u64,
 
-    /// Threads driving readers and writers [default: 1]. 1 runs everything on one thread, which
-    /// costs the least CPU and was as fast as 2 on a 2-core machine shared with the servers
-    /// (docs/benchmarks.md); give more to a worker with cores of its own and many source masters.
+    /// Threads driving readers and writers [default: the cores this process may use, capped by
+    /// the source streams it reads at once: one per source master of its share, one per DB of a
+    /// standalone source; 2 for verify]. 1 runs everything on one thread, which costs the least
+    /// CPU: use it where ferry shares its cores with the servers (docs/benchmarks.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }

@@ -31,7 +31,7 @@
 //!
 //! `--partition I/N` (`partition.rs`) splits one job into N disjoint shares run by separate
 //! worker processes (a Kubernetes Indexed Job, `deploy/kubernetes/`); `report_merge.rs` joins
-//! their reports.
+//! their reports. `threads.rs` picks the runtime's thread count (`--threads`).
 
 pub mod bigkey;
 pub mod check;
@@ -53,5 +53,6 @@ pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod stop;
+pub mod threads;
 pub mod throttle;
 pub mod verify;

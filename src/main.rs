@@ -131,21 +131,20 @@ fn merge_reports(args: &ferry::cli::MergeArgs) -> i32 {
     }
 }
 
-/// The async runtime for `--threads N`. With one thread every connection is driven by the
-/// current-thread runtime: ferry's own work per key is small next to the servers', and where
-/// they share the machine a second busy thread only competes with them for the cores (measured:
-/// ~10% less CPU than the multi-thread runtime). More threads spread readers and writers (each
-/// a spawned task) over N workers, for a worker given cores of its own. CPU-heavy RDB parsing
-/// runs on `spawn_blocking` threads either way.
+/// The async runtime for `--threads N` (default: the cores available, capped by the source
+/// streams; see `threads.rs`). With one thread every connection is driven by the
+/// current-thread runtime, which costs the least CPU; more threads spread readers and writers
+/// (each a spawned task) over N workers. CPU-heavy RDB parsing runs on `spawn_blocking` threads
+/// either way.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    use ferry::threads;
     let threads = match command {
-        Command::Migrate(a) => a.tuning.read.threads,
-        Command::Verify(a) => a.tuning.threads,
-        Command::Cutover(_) | Command::Check(_) | Command::Report(_) => Some(1),
+        Command::Migrate(a) => threads::for_migrate(a),
+        Command::Verify(a) => {
+            threads::choose(a.tuning.threads, threads::cores(), threads::VERIFY_STREAMS)
+        }
+        Command::Cutover(_) | Command::Check(_) | Command::Report(_) => 1,
     };
-    // One thread unless asked: on the 2-core machine measured, 2 threads were no faster and
-    // cost ~20 % more of ferry's CPU (docs/benchmarks.md, "Scale-out").
-    let threads = threads.map_or(1, usize::from);
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

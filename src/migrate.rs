@@ -179,8 +179,20 @@ async fn run_inner(
     cp.save(&cp_path)?;
 
     // --follow subscribes to the source's events before the first SCAN.
+    let share_keys = share.as_ref().and_then(|s| s.keys.clone());
     let follow = match args.follow.follow {
-        true => Some(crate::follow::prepare(args, &source, &sinfo, &dbs, &cp_path).await?),
+        true => Some(
+            crate::follow::prepare(
+                args,
+                &source,
+                &sinfo,
+                &layout,
+                &dbs,
+                share_keys.clone(),
+                &cp_path,
+            )
+            .await?,
+        ),
         false => None,
     };
     let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
@@ -255,6 +267,8 @@ async fn run_inner(
         job: &job,
         source: &source,
         sinfo: &sinfo,
+        layout: &layout,
+        share: share_keys.clone(),
         target: &tinfo.layout,
         writer: writer_opts.clone(),
         pairs: db_pairs.clone(),
@@ -272,8 +286,7 @@ async fn run_inner(
         None
     } else {
         set_phase("verify");
-        let keys = share.as_ref().and_then(|s| s.keys.clone());
-        Some(crate::verify::after_migrate(&source, &job, &db_pairs, keys, args, &stop).await)
+        Some(crate::verify::after_migrate(&source, &job, &db_pairs, share_keys, args, &stop).await)
     };
     finish_with(report, verified);
     if report.status == Status::Mismatch {

@@ -23,8 +23,11 @@
 //! A reshard of the source between the workers' starts would give them different splits; the
 //! post-copy topology check of each worker (see `source/plan.rs`) reports it and the whole
 //! `verify` that ends a split job would find any key missed. Verification with `--partition`
-//! filters both sides by the same share, so extra target keys of the share are found too; it
-//! SCANs every master of both sides (keys only) and reads values of its share's keys only.
+//! filters both sides by the same share, so extra target keys of the share are found too. On a
+//! cluster (either side) it lists only the masters serving a slot of the share and reads values
+//! of its share's keys only, so the N verifications list each side once between them (the
+//! report's `totals.listed`); a standalone side split by key hash is listed whole by every
+//! worker, like the copy.
 
 use std::fmt;
 use std::sync::Arc;
@@ -127,7 +130,7 @@ impl KeyShare {
     }
 
     /// True when `slot` is in a slot share (always for a hash share).
-    fn has_slot(&self, slot: u16) -> bool {
+    pub fn has_slot(&self, slot: u16) -> bool {
         match self {
             KeyShare::Slots(bits) => bits
                 .get(usize::from(slot) / 64)

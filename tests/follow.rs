@@ -146,6 +146,18 @@ fn load(
     flush: bool,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<usize> {
+    load_in(src, &DBS, max_ops, limit, flush, stop)
+}
+
+/// [`load`] in the databases `dbs` only.
+fn load_in(
+    src: &Server,
+    dbs: &'static [u32],
+    max_ops: usize,
+    limit: Duration,
+    flush: bool,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<usize> {
     let client = src.client();
     std::thread::spawn(move || {
         let mut c = client.get_connection().expect("load connection");
@@ -154,7 +166,7 @@ fn load(
         let mut ops = 0;
         let mut flushed = !flush;
         while ops < max_ops && started.elapsed() < limit && !stop.load(Ordering::Relaxed) {
-            let db = DBS[rng.random_range(0..DBS.len())];
+            let db = dbs[rng.random_range(0..dbs.len())];
             data::select(&mut c, db);
             if !flushed && started.elapsed() > limit / 2 {
                 data::select(&mut c, 2);
@@ -218,7 +230,7 @@ fn load(
                     .clone(),
                 14 => redis::cmd("MOVE")
                     .arg(format!("z:{i}"))
-                    .arg(DBS[j % 3])
+                    .arg(dbs[j % dbs.len()])
                     .clone(),
                 15 => redis::cmd("INCR").arg(format!("c:{i}")).clone(),
                 _ => redis::cmd("APPEND").arg(format!("s:{i}")).arg("+").clone(),
@@ -771,8 +783,14 @@ fn cluster_follow_and_cut_over(
         run.text()
     );
     assert_eq!(run.code, 0, "{}", run.text());
-    let a = cluster_data::snapshot_cluster(&src);
-    let mut b = cluster_data::snapshot_cluster(&dst);
+    assert_cluster_exact(&src, &dst);
+    run
+}
+
+/// [`assert_exact`] for clusters.
+fn assert_cluster_exact(src: &Cluster, dst: &Cluster) {
+    let a = cluster_data::snapshot_cluster(src);
+    let mut b = cluster_data::snapshot_cluster(dst);
     assert!(
         a.len() > 3_000,
         "the source lost its data: {} keys",
@@ -780,7 +798,6 @@ fn cluster_follow_and_cut_over(
     );
     b.retain(|k, st| a.contains_key(k) || !(0..1_000).contains(&st.pttl));
     data::assert_same_allow_expired(&a, &b, 1_000, 1_000);
-    run
 }
 
 #[test]
@@ -930,4 +947,167 @@ fn follow_lag_measurement() {
             .as_ref()
             .map_or(0, |r| r["cutover"]["verify_ms"].as_u64().unwrap_or(0))
     );
+}
+
+/// `--partition` with `--follow`: two workers follow one Redis 6.2 source (one DB, so the split
+/// is by key hash and both subscribe to the same server) while a writer writes; one `ferry
+/// cutover` with both checkpoints asks both, and says GO only when both did. Each worker acted
+/// on its own share's events and left the other's alone; the target equals the source.
+#[test]
+fn two_partition_workers_follow_one_source_and_cut_over_exact() {
+    let src = source(&["--notify-keyspace-events", "KEA"]);
+    let dst = Server::tls_target(Version::Valkey8);
+    data::seed_bulk(&mut src.conn(), 0, 3_000, "bulk0:");
+    let work = Workdir::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = load_in(&src, &[0], 40_000, Duration::from_secs(6), false, stop);
+    let checkpoints = ["w0.checkpoint.json", "w1.checkpoint.json"];
+    let workers: Vec<Follower> = (0..2)
+        .map(|i| {
+            let mut args = follow_args(&src, &dst, &["--partition", &format!("{i}/2")]);
+            let cp = args
+                .iter()
+                .position(|a| a == CHECKPOINT)
+                .expect("--checkpoint");
+            args[cp] = checkpoints[i].to_string();
+            Follower::start(&work, &args)
+        })
+        .collect();
+    for w in &workers {
+        w.wait_following(Duration::from_secs(60));
+    }
+    assert!(writes.join().expect("load thread") > 1_000);
+    let verdict = work.run(&[
+        "cutover",
+        "--checkpoint",
+        checkpoints[0],
+        "--checkpoint",
+        checkpoints[1],
+        "--timeout",
+        "60",
+    ]);
+    let runs: Vec<Run> = workers
+        .into_iter()
+        .map(|w| w.wait(Duration::from_secs(90)))
+        .collect();
+    let logs: Vec<String> = runs.iter().map(Run::text).collect();
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nworkers:\n{}",
+        verdict.text(),
+        logs.join("\n----\n")
+    );
+    assert!(
+        verdict.text().contains("all 2 followers answered GO"),
+        "{}",
+        verdict.text()
+    );
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.text());
+        assert!(run.text().contains("split by key hash"), "{}", run.text());
+        let report = run.report.as_ref().expect("worker report");
+        assert_eq!(report["cutover"]["verdict"], "GO", "{report}");
+        // Both workers receive every event of the one server, and act on their own keys only.
+        let f = &report["follow"];
+        assert!(f["events"].as_u64().unwrap_or(0) > 100, "{report}");
+        assert!(
+            f["other_shares_events"].as_u64().unwrap_or(0) > 100,
+            "{report}"
+        );
+    }
+    assert_exact(&src, &dst);
+}
+
+/// `--partition` with `--follow` on a cluster source: 3 masters of a 6.2 cluster over 2 workers
+/// (split by masters: 2 and 1), each subscribed to its own masters only, under a write load; one
+/// cutover of both says GO and the target cluster equals the source.
+#[test]
+fn two_partition_workers_follow_a_cluster_and_cut_over_exact() {
+    let src = Cluster::start_with(
+        Version::V6_2,
+        ServerOpts {
+            extra_args: vec!["--notify-keyspace-events".into(), "KEA".into()],
+            ..ServerOpts::default()
+        },
+    );
+    let dst = Cluster::start(Version::V7_0, true);
+    cluster_data::seed_bulk_cluster(&mut src.conn(), 3_000, "bulk:");
+    let work = Workdir::new();
+    let writes = cluster_load(&src, 30_000, Duration::from_secs(6));
+    let checkpoints = ["c0.checkpoint.json", "c1.checkpoint.json"];
+    let workers: Vec<Follower> = (0..2)
+        .map(|i| {
+            let share = format!("{i}/2");
+            let args: Vec<String> = [
+                "migrate",
+                "--source",
+                &src.url(),
+                "--target",
+                &dst.url(),
+                "--target-cacert",
+                &ca_cert().to_string_lossy(),
+                "--checkpoint",
+                checkpoints[i],
+                "--partition",
+                &share,
+                "--follow",
+                "--progress",
+                "log",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Follower::start(&work, &args)
+        })
+        .collect();
+    for w in &workers {
+        w.wait_following(Duration::from_secs(60));
+    }
+    assert!(writes.join().expect("load") > 1_000);
+    let verdict = work.run(&[
+        "cutover",
+        "--checkpoint",
+        checkpoints[0],
+        "--checkpoint",
+        checkpoints[1],
+        "--timeout",
+        "60",
+    ]);
+    let runs: Vec<Run> = workers
+        .into_iter()
+        .map(|w| w.wait(Duration::from_secs(90)))
+        .collect();
+    assert_eq!(
+        verdict.code,
+        0,
+        "cutover:\n{}\nworkers:\n{}\n----\n{}",
+        verdict.text(),
+        runs[0].text(),
+        runs[1].text()
+    );
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.text());
+        assert!(
+            run.text().contains("3 masters over 2 shares"),
+            "{}",
+            run.text()
+        );
+    }
+    // Each worker subscribed to the masters of its share only.
+    assert!(
+        runs[0]
+            .text()
+            .contains("subscribed to the keyspace events of the source's 2 masters"),
+        "{}",
+        runs[0].text()
+    );
+    assert!(
+        runs[1]
+            .text()
+            .contains("subscribed to the keyspace events of the source before"),
+        "{}",
+        runs[1].text()
+    );
+    assert_cluster_exact(&src, &dst);
 }

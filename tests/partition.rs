@@ -67,6 +67,17 @@ fn sum(runs: &[&Run], path: &str) -> i64 {
     runs.iter().map(|r| r.num(path)).sum()
 }
 
+/// The shares' verifications listed (SCANned) each side once between them: their per-side
+/// `totals.listed` add up to the whole verification's.
+fn assert_listed_once(shares: &[&Run], whole: &Run) {
+    for side in ["source", "target"] {
+        let path = format!("totals.listed.{side}");
+        let all = whole.num(&path);
+        assert!(all > 0, "the whole verify listed no {side} key");
+        assert_eq!(sum(shares, &path), all, "{side} keys listed by the shares");
+    }
+}
+
 /// `ferry report merge` of the reports of `runs`, written into the work dir.
 fn merge(work: &Workdir, runs: &[&Run], name: &str) -> (i32, Value, String) {
     let mut files = vec!["report".to_string(), "merge".to_string()];
@@ -205,6 +216,9 @@ fn six_master_cluster_over_three_workers_one_killed_and_rerun() {
         sum(&refs, "totals.target.keys"),
         whole.num("totals.target.keys")
     );
+    // Each worker listed only the masters of its share, on both sides: together they listed
+    // each side once, not three times.
+    assert_listed_once(&refs, &whole);
     let (code, merged, text) = merge(&work, &refs, "verify");
     assert_eq!(code, 0, "{text}");
     for side in ["source", "target"] {
@@ -263,6 +277,7 @@ fn redis_3_2_standalone_three_dbs_over_two_workers() {
     let whole = run(&work, &args("verify", &s, &t, &[]));
     assert_ok(&whole);
     let vrefs: Vec<&Run> = vs.iter().collect();
+    assert_listed_once(&vrefs, &whole);
     let (code, merged, text) = merge(&work, &vrefs, "verify");
     assert_eq!(code, 0, "{text}");
     let w = whole.report.as_ref().unwrap();
@@ -324,6 +339,8 @@ fn standalone_one_db_is_split_by_key_hash() {
     for (v, w) in vs.iter().zip(&ws) {
         assert_ok(v);
         assert_eq!(v.num("totals.target.keys"), w.num("keys.written"));
+        // One SCAN space split by hash: every worker lists it whole (the documented cost).
+        assert_eq!(v.num("totals.listed.source"), 6_000);
     }
 }
 

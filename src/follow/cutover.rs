@@ -10,6 +10,10 @@
 //! - `CP.cutover-result.json`: the follower's verdict, with the request's id; `ferry cutover`
 //!   prints it and exits with its code.
 //!
+//! With several `--checkpoint`s (the followers of a `--partition` job) every follower gets the
+//! request at once and answers for its share; the verdicts are combined into one, GO only when
+//! every follower said GO.
+//!
 //! # The follower's cutover
 //! 1. Quiet: with `--pause-source S`, `CLIENT PAUSE S*1000 WRITE` (Redis 6.2+; the server ends
 //!    the pause by itself, so it never exceeds S); otherwise wait until no event came for
@@ -94,6 +98,9 @@ pub struct Verdict {
     pub decided_at_ms: i64,
     /// True when the follower went on following (the source never went quiet).
     pub still_following: bool,
+    /// With several `--checkpoint`s: each follower's own verdict, in their order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<Verdict>,
 }
 
 impl Verdict {
@@ -151,78 +158,179 @@ pub fn take_request(cp: &Path, since_ms: i64) -> Option<Request> {
     }
 }
 
-/// Runs `ferry cutover`: asks the follower of `--checkpoint` and waits for its verdict.
+/// Runs `ferry cutover`: asks the follower of every `--checkpoint` (one per `--partition`
+/// worker) at once and waits for all their verdicts; several verdicts are combined, GO only when
+/// every follower answered GO.
 pub async fn command(args: &CutoverArgs) -> Verdict {
     let id = format!("{}-{}", std::process::id(), now_ms());
-    let cp = &args.checkpoint;
-    let hb = heartbeat_path(cp);
-    let alive = || -> Result<(), String> {
-        let text = std::fs::read(&hb).map_err(|_| {
-            format!(
-                "no follower is running for the checkpoint {} (no heartbeat file {}): start `ferry migrate … --follow --checkpoint {}` first",
-                cp.display(),
-                hb.display(),
-                cp.display()
-            )
-        })?;
-        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
-        let age = now_ms() - v["updated_ms"].as_i64().unwrap_or(0);
-        if age > STALE_MS {
-            return Err(format!(
-                "the follower of the checkpoint {} last reported {} s ago ({}): it is not running. Rerun the same \
-                 `ferry migrate … --follow` command (it reconciles and follows on), then ferry cutover again",
-                cp.display(),
-                age / 1000,
-                hb.display()
-            ));
+    let cps = &args.checkpoint;
+    for (i, cp) in cps.iter().enumerate() {
+        if let Err(e) = request(cp, &id, args) {
+            // Nobody acts on part of a cutover: withdraw the requests already made.
+            for cp in &cps[..i] {
+                let _ = std::fs::remove_file(request_path(cp));
+            }
+            return Verdict::error(&id, e);
         }
-        Ok(())
-    };
-    if let Err(e) = alive() {
-        return Verdict::error(&id, e);
+        eprintln!(
+            "ferry: cutover requested from the follower of {}; waiting for its verdict",
+            cp.display()
+        );
     }
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; cps.len()];
+    while verdicts.iter().any(Option::is_none) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (cp, slot) in cps.iter().zip(verdicts.iter_mut()) {
+            if slot.is_none() {
+                *slot = poll(cp, &id);
+            }
+        }
+    }
+    let verdicts: Vec<Verdict> = verdicts.into_iter().flatten().collect();
+    match verdicts.as_slice() {
+        [one] => one.clone(),
+        _ => combine(&id, cps, verdicts),
+    }
+}
+
+/// Ok when the follower of `cp` has reported within [`STALE_MS`].
+fn alive(cp: &Path) -> Result<(), String> {
+    let hb = heartbeat_path(cp);
+    let text = std::fs::read(&hb).map_err(|_| {
+        format!(
+            "no follower is running for the checkpoint {} (no heartbeat file {}): start `ferry migrate … --follow --checkpoint {}` first",
+            cp.display(),
+            hb.display(),
+            cp.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+    let age = now_ms() - v["updated_ms"].as_i64().unwrap_or(0);
+    if age > STALE_MS {
+        return Err(format!(
+            "the follower of the checkpoint {} last reported {} s ago ({}): it is not running. Rerun the same \
+             `ferry migrate … --follow` command (it reconciles and follows on), then ferry cutover again",
+            cp.display(),
+            age / 1000,
+            hb.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Leaves the request `id` for the follower of `cp`, if one runs.
+fn request(cp: &Path, id: &str, args: &CutoverArgs) -> Result<(), String> {
+    alive(cp)?;
     let req = Request {
-        id: id.clone(),
+        id: id.to_string(),
         timeout_secs: args.timeout,
         pause_source_secs: args.pause_source,
         full_verify: args.full_verify,
         quiet_secs: args.quiet,
         created_ms: now_ms(),
     };
-    let result = result_path(cp);
-    let _ = std::fs::remove_file(&result);
-    let written = serde_json::to_vec(&req)
+    let _ = std::fs::remove_file(result_path(cp));
+    serde_json::to_vec(&req)
         .map_err(anyhow::Error::from)
-        .and_then(|b| Ok(write_atomic(&request_path(cp), &b)?));
-    if let Err(e) = written {
-        return Verdict::error(
-            &id,
+        .and_then(|b| Ok(write_atomic(&request_path(cp), &b)?))
+        .map_err(|e| {
             format!(
                 "cannot write the cutover request next to {}: {e}",
                 cp.display()
-            ),
-        );
-    }
-    eprintln!(
-        "ferry: cutover requested from the follower of {}; waiting for its verdict",
-        cp.display()
-    );
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok(data) = std::fs::read(&result) {
-            if let Ok(v) = serde_json::from_slice::<Verdict>(&data) {
-                if v.id == id {
-                    let _ = std::fs::remove_file(&result);
-                    return v;
-                }
+            )
+        })
+}
+
+/// The verdict of the follower of `cp` for request `id`, once there is one (or an error once
+/// the follower is gone).
+fn poll(cp: &Path, id: &str) -> Option<Verdict> {
+    let result = result_path(cp);
+    if let Ok(data) = std::fs::read(&result) {
+        if let Ok(v) = serde_json::from_slice::<Verdict>(&data) {
+            if v.id == id {
+                let _ = std::fs::remove_file(&result);
+                return Some(v);
             }
         }
-        if let Err(e) = alive() {
-            // Nobody will answer: a follower started later must not act on this request.
-            let _ = std::fs::remove_file(request_path(cp));
-            return Verdict::error(&id, format!("no verdict: {e}"));
-        }
     }
+    alive(cp).err().map(|e| {
+        // Nobody will answer: a follower started later must not act on this request.
+        let _ = std::fs::remove_file(request_path(cp));
+        Verdict::error(id, format!("no verdict: {e}"))
+    })
+}
+
+/// One verdict for the followers of `cps` (the workers of a `--partition` job): the worst code;
+/// each follower's lines prefixed with its checkpoint.
+fn combine(id: &str, cps: &[PathBuf], all: Vec<Verdict>) -> Verdict {
+    let code = all.iter().map(|v| v.code).max().unwrap_or(2);
+    let mut v = Verdict {
+        id: id.to_string(),
+        code,
+        verdict: match code {
+            0 => "GO",
+            1 => "NO-GO",
+            _ => "ERROR",
+        }
+        .into(),
+        verification: if all.iter().all(|v| v.verification == "incremental") {
+            "incremental".into()
+        } else {
+            "full".into()
+        },
+        still_following: all.iter().all(|v| v.still_following),
+        ..Verdict::default()
+    };
+    for (cp, one) in cps.iter().zip(&all) {
+        let name = cp.display();
+        v.lines
+            .extend(one.lines.iter().map(|l| format!("[{name}] {l}")));
+        v.differences
+            .extend(one.differences.iter().map(|d| format!("[{name}] {d}")));
+        v.keys_verified += one.keys_verified;
+        v.rounds = v.rounds.max(one.rounds);
+        v.quiet_wait_ms = v.quiet_wait_ms.max(one.quiet_wait_ms);
+        v.verify_ms = v.verify_ms.max(one.verify_ms);
+        v.paused_ms = v.paused_ms.max(one.paused_ms);
+        v.pause_ends_at_ms = match (v.pause_ends_at_ms, one.pause_ends_at_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        v.decided_at_ms = v.decided_at_ms.max(one.decided_at_ms);
+        v.requested_at_ms = match v.requested_at_ms {
+            0 => one.requested_at_ms,
+            t => t.min(one.requested_at_ms),
+        };
+    }
+    let go = all.iter().filter(|v| v.code == 0).count();
+    v.lines.push(if go == all.len() {
+        format!(
+            "GO: all {} followers answered GO: the target equals the source",
+            all.len()
+        )
+    } else {
+        let ended: Vec<String> = cps
+            .iter()
+            .zip(&all)
+            .filter(|(_, v)| !v.still_following)
+            .map(|(cp, _)| cp.display().to_string())
+            .collect();
+        format!(
+            "{}: {} of {} followers answered GO. Followers that gave a verdict stopped following ({}): rerun \
+             their `ferry migrate … --follow` (each reconciles its share and follows on), then ferry cutover \
+             again with every --checkpoint",
+            v.verdict,
+            go,
+            all.len(),
+            if ended.is_empty() {
+                "none".to_string()
+            } else {
+                ended.join(", ")
+            }
+        )
+    });
+    v.shares = all;
+    v
 }
 
 /// Prints a verdict's lines on stderr.
@@ -408,6 +516,7 @@ impl Follower {
             self.source.clone(),
             self.job.clone(),
             self.pairs.clone(),
+            self.share.clone(),
             self.tolerance_ms,
             self.stop.clone(),
         )
@@ -428,7 +537,8 @@ impl Follower {
         v: &mut Verdict,
     ) -> anyhow::Result<Option<u32>> {
         let (src, dst) =
-            crate::verify::open_sides(&self.source, &self.job, unlimited(), None).await?;
+            crate::verify::open_sides(&self.source, &self.job, unlimited(), self.share.clone())
+                .await?;
         let mut tally = Tally::default();
         let mut round = 0;
         loop {

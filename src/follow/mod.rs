@@ -21,6 +21,11 @@
 //! to a node); keys are re-read on the master owning their slot; a change of masters makes the
 //! follower fall back to reconciliation passes (see `Follower::check_topology`).
 //!
+//! With `--partition I/N` a worker follows its share only: it subscribes to its share's servers
+//! (`Context::layout`), ignores events of keys of other shares (`state.rs`), and its passes and
+//! cutover compare its share only (listing only the masters serving it). `ferry cutover` names
+//! every worker's checkpoint and is GO only when each worker is (`cutover.rs`).
+//!
 //! Without usable notifications (off, or `CONFIG` blocked so nobody can tell) the same loop runs
 //! with reconciliation passes alone, one every `--reconcile-every` seconds (5 by default), and a
 //! cutover always verifies everything.
@@ -72,6 +77,7 @@ use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
+use crate::partition::KeyShare;
 use crate::report::{MigrateReport, Status};
 use crate::sink::now_ms;
 use crate::sink::restore::WriterOptions;
@@ -114,8 +120,10 @@ pub struct Stats {
     pub pass_differences: u64,
     /// Duration of the last pass, ms.
     pub last_pass_ms: u64,
-    /// Events received.
+    /// Events received (of this worker's share, with `--partition`).
     pub events: u64,
+    /// `--partition`: events received for keys of other shares, left to their workers.
+    pub other_shares_events: u64,
     /// Moments events may have been lost.
     pub gaps: u64,
     /// Why (the first few).
@@ -170,6 +178,8 @@ pub(crate) struct Follower {
     source_version: (u32, u32),
     job: Job,
     pairs: Vec<(u32, u32)>,
+    /// `--partition`: the keys this worker follows, reconciles and verifies.
+    share: Option<Arc<KeyShare>>,
     tolerance_ms: u64,
     rounds: u32,
     round_pause: Duration,
@@ -187,6 +197,10 @@ pub struct Context<'a> {
     pub source: &'a Server,
     /// What the checks found on the source.
     pub sinfo: &'a SideInfo,
+    /// The source as this worker reads it (`--partition`: its share's masters only).
+    pub layout: &'a Layout,
+    /// `--partition`: the keys of this worker's share (`None`: every key of `pairs`).
+    pub share: Option<Arc<KeyShare>>,
     /// The target's layout.
     pub target: &'a Layout,
     /// How the copy wrote (clocks, DB map, sizes).
@@ -209,10 +223,11 @@ pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut Migrat
             ctx.writer.clone(),
         ),
         source: ctx.source.clone(),
-        masters: source_masters(ctx.source, &ctx.sinfo.layout),
+        masters: source_masters(ctx.source, ctx.layout),
         source_version: ctx.sinfo.info.version(),
         job: ctx.job.clone(),
         pairs: ctx.pairs.clone(),
+        share: ctx.share.clone(),
         tolerance_ms: ctx.args.verify.ttl_tolerance.min(FOLLOW_TTL_TOLERANCE_MS),
         rounds: ctx.args.verify.rounds.max(1),
         round_pause: Duration::from_millis(ctx.args.verify.round_pause),
@@ -240,6 +255,7 @@ pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut Migrat
     };
     let result = f.follow(&setup, every, topology, log_every, report).await;
     f.stats.events = f.shared.events.load(Ordering::Relaxed);
+    f.stats.other_shares_events = f.shared.other_shares.load(Ordering::Relaxed);
     f.stats.gaps = f.shared.gap_count();
     f.stats.gap_reasons = f
         .shared
@@ -347,6 +363,7 @@ impl Follower {
                 self.source.clone(),
                 self.job.clone(),
                 self.pairs.clone(),
+                self.share.clone(),
                 self.tolerance_ms,
                 self.stop.clone(),
             ));
@@ -550,6 +567,7 @@ pub async fn reconcile_once(ctx: Context<'_>, stop: &Stop) -> anyhow::Result<Str
         ctx.source.clone(),
         ctx.job.clone(),
         ctx.pairs.clone(),
+        ctx.share.clone(),
         tolerance,
         stop.clone(),
     )

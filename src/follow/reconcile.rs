@@ -8,11 +8,13 @@
 //! from what the pass read: they are marked dirty, so the follower's one ordered write path
 //! (`apply.rs`) re-reads and writes them like any other dirty key.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::dirty::DbKey;
 use crate::endpoint::Server;
 use crate::job::Job;
+use crate::partition::KeyShare;
 use crate::stop::Stop;
 use crate::verify::passes;
 use crate::verify::rounds::Tally;
@@ -34,16 +36,18 @@ pub struct PassOutcome {
     pub elapsed_ms: u64,
 }
 
-/// Runs one pass over the database `pairs` (source db, target db).
+/// Runs one pass over the database `pairs` (source db, target db); with `share`
+/// (`--partition`), over that share's keys only, listing only the masters that serve it.
 pub async fn pass(
     source: Server,
     job: Job,
     pairs: Vec<(u32, u32)>,
+    share: Option<Arc<KeyShare>>,
     tolerance_ms: u64,
     stop: Stop,
 ) -> anyhow::Result<PassOutcome> {
     let started = Instant::now();
-    let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), None).await?;
+    let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), share).await?;
     let mut tally = Tally::default();
     let first = passes::first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
     let keys_total = first.dbs.iter().map(|d| d.source.keys).sum();

@@ -13,6 +13,7 @@ use super::{cutover, watch};
 use crate::check::{Layout, SideInfo};
 use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
+use crate::partition::KeyShare;
 use crate::sink::now_ms;
 use crate::stop::Stop;
 
@@ -30,12 +31,16 @@ pub struct Setup {
 
 /// Checks what `--follow` needs, reads the source's notification settings, and subscribes —
 /// before the copy's first SCAN. Never changes the source's configuration unless
-/// `--enable-notifications` asks.
+/// `--enable-notifications` asks. `layout` is the source as this worker reads it (with
+/// `--partition`, its share's masters) and `share` the keys it follows (`None`: every key of
+/// `dbs`).
 pub async fn prepare(
     args: &MigrateArgs,
     source: &Server,
     sinfo: &SideInfo,
+    layout: &Layout,
     dbs: &[u32],
+    share: Option<Arc<KeyShare>>,
     cp_path: &std::path::Path,
 ) -> anyhow::Result<Setup> {
     if args.on_conflict == crate::cli::OnConflict::Skip {
@@ -43,7 +48,7 @@ pub async fn prepare(
             "--follow keeps the target equal to the source, which --on-conflict skip contradicts; use fail or replace"
         );
     }
-    let masters = source_masters(source, &sinfo.layout);
+    let masters = source_masters(source, layout);
     let (major, minor) = sinfo.info.version();
     let streams = (major, minor) >= (5, 0);
     // Every master must publish events: keyspace events are local to the node that ran the write.
@@ -76,7 +81,7 @@ pub async fn prepare(
             false
         }
     };
-    let shared = Arc::new(Shared::new(dbs.to_vec(), args.follow.dirty_budget));
+    let shared = Arc::new(Shared::new(dbs.to_vec(), share, args.follow.dirty_budget));
     let stop_tasks = Stop::new();
     let mut subs = Vec::new();
     for m in &masters {

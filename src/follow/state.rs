@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::dirty::{DbKey, DirtySet};
 use super::ledger::Ledger;
+use crate::partition::KeyShare;
 use crate::sink::now_ms;
 
 /// How many gap reasons the report keeps.
@@ -30,6 +31,11 @@ pub struct Shared {
     pub marks: Mutex<Marks>,
     /// Source DBs followed (events of other DBs are ignored).
     pub dbs: Vec<u32>,
+    /// `--partition`: the keys of this worker's share (events of other keys are ignored: another
+    /// worker follows them).
+    pub share: Option<Arc<KeyShare>>,
+    /// Events ignored because their key belongs to another worker's share.
+    pub other_shares: AtomicU64,
     /// Moments events may have been lost, counted.
     pub gaps: AtomicU64,
     /// Why (the first few), for the report.
@@ -44,13 +50,15 @@ pub struct Shared {
 
 impl Shared {
     /// Empty state: `budget` keys at most in the dirty set and in the ledger.
-    pub fn new(dbs: Vec<u32>, budget: usize) -> Shared {
+    pub fn new(dbs: Vec<u32>, share: Option<Arc<KeyShare>>, budget: usize) -> Shared {
         Shared {
             marks: Mutex::new(Marks {
                 dirty: DirtySet::new(budget),
                 ledger: Ledger::new(budget),
             }),
             dbs,
+            share,
+            other_shares: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             gap_reasons: Mutex::new(Vec::new()),
             events: AtomicU64::new(0),
@@ -69,15 +77,21 @@ impl Shared {
         if !self.dbs.contains(&db) {
             return;
         }
-        let now = now_ms();
-        self.events.fetch_add(1, Ordering::Relaxed);
-        self.last_event_ms.store(now, Ordering::Relaxed);
+        // Counted for the keyspace watcher whatever the share: the key counts it compares
+        // include every share's keys.
         *self
             .events_by_db
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(db)
             .or_default() += 1;
+        if self.share.as_ref().is_some_and(|s| !s.contains(key)) {
+            self.other_shares.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = now_ms();
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.last_event_ms.store(now, Ordering::Relaxed);
         self.mark(db, key, now);
     }
 

@@ -314,6 +314,7 @@ pub async fn compare_sides<S: Side, T: Side>(
                 passes::first_round(&src, &dst, pairs, opts.tolerance_ms, stop, &mut tally).await?;
             report.dbs = f.dbs;
             report.buckets = Some(f.buckets);
+            report.totals.listed = f.listed;
             f.candidates
         }
     };

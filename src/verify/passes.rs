@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::bucket::{bucket_of, DbAggregates, TtlGrid, BUCKETS};
 use super::compare::{compare_maps, Verdict};
-use super::report::{BucketStats, DbCounts};
+use super::report::{BucketStats, DbCounts, Listed};
 use super::rounds::{Candidate, Tally};
 use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
@@ -42,6 +42,8 @@ pub struct FirstRound {
     pub candidates: Vec<Candidate>,
     /// Bucket statistics.
     pub buckets: BucketStats,
+    /// Keys listed by pass 1, per side.
+    pub listed: Listed,
 }
 
 /// Runs pass 1 and pass 2 over every database pair.
@@ -56,12 +58,15 @@ pub async fn first_round<S: Side, T: Side>(
     // Pass 1: aggregates of every database pair.
     let grid = TtlGrid::new(tolerance_ms);
     let mut aggs: Vec<(DbAggregates, DbAggregates)> = Vec::with_capacity(pairs.len());
+    let mut listed = Listed::default();
     for &(db, tdb) in pairs {
         let a = DbAggregates::new(grid);
         let b = DbAggregates::new(grid);
         let ((a, sa), (b, sb)) = both(src, dst, db, tdb, Want::All, a, b, stop).await?;
         tally.stream(&sa);
         tally.stream(&sb);
+        listed.source += sa.listed;
+        listed.target += sb.listed;
         aggs.push((a, b));
     }
 
@@ -151,6 +156,7 @@ pub async fn first_round<S: Side, T: Side>(
         dbs,
         candidates,
         buckets: stats,
+        listed,
     })
 }
 

@@ -152,6 +152,18 @@ pub struct Totals {
     /// Differences found but not re-checked because there were too many to track (counted, and
     /// as differences, from the first comparison).
     pub not_rechecked: u64,
+    /// Keys each side listed (SCAN) in the first pass of a full run.
+    pub listed: Listed,
+}
+
+/// Keys listed per side. With `--partition` on a cluster only the share's masters are listed,
+/// so the workers' figures add up to one listing of each side, not N.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// Keys SCANned on the source.
+    pub source: u64,
+    /// Keys SCANned on the target.
+    pub target: u64,
 }
 
 /// Bucket statistics of a full run.

@@ -177,6 +177,10 @@ pub struct LiveSide {
     /// For a cluster: the index in `nodes` of the master serving each slot (`u16::MAX`: none).
     /// Empty for a standalone server.
     owners: Vec<u16>,
+    /// `--partition` on a cluster: per node, whether it serves a slot of the share (the others
+    /// are neither listed nor read, so N workers list the cluster once between them). Empty:
+    /// every node.
+    in_share: Vec<bool>,
     listed: Arc<AtomicU64>,
 }
 
@@ -213,6 +217,7 @@ impl LiveSide {
                 product: info.product(),
                 nodes: vec![node],
                 owners: Vec::new(),
+                in_share: Vec::new(),
                 listed,
             });
         }
@@ -229,6 +234,18 @@ impl LiveSide {
                 cluster::ranges_text(&gaps)
             );
         }
+        let in_share = match &opts.share {
+            Some(share) => topology
+                .masters
+                .iter()
+                .map(|m| {
+                    m.slots
+                        .iter()
+                        .any(|&(a, b)| (a..=b).any(|s| share.has_slot(s)))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let cl = Cluster::new(server, map.clone());
         let mut nodes = Vec::with_capacity(topology.masters.len());
         let mut owners = vec![u16::MAX; BUCKETS];
@@ -256,8 +273,14 @@ impl LiveSide {
             product: format!("{}, cluster of {} masters", info.product(), nodes.len()),
             nodes,
             owners,
+            in_share,
             listed,
         })
+    }
+
+    /// True if node `i` serves a slot of the `--partition` share (or there is no share).
+    fn in_share(&self, i: usize) -> bool {
+        self.in_share.get(i).copied().unwrap_or(true)
     }
 
     /// The node serving `bucket`.
@@ -271,8 +294,11 @@ impl LiveSide {
         }
     }
 
-    /// True if node `i` serves a bucket `want` selects.
+    /// True if node `i` serves a bucket `want` selects (and of the share, with `--partition`).
     fn serves_wanted(&self, i: usize, want: &Want) -> bool {
+        if !self.in_share(i) {
+            return false;
+        }
         match want {
             Want::All => true,
             Want::Buckets(_) if self.owners.is_empty() => true,
@@ -304,7 +330,12 @@ impl Side for LiveSide {
 
     async fn keyspace(&self) -> anyhow::Result<BTreeMap<u32, (u64, u64)>> {
         let mut out: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-        for node in &self.nodes {
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.in_share(*i));
+        for (_, node) in nodes {
             for (db, (keys, ttl)) in node.keyspace().await? {
                 let e = out.entry(db).or_default();
                 e.0 += keys;
