@@ -18,6 +18,9 @@
 //! Scores travel as `f64` parsed from the 17-significant-digit text Redis prints, which round
 //! trips exactly; `±inf` included.
 
+pub mod size;
+pub mod write;
+
 use bytes::Bytes;
 
 pub use crate::rdb::value::StreamId;
@@ -162,4 +165,17 @@ impl Chunk {
             }
         }
     }
+}
+
+/// A key the reader found too big to DUMP, handed to a writer to copy in chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigKey {
+    /// Source DB.
+    pub db: u32,
+    /// Key name.
+    pub key: Bytes,
+    /// Its type when probed.
+    pub kind: Kind,
+    /// Its estimated size in bytes (from the probe).
+    pub estimate: u64,
 }
