@@ -159,6 +159,8 @@ fn group(p: &mut Pipeline, tmp: &[u8], g: &StreamGroup, features: TargetFeatures
         tmp.to_vec(),
         g.name.to_vec(),
         last.into_bytes(),
+        // A stream whose entries were all deleted has none to create it.
+        b"MKSTREAM".to_vec(),
     ];
     if let (true, Some(n)) = (features.stream_v7, g.entries_read) {
         args.push(b"ENTRIESREAD".to_vec());
