@@ -20,6 +20,8 @@
 
 use bytes::Bytes;
 
+pub mod read;
+
 pub use crate::rdb::value::StreamId;
 
 /// The Redis type of a big key (module types are never chunked).
