@@ -206,11 +206,9 @@ impl ChunkReader {
 
     /// Elements for the next window: `budget / average size`, at most ×4 the last window.
     fn next_window(&mut self) -> usize {
-        let target = if self.elements == 0 {
-            FIRST_WINDOW
-        } else {
-            let avg = (self.bytes / self.elements).max(1) as usize;
-            (self.budget / avg).max(1)
+        let target = match self.bytes.checked_div(self.elements) {
+            None => FIRST_WINDOW,
+            Some(avg) => (self.budget / avg.max(1) as usize).max(1),
         };
         self.window = target
             .min(self.window.saturating_mul(4))
