@@ -15,10 +15,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redis::ConnectionLike;
+use support::cluster_data;
 use support::data::{self, assert_same};
 use support::ferry::{finish, Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
-use support::cluster_data;
 
 const HASH_FIELDS: usize = 200_000;
 const LIST_LEN: usize = 200_000;
@@ -41,7 +41,12 @@ fn small_bulk_target() -> Server {
 }
 
 /// Runs `pipe` on `c`, in pieces of `n` commands built by `add(pipe, i)` for `i` in `0..total`.
-fn fill(c: &mut redis::Connection, total: usize, n: usize, add: impl Fn(&mut redis::Pipeline, usize)) {
+fn fill(
+    c: &mut redis::Connection,
+    total: usize,
+    n: usize,
+    add: impl Fn(&mut redis::Pipeline, usize),
+) {
     let mut i = 0;
     while i < total {
         let mut p = redis::pipe();
@@ -62,7 +67,8 @@ fn seed_big(c: &mut redis::Connection, streams: bool, prefix: &str) {
         let mut cmd = redis::cmd("HMSET");
         cmd.arg(&hash);
         for i in b * 500..(b + 1) * 500 {
-            cmd.arg(format!("field:{i}")).arg(format!("value-{i}-{}", "h".repeat(i % 40)));
+            cmd.arg(format!("field:{i}"))
+                .arg(format!("value-{i}-{}", "h".repeat(i % 40)));
         }
         p.add_command(cmd).ignore();
     });
@@ -84,7 +90,10 @@ fn seed_big(c: &mut redis::Connection, streams: bool, prefix: &str) {
             let score = match i {
                 0 => "-inf".to_string(),
                 1 => "+inf".to_string(),
-                _ => format!("{:e}", (i as f64) / 3.0 * if i % 2 == 0 { 1.0 } else { -1.0 }),
+                _ => format!(
+                    "{:e}",
+                    (i as f64) / 3.0 * if i % 2 == 0 { 1.0 } else { -1.0 }
+                ),
             };
             cmd.arg(score).arg(format!("member-{i}"));
         }
@@ -100,14 +109,32 @@ fn seed_big(c: &mut redis::Connection, streams: bool, prefix: &str) {
         p.add_command(cmd).ignore();
     });
     let string: Vec<u8> = (0..STRING_BYTES).map(|i| (i % 251) as u8).collect();
-    let _: () = redis::cmd("SET").arg(k("big:string")).arg(string).query(c).expect("SET");
+    let _: () = redis::cmd("SET")
+        .arg(k("big:string"))
+        .arg(string)
+        .query(c)
+        .expect("SET");
     // TTLs on two big keys (one long, one that survives the copy) and on small keys.
-    let _: () = redis::cmd("PEXPIRE").arg(&hash).arg(3_600_000).query(c).expect("PEXPIRE");
-    let _: () = redis::cmd("PEXPIRE").arg(&list).arg(600_000).query(c).expect("PEXPIRE");
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&hash)
+        .arg(3_600_000)
+        .query(c)
+        .expect("PEXPIRE");
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&list)
+        .arg(600_000)
+        .query(c)
+        .expect("PEXPIRE");
     fill(c, 2000, 500, |p, i| {
-        p.cmd("SET").arg(k(&format!("small:{i}"))).arg(format!("v{i}")).ignore();
+        p.cmd("SET")
+            .arg(k(&format!("small:{i}")))
+            .arg(format!("v{i}"))
+            .ignore();
         if i % 3 == 0 {
-            p.cmd("PEXPIRE").arg(k(&format!("small:{i}"))).arg(900_000).ignore();
+            p.cmd("PEXPIRE")
+                .arg(k(&format!("small:{i}")))
+                .arg(900_000)
+                .ignore();
         }
     });
     if streams {
@@ -128,7 +155,11 @@ fn seed_stream(c: &mut redis::Connection, key: &str) {
             .arg(i)
             .ignore();
     });
-    let _: () = redis::cmd("XDEL").arg(key).arg("1000-1").query(c).expect("XDEL");
+    let _: () = redis::cmd("XDEL")
+        .arg(key)
+        .arg("1000-1")
+        .query(c)
+        .expect("XDEL");
     for (group, start) in [("g1", "0"), ("g2", "1500-0")] {
         let _: () = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -173,7 +204,12 @@ fn seed_stream(c: &mut redis::Connection, key: &str) {
             .query(c)
             .expect("XCLAIM");
     }
-    let _: () = redis::cmd("XACK").arg(key).arg("g1").arg("1002-0").query(c).expect("XACK");
+    let _: () = redis::cmd("XACK")
+        .arg(key)
+        .arg("g1")
+        .arg("1002-0")
+        .query(c)
+        .expect("XACK");
 }
 
 fn migrate_args(src: &str, dst: &str, extra: &[&str]) -> Vec<String> {
@@ -217,10 +253,15 @@ fn copies_every_type(version: Version) {
     let work = Workdir::new();
 
     // Detection off is the code before #14: one RESTORE per key, refused by the target.
-    let old = run(&work, &migrate_args(&src.url(), &dst.url(), &["--big-key-bytes", "0"]));
+    let old = run(
+        &work,
+        &migrate_args(&src.url(), &dst.url(), &["--big-key-bytes", "0"]),
+    );
     assert_eq!(old.code, 2, "{}", old.text());
     assert!(old.text().contains("proto-max-bulk-len"), "{}", old.text());
-    let _: () = redis::cmd("FLUSHALL").query(&mut dst.conn()).expect("FLUSHALL");
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut dst.conn())
+        .expect("FLUSHALL");
 
     let r = run(&work, &migrate_args(&src.url(), &dst.url(), &["--fresh"]));
     assert_eq!(r.code, 0, "{}", r.text());
@@ -228,7 +269,8 @@ fn copies_every_type(version: Version) {
     assert_eq!(r.num("keys.big_keys"), big, "{}", r.text());
     assert_eq!(r.num("keys.written"), 2000 + big, "{}", r.text());
     let rss = r.num("peak_rss_bytes");
-    assert!(rss < 150 << 20, "peak RSS {rss} bytes");
+    eprintln!("{version}: peak RSS {} MiB, {} bytes written", rss >> 20, r.num("bytes"));
+    assert!(rss < 100 << 20, "peak RSS {rss} bytes");
     let (a, b) = (
         data::snapshot_all(&mut src.conn()),
         data::snapshot_all(&mut dst.conn()),
@@ -264,7 +306,10 @@ fn killed_mid_big_key_then_rerun_is_exact() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut dst_conn = dst.conn();
     loop {
-        assert!(Instant::now() < deadline, "no temporary key seen within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no temporary key seen within 30 s"
+        );
         if !temp_keys(&mut dst_conn).is_empty() {
             break;
         }
@@ -272,8 +317,12 @@ fn killed_mid_big_key_then_rerun_is_exact() {
     }
     child.kill().expect("SIGKILL ferry");
     let _ = child.wait();
-    let left = temp_keys(&mut dst_conn).len();
-    eprintln!("{left} temporary key(s) left by the kill");
+    // The kill came while a big key was half written (16 KB chunks: each takes many round
+    // trips), so the rerun has a temporary key to clean up.
+    assert!(
+        !temp_keys(&mut dst_conn).is_empty(),
+        "the kill left no temporary key"
+    );
 
     let (mut cmd, report) = work.command(&argv);
     let out = cmd.output().expect("rerun ferry");
@@ -284,7 +333,10 @@ fn killed_mid_big_key_then_rerun_is_exact() {
         data::snapshot_all(&mut dst.conn()),
     );
     assert_same(&a, &b, 1_000);
-    assert!(temp_keys(&mut dst.conn()).is_empty(), "a temporary key was left behind");
+    assert!(
+        temp_keys(&mut dst.conn()).is_empty(),
+        "a temporary key was left behind"
+    );
 }
 
 /// A cluster target: each big key (some with hash tags, some with braces that are not one) is
@@ -303,7 +355,11 @@ fn big_keys_into_a_cluster_target() {
     seed_big(&mut c, true, "");
     let mut tagged = |name: &str| {
         let v: Vec<String> = (0..60_000).map(|i| format!("member-{i}-{name}")).collect();
-        let _: () = redis::cmd("SADD").arg(name).arg(v).query(&mut c).expect("SADD");
+        let _: () = redis::cmd("SADD")
+            .arg(name)
+            .arg(v)
+            .query(&mut c)
+            .expect("SADD");
     };
     tagged("{user:7}:friends");
     tagged("a{}b:set");

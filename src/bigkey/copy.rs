@@ -54,7 +54,12 @@ pub enum Target<'a> {
 
 impl Target<'_> {
     /// The server for `key`, and the DB to select there (`None` on a cluster).
-    fn dest(&self, key: &[u8], db: u32, opts: &WriterOptions) -> Result<(Server, Option<u32>), Again> {
+    fn dest(
+        &self,
+        key: &[u8],
+        db: u32,
+        opts: &WriterOptions,
+    ) -> Result<(Server, Option<u32>), Again> {
         match self {
             Target::Standalone(s) => {
                 let db = opts.db_map.get(&db).copied().unwrap_or(db);

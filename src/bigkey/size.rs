@@ -135,13 +135,26 @@ pub fn ask_details(p: &mut Pipeline, keys: &[&Bytes]) {
     for k in keys {
         let k = &k[..];
         p.cmd(&[b"TYPE".as_slice(), k]);
-        for cmd in [&b"STRLEN"[..], b"HLEN", b"LLEN", b"SCARD", b"ZCARD", b"XLEN"] {
+        for cmd in [
+            &b"STRLEN"[..],
+            b"HLEN",
+            b"LLEN",
+            b"SCARD",
+            b"ZCARD",
+            b"XLEN",
+        ] {
             p.cmd(&[cmd, k]);
         }
         p.cmd(&[b"LRANGE".as_slice(), k, b"0", last.as_bytes()]);
         p.cmd(&[b"HSCAN".as_slice(), k, b"0", b"COUNT", n.as_bytes()]);
         p.cmd(&[b"SRANDMEMBER".as_slice(), k, n.as_bytes()]);
-        p.cmd(&[b"ZRANGE".as_slice(), k, b"0", last.as_bytes(), b"WITHSCORES"]);
+        p.cmd(&[
+            b"ZRANGE".as_slice(),
+            k,
+            b"0",
+            last.as_bytes(),
+            b"WITHSCORES",
+        ]);
         p.cmd(&[b"XRANGE".as_slice(), k, b"-", b"+", b"COUNT", n.as_bytes()]);
     }
 }

@@ -87,7 +87,12 @@ pub struct TargetFeatures {
 }
 
 /// Appends the commands writing `chunk` into `tmp` to `p`; returns how many it added.
-pub fn encode_chunk(p: &mut Pipeline, tmp: &[u8], chunk: &Chunk, features: TargetFeatures) -> usize {
+pub fn encode_chunk(
+    p: &mut Pipeline,
+    tmp: &[u8],
+    chunk: &Chunk,
+    features: TargetFeatures,
+) -> usize {
     let before = p.len();
     match chunk {
         Chunk::String(b) => {
@@ -118,7 +123,12 @@ pub fn encode_chunk(p: &mut Pipeline, tmp: &[u8], chunk: &Chunk, features: Targe
 }
 
 /// `CMD tmp args…`, or nothing when there are no args.
-fn variadic<'a>(p: &mut Pipeline, cmd: &'a [u8], tmp: &'a [u8], args: impl Iterator<Item = &'a [u8]>) {
+fn variadic<'a>(
+    p: &mut Pipeline,
+    cmd: &'a [u8],
+    tmp: &'a [u8],
+    args: impl Iterator<Item = &'a [u8]>,
+) {
     let mut all: Vec<&[u8]> = vec![cmd, tmp];
     all.extend(args);
     if all.len() > 2 {

@@ -379,7 +379,8 @@ pub async fn read_expiries(
     let mut p = Pipeline::new();
     ask(&mut p, keys.iter().map(|k| &k[..]));
     let replies = conn.run(&p).await.map_err(anyhow::Error::from)?;
-    let (bracket, ttls) = read(&mut replies.into_iter(), keys.len()).map_err(ReadKeysError::Reply)?;
+    let (bracket, ttls) =
+        read(&mut replies.into_iter(), keys.len()).map_err(ReadKeysError::Reply)?;
     if needs_reread(&bracket, &ttls) {
         Ok(settle(conn, keys, bracket, &ttls).await?)
     } else {

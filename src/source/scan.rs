@@ -398,7 +398,11 @@ impl Reader {
             vanished,
             uncertainty_ms,
         } = fetched.unwrap_or_default();
-        let big = if is_last { page.big.clone() } else { Vec::new() };
+        let big = if is_last {
+            page.big.clone()
+        } else {
+            Vec::new()
+        };
         // A round trip is sized by an estimate (values' sizes are unknown until they arrive),
         // so a chunk that brought more bytes than that is handed on in several batches: what
         // waits in the queue and in the writers stays bounded by `batch_bytes`. The last one
@@ -483,7 +487,9 @@ impl Reader {
         verdicts: Vec<size::Verdict>,
     ) -> Result<Arc<Page>, StepError> {
         let Some(big_probe) = self.opts.big else {
-            return Err(StepError::Fatal(anyhow::anyhow!("internal: probe without options")));
+            return Err(StepError::Fatal(anyhow::anyhow!(
+                "internal: probe without options"
+            )));
         };
         let mut keys = Vec::with_capacity(page.keys.len());
         let mut big = Vec::new();
@@ -514,14 +520,12 @@ impl Reader {
                     ))
                 })?;
                 match details {
-                    Some((kind, estimate)) if estimate > big_probe.threshold => {
-                        big.push(BigKey {
-                            db: self.db,
-                            key: key.clone(),
-                            kind,
-                            estimate,
-                        })
-                    }
+                    Some((kind, estimate)) if estimate > big_probe.threshold => big.push(BigKey {
+                        db: self.db,
+                        key: key.clone(),
+                        kind,
+                        estimate,
+                    }),
                     _ => keys.push(key.clone()),
                 }
             }
