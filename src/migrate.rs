@@ -220,7 +220,17 @@ async fn run_inner(
         false => None,
     };
     let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
-    let writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let mut writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let big = crate::bigkey::settings(
+        job.tuning.big_key_bytes,
+        job.tuning.batch_bytes,
+        max_bulk,
+        sinfo.info.version(),
+        tinfo.info.version(),
+        &cp.job_id,
+    );
+    let big_probe = big.as_ref().map(|b| b.0);
+    writer_opts.big = big.map(|b| b.1);
     let base = cp.totals;
     if !cp.completed {
         let plans = match &layout {
@@ -246,7 +256,7 @@ async fn run_inner(
             .collect();
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
         let filter = share.as_ref().and_then(|s| s.read_filter.clone());
-        let readers = scan_readers(&job, plans, filter, &throttles, &stop);
+        let readers = scan_readers(&job, plans, filter, big_probe, &throttles, &stop);
         let writers = writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::new(
             args.output.progress,
@@ -377,6 +387,7 @@ pub(crate) fn writer_options(
         retry_for: Duration::from_secs(job.tuning.retry_for),
         select_db: !tinfo.is_cluster(),
         target_rdb,
+        big: None,
     }
 }
 
@@ -552,6 +563,7 @@ fn scan_readers(
     job: &Job,
     plans: Vec<StreamPlan>,
     filter: Option<Arc<KeyShare>>,
+    big: Option<scan::BigProbe>,
     throttles: &Throttles,
     stop: &Stop,
 ) -> Vec<ReaderFactory> {
@@ -560,6 +572,7 @@ fn scan_readers(
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: Duration::from_secs(job.tuning.retry_for),
+        big,
     };
     plans
         .into_iter()
