@@ -40,7 +40,9 @@
 //! - **A side is a stream.** The comparison needs only [`side::Side`]: list `(db, key, payload,
 //!   expiry)` and re-read keys by name. A live server is one; an RDB file (`--rdb`) can be another.
 
+pub mod big;
 pub mod bucket;
+pub mod chunk_digest;
 pub mod compare;
 pub mod digest;
 pub mod file;
@@ -218,6 +220,7 @@ pub(crate) async fn open_sides(
         retry_for: Duration::from_secs(job.tuning.retry_for),
         throttles: None,
         share,
+        big_key_bytes: job.tuning.big_key_bytes,
     };
     let source_opts = LiveOptions {
         throttles: Some(throttles),
@@ -335,6 +338,7 @@ pub async fn compare_sides<S: Side, T: Side>(
     t.settled_on_recheck = tally.settled;
     t.expired_during_verify = tally.expired;
     t.undecodable = tally.undecodable;
+    t.big_keys_read = tally.big;
     t.not_rechecked = tally.untracked.values().sum();
     for c in &left {
         *t.by_kind.entry(c.kind).or_default() += 1;
@@ -387,6 +391,7 @@ pub(crate) fn finish(
         report.error = Some(format!("{e:#}"));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.peak_rss_bytes = crate::report::peak_rss_bytes();
     if let Some(m) = crate::metrics::get() {
         m.set_differences(report.totals.differences);
     }
