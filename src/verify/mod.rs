@@ -10,6 +10,9 @@
 //!              3 readers, each page one pipelined TIME + PTTL + DUMP round trip), or an RDB
 //!              file (file.rs, --rdb)
 //!  state.rs    payload → decoded Value (rdb::decode, any RDB version) → KeyState {kind, digest, expiry}
+//!  big.rs      keys over --big-key-bytes (probed per page like the copy, bigkey/size.rs) are
+//!              never DUMPed: read in chunks (bigkey/read.rs), digested by chunk_digest.rs to the
+//!              same digest a DUMP would give, so memory and source stalls stay bounded
 //!  digest.rs   canonical digest: order kept where Redis keeps it (lists, streams), not elsewhere
 //!  bucket.rs   pass 1: per-(db, hash slot) counts + order-independent sums, two TTL grids
 //!  passes.rs   buckets that differ → pass 2: both sides listed again, only those buckets read,
