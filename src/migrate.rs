@@ -221,11 +221,17 @@ async fn run_inner(
     };
     let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
     let mut writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let probe = retry::retrying(retry_for, || async {
+        let mut src = source.connect().await?;
+        let version = sinfo.info.version();
+        Ok(crate::bigkey::size::Probe::choose(&mut src, version).await?)
+    })
+    .await?;
     let big = crate::bigkey::settings(
         job.tuning.big_key_bytes,
         job.tuning.batch_bytes,
         max_bulk,
-        sinfo.info.version(),
+        probe,
         tinfo.info.version(),
         &cp.job_id,
     );

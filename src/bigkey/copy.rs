@@ -342,6 +342,16 @@ impl Attempt<'_> {
         {
             return Again::Transient(anyhow::anyhow!("the target answered {err}"));
         }
+        if err.contains("exceeds maximum allowed size") {
+            return Again::Fatal(anyhow::anyhow!(
+                "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
+                 can never be larger than that setting on the target, whatever the way it is written: raise \
+                 proto-max-bulk-len on the target above the string's size (CONFIG SET or the parameter group), then \
+                 rerun the same command",
+                escape_key(&self.key.key),
+                self.key.db
+            ));
+        }
         Again::Fatal(anyhow::anyhow!(
             "the target {ep} refused to write big key {} (db {}) into its temporary key: {err}. Big keys are \
              written with HSET/SADD/ZADD/RPUSH/APPEND/XADD/XSETID/XGROUP/XCLAIM, PEXPIRE, DEL, EXISTS, MULTI, RENAME, \

@@ -176,7 +176,7 @@ pub fn settings(
     big_key_bytes: u64,
     batch_bytes: usize,
     max_bulk: Option<u64>,
-    source_version: (u32, u32),
+    probe: size::Probe,
     target_version: (u32, u32),
     job: &str,
 ) -> Option<(crate::source::scan::BigProbe, copy::BigOptions)> {
@@ -187,10 +187,7 @@ pub fn settings(
     let threshold = big_key_bytes.min(half_limit);
     let budget = (batch_bytes as u64).min(half_limit).clamp(1024, 64 << 20) as usize;
     Some((
-        crate::source::scan::BigProbe {
-            probe: size::Probe::for_version(source_version),
-            threshold,
-        },
+        crate::source::scan::BigProbe { probe, threshold },
         copy::BigOptions {
             job: job.to_string(),
             budget,

@@ -44,6 +44,29 @@ impl Probe {
         }
     }
 
+    /// The probe for the source behind `conn`: [`Probe::Memory`] on 4.0+ unless its ACL denies
+    /// `MEMORY` (asked once, of a key that does not exist), [`Probe::Encoding`] otherwise.
+    pub async fn choose(
+        conn: &mut crate::endpoint::Connection,
+        version: (u32, u32),
+    ) -> Result<Probe, crate::endpoint::ConnError> {
+        if Probe::for_version(version) == Probe::Encoding {
+            return Ok(Probe::Encoding);
+        }
+        let reply = conn
+            .cmd(&[b"MEMORY".as_slice(), b"USAGE", b"ferry:no-such-key"])
+            .await?;
+        Ok(match reply.error() {
+            None => Probe::Memory,
+            Some(e) => {
+                tracing::info!(
+                    "the source refused MEMORY USAGE ({e}); big keys are found by OBJECT ENCODING and type lengths instead"
+                );
+                Probe::Encoding
+            }
+        })
+    }
+
     /// Commands [`ask`] adds per key.
     pub fn commands_per_key(self) -> usize {
         match self {
