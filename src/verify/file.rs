@@ -253,6 +253,7 @@ fn live_options(job: &Job) -> LiveOptions {
         retry_for: Duration::from_secs(job.tuning.retry_for),
         throttles: None,
         share: None,
+        big_key_bytes: job.tuning.big_key_bytes,
     }
 }
 
