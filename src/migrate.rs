@@ -364,14 +364,18 @@ pub(crate) fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
 /// a cluster.
 pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Sink> {
     (0..n)
-        .map(|_| match layout {
-            Layout::Standalone(server) => {
-                Sink::Standalone(Writer::new(server.clone(), opts.clone()))
+        .map(|i| {
+            let mut opts = opts.clone();
+            if let Some(big) = &mut opts.big {
+                (big.writer, big.writers) = (i, n);
             }
-            Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
-                Router::new(cluster.clone(), topology, opts.retry_for),
-                opts.clone(),
-            )),
+            match layout {
+                Layout::Standalone(server) => Sink::Standalone(Writer::new(server.clone(), opts)),
+                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
+                    Router::new(cluster.clone(), topology, opts.retry_for),
+                    opts,
+                )),
+            }
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  source: TIME, PTTL key, TIME (expiry, as for every key: source/expiry.rs)
-//!  target: [EXISTS key → skip]  DEL tmp
+//!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
 //!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
 //!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
 //! ```
@@ -39,6 +39,10 @@ pub struct BigOptions {
     pub budget: usize,
     /// What the target supports.
     pub features: TargetFeatures,
+    /// This writer's number (its own temporary keys, see `write::temp_key`).
+    pub writer: usize,
+    /// How many writers the job has.
+    pub writers: usize,
 }
 
 /// Reads of a key that keeps changing while it is read before ferry gives up on it.
@@ -231,8 +235,11 @@ impl Attempt<'_> {
         if skip && exists(&mut dst, key).await? {
             return Ok(Outcome::Conflict);
         }
-        let tmp = write::temp_key(&self.big.job, key);
-        dst.cmd(&[b"DEL".as_slice(), &tmp]).await?;
+        let tmp = write::temp_key(&self.big.job, key, self.big.writer);
+        // Every writer's, so a crashed run's are gone whichever writer built them.
+        let mut del: Vec<Bytes> = vec![Bytes::from_static(b"DEL")];
+        del.extend(write::all_temp_keys(&self.big.job, key, self.big.writers));
+        dst.cmd(&del).await?;
         let written = self.fill(conn, &mut dst, &mut reader, &tmp).await;
         let bytes = match written {
             Ok(Some(bytes)) => bytes,

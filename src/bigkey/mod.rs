@@ -194,6 +194,8 @@ pub fn settings(
             features: write::TargetFeatures {
                 stream_v7: target_version >= (7, 0),
             },
+            writer: 0,
+            writers: 1,
         },
     ))
 }

@@ -8,7 +8,7 @@
 //! - The temporary key lives in the **same hash slot** as the key (a cluster refuses a RENAME
 //!   across slots with CROSSSLOT): its name starts with a hash tag chosen so that its CRC16
 //!   slot equals the key's, whatever the key's bytes (`{`/`}` included).
-//! - Its name is deterministic per (job, key), so a rerun after a crash deletes it before
+//! - Its name is deterministic per (job, key, writer), so a rerun after a crash deletes it before
 //!   writing the key again; and every chunk's round trip also sets a safety `PEXPIRE` on it,
 //!   so a temporary key of a job never rerun expires on its own instead of staying behind. The
 //!   transaction sets the key's real expiry (`PEXPIREAT`) or removes the safety one (`PERSIST`).
@@ -50,16 +50,29 @@ fn tags() -> &'static [String] {
     })
 }
 
-/// The temporary key for `key` in job `job`: in the same slot as `key`, and the same name on
-/// every run of the job (so a rerun finds and deletes a crashed run's).
-pub fn temp_key(job: &str, key: &[u8]) -> Bytes {
+/// The temporary key for `key` in job `job` written by writer number `writer`: in the same slot
+/// as `key`, and the same name on every run of the job (so a rerun finds and deletes a crashed
+/// run's, see [`all_temp_keys`]). One per writer: SCAN may list a key twice (while the source
+/// rehashes), and two writers building the same big key must not write into one temporary key.
+pub fn temp_key(job: &str, key: &[u8], writer: usize) -> Bytes {
     let tag = &tags()[usize::from(key_slot(key))];
     let hash = crate::rdb::crc64::checksum(key);
     let job: String = job.chars().take(16).collect();
     Bytes::from(format!(
-        "{{{tag}}}ferry:tmp:{job}:{hash:016x}:{}",
+        "{{{tag}}}ferry:tmp:{job}:{hash:016x}:{}:{writer}",
         key.len()
     ))
+}
+
+/// Writer numbers whose temporary keys a writer deletes before building a key: a crashed run
+/// with up to this many writers (or `writers`, if more) leaves nothing a rerun does not find.
+pub const TEMP_WRITERS: usize = 16;
+
+/// Every temporary key name `key` may have in job `job` (all in `key`'s slot, so one `DEL`).
+pub fn all_temp_keys(job: &str, key: &[u8], writers: usize) -> Vec<Bytes> {
+    (0..writers.max(TEMP_WRITERS))
+        .map(|w| temp_key(job, key, w))
+        .collect()
 }
 
 /// `ms-seq`, as stream commands take an ID.
@@ -292,12 +305,17 @@ mod tests {
             b"",
             &[0xff, 0x00, b'{', b'z', b'}'],
         ] {
-            let t = temp_key("job123", key);
+            let t = temp_key("job123", key, 0);
             assert_eq!(key_slot(&t), key_slot(key), "{key:?} -> {t:?}");
-            assert_eq!(t, temp_key("job123", key));
-            assert_ne!(t, temp_key("job124", key));
+            assert_eq!(t, temp_key("job123", key, 0));
+            assert_ne!(t, temp_key("job124", key, 0));
+            assert_ne!(t, temp_key("job123", key, 1));
+            let all = all_temp_keys("job123", key, 4);
+            assert_eq!(all.len(), TEMP_WRITERS);
+            assert!(all.contains(&t));
+            assert!(all.iter().all(|k| key_slot(k) == key_slot(key)));
         }
-        assert_ne!(temp_key("j", b"a"), temp_key("j", b"b"));
+        assert_ne!(temp_key("j", b"a", 0), temp_key("j", b"b", 0));
     }
 
     #[test]
