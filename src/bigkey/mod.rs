@@ -185,7 +185,12 @@ pub fn settings(
     }
     let half_limit = max_bulk.map_or(u64::MAX, |m| (m / 2).max(1));
     let threshold = big_key_bytes.min(half_limit);
-    let budget = (batch_bytes as u64).min(half_limit).clamp(1024, 64 << 20) as usize;
+    // A limit ferry cannot read (CONFIG denied) may be as low as any server accepts: chunks stay
+    // under half of the smallest, so no chunk is ever refused for its size.
+    let chunk_limit = max_bulk.map_or((crate::sink::bulk_limit::PROBE_FLOOR / 2) as u64, |m| {
+        (m / 2).max(1)
+    });
+    let budget = (batch_bytes as u64).min(chunk_limit).clamp(1024, 64 << 20) as usize;
     Some((
         crate::source::scan::BigProbe { probe, threshold },
         copy::BigOptions {
