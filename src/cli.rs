@@ -525,6 +525,14 @@ pub struct ReadTuningArgs {
     #[arg(long, default_value_t = 2 << 20, value_name = "BYTES")]
     pub batch_bytes: usize,
 
+    /// Keys larger than this (estimated before reading them: MEMORY USAGE, or type lengths on
+    /// Redis 3.2) are never DUMPed whole: they are copied in chunks of about --batch-bytes into a
+    /// temporary key renamed in place with its expiry (the source never blocks on one big DUMP,
+    /// memory stays bounded). Lowered to the target's proto-max-bulk-len when that is smaller.
+    /// 0 turns big-key detection off (every key is DUMPed, as before).
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub big_key_bytes: u64,
+
     /// How long to keep retrying a lost connection before giving up, in seconds.
     ///
     /// Also bounds every wait for a server: a connect, TLS handshake, write or read that gets no

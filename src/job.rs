@@ -62,6 +62,8 @@ pub struct Tuning {
     pub retry_for: u64,
     /// `--threads`.
     pub threads: Option<u16>,
+    /// `--big-key-bytes`: keys above this are copied and verified in chunks (0: never).
+    pub big_key_bytes: u64,
 }
 
 impl From<&ReadTuningArgs> for Tuning {
@@ -74,6 +76,7 @@ impl From<&ReadTuningArgs> for Tuning {
             writers: crate::cli::DEFAULT_WRITERS,
             retry_for: read.retry_for,
             threads: read.threads,
+            big_key_bytes: read.big_key_bytes,
         }
     }
 }

@@ -4,10 +4,14 @@
 //! ```text
 //!  source/scan.rs    SCAN page ─► TIME + PTTLs + TIME + DUMPs (pipelined) ─► Record {db, key, payload, expire_at_ms}
 //!                    (source/expiry.rs: each expiry exact within its TIME bracket; shared with verify, follow)
+//!                    (bigkey/size.rs: the next page's sizes probed with its SCAN; keys over --big-key-bytes
+//!                     are not DUMPed but handed on as BigKeys with the page's last batch)
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
 //!                      (source/rdb_input.rs: stdin, pipes and gzip files spooled to a file first)
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
+//!  bigkey/copy.rs    …then each big key of the batch: chunks (bigkey/read.rs) ─► temporary key in its slot
+//!                    (bigkey/write.rs) ─► MULTI RENAME + PEXPIREAT EXEC, before the batch is acknowledged
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover

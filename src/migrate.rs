@@ -196,7 +196,23 @@ async fn run_inner(
         false => None,
     };
     let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
-    let writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let mut writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let probe = crate::retry::retrying(job.retry_for(), || async {
+        let mut src = source.connect().await?;
+        let version = sinfo.info.version();
+        Ok(crate::bigkey::size::Probe::choose(&mut src, version).await?)
+    })
+    .await?;
+    let big = crate::bigkey::settings(
+        job.tuning.big_key_bytes,
+        job.tuning.batch_bytes,
+        max_bulk,
+        probe,
+        tinfo.info.version(),
+        &cp.job_id,
+    );
+    let big_probe = big.as_ref().map(|b| b.0);
+    writer_opts.big = big.map(|b| b.1);
     let base = cp.totals;
     if !cp.completed {
         let plans = match &layout {
@@ -222,7 +238,7 @@ async fn run_inner(
             .collect();
         let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
         let filter = share.as_ref().and_then(|s| s.read_filter.clone());
-        let readers = scan_readers(&job, plans, filter, &throttles, &stop);
+        let readers = scan_readers(&job, plans, filter, big_probe, &throttles, &stop);
         let writers = writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::new(
             args.output.progress,
@@ -325,14 +341,18 @@ pub(crate) fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
 /// a cluster.
 pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Sink> {
     (0..n)
-        .map(|_| match layout {
-            Layout::Standalone(server) => {
-                Sink::Standalone(Writer::new(server.clone(), opts.clone()))
+        .map(|i| {
+            let mut opts = opts.clone();
+            if let Some(big) = &mut opts.big {
+                (big.writer, big.writers) = (i, n);
             }
-            Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
-                Router::new(cluster.clone(), topology, opts.retry_for),
-                opts.clone(),
-            )),
+            match layout {
+                Layout::Standalone(server) => Sink::Standalone(Writer::new(server.clone(), opts)),
+                Layout::Cluster { cluster, topology } => Sink::Cluster(ClusterWriter::new(
+                    Router::new(cluster.clone(), topology, opts.retry_for),
+                    opts,
+                )),
+            }
         })
         .collect()
 }
@@ -354,6 +374,7 @@ pub(crate) fn writer_options(
         retry_for: job.retry_for(),
         select_db: !tinfo.is_cluster(),
         target_rdb,
+        big: None,
     }
 }
 
@@ -529,6 +550,7 @@ fn scan_readers(
     job: &Job,
     plans: Vec<StreamPlan>,
     filter: Option<Arc<KeyShare>>,
+    big: Option<scan::BigProbe>,
     throttles: &Throttles,
     stop: &Stop,
 ) -> Vec<ReaderFactory> {
@@ -537,6 +559,7 @@ fn scan_readers(
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
         retry_for: job.retry_for(),
+        big,
     };
     plans
         .into_iter()

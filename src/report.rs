@@ -109,6 +109,8 @@ pub struct KeyCounts {
     pub empty_skipped: u64,
     /// RDB file source: module keys skipped with `--skip-modules`.
     pub modules_skipped: u64,
+    /// Keys over `--big-key-bytes`, copied in chunks (also counted in `written`).
+    pub big_keys: u64,
 }
 
 impl KeyCounts {
@@ -124,6 +126,7 @@ impl KeyCounts {
             reencoded: total.reencoded,
             empty_skipped: total.empty_skipped,
             modules_skipped: total.modules_skipped,
+            big_keys: total.big_keys,
         }
     }
 }

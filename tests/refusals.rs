@@ -170,6 +170,10 @@ fn oversized_value_case(mib: usize, reset: bool, target: &str) {
         &ca(),
         "--retry-for",
         "60",
+        // The RESTORE path's refusal is what this tests: big-key chunks (bigkeys.rs) would
+        // write the value in pieces and meet "string exceeds maximum allowed size" instead.
+        "--big-key-bytes",
+        "0",
     ]);
     let took = started.elapsed();
     assert_refused(

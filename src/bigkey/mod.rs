@@ -18,6 +18,11 @@
 //! Scores travel as `f64` parsed from the 17-significant-digit text Redis prints, which round
 //! trips exactly; `±inf` included.
 
+pub mod copy;
+pub mod read;
+pub mod size;
+pub mod write;
+
 use bytes::Bytes;
 
 pub use crate::rdb::value::StreamId;
@@ -161,5 +166,64 @@ impl Chunk {
                 group.len() + entries.iter().map(|e| 32 + e.consumer.len()).sum::<usize>()
             }
         }
+    }
+}
+
+/// Big-key settings for a live job: how the reader probes and how writers copy, or `None` when
+/// `--big-key-bytes 0` turned detection off. The threshold and the chunks stay well under the
+/// target's `proto-max-bulk-len` when it is known (estimates err; a DUMP may exceed one).
+pub fn settings(
+    big_key_bytes: u64,
+    batch_bytes: usize,
+    max_bulk: Option<u64>,
+    probe: size::Probe,
+    target_version: (u32, u32),
+    job: &str,
+) -> Option<(crate::source::scan::BigProbe, copy::BigOptions)> {
+    if big_key_bytes == 0 {
+        return None;
+    }
+    let half_limit = max_bulk.map_or(u64::MAX, |m| (m / 2).max(1));
+    let threshold = big_key_bytes.min(half_limit);
+    // A limit ferry cannot read (CONFIG denied) may be as low as any server accepts: chunks stay
+    // under half of the smallest, so no chunk is ever refused for its size.
+    let chunk_limit = max_bulk.map_or((crate::sink::bulk_limit::PROBE_FLOOR / 2) as u64, |m| {
+        (m / 2).max(1)
+    });
+    let budget = (batch_bytes as u64).min(chunk_limit).clamp(1024, 64 << 20) as usize;
+    Some((
+        crate::source::scan::BigProbe { probe, threshold },
+        copy::BigOptions {
+            job: job.to_string(),
+            budget,
+            features: write::TargetFeatures {
+                stream_v7: target_version >= (7, 0),
+            },
+            writer: 0,
+            writers: 1,
+        },
+    ))
+}
+
+/// A key the reader found too big to DUMP, handed to a writer to copy in chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigKey {
+    /// Source DB.
+    pub db: u32,
+    /// Key name.
+    pub key: Bytes,
+    /// Its type when probed.
+    pub kind: Kind,
+    /// Its estimated size in bytes (from the probe).
+    pub estimate: u64,
+}
+
+/// The source server a batch's big keys are read from (printed without credentials).
+#[derive(Clone)]
+pub struct BigSource(pub crate::endpoint::Server);
+
+impl std::fmt::Debug for BigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BigSource({})", self.0.endpoint)
     }
 }

@@ -59,6 +59,11 @@ impl ClusterWriter {
         ClusterWriter { router, opts }
     }
 
+    /// The router and the options, to copy big keys (`bigkey/copy.rs`).
+    pub fn parts(&mut self) -> (&mut Router, &WriterOptions) {
+        (&mut self.router, &self.opts)
+    }
+
     /// Writes every record of `batch` to the master owning its slot; returns what was done.
     pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
         let mut counts = Counts {

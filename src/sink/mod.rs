@@ -8,6 +8,7 @@ pub mod restore;
 pub mod route;
 pub mod slots;
 
+use crate::bigkey::copy;
 use crate::source::{Batch, Counts};
 
 /// One writer task's sink: a standalone server or a cluster. The pipeline holds a list of these
@@ -20,12 +21,31 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Writes every record of `batch`; returns what was done.
+    /// Writes every record of `batch`, then copies its big keys in chunks (so the batch is
+    /// acknowledged only once they are in place); returns what was done.
     pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
-        match self {
+        let mut counts = match self {
             Sink::Standalone(w) => w.write(batch).await,
             Sink::Cluster(w) => w.write(batch).await,
+        }?;
+        if batch.big.is_empty() {
+            return Ok(counts);
         }
+        let Some(crate::bigkey::BigSource(source)) = &batch.big_source else {
+            anyhow::bail!("internal error: big keys without their source");
+        };
+        let big = match self {
+            Sink::Standalone(w) => {
+                let target = copy::Target::Standalone(w.server());
+                copy::copy_keys(&batch.big, source, target, w.options()).await
+            }
+            Sink::Cluster(w) => {
+                let (router, opts) = w.parts();
+                copy::copy_keys(&batch.big, source, copy::Target::Cluster(router), opts).await
+            }
+        }?;
+        counts.add(&big);
+        Ok(counts)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct WriterOptions {
     /// Redis 7.2+ source, RDB 11+, into Redis 7.0, RDB 10) is re-encoded for it and written
     /// again; see [`reencode_refused`].
     pub target_rdb: Option<u16>,
+    /// How big keys are copied (a live source with big-key detection on).
+    pub big: Option<crate::bigkey::copy::BigOptions>,
 }
 
 /// One writer task's connection and reusable buffers.
@@ -68,6 +70,16 @@ impl Writer {
             backoff,
             largest_written: 0,
         }
+    }
+
+    /// The target server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// How this writer writes.
+    pub fn options(&self) -> &WriterOptions {
+        &self.opts
     }
 
     /// Writes every record of `batch`, retrying lost connections; returns what was done.

@@ -90,6 +90,13 @@ impl Router {
         }
     }
 
+    /// The master that serves `key` now (for a connection of its own: a big key's copy).
+    pub fn server_for(&self, key: &[u8]) -> Option<crate::endpoint::Server> {
+        self.map
+            .owner(key_slot(key))
+            .map(|a| self.cluster.server(a))
+    }
+
     /// Re-reads the topology from any node we know.
     pub async fn refresh(&mut self) -> anyhow::Result<()> {
         let known = self.map.masters();

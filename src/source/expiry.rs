@@ -369,6 +369,25 @@ pub async fn read_keys(conn: &mut Connection, keys: &[Bytes]) -> Result<KeysRead
     })
 }
 
+/// The expiries of `keys` alone (the DB selected on `conn`, nothing in flight): one round trip
+/// `TIME, PTTL k…, TIME`, made exact with [`settle`] after a stall. For a big key, whose value is
+/// read in chunks afterwards (`bigkey/copy.rs`).
+pub async fn read_expiries(
+    conn: &mut Connection,
+    keys: &[Bytes],
+) -> Result<Expiries, ReadKeysError> {
+    let mut p = Pipeline::new();
+    ask(&mut p, keys.iter().map(|k| &k[..]));
+    let replies = conn.run(&p).await.map_err(anyhow::Error::from)?;
+    let (bracket, ttls) =
+        read(&mut replies.into_iter(), keys.len()).map_err(ReadKeysError::Reply)?;
+    if needs_reread(&bracket, &ttls) {
+        Ok(settle(conn, keys, bracket, &ttls).await?)
+    } else {
+        Ok(Expiries::new(&bracket, &ttls))
+    }
+}
+
 /// Each key's DUMP reply with its expiry: `None` for a key gone by either command.
 pub fn pair(dumps: Vec<Reply>, expiries: Vec<Expiry>) -> Vec<Option<KeyRead>> {
     dumps

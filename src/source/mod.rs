@@ -48,6 +48,11 @@ pub struct Batch {
     /// re-encoded, file bytes it consumed, how exact its expiries are); added to the writer's
     /// counts when the batch is acknowledged.
     pub noted: Counts,
+    /// Keys too big to DUMP, copied in chunks by the writer before it acknowledges the batch
+    /// (only ever on the last batch of a SCAN page, so the position moves after them).
+    pub big: Vec<crate::bigkey::BigKey>,
+    /// The source server to read `big` from.
+    pub big_source: Option<crate::bigkey::BigSource>,
 }
 
 /// Counts of one stream, or of the whole job.
@@ -81,6 +86,9 @@ pub struct Counts {
     /// worst, not a sum; see `source/expiry.rs`).
     #[serde(default)]
     pub expiry_uncertainty_ms: u64,
+    /// Keys written in chunks (over `--big-key-bytes`); also counted in `written`.
+    #[serde(default)]
+    pub big_keys: u64,
 }
 
 impl Counts {
@@ -96,6 +104,7 @@ impl Counts {
         self.empty_skipped += other.empty_skipped;
         self.modules_skipped += other.modules_skipped;
         self.file_bytes += other.file_bytes;
+        self.big_keys += other.big_keys;
         self.expiry_uncertainty_ms = self.expiry_uncertainty_ms.max(other.expiry_uncertainty_ms);
     }
 }

@@ -519,6 +519,8 @@ impl Pending {
             scanned: std::mem::take(&mut self.scanned),
             vanished: 0,
             noted,
+            big: Vec::new(),
+            big_source: None,
         };
         self.seq += 1;
         self.bytes = 0;

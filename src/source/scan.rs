@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::expiry;
 use super::{dump_size, Batch, Position};
+use crate::bigkey::{size, BigKey};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::partition::KeyShare;
 use crate::record::Record;
@@ -38,6 +39,17 @@ pub struct ScanOptions {
     pub batch_bytes: usize,
     /// How long to keep retrying a lost connection.
     pub retry_for: Duration,
+    /// Big-key detection (`--big-key-bytes`); `None`: every key is DUMPed.
+    pub big: Option<BigProbe>,
+}
+
+/// How a reader tells big keys (see `bigkey/size.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct BigProbe {
+    /// The probe the source supports.
+    pub probe: size::Probe,
+    /// Keys estimated larger than this are big.
+    pub threshold: u64,
 }
 
 /// One stream to read: a DB of a source server, from a cursor.
@@ -128,7 +140,10 @@ struct Page {
     cursor: u64,
     /// The cursor SCAN returned: the next page (0: this was the last).
     next: u64,
+    /// The keys to DUMP (once probed, only the small ones).
     keys: Vec<Bytes>,
+    /// Its big keys, handed on with the page's last batch.
+    big: Vec<BigKey>,
 }
 
 /// One round trip of a reader.
@@ -138,6 +153,8 @@ struct Chunk {
     range: Range<usize>,
     /// `SCAN` this cursor in the same round trip.
     scan: Option<u64>,
+    /// Probe the sizes of this (next) page's keys in the same round trip.
+    probe: Option<Arc<Page>>,
 }
 
 impl Chunk {
@@ -146,17 +163,21 @@ impl Chunk {
             page: None,
             range: 0..0,
             scan: Some(cursor),
+            probe: None,
         }
     }
 
-    /// Commands in the round trip: two `TIME`s and two per key if there are keys, and the SCAN.
-    fn commands(&self) -> usize {
+    /// Commands in the round trip: two `TIME`s and two per key if there are keys, the probes
+    /// (`per_probe` commands per probed key) and the SCAN.
+    fn commands(&self, per_probe: usize) -> usize {
         let keys = self.range.len();
+        let probes = self.probe.as_ref().map_or(0, |p| p.keys.len() * per_probe);
         (if keys > 0 {
             expiry::commands_with_values(keys)
         } else {
             0
-        }) + usize::from(self.scan.is_some())
+        }) + probes
+            + usize::from(self.scan.is_some())
     }
 
     fn keys(&self) -> &[Bytes] {
@@ -181,6 +202,8 @@ enum Todo {
     Scan(u64),
     /// The keys of a page from `from` on.
     Page { page: Arc<Page>, from: usize },
+    /// A page whose keys' sizes are still to be probed (big-key detection on).
+    Probe(Arc<Page>),
 }
 
 /// A retry after a lost connection: SCAN `cursor` again, leaving out the keys already handed on.
@@ -306,7 +329,7 @@ impl Reader {
         let Some(chunk) = self.in_flight.front() else {
             return Ok(Step::Done);
         };
-        let n = chunk.commands();
+        let n = chunk.commands(self.per_probe());
         let mut replies = std::mem::take(&mut self.replies);
         replies.clear();
         let got = match self.conn().await {
@@ -329,17 +352,34 @@ impl Reader {
         } else {
             Some(self.read_replies(chunk.keys(), &mut it)?)
         };
-        if let Some(cursor) = chunk.scan {
-            let reply = it.next().ok_or_else(|| {
-                StepError::Fatal(anyhow::anyhow!(
-                    "the source {} sent fewer replies than commands",
-                    self.server.endpoint
-                ))
-            })?;
-            self.add_page(cursor, reply)?;
-        }
+        let short = || {
+            StepError::Fatal(anyhow::anyhow!(
+                "the source {} sent fewer replies than commands",
+                self.server.endpoint
+            ))
+        };
+        let probed = match (&chunk.probe, self.opts.big) {
+            (Some(page), Some(big)) => {
+                let n = page.keys.len();
+                let verdicts = size::read(&mut it, big.probe, n, big.threshold);
+                Some((page.clone(), verdicts.ok_or_else(short)?))
+            }
+            _ => None,
+        };
+        let scanned_page = match chunk.scan {
+            Some(cursor) => Some((cursor, it.next().ok_or_else(short)?)),
+            None => None,
+        };
         drop(it);
         self.replies = replies;
+        // The probed page is queued before the page the SCAN lists (which is probed next).
+        if let Some((page, verdicts)) = probed {
+            let page = self.classify(&page, verdicts).await?;
+            self.todo.push_back(Todo::Page { page, from: 0 });
+        }
+        if let Some((cursor, reply)) = scanned_page {
+            self.add_page(cursor, reply)?;
+        }
         let fetched = match read {
             Some(read) => Some(self.records(chunk.keys(), read).await?),
             None => None,
@@ -358,6 +398,11 @@ impl Reader {
             vanished,
             uncertainty_ms,
         } = fetched.unwrap_or_default();
+        let big = if is_last {
+            page.big.clone()
+        } else {
+            Vec::new()
+        };
         // A round trip is sized by an estimate (values' sizes are unknown until they arrive),
         // so a chunk that brought more bytes than that is handed on in several batches: what
         // waits in the queue and in the writers stays bounded by `batch_bytes`. The last one
@@ -373,9 +418,13 @@ impl Reader {
                 return Ok(Step::Done);
             }
         }
-        let scanned = chunk.range.len() as u64 - handed;
+        let scanned = chunk.range.len() as u64 - handed + big.len() as u64;
         let mut batch = self.batch(last, position, scanned, vanished);
         batch.noted.expiry_uncertainty_ms = uncertainty_ms;
+        if !big.is_empty() {
+            batch.big = big;
+            batch.big_source = Some(crate::bigkey::BigSource(self.server.clone()));
+        }
         if tx.send(batch).await.is_err() {
             return Ok(Step::Done);
         }
@@ -411,11 +460,82 @@ impl Reader {
         if let Some(share) = &self.filter {
             keys.retain(|k| share.contains(k));
         }
-        self.todo.push_back(Todo::Page {
-            page: Arc::new(Page { cursor, next, keys }),
-            from: 0,
+        let page = Arc::new(Page {
+            cursor,
+            next,
+            keys,
+            big: Vec::new(),
+        });
+        self.todo.push_back(match self.opts.big {
+            Some(_) => Todo::Probe(page),
+            None => Todo::Page { page, from: 0 },
         });
         Ok(())
+    }
+
+    /// Commands the size probe sends per key (0: big-key detection off).
+    fn per_probe(&self) -> usize {
+        self.opts.big.map_or(0, |b| b.probe.commands_per_key())
+    }
+
+    /// The page with its keys sorted by the probe's `verdicts`: the small ones to DUMP, the big
+    /// ones aside. Keys the probe could not decide are asked about in one more round trip (on
+    /// the second connection: the first has round trips in flight).
+    async fn classify(
+        &mut self,
+        page: &Page,
+        verdicts: Vec<size::Verdict>,
+    ) -> Result<Arc<Page>, StepError> {
+        let Some(big_probe) = self.opts.big else {
+            return Err(StepError::Fatal(anyhow::anyhow!(
+                "internal: probe without options"
+            )));
+        };
+        let mut keys = Vec::with_capacity(page.keys.len());
+        let mut big = Vec::new();
+        let mut checks: Vec<(&Bytes, Option<u64>)> = Vec::new();
+        for (key, v) in page.keys.iter().zip(verdicts) {
+            match v {
+                size::Verdict::Small => keys.push(key.clone()),
+                size::Verdict::Big(kind, estimate) => big.push(BigKey {
+                    db: self.db,
+                    key: key.clone(),
+                    kind,
+                    estimate,
+                }),
+                size::Verdict::Check { size } => checks.push((key, size)),
+            }
+        }
+        if !checks.is_empty() {
+            let mut p = Pipeline::new();
+            let asked: Vec<&Bytes> = checks.iter().map(|c| c.0).collect();
+            size::ask_details(&mut p, &asked);
+            let ep = self.server.endpoint.to_string();
+            let replies = self.reread_conn().await?.run(&p).await?;
+            let mut it = replies.into_iter();
+            for (key, known) in checks {
+                let details = size::read_details(&mut it, known).ok_or_else(|| {
+                    StepError::Fatal(anyhow::anyhow!(
+                        "the source {ep} sent fewer replies than commands"
+                    ))
+                })?;
+                match details {
+                    Some((kind, estimate)) if estimate > big_probe.threshold => big.push(BigKey {
+                        db: self.db,
+                        key: key.clone(),
+                        kind,
+                        estimate,
+                    }),
+                    _ => keys.push(key.clone()),
+                }
+            }
+        }
+        Ok(Arc::new(Page {
+            cursor: page.cursor,
+            next: page.next,
+            keys,
+            big,
+        }))
     }
 
     /// The next round trip to send, cut from the front of `todo` now, so its size follows the
@@ -423,10 +543,20 @@ impl Reader {
     fn next_chunk(&mut self) -> Option<Chunk> {
         let (page, from) = match self.todo.pop_front()? {
             Todo::Scan(cursor) => return Some(Chunk::scan_only(cursor)),
+            Todo::Probe(page) => {
+                return Some(Chunk {
+                    page: None,
+                    range: 0..0,
+                    scan: (page.next != 0).then_some(page.next),
+                    probe: Some(page),
+                })
+            }
             Todo::Page { page, from } => (page, from),
         };
         let len = page.keys.len();
-        let scan_next = (from == 0 && page.next != 0).then_some(page.next);
+        let probing = self.opts.big.is_some();
+        // With big-key detection, the next page's SCAN rides with its probe instead (below).
+        let mut scan_next = (!probing && from == 0 && page.next != 0).then_some(page.next);
         let mut size = dump_size::keys_per_round_trip(
             self.opts.batch_bytes,
             self.avg_size,
@@ -444,11 +574,22 @@ impl Reader {
                 from: end,
             });
         }
+        // The probe of the next page (and the SCAN of the one after) rides with this page's
+        // first chunk: the next page is classified before its first DUMP is due.
+        let mut probe = None;
+        if probing && from == 0 {
+            let at = self.todo.iter().position(|t| matches!(t, Todo::Probe(_)));
+            if let Some(Todo::Probe(next)) = at.and_then(|i| self.todo.remove(i)) {
+                scan_next = (next.next != 0).then_some(next.next);
+                probe = Some(next);
+            }
+        }
         // An empty page is one chunk without keys: it still moves the position (and SCANs on).
         Some(Chunk {
             page: Some(page),
             range: from..end,
             scan: scan_next,
+            probe,
         })
     }
 
@@ -459,6 +600,9 @@ impl Reader {
         if !chunk.range.is_empty() {
             let keys = chunk.keys();
             expiry::ask_with_values(&mut p, keys);
+        }
+        if let (Some(page), Some(big)) = (&chunk.probe, self.opts.big) {
+            size::ask(&mut p, big.probe, &page.keys);
         }
         if let Some(c) = chunk.scan {
             let mut count = itoa::Buffer::new();
@@ -497,6 +641,8 @@ impl Reader {
             scanned,
             vanished,
             noted: super::Counts::default(),
+            big: Vec::new(),
+            big_source: None,
         };
         self.seq += 1;
         b

@@ -117,7 +117,7 @@ impl Kind {
     }
 
     /// Seed that separates the digests of different types.
-    fn seed(self) -> u64 {
+    pub(super) fn seed(self) -> u64 {
         0x6665_7272_7900_0000 | self as u64
     }
 }
@@ -129,12 +129,13 @@ pub fn digest_value(v: &Value) -> Digest {
     Digest(match v {
         Value::String(s) => xxh3_128_with_seed(s, seed),
         Value::List(items) => {
+            // The count last, so that a list read in chunks (`chunk_digest.rs`) hashes the same
+            // byte stream without knowing its length first.
             let mut h = Xxh3::with_seed(seed);
-            h.update(&(items.len() as u64).to_le_bytes());
             for item in items {
-                h.update(&(item.len() as u64).to_le_bytes());
-                h.update(item);
+                list_item(&mut h, item);
             }
+            h.update(&(items.len() as u64).to_le_bytes());
             h.digest128()
         }
         Value::Set(members) => {
@@ -192,72 +193,132 @@ pub fn canonical_score(score: f64) -> u64 {
 }
 
 /// Hash of one member of an unordered collection.
-fn element(bytes: &[u8]) -> u128 {
+pub(super) fn element(bytes: &[u8]) -> u128 {
     xxh3_128_with_seed(bytes, 0x5e7)
 }
 
 /// Hash of a (name, value) pair of an unordered collection: the value hashed with a seed derived
 /// from the name, so `(a, b)` and `(b, a)` differ.
-fn pair(name: &[u8], value: &[u8]) -> u128 {
+pub(super) fn pair(name: &[u8], value: &[u8]) -> u128 {
     xxh3_128_with_seed(value, xxh3_64(name))
 }
 
-fn finish_unordered(seed: u64, sum: u128, count: usize) -> u128 {
+pub(super) fn finish_unordered(seed: u64, sum: u128, count: usize) -> u128 {
     let mut buf = [0u8; 24];
     buf[..16].copy_from_slice(&sum.to_le_bytes());
     buf[16..].copy_from_slice(&(count as u64).to_le_bytes());
     xxh3_128_with_seed(&buf, seed)
 }
 
-fn id_bytes(h: &mut Xxh3, id: StreamId) {
+pub(super) fn id_bytes(h: &mut Xxh3, id: StreamId) {
     h.update(&id.ms.to_le_bytes());
     h.update(&id.seq.to_le_bytes());
 }
 
+/// One list element: length-prefixed.
+pub(super) fn list_item(h: &mut Xxh3, item: &[u8]) {
+    h.update(&(item.len() as u64).to_le_bytes());
+    h.update(item);
+}
+
+/// One stream entry: its ID, then its fields length-prefixed, in order.
+pub(super) fn stream_entry<'a>(
+    h: &mut Xxh3,
+    id: StreamId,
+    fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+) {
+    id_bytes(h, id);
+    h.update(&(fields.len() as u64).to_le_bytes());
+    for (f, v) in fields {
+        list_item(h, f);
+        list_item(h, v);
+    }
+}
+
+/// Ends a stream's digest: `h` has its entries; then their count (last, so that entries read in
+/// chunks hash the same stream), the last ID and the groups (an order-independent sum).
+pub(super) fn finish_stream(
+    mut h: Xxh3,
+    entries: u64,
+    last_id: StreamId,
+    groups: u128,
+    group_count: u64,
+) -> u128 {
+    h.update(&entries.to_le_bytes());
+    id_bytes(&mut h, last_id);
+    h.update(&groups.to_le_bytes());
+    h.update(&group_count.to_le_bytes());
+    h.digest128()
+}
+
 fn stream_digest(s: &Stream, seed: u64) -> u128 {
     let mut h = Xxh3::with_seed(seed);
-    h.update(&(s.entries.len() as u64).to_le_bytes());
     for (id, fields) in &s.entries {
-        id_bytes(&mut h, *id);
-        h.update(&(fields.len() as u64).to_le_bytes());
-        for (f, v) in fields {
-            h.update(&(f.len() as u64).to_le_bytes());
-            h.update(f);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(v);
-        }
+        stream_entry(
+            &mut h,
+            *id,
+            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+        );
     }
-    id_bytes(&mut h, s.last_id);
     let groups = s
         .groups
         .iter()
         .fold(0u128, |acc, g| acc.wrapping_add(group_digest(g)));
-    h.update(&groups.to_le_bytes());
-    h.update(&(s.groups.len() as u64).to_le_bytes());
+    finish_stream(
+        h,
+        s.entries.len() as u64,
+        s.last_id,
+        groups,
+        s.groups.len() as u64,
+    )
+}
+
+/// Hash of one pending entry (order-independent within its group).
+pub(super) fn pending_hash(id: StreamId, consumer: &[u8], delivery_count: u64) -> u128 {
+    let mut p = Xxh3::with_seed(0x70);
+    id_bytes(&mut p, id);
+    p.update(&delivery_count.to_le_bytes());
+    p.update(consumer);
+    p.digest128()
+}
+
+/// A group's parts as the digest sees them; the sums are order-independent.
+pub(super) struct GroupParts<'a> {
+    pub name: &'a [u8],
+    pub last_delivered: StreamId,
+    pub pending_sum: u128,
+    pub pending_count: u64,
+    pub consumers_sum: u128,
+    pub consumers_count: u64,
+}
+
+/// Hash of one group.
+pub(super) fn group_hash(g: &GroupParts<'_>) -> u128 {
+    let mut h = Xxh3::with_seed(0x67);
+    h.update(&(g.name.len() as u64).to_le_bytes());
+    h.update(g.name);
+    id_bytes(&mut h, g.last_delivered);
+    h.update(&g.pending_sum.to_le_bytes());
+    h.update(&g.pending_count.to_le_bytes());
+    h.update(&g.consumers_sum.to_le_bytes());
+    h.update(&g.consumers_count.to_le_bytes());
     h.digest128()
 }
 
 fn group_digest(g: &StreamGroup) -> u128 {
-    let mut h = Xxh3::with_seed(0x67);
-    h.update(&(g.name.len() as u64).to_le_bytes());
-    h.update(&g.name);
-    id_bytes(&mut h, g.last_delivered);
-    let pending = g.pending.iter().fold(0u128, |acc, (id, consumer, count)| {
-        let mut p = Xxh3::with_seed(0x70);
-        id_bytes(&mut p, *id);
-        p.update(&count.to_le_bytes());
-        p.update(consumer);
-        acc.wrapping_add(p.digest128())
-    });
-    h.update(&pending.to_le_bytes());
-    h.update(&(g.pending.len() as u64).to_le_bytes());
-    let consumers = g
-        .consumers
-        .iter()
-        .fold(0u128, |acc, c| acc.wrapping_add(element(c)));
-    h.update(&consumers.to_le_bytes());
-    h.update(&(g.consumers.len() as u64).to_le_bytes());
-    h.digest128()
+    group_hash(&GroupParts {
+        name: &g.name,
+        last_delivered: g.last_delivered,
+        pending_sum: g.pending.iter().fold(0u128, |acc, (id, consumer, count)| {
+            acc.wrapping_add(pending_hash(*id, consumer, *count))
+        }),
+        pending_count: g.pending.len() as u64,
+        consumers_sum: g
+            .consumers
+            .iter()
+            .fold(0u128, |acc, c| acc.wrapping_add(element(c))),
+        consumers_count: g.consumers.len() as u64,
+    })
 }
 
 #[cfg(test)]

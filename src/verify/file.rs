@@ -253,6 +253,7 @@ fn live_options(job: &Job) -> LiveOptions {
         retry_for: job.retry_for(),
         throttles: None,
         share: None,
+        big_key_bytes: job.tuning.big_key_bytes,
     }
 }
 

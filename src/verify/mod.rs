@@ -10,6 +10,9 @@
 //!              3 readers, each page one pipelined TIME + PTTL + DUMP round trip), or an RDB
 //!              file (file.rs, --rdb)
 //!  state.rs    payload → decoded Value (rdb::decode, any RDB version) → KeyState {kind, digest, expiry}
+//!  big.rs      keys over --big-key-bytes (probed per page like the copy, bigkey/size.rs) are
+//!              never DUMPed: read in chunks (bigkey/read.rs), digested by chunk_digest.rs to the
+//!              same digest a DUMP would give, so memory and source stalls stay bounded
 //!  digest.rs   canonical digest: order kept where Redis keeps it (lists, streams), not elsewhere
 //!  bucket.rs   pass 1: per-(db, hash slot) counts + order-independent sums, two TTL grids
 //!  passes.rs   buckets that differ → pass 2: both sides listed again, only those buckets read,
@@ -40,7 +43,9 @@
 //! - **A side is a stream.** The comparison needs only [`side::Side`]: list `(db, key, payload,
 //!   expiry)` and re-read keys by name. A live server is one; an RDB file (`--rdb`) can be another.
 
+pub mod big;
 pub mod bucket;
+pub mod chunk_digest;
 pub mod compare;
 pub mod digest;
 pub mod file;
@@ -226,6 +231,7 @@ pub(crate) async fn open_sides(
         retry_for: job.retry_for(),
         throttles: None,
         share,
+        big_key_bytes: job.tuning.big_key_bytes,
     };
     let source_opts = LiveOptions {
         throttles: Some(throttles),
@@ -344,6 +350,7 @@ pub async fn compare_sides<S: Side, T: Side>(
     t.settled_on_recheck = tally.settled;
     t.expired_during_verify = tally.expired;
     t.undecodable = tally.undecodable;
+    t.big_keys_read = tally.big;
     t.not_rechecked = tally.untracked.values().sum();
     for c in &left {
         *t.by_kind.entry(c.kind).or_default() += 1;
@@ -396,6 +403,7 @@ pub(crate) fn finish(
         report.error = Some(format!("{e:#}"));
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.peak_rss_bytes = crate::report::peak_rss_bytes();
     if let Some(m) = crate::metrics::get() {
         m.set_differences(report.totals.differences);
     }

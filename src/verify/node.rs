@@ -26,9 +26,11 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 
+use super::big::{self, BigKeys, BigRead};
 use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
+use crate::bigkey::read::ReadError as BigReadError;
 use crate::endpoint::{ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
 use crate::retry::Backoff;
@@ -55,6 +57,8 @@ pub struct LiveOptions {
     pub throttles: Option<Arc<Throttles>>,
     /// `--partition`: only keys of this share are compared (the same filter on both sides).
     pub share: Option<Arc<KeyShare>>,
+    /// `--big-key-bytes`: keys estimated larger are read in chunks, never DUMPed (0: off).
+    pub big_key_bytes: u64,
 }
 
 /// One server (a standalone server, or one master of a cluster), read over pooled connections.
@@ -71,6 +75,8 @@ pub struct Node {
     idle: Mutex<Vec<Connection>>,
     /// This server's share of [`LiveOptions::throttles`].
     throttle: Option<Arc<Throttle>>,
+    /// How big keys are found and read here (`None`: every key is DUMPed).
+    big: Option<BigKeys>,
 }
 
 /// Runs `$body` (an `anyhow::Result`) with `$conn` bound to a pooled connection of `$side`,
@@ -122,8 +128,10 @@ impl Node {
             );
         }
         let throttle = opts.throttles.as_ref().and_then(|t| t.for_server(&server));
+        let big = BigKeys::for_server(&mut conn, opts.big_key_bytes, opts.batch_bytes).await?;
         Ok(Node {
             throttle,
+            big,
             server,
             opts: LiveOptions {
                 scan_count: opts.scan_count.max(1),
@@ -250,7 +258,7 @@ impl Node {
 
     fn refused(&self, db: u32, key: &[u8], err: &str) -> anyhow::Error {
         let hint = if err.starts_with("NOPERM") {
-            " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys)."
+            " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys), and for big keys (--big-key-bytes) +memory +type +strlen +getrange +lrange +llen +sscan +scard +zscan +zcard +hscan +hlen +xrange +xlen +xinfo +xpending."
         } else {
             ""
         };
@@ -263,7 +271,8 @@ impl Node {
     }
 
     /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
-    /// bytes, with the TTLs read again after a stall (see `source/expiry.rs`).
+    /// bytes, with the TTLs read again after a stall (see `source/expiry.rs`); big keys found
+    /// first and read in chunks instead (`big.rs`).
     async fn fetch_with(
         &self,
         conn: &mut Connection,
@@ -286,42 +295,126 @@ impl Node {
             if let Some(t) = &self.throttle {
                 t.take_keys(chunk.len()).await;
             }
-            let read = expiry::read_keys(conn, chunk).await.map_err(|e| match e {
-                ReadKeysError::Conn(e) => e,
-                ReadKeysError::Reply(ReadError::Refused { index, error }) => {
-                    self.refused(db, &chunk[index], &error)
-                }
-                ReadKeysError::Reply(ReadError::Malformed(what)) => anyhow::anyhow!(
-                    "the {} {} sent a reply ferry cannot read: {what}",
-                    self.role_name(),
-                    self.server.endpoint
-                ),
-            })?;
-            let mut bytes = 0usize;
-            for (key, read) in chunk.iter().zip(read.each) {
-                stats.read += 1;
-                let Some(read) = read else {
-                    out.push(None);
-                    continue;
-                };
-                bytes += read.payload.len();
-                // Onto this machine's clock, so both sides' expiries compare.
-                let expire = read.expire_at_ms.map(|ms| ms - self.skew_ms);
-                let (state, err) = KeyState::from_payload(&read.payload, expire);
-                if let Some(err) = err {
-                    stats.note_undecodable(self.role_name(), db, key, &err);
-                }
-                out.push(Some(state));
+            let kinds = match &self.big {
+                Some(b) => big::classify(conn, b, chunk).await?,
+                None => vec![None; chunk.len()],
+            };
+            let small: Vec<Bytes> = chunk
+                .iter()
+                .zip(&kinds)
+                .filter(|(_, k)| k.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut small = self.dump_keys(conn, db, &small, stats).await?.into_iter();
+            for (key, kind) in chunk.iter().zip(kinds) {
+                out.push(match kind {
+                    None => small.next().flatten(),
+                    Some(kind) => self.read_big(conn, db, key, kind, stats).await?,
+                });
             }
-            if let Some(t) = &self.throttle {
-                t.pay_bytes(bytes);
-            }
-            self.avg_size.store(
-                dump_size::next_estimate(avg, bytes / chunk.len() + 1),
-                Ordering::Relaxed,
-            );
         }
         Ok(out)
+    }
+
+    /// Reads `keys` with `TIME, PTTL k1, DUMP k1, …, TIME` (one round trip).
+    async fn dump_keys(
+        &self,
+        conn: &mut Connection,
+        db: u32,
+        keys: &[Bytes],
+        stats: &mut StreamStats,
+    ) -> anyhow::Result<Vec<Option<KeyState>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let read = expiry::read_keys(conn, keys).await.map_err(|e| match e {
+            ReadKeysError::Conn(e) => e,
+            ReadKeysError::Reply(ReadError::Refused { index, error }) => {
+                self.refused(db, &keys[index], &error)
+            }
+            ReadKeysError::Reply(ReadError::Malformed(what)) => self.malformed(what),
+        })?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
+        for (key, read) in keys.iter().zip(read.each) {
+            stats.read += 1;
+            let Some(read) = read else {
+                out.push(None);
+                continue;
+            };
+            bytes += read.payload.len();
+            // Onto this machine's clock, so both sides' expiries compare.
+            let expire = read.expire_at_ms.map(|ms| ms - self.skew_ms);
+            let (state, err) = KeyState::from_payload(&read.payload, expire);
+            if let Some(err) = err {
+                stats.note_undecodable(self.role_name(), db, key, &err);
+            }
+            out.push(Some(state));
+        }
+        if let Some(t) = &self.throttle {
+            t.pay_bytes(bytes);
+        }
+        let avg = self.avg_size.load(Ordering::Relaxed).max(1);
+        self.avg_size.store(
+            dump_size::next_estimate(avg, bytes / keys.len() + 1),
+            Ordering::Relaxed,
+        );
+        Ok(out)
+    }
+
+    /// Reads one big key in chunks (a module value it turned into: with DUMP).
+    async fn read_big(
+        &self,
+        conn: &mut Connection,
+        db: u32,
+        key: &Bytes,
+        kind: crate::bigkey::Kind,
+        stats: &mut StreamStats,
+    ) -> anyhow::Result<Option<KeyState>> {
+        let Some(b) = &self.big else {
+            return Ok(None);
+        };
+        let read = big::read(conn, b, key, kind).await.map_err(|e| match e {
+            BigReadError::Conn(c) => anyhow::Error::from(c),
+            BigReadError::Refused { command, error } => {
+                self.refused(db, key, &format!("{command}: {error}"))
+            }
+            e => anyhow::anyhow!(
+                "the {} {} could not be read in chunks at key {} (db {db}): {e}",
+                self.role_name(),
+                self.server.endpoint,
+                crate::report::escape_key(key)
+            ),
+        })?;
+        match read {
+            BigRead::Gone => {
+                stats.read += 1;
+                Ok(None)
+            }
+            BigRead::Read(mut state, bytes) => {
+                stats.read += 1;
+                stats.big += 1;
+                state.expire_at_ms = state.expire_at_ms.map(|ms| ms - self.skew_ms);
+                if let Some(t) = &self.throttle {
+                    t.pay_bytes(bytes);
+                }
+                Ok(Some(state))
+            }
+            BigRead::Dump => {
+                let mut one = self
+                    .dump_keys(conn, db, std::slice::from_ref(key), stats)
+                    .await?;
+                Ok(one.pop().flatten())
+            }
+        }
+    }
+
+    fn malformed(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the {} {} sent a reply ferry cannot read: {what}",
+            self.role_name(),
+            self.server.endpoint
+        )
     }
 
     async fn keyspace_with(

@@ -149,6 +149,9 @@ pub struct Totals {
     pub expired_during_verify: u64,
     /// Keys whose DUMP payload ferry could not decode (compared by raw bytes; listed in `notes`).
     pub undecodable: u64,
+    /// Key reads done in chunks because the key was over `--big-key-bytes` (both sides, every
+    /// pass): never DUMPed.
+    pub big_keys_read: u64,
     /// Differences found but not re-checked because there were too many to track (counted, and
     /// as differences, from the first comparison).
     pub not_rechecked: u64,
@@ -214,6 +217,8 @@ pub struct VerifyReport {
     pub elapsed_ms: u64,
     /// Keys read per second over both sides' larger key count.
     pub keys_per_sec: u64,
+    /// This process's peak resident memory when the verification ended (Linux).
+    pub peak_rss_bytes: Option<u64>,
     /// The error, when status is `error` or `interrupted`.
     pub error: Option<String>,
     /// `--partition`: which share of which job this report is (read by `ferry report merge`).
@@ -242,6 +247,7 @@ impl VerifyReport {
             notes: Vec::new(),
             elapsed_ms: 0,
             keys_per_sec: 0,
+            peak_rss_bytes: None,
             error: None,
             partition: None,
         }
@@ -332,6 +338,12 @@ pub fn summary_lines(r: &VerifyReport) -> Vec<String> {
         extras.push(format!(
             "{} keys could not be decoded (compared by raw bytes)",
             t.undecodable
+        ));
+    }
+    if t.big_keys_read > 0 {
+        extras.push(format!(
+            "{} big-key reads in chunks (no DUMP)",
+            t.big_keys_read
         ));
     }
     let extras = if extras.is_empty() {

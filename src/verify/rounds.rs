@@ -50,6 +50,8 @@ pub struct Tally {
     pub undecodable: u64,
     /// Some of them, named.
     pub undecodable_examples: Vec<String>,
+    /// Big keys read in chunks.
+    pub big: u64,
     /// Differences beyond [`MAX_TRACKED`], per kind: counted, never re-checked.
     pub untracked: BTreeMap<DiffKind, u64>,
 }
@@ -58,6 +60,7 @@ impl Tally {
     /// Adds what a stream saw.
     pub fn stream(&mut self, s: &StreamStats) {
         self.undecodable += s.undecodable;
+        self.big += s.big;
         for e in &s.undecodable_examples {
             if self.undecodable_examples.len() < 10 {
                 self.undecodable_examples.push(e.clone());

@@ -92,6 +92,8 @@ pub struct StreamStats {
     pub listed: u64,
     /// Keys read (PTTL + DUMP).
     pub read: u64,
+    /// Keys read in chunks (over `--big-key-bytes`), never DUMPed.
+    pub big: u64,
     /// Keys listed but gone when read (deleted or expired in between).
     pub vanished: u64,
     /// Keys whose payload could not be decoded.
@@ -105,6 +107,7 @@ impl StreamStats {
     pub fn add(&mut self, other: StreamStats) {
         self.listed += other.listed;
         self.read += other.read;
+        self.big += other.big;
         self.vanished += other.vanished;
         self.undecodable += other.undecodable;
         for e in other.undecodable_examples {

@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests (`mod support;` in each test file).
+pub mod bigkey_data;
 pub mod cluster_data;
 pub mod data;
 pub mod ferry;

@@ -1,0 +1,410 @@
+//! One big key from the live source to the target, one chunk in memory at a time.
+//!
+//! A writer that receives a batch with big keys (see `source/scan.rs`: the reader probed them
+//! instead of DUMPing them) copies each here before it acknowledges the batch, so the
+//! checkpoint never moves past a big key before its RENAME:
+//!
+//! ```text
+//!  source: TIME, PTTL key, TIME (expiry, as for every key: source/expiry.rs)
+//!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
+//!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
+//!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
+//! ```
+//! Any failure restarts the key from an empty temporary key (element writes are not
+//! idempotent); a key written to while it was read is read again (a few times, then the job
+//! stops naming it). A key whose expiry passes before the RENAME is not written.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::read::{ChunkReader, ReadError};
+use super::write::{self, ChunkError, Expire, TargetFeatures};
+use super::BigKey;
+use crate::cli::OnConflict;
+use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::report::escape_key;
+use crate::retry::Backoff;
+use crate::sink::restore::WriterOptions;
+use crate::sink::route::Router;
+use crate::source::expiry::{self, Expiry, ReadKeysError};
+use crate::source::Counts;
+
+/// How big keys are written (set for a live source).
+#[derive(Debug, Clone)]
+pub struct BigOptions {
+    /// The job's id, in temporary key names (see `write::temp_key`).
+    pub job: String,
+    /// Bytes per chunk.
+    pub budget: usize,
+    /// What the target supports.
+    pub features: TargetFeatures,
+    /// This writer's number (its own temporary keys, see `write::temp_key`).
+    pub writer: usize,
+    /// How many writers the job has.
+    pub writers: usize,
+}
+
+/// Reads of a key that keeps changing while it is read before ferry gives up on it.
+const MAX_REREADS: usize = 5;
+
+/// Where big keys go.
+pub enum Target<'a> {
+    /// A standalone server (a DB is selected per key).
+    Standalone(&'a Server),
+    /// A cluster: the master owning the key's slot.
+    Cluster(&'a mut Router),
+}
+
+impl Target<'_> {
+    /// The server for `key`, and the DB to select there (`None` on a cluster).
+    fn dest(
+        &self,
+        key: &[u8],
+        db: u32,
+        opts: &WriterOptions,
+    ) -> Result<(Server, Option<u32>), Again> {
+        match self {
+            Target::Standalone(s) => {
+                let db = opts.db_map.get(&db).copied().unwrap_or(db);
+                Ok(((*s).clone(), opts.select_db.then_some(db)))
+            }
+            Target::Cluster(r) => match r.server_for(key) {
+                Some(s) => Ok((s, None)),
+                None => Err(Again::Transient(anyhow::anyhow!(
+                    "no master of the target cluster serves the slot of key {}",
+                    escape_key(key)
+                ))),
+            },
+        }
+    }
+
+    async fn refresh(&mut self) {
+        if let Target::Cluster(r) = self {
+            if let Err(e) = r.refresh().await {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+}
+
+/// What happened to one big key.
+enum Outcome {
+    Written { bytes: u64 },
+    Vanished,
+    Expired,
+    Conflict,
+}
+
+/// Why an attempt at a key did not finish.
+enum Again {
+    /// A lost connection, a cluster redirection, a temporary key gone: try again after a pause.
+    Transient(anyhow::Error),
+    /// The key changed while it was read: read it again (its type too).
+    Changed(anyhow::Error),
+    /// No retry can fix it.
+    Fatal(anyhow::Error),
+}
+
+impl From<ConnError> for Again {
+    fn from(e: ConnError) -> Self {
+        if e.is_transient() {
+            Again::Transient(e.into())
+        } else {
+            Again::Fatal(e.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for Again {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<ConnError>() {
+            Ok(c) => c.into(),
+            Err(e) => Again::Fatal(e),
+        }
+    }
+}
+
+/// Copies every key of `keys` from `source` into `target`; returns what was done.
+pub async fn copy_keys(
+    keys: &[BigKey],
+    source: &Server,
+    mut target: Target<'_>,
+    opts: &WriterOptions,
+) -> anyhow::Result<Counts> {
+    let Some(big) = &opts.big else {
+        anyhow::bail!("internal error: a big key reached a writer without big-key options");
+    };
+    let mut counts = Counts::default();
+    let mut src: Option<Connection> = None;
+    for key in keys {
+        let mut backoff = Backoff::new(opts.retry_for);
+        let mut rereads = 0;
+        let mut kind = Some(key.kind);
+        let outcome = loop {
+            let attempt = Attempt {
+                key,
+                kind,
+                source,
+                opts,
+                big,
+            };
+            match attempt.run(&mut src, &mut target).await {
+                Ok(o) => break o,
+                Err(Again::Fatal(e)) => return Err(e),
+                Err(Again::Transient(e)) => {
+                    src = None;
+                    target.refresh().await;
+                    backoff.wait(e).await?;
+                }
+                Err(Again::Changed(e)) => {
+                    rereads += 1;
+                    kind = None;
+                    if rereads >= MAX_REREADS {
+                        return Err(e.context(format!(
+                            "big key {} (db {}) changed every time it was read in chunks ({MAX_REREADS} times); \
+                             rerun when it is written to less often (or copy it with --follow, which copies it again after each change)",
+                            escape_key(&key.key),
+                            key.db
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        match outcome {
+            Outcome::Written { bytes } => {
+                counts.written += 1;
+                counts.big_keys += 1;
+                counts.bytes += bytes;
+            }
+            Outcome::Vanished => counts.vanished += 1,
+            Outcome::Expired => counts.expired_skipped += 1,
+            Outcome::Conflict => counts.conflicts += 1,
+        }
+    }
+    Ok(counts)
+}
+
+/// One try at one key.
+struct Attempt<'a> {
+    key: &'a BigKey,
+    /// `None`: ask the source (after the key changed type).
+    kind: Option<super::Kind>,
+    source: &'a Server,
+    opts: &'a WriterOptions,
+    big: &'a BigOptions,
+}
+
+impl Attempt<'_> {
+    async fn run(
+        &self,
+        src: &mut Option<Connection>,
+        target: &mut Target<'_>,
+    ) -> Result<Outcome, Again> {
+        let key = &self.key.key;
+        if src.is_none() {
+            *src = Some(self.source.connect().await?);
+        }
+        let Some(conn) = src.as_mut() else {
+            return Err(Again::Fatal(anyhow::anyhow!("no source connection")));
+        };
+        conn.select(self.key.db).await?;
+        let clocks = self.opts.clocks;
+        let at = match self.expiry(conn).await? {
+            Expiry::Gone => return Ok(Outcome::Vanished),
+            Expiry::Never => None,
+            Expiry::At(at) if clocks.has_passed(at) => return Ok(Outcome::Expired),
+            Expiry::At(at) => Some(at),
+        };
+        let budget = self.big.budget;
+        let mut reader = match self.kind {
+            Some(kind) => ChunkReader::new(key.clone(), kind, budget),
+            None => match ChunkReader::open(conn, key.clone(), budget).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(Outcome::Vanished),
+                Err(e) => return Err(self.read_failed(e)),
+            },
+        };
+        let (server, db) = target.dest(key, self.key.db, self.opts)?;
+        let mut dst = server.connect().await?;
+        if let Some(db) = db {
+            dst.select(db).await?;
+        }
+        let skip = self.opts.on_conflict == OnConflict::Skip;
+        if skip && exists(&mut dst, key).await? {
+            return Ok(Outcome::Conflict);
+        }
+        let tmp = write::temp_key(&self.big.job, key, self.big.writer);
+        // Every writer's, so a crashed run's are gone whichever writer built them.
+        let mut del: Vec<Bytes> = vec![Bytes::from_static(b"DEL")];
+        del.extend(write::all_temp_keys(&self.big.job, key, self.big.writers));
+        dst.cmd(&del).await?;
+        let written = self.fill(conn, &mut dst, &mut reader, &tmp).await;
+        let bytes = match written {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Outcome::Vanished),
+            Err(e) => {
+                // Best effort: a rerun deletes it anyway (same name), and it expires on its own.
+                let _ = dst.cmd(&[b"DEL".as_slice(), &tmp]).await;
+                return Err(e);
+            }
+        };
+        let expire = match at {
+            None => Expire::Never,
+            Some(at) if clocks.has_passed(at) => {
+                dst.cmd(&[b"DEL".as_slice(), &tmp]).await?;
+                return Ok(Outcome::Expired);
+            }
+            Some(at) => Expire::At(clocks.to_target(at)),
+        };
+        match put_in_place(&mut dst, &tmp, key, expire, skip).await? {
+            true => Ok(Outcome::Written { bytes }),
+            false => Ok(Outcome::Conflict),
+        }
+    }
+
+    /// The key's expiry, read as every key's is (see `source/expiry.rs`).
+    async fn expiry(&self, conn: &mut Connection) -> Result<Expiry, Again> {
+        let key = std::slice::from_ref(&self.key.key);
+        match expiry::read_expiries(conn, key).await {
+            Ok(e) => Ok(e.each.first().copied().unwrap_or(Expiry::Gone)),
+            Err(ReadKeysError::Conn(e)) => Err(e.into()),
+            Err(ReadKeysError::Reply(e)) => Err(Again::Fatal(anyhow::anyhow!(
+                "the source {} refused to read the expiry of big key {} (db {}): {e:?}",
+                self.source.endpoint,
+                escape_key(&self.key.key),
+                self.key.db
+            ))),
+        }
+    }
+
+    /// Writes every chunk of the key into `tmp`; the bytes written, or `None` when the key
+    /// vanished (nothing is left under `tmp` then).
+    async fn fill(
+        &self,
+        conn: &mut Connection,
+        dst: &mut Connection,
+        reader: &mut ChunkReader,
+        tmp: &Bytes,
+    ) -> Result<Option<u64>, Again> {
+        let mut p = Pipeline::new();
+        let mut bytes = self.key.key.len() as u64;
+        let mut any = false;
+        loop {
+            let chunk = match reader.next(conn).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(ReadError::Vanished) => {
+                    dst.cmd(&[b"DEL".as_slice(), tmp]).await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.read_failed(e)),
+            };
+            p.clear();
+            if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
+                continue;
+            }
+            bytes += chunk.size() as u64;
+            drop(chunk);
+            write::push_keepalive(&mut p, tmp);
+            let replies = dst.run(&p).await?;
+            match write::check_replies(&replies) {
+                Ok(()) => any = true,
+                Err(ChunkError::TempLost) => {
+                    return Err(Again::Transient(anyhow::anyhow!(
+                        "the temporary key of big key {} disappeared from the target while it was written; writing it again",
+                        escape_key(&self.key.key)
+                    )))
+                }
+                Err(ChunkError::Refused(e)) => return Err(self.write_refused(dst.endpoint(), &e)),
+            }
+        }
+        Ok(any.then_some(bytes))
+    }
+
+    fn read_failed(&self, e: ReadError) -> Again {
+        let what = format!(
+            "reading big key {} (db {}) in chunks from the source {}",
+            escape_key(&self.key.key),
+            self.key.db,
+            self.source.endpoint
+        );
+        match e {
+            ReadError::Conn(c) => Again::from(c),
+            ReadError::Changed { .. } | ReadError::TypeChanged(Some(_)) | ReadError::Vanished => {
+                Again::Changed(anyhow::Error::from(e).context(what))
+            }
+            other => Again::Fatal(anyhow::Error::from(other).context(format!(
+                "{what}. The source's ACL user needs +getrange +lrange +sscan +zscan +hscan +xrange +xinfo \
+                 +xpending +type +strlen +llen +scard +zcard +hlen +xlen for big keys"
+            ))),
+        }
+    }
+
+    fn write_refused(&self, ep: &str, err: &str) -> Again {
+        if ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING"]
+            .iter()
+            .any(|p| err.starts_with(p))
+        {
+            return Again::Transient(anyhow::anyhow!("the target answered {err}"));
+        }
+        if err.contains("exceeds maximum allowed size") {
+            return Again::Fatal(anyhow::anyhow!(
+                "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
+                 can never be larger than that setting on the target, whatever the way it is written: raise \
+                 proto-max-bulk-len on the target above the string's size (CONFIG SET or the parameter group), then \
+                 rerun the same command",
+                escape_key(&self.key.key),
+                self.key.db
+            ));
+        }
+        Again::Fatal(anyhow::anyhow!(
+            "the target {ep} refused to write big key {} (db {}) into its temporary key: {err}. Big keys are \
+             written with HSET/SADD/ZADD/RPUSH/APPEND/XADD/XSETID/XGROUP/XCLAIM, PEXPIRE, DEL, EXISTS, MULTI, RENAME, \
+             PEXPIREAT, PERSIST, EXEC (and WATCH with --on-conflict skip): the target's ACL user needs them on all keys",
+            escape_key(&self.key.key),
+            self.key.db
+        ))
+    }
+}
+
+async fn exists(dst: &mut Connection, key: &[u8]) -> Result<bool, Again> {
+    match dst.cmd(&[b"EXISTS".as_slice(), key]).await? {
+        Reply::Int(n) => Ok(n > 0),
+        other => Err(Again::Fatal(anyhow::anyhow!(
+            "the target {} answered EXISTS with {other:?}",
+            dst.endpoint()
+        ))),
+    }
+}
+
+/// `MULTI RENAME tmp key; PEXPIREAT|PERSIST; EXEC`. With `skip`, only if `key` is still absent
+/// (WATCHed): false, and `tmp` deleted, when it exists.
+async fn put_in_place(
+    dst: &mut Connection,
+    tmp: &Bytes,
+    key: &Bytes,
+    expire: Expire,
+    skip: bool,
+) -> Result<bool, Again> {
+    loop {
+        if skip {
+            dst.cmd(&[b"WATCH".as_slice(), key]).await?;
+            if exists(dst, key).await? {
+                dst.cmd(&[b"UNWATCH".as_slice()]).await?;
+                dst.cmd(&[b"DEL".as_slice(), tmp]).await?;
+                return Ok(false);
+            }
+        }
+        let mut p = Pipeline::new();
+        write::push_rename(&mut p, tmp, key, expire);
+        let replies = dst.run(&p).await?;
+        match write::renamed(&replies, key) {
+            Ok(true) => return Ok(true),
+            // The WATCHed key was written meanwhile: look again.
+            Ok(false) => continue,
+            Err(e) => return Err(Again::Fatal(e)),
+        }
+    }
+}

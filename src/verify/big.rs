@@ -1,0 +1,198 @@
+//! Big keys on a live side: found before any DUMP, read in chunks, digested incrementally.
+//!
+//! A `DUMP` of a 200 MB string made verification hold ~627 MB and blocked the source for the
+//! whole serialization. A side with `--big-key-bytes` set (the same flag and probe as the copy,
+//! `bigkey/size.rs`) asks the size of each page of keys first (`MEMORY USAGE` on 4.0+; on 3.2
+//! the encoding, and for non-compact values their length and a sampled element size); the keys
+//! over the threshold are read with the big-key reader (`bigkey/read.rs`) in chunks of about
+//! `--batch-bytes` and folded into the same canonical digest a DUMP would give
+//! (`chunk_digest.rs`), so either side may take either path. Their expiry is read after the
+//! value with the same `TIME, PTTL, TIME` bracket as every other key (`source/expiry.rs`).
+//!
+//! A key written to while it is read ([`ReadError::Changed`]) is read again, a few times; if it
+//! keeps changing, the last read stands and the comparison's later rounds judge it, as they do a
+//! small key that changes between its two sides' reads.
+
+use bytes::Bytes;
+
+use super::chunk_digest::ChunkDigest;
+use super::state::KeyState;
+use crate::bigkey::read::{ChunkReader, ReadError};
+use crate::bigkey::{size, Kind};
+use crate::endpoint::{Connection, Pipeline};
+use crate::source::expiry::{self, Expiry};
+
+/// Reads of a key that keeps changing before the last one is taken as it is.
+const ATTEMPTS: usize = 3;
+
+/// Smallest and largest chunk budget, whatever `--batch-bytes` says.
+const MIN_BUDGET: usize = 1024;
+const MAX_BUDGET: usize = 64 << 20;
+
+/// How one server's big keys are found and read.
+#[derive(Debug, Clone, Copy)]
+pub struct BigKeys {
+    /// How this server is asked for sizes.
+    pub probe: size::Probe,
+    /// Keys estimated above this many bytes are read in chunks.
+    pub threshold: u64,
+    /// Bytes per chunk.
+    pub budget: usize,
+}
+
+impl BigKeys {
+    /// The settings for the server on `conn` (its version picks the probe); `None` when
+    /// `--big-key-bytes 0` turned detection off.
+    pub async fn for_server(
+        conn: &mut Connection,
+        big_key_bytes: u64,
+        batch_bytes: usize,
+    ) -> anyhow::Result<Option<BigKeys>> {
+        if big_key_bytes == 0 {
+            return Ok(None);
+        }
+        let info = crate::endpoint::info::read(conn).await?;
+        Ok(Some(BigKeys {
+            probe: size::Probe::for_version(info.version()),
+            threshold: big_key_bytes,
+            budget: batch_bytes.clamp(MIN_BUDGET, MAX_BUDGET),
+        }))
+    }
+}
+
+/// What reading one big key gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BigRead {
+    /// Gone (deleted or expired) by the time it was read.
+    Gone,
+    /// Its state (expiry on the server's clock) and the bytes read.
+    Read(KeyState, usize),
+    /// It turned into a type that is never chunked (a module's): read it with DUMP.
+    Dump,
+}
+
+/// Which of `keys` (in the DB selected on `conn`) are big, and their kinds: one round trip, and
+/// a second for the keys the first cannot decide.
+pub async fn classify(
+    conn: &mut Connection,
+    big: &BigKeys,
+    keys: &[Bytes],
+) -> anyhow::Result<Vec<Option<Kind>>> {
+    let malformed = || anyhow::anyhow!("fewer replies than commands to the size probe");
+    let mut p = Pipeline::new();
+    size::ask(&mut p, big.probe, keys);
+    let replies = conn.run(&p).await?;
+    let verdicts = size::read(
+        &mut replies.into_iter(),
+        big.probe,
+        keys.len(),
+        big.threshold,
+    )
+    .ok_or_else(malformed)?;
+    let mut out = vec![None; keys.len()];
+    let mut checks = Vec::new();
+    for (i, v) in verdicts.into_iter().enumerate() {
+        match v {
+            size::Verdict::Small => {}
+            size::Verdict::Big(kind, _) => out[i] = Some(kind),
+            size::Verdict::Check { size } => checks.push((i, size)),
+        }
+    }
+    if checks.is_empty() {
+        return Ok(out);
+    }
+    let asked: Vec<&Bytes> = checks.iter().map(|(i, _)| &keys[*i]).collect();
+    let mut p = Pipeline::new();
+    size::ask_details(&mut p, &asked);
+    let mut replies = conn.run(&p).await?.into_iter();
+    for (i, known) in checks {
+        match size::read_details(&mut replies, known).ok_or_else(malformed)? {
+            Some((kind, estimate)) if estimate > big.threshold => out[i] = Some(kind),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `key`, a `kind` when classified, in chunks of `big.budget` bytes and digests it.
+pub async fn read(
+    conn: &mut Connection,
+    big: &BigKeys,
+    key: &Bytes,
+    mut kind: Kind,
+) -> Result<BigRead, ReadError> {
+    let mut attempt = 0;
+    let (digest, bytes) = loop {
+        attempt += 1;
+        let mut reader = ChunkReader::new(key.clone(), kind, big.budget);
+        let mut digest = ChunkDigest::new(kind);
+        let mut bytes = 0usize;
+        let outcome = loop {
+            match reader.next(conn).await {
+                Ok(Some(chunk)) => {
+                    bytes += chunk.size();
+                    digest.add(&chunk);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        match outcome {
+            Ok(()) => break (digest, bytes),
+            Err(ReadError::Vanished) => return Ok(BigRead::Gone),
+            Err(ReadError::TypeChanged(None)) => return Ok(BigRead::Dump),
+            Err(ReadError::TypeChanged(Some(now))) if attempt < ATTEMPTS => kind = now,
+            Err(ReadError::Changed { .. }) if attempt < ATTEMPTS => {}
+            // Still changing: this read stands, the later rounds judge it.
+            Err(ReadError::Changed { .. }) => break (digest, bytes),
+            Err(e) => return Err(e),
+        }
+    };
+    let expire_at_ms = match expiry_of(conn, key).await? {
+        Expiry::Gone => return Ok(BigRead::Gone),
+        Expiry::Never => None,
+        Expiry::At(ms) => Some(ms),
+    };
+    let state = KeyState {
+        kind: digest.kind(),
+        digest: digest.finish(),
+        expire_at_ms,
+    };
+    Ok(BigRead::Read(state, bytes))
+}
+
+/// The key's absolute expiry on the server's clock: `TIME, PTTL, TIME`, read again while the
+/// bracket is wide (see `source/expiry.rs`).
+async fn expiry_of(conn: &mut Connection, key: &Bytes) -> Result<Expiry, ReadError> {
+    let mut p = Pipeline::new();
+    expiry::ask(&mut p, std::iter::once(&key[..]));
+    let replies = conn.run(&p).await?;
+    let (bracket, ttls) = expiry::read(&mut replies.into_iter(), 1).map_err(|e| match e {
+        expiry::ReadError::Refused { error, .. } => ReadError::Refused {
+            command: "PTTL",
+            error,
+        },
+        expiry::ReadError::Malformed(what) => ReadError::Malformed {
+            command: "TIME/PTTL",
+            what: what.to_string(),
+        },
+    })?;
+    let expiries = if expiry::needs_reread(&bracket, &ttls) {
+        let keys = std::slice::from_ref(key);
+        match expiry::settle(conn, keys, bracket, &ttls).await {
+            Ok(e) => e,
+            Err(e) => match e.downcast::<crate::endpoint::ConnError>() {
+                Ok(c) => return Err(ReadError::Conn(c)),
+                Err(e) => {
+                    return Err(ReadError::Malformed {
+                        command: "PTTL",
+                        what: e.to_string(),
+                    })
+                }
+            },
+        }
+    } else {
+        expiry::Expiries::new(&bracket, &ttls)
+    };
+    Ok(expiries.each.first().copied().unwrap_or(Expiry::Gone))
+}
