@@ -53,7 +53,7 @@ impl BigKeys {
         }
         let info = crate::endpoint::info::read(conn).await?;
         Ok(Some(BigKeys {
-            probe: size::Probe::for_version(info.version()),
+            probe: size::Probe::choose(conn, info.version()).await?,
             threshold: big_key_bytes,
             budget: batch_bytes.clamp(MIN_BUDGET, MAX_BUDGET),
         }))
