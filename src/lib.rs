@@ -36,6 +36,7 @@ pub mod bigkey;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
+pub mod dead_letter;
 pub mod endpoint;
 pub mod follow;
 pub mod job;

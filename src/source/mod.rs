@@ -77,6 +77,10 @@ pub struct Counts {
     /// RDB file source: bytes of the file consumed (the progress of a file).
     #[serde(default)]
     pub file_bytes: u64,
+    /// `--on-key-error skip`: keys the target refused for a reason of their own, written to the
+    /// dead-letter file (never written to the target).
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Live source: the most any written expiry may be off from the source's, in ms (the
     /// worst, not a sum; see `source/expiry.rs`).
     #[serde(default)]
@@ -96,6 +100,7 @@ impl Counts {
         self.empty_skipped += other.empty_skipped;
         self.modules_skipped += other.modules_skipped;
         self.file_bytes += other.file_bytes;
+        self.dead_lettered += other.dead_lettered;
         self.expiry_uncertainty_ms = self.expiry_uncertainty_ms.max(other.expiry_uncertainty_ms);
     }
 }
