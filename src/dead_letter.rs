@@ -137,8 +137,8 @@ pub fn default_path(checkpoint: &Path) -> PathBuf {
 /// (ferry's escaping) or plain lines (the key's bytes), the last two in DB `plain_db`. Each
 /// (db, key) once, in file order; blank lines are ignored.
 pub fn read_key_list(path: &Path, plain_db: u32) -> anyhow::Result<Vec<(u32, Bytes)>> {
-    let text =
-        std::fs::read(path).with_context(|| format!("--keys-from {}: cannot read the file", path.display()))?;
+    let text = std::fs::read(path)
+        .with_context(|| format!("--keys-from {}: cannot read the file", path.display()))?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (n, line) in text.split(|&b| b == b'\n').enumerate() {
@@ -291,15 +291,26 @@ mod tests {
             payload: Bytes::from_static(b"\x00\x01x"),
             expire_at_ms: None,
         };
-        let letter = Letter::of(&rec, 0, Cause::AclDenied, "NOPERM No permissions to access a key");
+        let letter = Letter::of(
+            &rec,
+            0,
+            Cause::AclDenied,
+            "NOPERM No permissions to access a key",
+        );
         let line = serde_json::to_vec(&letter).unwrap();
-        assert_eq!(parse_line(&line, 9).unwrap(), (3, Bytes::copy_from_slice(key)));
+        assert_eq!(
+            parse_line(&line, 9).unwrap(),
+            (3, Bytes::copy_from_slice(key))
+        );
         let quoted = escape_key(key);
         assert_eq!(
             parse_line(quoted.as_bytes(), 5).unwrap(),
             (5, Bytes::copy_from_slice(key))
         );
-        assert_eq!(parse_line(b"plain:key", 1).unwrap().1, Bytes::from_static(b"plain:key"));
+        assert_eq!(
+            parse_line(b"plain:key", 1).unwrap().1,
+            Bytes::from_static(b"plain:key")
+        );
         assert!(parse_line(b"\"bad\\q\"", 0).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! `from_file.rs` is the same with an RDB file (`--rdb`) as the source.
 
 mod from_file;
+mod keys_from;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -185,6 +186,18 @@ async fn run_inner(
         source_skew_ms,
         target_skew_ms,
     };
+    if let Some(path) = &args.keys_from {
+        let list = keys_from::KeyList::read(path, &job.dbs)?;
+        job.keys_from = Some(keys_from::digest(&list));
+        let ready = keys_from::Ready {
+            source: &source,
+            sinfo: &sinfo,
+            tinfo: &tinfo,
+            clocks,
+            max_bulk,
+        };
+        return keys_from::run(args, &job, list, ready, stop, report).await;
+    }
 
     let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
     if args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed {
@@ -523,7 +536,10 @@ pub(crate) fn finish_with(
     }
     let n = report.keys.dead_lettered;
     if n > 0 {
-        let file = report.dead_letter.as_deref().unwrap_or("the dead-letter file");
+        let file = report
+            .dead_letter
+            .as_deref()
+            .unwrap_or("the dead-letter file");
         let note = format!(
             "{n} keys were refused by the target and written to {file} instead (not copied): the target lacks them, \
              so verification reports them missing. Fix the cause given in each line's \"reason\" (an ACL key pattern, \

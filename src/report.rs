@@ -154,7 +154,11 @@ pub fn check_writable_as(path: &Path, flag: &str) -> anyhow::Result<()> {
     if path.is_dir() {
         anyhow::bail!(
             "{flag} {shown} is a directory; give a file path, e.g. {shown}/{}",
-            if flag == "--report" { "ferry-report.json" } else { "ferry-dead-letter.jsonl" }
+            if flag == "--report" {
+                "ferry-report.json"
+            } else {
+                "ferry-dead-letter.jsonl"
+            }
         );
     }
     let dir = match path.parent() {

@@ -278,7 +278,7 @@ fn is_transient(e: &anyhow::Error) -> bool {
 }
 
 /// The message for a failed [`expiry::read_keys`] of `keys`.
-fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
+pub(crate) fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
     match e {
         ReadKeysError::Conn(e) => e,
         ReadKeysError::Reply(ReadError::Refused { index, error }) => {
@@ -294,7 +294,7 @@ fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Er
 /// masters' `TIME`s cannot share one pipeline, so the bracket is this machine's clock, moved
 /// to the source's by its measured skew, before sending and after the last reply; a wide one
 /// (a stalled master) is read again, as `expiry.rs` does for one server.
-async fn read_routed(
+pub(crate) async fn read_routed(
     router: &mut Router,
     ep: &str,
     db: u32,

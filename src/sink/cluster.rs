@@ -12,7 +12,9 @@ use crate::source::{Batch, Counts};
 
 use super::bulk_limit;
 use super::key_error::{Cause, Quarantine};
-use super::restore::{judge, over_limit, push_restore, restore_ttl, too_large_reason, WriterOptions};
+use super::restore::{
+    judge, over_limit, push_restore, restore_ttl, too_large_reason, WriterOptions,
+};
 use super::route::{KeyedCommands, Router};
 
 /// One writer task's view of a target cluster.
@@ -103,7 +105,11 @@ impl ClusterWriter {
                     let Some(big) = e.downcast_ref::<bulk_limit::TooLarge>() else {
                         return Err(e);
                     };
-                    let Some(i) = cmds.records.iter().position(|r| r.key.as_ref() == big.key.as_slice()) else {
+                    let Some(i) = cmds
+                        .records
+                        .iter()
+                        .position(|r| r.key.as_ref() == big.key.as_slice())
+                    else {
                         return Err(e);
                     };
                     let reason = "Protocol error: invalid bulk length (over proto-max-bulk-len)";

@@ -102,6 +102,12 @@ impl KeyErrors {
     }
 }
 
+/// Refused keys logged one by one before the log goes quiet about them.
+const WARN_LINES: u64 = 10;
+
+/// Refused keys logged so far (this process).
+static WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The dead letters of one batch, written when the batch is done.
 pub struct Quarantine {
     policy: KeyErrors,
@@ -131,12 +137,18 @@ impl Quarantine {
         if matches!(self.policy, KeyErrors::Stop) {
             return Err(fatal);
         }
-        tracing::warn!(
-            "key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on",
-            crate::report::escape_key(&rec.key),
-            rec.db,
-            cause.name()
-        );
+        // One line per key for the first few; a million refused keys must not flood the log
+        // (the dead-letter file has them all).
+        let n = WARNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < WARN_LINES {
+            tracing::warn!(
+                "key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on{}",
+                crate::report::escape_key(&rec.key),
+                rec.db,
+                cause.name(),
+                if n + 1 == WARN_LINES { " (further refused keys are only written to the dead-letter file)" } else { "" }
+            );
+        }
         self.letters.push(Letter::of(rec, tdb, cause, reason));
         Ok(())
     }

@@ -100,8 +100,15 @@ impl Writer {
                     {
                         // The value is over the target's limit: that key's fault alone.
                         let rec = &records[i];
-                        let reason = "Protocol error: invalid bulk length (over proto-max-bulk-len)";
-                        quarantine.refuse(rec, self.target_db(rec), Cause::TooLarge, reason, refusal)?;
+                        let reason =
+                            "Protocol error: invalid bulk length (over proto-max-bulk-len)";
+                        quarantine.refuse(
+                            rec,
+                            self.target_db(rec),
+                            Cause::TooLarge,
+                            reason,
+                            refusal,
+                        )?;
                         let mut rest = records.into_owned();
                         rest.remove(i);
                         records = std::borrow::Cow::Owned(rest);
@@ -206,7 +213,13 @@ impl Writer {
             match reencode_refused(&self.opts, rec, &err) {
                 Some(Ok(r)) => again.push(r),
                 Some(Err(e)) => q
-                    .refuse(rec, db, Cause::NotRepresentable, &format!("{err}; {e:#}"), e)
+                    .refuse(
+                        rec,
+                        db,
+                        Cause::NotRepresentable,
+                        &format!("{err}; {e:#}"),
+                        e,
+                    )
                     .map_err(Failure::Fatal)?,
                 None => judge(q, &ep, db, rec, &err).map_err(Failure::Fatal)?,
             }

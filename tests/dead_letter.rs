@@ -1,0 +1,264 @@
+//! Per-key failures (issue 14, item 7), against real servers: a target ACL user that may not
+//! write `secret:*` keys. By default ferry stops naming the key; with `--on-key-error skip` every
+//! other key is copied exactly, the refused keys are listed in the dead-letter file with the
+//! target's reason, and the run ends with exit 1; once the ACL is fixed, `--keys-from` the
+//! dead-letter file makes the target equal to the source. No password appears anywhere.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use support::data::{self, Caps, KeyState};
+use support::ferry::{Run, Workdir};
+use support::servers::{ca_cert, Cluster, Server, Version, TEST_PASSWORD};
+
+/// The restricted ACL user's password.
+const APP_PW: &str = "app-pass-7f3k";
+
+/// A plain 6.2 source: every type (TTLs, binary keys) under `app:` and under `secret:`, plus 300
+/// small `app:bulk:` keys, in DB 0.
+fn source() -> Server {
+    let src = Server::plain(Version::V6_2);
+    let mut c = src.conn();
+    let caps = Caps::detect(&mut c);
+    data::seed_rich(&mut c, 0, "app:", &caps);
+    data::seed_bulk(&mut c, 0, 300, "app:bulk:");
+    data::seed_rich(&mut c, 0, "secret:", &caps);
+    src
+}
+
+/// User `app` may read every key but write only `app:*` (Valkey 8 / Redis 7 key permissions).
+fn restrict(conn: &mut redis::Connection) {
+    let rules = [
+        "SETUSER",
+        "app",
+        "on",
+        APP_PW,
+        "resetkeys",
+        "%R~*",
+        "%RW~app:*",
+        "+@all",
+    ];
+    let rules: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            if *r == APP_PW {
+                format!(">{r}")
+            } else {
+                r.to_string()
+            }
+        })
+        .collect();
+    let _: () = redis::cmd("ACL")
+        .arg(&rules)
+        .query(conn)
+        .expect("ACL SETUSER");
+}
+
+/// The ACL fixed: `app` may write `secret:*` too.
+fn allow_secret(conn: &mut redis::Connection) {
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "%RW~secret:*"])
+        .query(conn)
+        .expect("ACL SETUSER");
+}
+
+fn split(
+    all: &BTreeMap<(u32, Vec<u8>), KeyState>,
+) -> (BTreeMap<(u32, Vec<u8>), KeyState>, BTreeSet<(u32, Vec<u8>)>) {
+    let secret: BTreeSet<(u32, Vec<u8>)> = all
+        .keys()
+        .filter(|(_, k)| k.starts_with(b"secret:"))
+        .cloned()
+        .collect();
+    let rest = all
+        .iter()
+        .filter(|(k, _)| !secret.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (rest, secret)
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The dead-letter file's lines, parsed.
+fn letters(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a dead-letter line is JSON"))
+        .collect()
+}
+
+/// No password in any output or in any file ferry left in `work`.
+fn assert_no_password(work: &Workdir, runs: &[&Run]) {
+    for pw in [APP_PW, TEST_PASSWORD] {
+        for r in runs {
+            assert!(!r.text().contains(pw), "a password leaked:\n{}", r.text());
+        }
+        for entry in std::fs::read_dir(work.path()).expect("read workdir") {
+            let path = entry.expect("dir entry").path();
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+            assert!(
+                !text.contains(pw),
+                "a password leaked into {}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn dead_letter_path(work: &Workdir, run: &Run) -> PathBuf {
+    let report = run.report.as_ref().expect("a report");
+    let name = report["dead_letter"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the report names no dead-letter file: {report}"));
+    work.path().join(name)
+}
+
+/// The whole story against `target` (a URL with user `app`); `seed_target` reads the target.
+fn dead_letter_story(
+    src: &Server,
+    target: &str,
+    read_target: &dyn Fn() -> BTreeMap<(u32, Vec<u8>), KeyState>,
+    fix: &dyn Fn(),
+) {
+    let ca = ca_cert().to_string_lossy().into_owned();
+    let work = Workdir::new();
+    let base = [
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        target,
+        "--target-cacert",
+        &ca,
+        "--round-pause",
+        "200",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let all = data::snapshot_all(&mut src.conn());
+    let (rest, secret) = split(&all);
+    assert!(secret.len() > 20 && rest.len() > 300);
+
+    // 1. Default: stop at the first refused key, naming it and the reason.
+    let stop = work.run(&base);
+    let text = stop.text();
+    assert_eq!(stop.code, 2, "expected exit 2:\n{text}");
+    assert!(
+        text.contains("\"secret:") && text.contains("NOPERM"),
+        "{text}"
+    );
+    assert!(text.contains("--on-key-error skip"), "{text}");
+
+    // 2. skip: every other key exact, the refused ones in the dead-letter file, exit 1.
+    let args = with(&["--on-key-error", "skip"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let skip = work.run(&args);
+    let text = skip.text();
+    assert_eq!(skip.code, 1, "expected exit 1:\n{text}");
+    assert_eq!(
+        skip.num("keys.dead_lettered"),
+        secret.len() as i64,
+        "{text}"
+    );
+    assert!(
+        text.contains("--keys-from") && text.contains("dead-letter"),
+        "{text}"
+    );
+    let verify = &skip.report.as_ref().expect("report")["verify"];
+    assert_eq!(
+        verify["totals"]["differences"].as_u64(),
+        Some(secret.len() as u64),
+        "verification should report exactly the refused keys missing: {verify}"
+    );
+    let file = dead_letter_path(&work, &skip);
+    let lines = letters(&file);
+    let listed: BTreeSet<(u32, Vec<u8>)> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["cause"], "acl_denied", "{l}");
+            assert!(
+                l["reason"].as_str().unwrap_or("").starts_with("NOPERM"),
+                "{l}"
+            );
+            assert!(l["type"].as_str().is_some_and(|t| t != "unknown"), "{l}");
+            assert!(l["size"].as_u64().is_some_and(|n| n > 0), "{l}");
+            assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+            let db = l["db"].as_u64().expect("db") as u32;
+            (db, unhex(l["key_hex"].as_str().expect("key_hex")))
+        })
+        .collect();
+    assert_eq!(
+        listed, secret,
+        "the dead-letter file must list exactly the denied keys"
+    );
+    let target = read_target();
+    data::assert_same(&rest, &target, 2_000);
+
+    // 3. The ACL fixed: copy just the listed keys; the target equals the source.
+    fix();
+    let args = with(&["--keys-from", file.to_str().expect("utf-8 path")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let again = work.run(&args);
+    let text = again.text();
+    assert_eq!(again.code, 0, "expected exit 0:\n{text}");
+    assert_eq!(again.num("keys.written"), secret.len() as i64, "{text}");
+    // Only the listed keys were verified, all equal.
+    let v = &again.report.as_ref().expect("report")["verify"];
+    assert_eq!(v["mode"], "listed", "{v}");
+    assert_eq!(
+        v["totals"]["keys_compared"].as_u64(),
+        Some(secret.len() as u64),
+        "{v}"
+    );
+    assert_eq!(v["totals"]["differences"].as_u64(), Some(0), "{v}");
+    let target = read_target();
+    data::assert_same(&all, &target, 2_000);
+    assert_no_password(&work, &[&stop, &skip, &again]);
+}
+
+#[test]
+fn refused_keys_are_dead_lettered_then_copied_from_the_list() {
+    let src = source();
+    let dst = Server::tls_target(Version::Valkey8);
+    restrict(&mut dst.conn());
+    let target = format!("rediss://app:{APP_PW}@127.0.0.1:{}", dst.port);
+    dead_letter_story(
+        &src,
+        &target,
+        &|| data::snapshot_all(&mut dst.conn()),
+        &|| allow_secret(&mut dst.conn()),
+    );
+}
+
+#[test]
+fn refused_keys_into_a_cluster_are_dead_lettered_then_copied_from_the_list() {
+    let src = source();
+    let dst = Cluster::start(Version::Valkey8, true);
+    for node in &dst.nodes {
+        restrict(&mut node.conn());
+    }
+    let target = format!("rediss://app:{APP_PW}@127.0.0.1:{}", dst.nodes[0].port);
+    let read = || {
+        support::cluster_data::snapshot_cluster(&dst)
+            .into_iter()
+            .map(|(k, v)| ((0u32, k), v))
+            .collect()
+    };
+    let fix = || {
+        for node in &dst.nodes {
+            allow_secret(&mut node.conn());
+        }
+    };
+    dead_letter_story(&src, &target, &read, &fix);
+}
