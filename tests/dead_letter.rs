@@ -64,9 +64,11 @@ fn allow_secret(conn: &mut redis::Connection) {
         .expect("ACL SETUSER");
 }
 
-fn split(
-    all: &BTreeMap<(u32, Vec<u8>), KeyState>,
-) -> (BTreeMap<(u32, Vec<u8>), KeyState>, BTreeSet<(u32, Vec<u8>)>) {
+/// Every key of a server by (db, key).
+type Snapshot = BTreeMap<(u32, Vec<u8>), KeyState>;
+
+/// The keys of `all` outside `secret:`, and the names of those inside.
+fn split(all: &Snapshot) -> (Snapshot, BTreeSet<(u32, Vec<u8>)>) {
     let secret: BTreeSet<(u32, Vec<u8>)> = all
         .keys()
         .filter(|(_, k)| k.starts_with(b"secret:"))
@@ -123,11 +125,12 @@ fn dead_letter_path(work: &Workdir, run: &Run) -> PathBuf {
     work.path().join(name)
 }
 
-/// The whole story against `target` (a URL with user `app`); `seed_target` reads the target.
+/// The whole story against `target` (a URL with user `app`): `read_target` reads the target,
+/// `fix` lets `app` write `secret:*`.
 fn dead_letter_story(
     src: &Server,
     target: &str,
-    read_target: &dyn Fn() -> BTreeMap<(u32, Vec<u8>), KeyState>,
+    read_target: &dyn Fn() -> Snapshot,
     fix: &dyn Fn(),
 ) {
     let ca = ca_cert().to_string_lossy().into_owned();
@@ -261,4 +264,155 @@ fn refused_keys_into_a_cluster_are_dead_lettered_then_copied_from_the_list() {
         }
     };
     dead_letter_story(&src, &target, &read, &fix);
+}
+
+/// 200 small keys and one random value of `mib` MiB (`big\x01one`) in DB 0 of a 6.2 source.
+fn source_with_big_value(mib: usize) -> Server {
+    let src = Server::plain(Version::V6_2);
+    let mut c = src.conn();
+    data::seed_bulk(&mut c, 0, 200, "small:");
+    // Random bytes: DUMP compresses repetitive strings with LZF, and this value must stay big.
+    let value: Vec<u8> = (0..mib << 20).map(|_| rand::random::<u8>()).collect();
+    let _: () = redis::cmd("SET")
+        .arg("big\x01one")
+        .arg(value)
+        .query(&mut c)
+        .expect("SET");
+    src
+}
+
+/// A value over the target's proto-max-bulk-len (1mb), with `--on-key-error skip`: set aside,
+/// every other key copied. Three ways the limit shows: read up front with CONFIG GET (the value
+/// is never sent); CONFIG denied and a 2 MiB value refused with a reply; CONFIG denied and a
+/// 24 MiB value seen as a reset connection, which ferry asks the target about.
+#[test]
+fn oversized_values_are_dead_lettered() {
+    for (mib, deny_config) in [(2, false), (2, true), (24, true)] {
+        let src = source_with_big_value(mib);
+        let dst = Server::start(
+            Version::Valkey8,
+            support::servers::ServerOpts {
+                extra_args: vec!["--proto-max-bulk-len".into(), "1mb".into()],
+                ..support::servers::ServerOpts::tls()
+            },
+        );
+        let user = if deny_config {
+            let _: () = redis::cmd("ACL")
+                .arg(&[
+                    "SETUSER",
+                    "app",
+                    "on",
+                    &format!(">{APP_PW}"),
+                    "~*",
+                    "+@all",
+                    "-config",
+                ])
+                .query(&mut dst.conn())
+                .expect("ACL SETUSER");
+            format!("app:{APP_PW}")
+        } else {
+            format!(":{TEST_PASSWORD}")
+        };
+        let target = format!("rediss://{user}@127.0.0.1:{}", dst.port);
+        let ca = ca_cert().to_string_lossy().into_owned();
+        let work = Workdir::new();
+        let dl = work.file("refused.jsonl");
+        let run = work.run(&[
+            "migrate",
+            "--source",
+            &src.url(),
+            "--target",
+            &target,
+            "--target-cacert",
+            &ca,
+            "--on-key-error",
+            "skip",
+            "--dead-letter",
+            dl.to_str().expect("utf-8 path"),
+            "--round-pause",
+            "200",
+        ]);
+        let text = run.text();
+        let case = format!("{mib} MiB, CONFIG denied: {deny_config}");
+        assert_eq!(run.code, 1, "{case}: expected exit 1:\n{text}");
+        assert_eq!(run.num("keys.dead_lettered"), 1, "{case}:\n{text}");
+        assert_eq!(run.num("keys.written"), 200, "{case}:\n{text}");
+        let lines = letters(&dl);
+        assert_eq!(lines.len(), 1, "{case}: {lines:?}");
+        assert_eq!(lines[0]["cause"], "too_large", "{case}: {lines:?}");
+        assert_eq!(lines[0]["key_hex"], "626967016f6e65", "{case}: {lines:?}");
+        assert_eq!(lines[0]["type"], "string", "{case}: {lines:?}");
+        let reason = lines[0]["reason"].as_str().unwrap_or("");
+        if deny_config {
+            assert!(reason.contains("invalid bulk length"), "{case}: {reason}");
+        } else {
+            assert!(reason.contains("(not sent)"), "{case}: {reason}");
+        }
+        if mib == 24 {
+            assert!(
+                run.stderr
+                    .contains("asking the target whether it takes values that large"),
+                "{case}: the refusal was not recognised from a lost connection:\n{text}"
+            );
+        }
+        let mut all = data::snapshot_all(&mut src.conn());
+        all.remove(&(0, b"big\x01one".to_vec()));
+        data::assert_same(&all, &data::snapshot_all(&mut dst.conn()), 2_000);
+        assert_no_password(&work, &[&run]);
+    }
+}
+
+/// `--keys-from` a plain list (a plain line, a quoted line with escapes, a key no longer on the
+/// source) into another DB with `--db-map`: the listed keys copied, the missing one counted as
+/// vanished, nothing else written.
+#[test]
+fn keys_from_a_plain_list_with_db_map() {
+    let src = Server::plain(Version::V6_2);
+    let mut c = src.conn();
+    data::select(&mut c, 2);
+    for (k, v) in [
+        (&b"plain:one"[..], &b"1"[..]),
+        (b"bin:\x00\xff\n", b"2"),
+        (b"not:listed", b"3"),
+    ] {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(&mut c).expect("SET");
+    }
+    let _: () = redis::cmd("PEXPIRE")
+        .arg("plain:one")
+        .arg(3_600_000)
+        .query(&mut c)
+        .expect("PEXPIRE");
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    let list = work.file("keys.txt");
+    std::fs::write(&list, b"plain:one\n\"bin:\\x00\\xff\\x0a\"\ngone:key\n").expect("write list");
+    let ca = ca_cert().to_string_lossy().into_owned();
+    let run = work.run(&[
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca,
+        "--db",
+        "2",
+        "--db-map",
+        "2:5",
+        "--keys-from",
+        list.to_str().expect("utf-8 path"),
+    ]);
+    let text = run.text();
+    assert_eq!(run.code, 0, "expected exit 0:\n{text}");
+    assert_eq!(run.num("keys.written"), 2, "{text}");
+    assert_eq!(run.num("keys.vanished"), 1, "{text}");
+    let mut source = data::snapshot(&mut src.conn(), 2);
+    source.remove(&b"not:listed"[..]);
+    let target = data::snapshot(&mut dst.conn(), 5);
+    data::assert_same(&source, &target, 2_000);
+    assert_eq!(
+        data::snapshot_all(&mut dst.conn()).len(),
+        2,
+        "only the listed keys"
+    );
 }
