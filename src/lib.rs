@@ -9,6 +9,9 @@
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
+//!                    (sink/key_error.rs: with --on-key-error skip a key's own refusal goes to the
+//!                    dead-letter file, dead_letter.rs, before its batch is acknowledged;
+//!                    migrate/keys_from.rs copies such a list later, --keys-from)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
 //!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
