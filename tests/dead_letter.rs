@@ -416,3 +416,45 @@ fn keys_from_a_plain_list_with_db_map() {
         "only the listed keys"
     );
 }
+
+/// `--rdb` (the source's SAVE file) into the restricted target with `--on-key-error skip`: the
+/// same dead letters as a live copy, every other key exact, exit 1.
+#[test]
+fn refused_keys_from_an_rdb_file_are_dead_lettered() {
+    let src = source();
+    let () = redis::cmd("SAVE").query(&mut src.conn()).expect("SAVE");
+    let work = Workdir::new();
+    let file = work.file("dump.rdb");
+    std::fs::copy(src.dir().join("dump.rdb"), &file).expect("copy dump.rdb");
+    let dst = Server::tls_target(Version::Valkey8);
+    restrict(&mut dst.conn());
+    let target = format!("rediss://app:{APP_PW}@127.0.0.1:{}", dst.port);
+    let ca = ca_cert().to_string_lossy().into_owned();
+    let run = work.run(&[
+        "migrate",
+        "--rdb",
+        file.to_str().expect("utf-8 path"),
+        "--target",
+        &target,
+        "--target-cacert",
+        &ca,
+        "--on-key-error",
+        "skip",
+    ]);
+    let text = run.text();
+    let all = data::snapshot_all(&mut src.conn());
+    let (rest, secret) = split(&all);
+    assert_eq!(run.code, 1, "expected exit 1:\n{text}");
+    assert_eq!(run.num("keys.dead_lettered"), secret.len() as i64, "{text}");
+    let listed: BTreeSet<(u32, Vec<u8>)> = letters(&dead_letter_path(&work, &run))
+        .iter()
+        .map(|l| {
+            assert_eq!(l["cause"], "acl_denied", "{l}");
+            let db = l["db"].as_u64().expect("db") as u32;
+            (db, unhex(l["key_hex"].as_str().expect("key_hex")))
+        })
+        .collect();
+    assert_eq!(listed, secret, "the dead-letter file must list exactly the denied keys");
+    data::assert_same(&rest, &data::snapshot_all(&mut dst.conn()), 2_000);
+    assert_no_password(&work, &[&run]);
+}
