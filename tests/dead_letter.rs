@@ -454,7 +454,10 @@ fn refused_keys_from_an_rdb_file_are_dead_lettered() {
             (db, unhex(l["key_hex"].as_str().expect("key_hex")))
         })
         .collect();
-    assert_eq!(listed, secret, "the dead-letter file must list exactly the denied keys");
+    assert_eq!(
+        listed, secret,
+        "the dead-letter file must list exactly the denied keys"
+    );
     data::assert_same(&rest, &data::snapshot_all(&mut dst.conn()), 2_000);
     assert_no_password(&work, &[&run]);
 }
