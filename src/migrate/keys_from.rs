@@ -155,25 +155,8 @@ pub(super) async fn run(
         .collect();
     let resume: Vec<Option<Position>> = names.iter().map(|n| cp.streams.get(n).copied()).collect();
     let tracker = Tracker::new(names.iter().cloned().zip(resume.iter().copied()).collect());
-    let mut readers: Vec<ReaderFactory> = Vec::new();
-    for (stream, ((db, keys), at)) in list.by_db.into_iter().zip(resume).enumerate() {
-        let start = match at {
-            Some(Position::Done) => continue,
-            Some(Position::Cursor(c)) => c as usize,
-            _ => 0,
-        };
-        let reader = KeyReader::new(source, &sinfo.layout, clocks, retry_for);
-        let task = ListTask {
-            stream,
-            db,
-            keys,
-            start,
-        };
-        let stop = stop.clone();
-        readers.push(Box::new(move |tx| {
-            Box::pin(read_list(reader, task, tx, stop))
-        }));
-    }
+    let make = || KeyReader::new(source, &sinfo.layout, clocks, retry_for);
+    let readers = list_readers(list.by_db, resume, make, &stop);
     let mut progress = Progress::new(
         args.output.progress,
         Duration::from_secs(args.output.log_every),
@@ -209,20 +192,65 @@ pub(super) async fn run(
             totals.vanished
         ));
     }
+    verify_listed(args, job, source, lists, &stop, report).await;
+    Ok(())
+}
+
+/// After the copy: the verification of the listed keys (unless `--no-verify`), and the status.
+async fn verify_listed(
+    args: &MigrateArgs,
+    job: &Job,
+    source: &Server,
+    lists: Arc<BTreeMap<u32, Vec<Bytes>>>,
+    stop: &Stop,
+    report: &mut MigrateReport,
+) {
     let verified = if args.no_verify {
         None
     } else {
         crate::migrate::set_phase("verify");
-        Some(crate::verify::listed::after_keys_from(source, job, lists, args, &stop).await)
+        Some(crate::verify::listed::after_keys_from(source, job, lists, args, stop).await)
     };
-    report.notes.push(
-        "only the listed keys were copied and verified: to check the whole target against the source, run \
-         ferry verify with the same --source, --target and DB flags"
-            .to_string(),
-    );
+    let done = if args.no_verify {
+        "copied"
+    } else {
+        "copied and verified"
+    };
+    report.notes.push(format!(
+        "only the listed keys were {done}: to check the whole target against the source, run ferry verify \
+         with the same --source, --target and DB flags"
+    ));
     super::finish_with(report, verified);
     crate::migrate::set_phase("done");
-    Ok(())
+}
+
+/// One reader per DB of the list still to do, from its checkpointed position (`resume`, in
+/// the tracker's stream order).
+fn list_readers(
+    by_db: BTreeMap<u32, Vec<Bytes>>,
+    resume: Vec<Option<Position>>,
+    make: impl Fn() -> KeyReader,
+    stop: &Stop,
+) -> Vec<ReaderFactory> {
+    let mut readers: Vec<ReaderFactory> = Vec::new();
+    for (stream, ((db, keys), at)) in by_db.into_iter().zip(resume).enumerate() {
+        let start = match at {
+            Some(Position::Done) => continue,
+            Some(Position::Cursor(c)) => c as usize,
+            _ => 0,
+        };
+        let (reader, stop) = (make(), stop.clone());
+        let task = ListTask {
+            stream,
+            db,
+            keys,
+            start,
+        };
+        readers.push(Box::new(move |tx| {
+            Box::pin(read_list(reader, task, tx, stop))
+        }));
+    }
+    readers
 }
 
 /// Refuses `--dead-letter` naming the `--keys-from` file: a new job empties its dead-letter

@@ -227,37 +227,55 @@ impl Writer {
         if again.is_empty() {
             return Ok(counts);
         }
-        self.pipeline.clear();
-        let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
-        for rec in &again {
-            let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
-                counts.expired_skipped += 1;
-                continue;
-            };
-            push_restore(
-                &mut self.pipeline,
-                rec,
-                ttl_buf.format(ttl).as_bytes(),
-                replace,
-            );
-            retried.push(rec);
-        }
-        if retried.is_empty() {
-            return Ok(counts);
-        }
-        for (rec, reply) in retried.iter().zip(conn.run(&self.pipeline).await?) {
-            match reply {
-                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
-                Reply::Error(err) => judge(q, &ep, db, rec, &err).map_err(Failure::Fatal)?,
-                _ => {
-                    counts.written += 1;
-                    counts.reencoded += 1;
-                    counts.bytes += rec.size() as u64;
-                }
-            }
-        }
+        let to = Dest { conn, ep: &ep, db };
+        write_reencoded(to, &mut self.pipeline, &self.opts, &again, q, &mut counts).await?;
         Ok(counts)
     }
+}
+
+/// Where a batch goes: the connection, its endpoint for messages, the target DB selected.
+struct Dest<'a> {
+    conn: &'a mut Connection,
+    ep: &'a str,
+    db: u32,
+}
+
+/// Writes `again` (records re-encoded for an older target) on `to`, adding to `counts`.
+async fn write_reencoded(
+    to: Dest<'_>,
+    pipeline: &mut Pipeline,
+    opts: &WriterOptions,
+    again: &[Record],
+    q: &mut Quarantine,
+    counts: &mut Counts,
+) -> Result<(), Failure> {
+    let replace = opts.on_conflict != OnConflict::Skip;
+    let mut ttl_buf = itoa::Buffer::new();
+    pipeline.clear();
+    let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
+    for rec in again {
+        let Some(ttl) = restore_ttl(opts, rec, to.ep).map_err(Failure::Fatal)? else {
+            counts.expired_skipped += 1;
+            continue;
+        };
+        push_restore(pipeline, rec, ttl_buf.format(ttl).as_bytes(), replace);
+        retried.push(rec);
+    }
+    if retried.is_empty() {
+        return Ok(());
+    }
+    for (rec, reply) in retried.iter().zip(to.conn.run(pipeline).await?) {
+        match reply {
+            Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+            Reply::Error(err) => judge(q, to.ep, to.db, rec, &err).map_err(Failure::Fatal)?,
+            _ => {
+                counts.written += 1;
+                counts.reencoded += 1;
+                counts.bytes += rec.size() as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For a record the target refused with `err`: when the refusal is "DUMP payload version or
