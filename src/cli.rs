@@ -227,6 +227,31 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = "Selection")]
     pub skip_modules: bool,
 
+    /// What to do with a key the target refuses for a reason of that key alone (its ACL user
+    /// may not write the key's name, the value is over proto-max-bulk-len, the payload is one
+    /// the target cannot load).
+    ///
+    /// stop: stop the job with exit 2, naming the key and the reason. skip: write the key to the
+    /// --dead-letter file, go on with the others, and end with exit 1 (copy them later with
+    /// --keys-from once the cause is fixed). Failures that are not one key's fault (connection
+    /// lost, out of memory, wrong password, a cluster or server not ready) always stop or retry.
+    #[arg(long, value_enum, default_value_t = OnKeyError::Stop)]
+    pub on_key_error: OnKeyError,
+
+    /// --on-key-error skip: where the skipped keys are written, one JSON object per line (db,
+    /// key, key_hex, type, size, cause, reason, time) [default: next to the checkpoint,
+    /// <checkpoint name>.dead-letter.jsonl]. Kept across resumes; started afresh with a new job.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Copy only the keys listed in FILE: a --dead-letter file (each line's db and key_hex), or
+    /// a plain list, one key per line, of DB 0 or of the single --db given (a line is the key's
+    /// bytes as they are; a line in double quotes is read as ferry prints keys, \xNN for any
+    /// byte, \\ and \" — the form for keys that hold a newline or are not UTF-8). A key no
+    /// longer on the source is counted as vanished. Live source only.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rdb", "follow", "reconcile", "partition"])]
+    pub keys_from: Option<PathBuf>,
+
     #[command(flatten)]
     pub tuning: TuningArgs,
 
@@ -611,6 +636,16 @@ pub enum OnConflict {
     /// Overwrite target keys.
     Replace,
     /// Keep the target's keys.
+    Skip,
+}
+
+/// `--on-key-error` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnKeyError {
+    /// Stop the job, naming the key and the reason (exit 2).
+    Stop,
+    /// Write the key to the dead-letter file and go on (exit 1 at the end).
     Skip,
 }
 

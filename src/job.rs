@@ -45,6 +45,9 @@ pub struct Job {
     pub target_addr_map: AddrMap,
     /// `--partition I/N`: this worker's share of the job.
     pub partition: Option<crate::partition::Partition>,
+    /// `migrate --keys-from`: a digest of the list's contents, which makes the copy of those
+    /// keys a job of its own (own checkpoint), set by `migrate.rs`.
+    pub keys_from: Option<String>,
 }
 
 /// Throughput knobs as the run uses them, whichever command gave them.
@@ -179,6 +182,7 @@ impl Job {
             source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
             target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
             partition: sel.partition,
+            keys_from: None,
         })
     }
 
@@ -212,6 +216,9 @@ impl Job {
         // Each share is its own job (own default checkpoint); unpartitioned jobs keep their id.
         if let (Some(p), Some(map)) = (self.partition, id.as_object_mut()) {
             map.insert("partition".into(), p.to_string().into());
+        }
+        if let (Some(k), Some(map)) = (&self.keys_from, id.as_object_mut()) {
+            map.insert("keys_from".into(), k.clone().into());
         }
         id
     }

@@ -13,6 +13,9 @@
 //!  bigkey/copy.rs    …then each big key of the batch: chunks (bigkey/read.rs) ─► temporary key in its slot
 //!                    (bigkey/write.rs) ─► MULTI RENAME + PEXPIREAT EXEC, before the batch is acknowledged
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
+//!                    (sink/key_error.rs: with --on-key-error skip a key's own refusal goes to the
+//!                    dead-letter file, dead_letter.rs, before its batch is acknowledged;
+//!                    migrate/keys_from.rs copies such a list later, --keys-from)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
 //!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
@@ -41,6 +44,7 @@ pub mod bigkey;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
+pub mod dead_letter;
 pub mod endpoint;
 pub mod follow;
 pub mod job;

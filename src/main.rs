@@ -31,6 +31,16 @@ fn main() {
             std::process::exit(2);
         }
     }
+    // So is a dead-letter file (`migrate --dead-letter`); the default one is checked beside the
+    // checkpoint before the copy.
+    if let Command::Migrate(args) = &cli.command {
+        if let Some(path) = &args.dead_letter {
+            if let Err(e) = report::check_writable_as(path, "--dead-letter") {
+                eprintln!("ferry: error: {e:#}. Nothing was done");
+                std::process::exit(2);
+            }
+        }
+    }
     let runtime = match runtime(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {

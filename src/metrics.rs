@@ -88,7 +88,7 @@ impl Metrics {
         );
         registry.register(
             "ferry_keys_skipped",
-            "Keys not written, by reason (expired, vanished, conflict, empty, module)",
+            "Keys not written, by reason (expired, vanished, conflict, empty, module, dead_letter)",
             m.keys_skipped.clone(),
         );
         registry.register(
@@ -143,6 +143,7 @@ impl Metrics {
             ("conflict", totals.conflicts, seen.conflicts),
             ("empty", totals.empty_skipped, seen.empty_skipped),
             ("module", totals.modules_skipped, seen.modules_skipped),
+            ("dead_letter", totals.dead_lettered, seen.dead_lettered),
         ] {
             up(
                 &self.keys_skipped.get_or_create(&label("reason", reason)),

@@ -3,6 +3,7 @@
 //! `from_file.rs` is the same with an RDB file (`--rdb`) as the source.
 
 mod from_file;
+mod keys_from;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, Gate, Layout, Purpose, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
-use crate::cli::MigrateArgs;
+use crate::cli::{MigrateArgs, OnKeyError};
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::job::{Job, SourceSpec};
 use crate::partition::{self, KeyShare};
@@ -18,6 +19,7 @@ use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::progress::Progress;
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
 use crate::sink::cluster::ClusterWriter;
+use crate::sink::key_error::KeyErrors;
 use crate::sink::restore::{Writer, WriterOptions};
 use crate::sink::route::Router;
 use crate::sink::{Clocks, Sink};
@@ -51,6 +53,7 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
         expiry_uncertainty_ms: 0,
         elapsed_ms: 0,
         checkpoint: None,
+        dead_letter: None,
         error: None,
         verify: None,
         notes: Vec::new(),
@@ -94,6 +97,14 @@ fn interrupted(report: &mut MigrateReport) {
     });
 }
 
+/// How a live run starts: the job's own checkpoint, or a `--keys-from` list (its own job).
+enum Start {
+    /// The whole job (or its share), from its checkpoint.
+    Job(Box<Checkpoint>, PathBuf),
+    /// Just the listed keys.
+    List(keys_from::KeyList),
+}
+
 async fn run_inner(
     args: &MigrateArgs,
     stop: Stop,
@@ -115,15 +126,32 @@ async fn run_inner(
 
     // The checkpoint first: a resumed run's target holds ferry's own keys, which the conflict
     // check must not count (its checkpoint says the check passed when the run started).
-    let (mut cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
-    let check_conflicts =
-        args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed;
+    // `--keys-from` is a job of its own (the list is part of its identity) with its own
+    // checkpoint and a conflict check of the listed keys only (`keys_from.rs`).
+    let start = match &args.keys_from {
+        Some(path) => {
+            let list = keys_from::KeyList::read(path, &job.dbs)?;
+            job.keys_from = Some(keys_from::digest(&list));
+            Start::List(list)
+        }
+        None => {
+            let (cp, cp_path) = open_checkpoint(args, &job, report, &CheckpointWording::LIVE)?;
+            Start::Job(Box::new(cp), cp_path)
+        }
+    };
+    let (check_conflicts, copied_keys) = match &start {
+        Start::Job(cp, _) => (
+            args.on_conflict == crate::cli::OnConflict::Fail && !cp.conflict_check_passed,
+            cp.totals.written,
+        ),
+        Start::List(_) => (false, 0),
+    };
     let gated = check::gate(Gate {
         job: &job,
         purpose: Purpose::Migrate,
         on_conflict: args.on_conflict,
         conflicts: check_conflicts,
-        copied_keys: cp.totals.written,
+        copied_keys,
         follow: args
             .follow
             .follow
@@ -173,6 +201,19 @@ async fn run_inner(
         target_skew_ms: gated.target_skew_ms,
     };
     let max_bulk = gated.max_bulk;
+    let (mut cp, cp_path) = match start {
+        Start::Job(cp, cp_path) => (*cp, cp_path),
+        Start::List(list) => {
+            let ready = keys_from::Ready {
+                source: &source,
+                sinfo: &sinfo,
+                tinfo: &tinfo,
+                clocks,
+                max_bulk,
+            };
+            return keys_from::run(args, &job, list, ready, stop, report).await;
+        }
+    };
     if check_conflicts {
         cp.conflict_check_passed = true;
     }
@@ -196,7 +237,9 @@ async fn run_inner(
         false => None,
     };
     let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
-    let mut writer_opts = writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb);
+    let key_errors = key_errors(args, &cp_path, report)?;
+    let mut writer_opts =
+        writer_options(args, &job, &tinfo, clocks, max_bulk, target_rdb, key_errors);
     let probe = crate::retry::retrying(job.retry_for(), || async {
         let mut src = source.connect().await?;
         let version = sinfo.info.version();
@@ -305,11 +348,12 @@ async fn run_inner(
         Some(crate::verify::after_migrate(&source, &job, &db_pairs, share_keys, args, &stop).await)
     };
     finish_with(report, verified);
-    if report.status == Status::Mismatch {
-        let n = report
-            .verify
-            .as_ref()
-            .map_or(0, |v| v["totals"]["differences"].as_u64().unwrap_or(0));
+    let n = report
+        .verify
+        .as_ref()
+        .map_or(0, |v| v["totals"]["differences"].as_u64().unwrap_or(0));
+    // Dead-lettered keys are missing on the target by design; finish_with says so.
+    if report.status == Status::Mismatch && n > report.keys.dead_lettered {
         report.notes.push(format!(
             "{n} keys differ although every key was copied: the source most likely changed during the run (it is \
              live and took writes). To copy while the application writes, use --follow and then ferry cutover \
@@ -357,6 +401,36 @@ pub(crate) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Si
         .collect()
 }
 
+/// What the writers do with a key the target refuses (`--on-key-error`): with `skip`, the
+/// dead-letter file (`--dead-letter`, or beside the checkpoint `cp_path`) is checked writable
+/// now, and emptied when this run starts a new job (not when it resumes one).
+pub(crate) fn key_errors(
+    args: &MigrateArgs,
+    cp_path: &std::path::Path,
+    report: &mut MigrateReport,
+) -> anyhow::Result<KeyErrors> {
+    if args.on_key_error == OnKeyError::Stop {
+        if let Some(p) = &args.dead_letter {
+            anyhow::bail!(
+                "--dead-letter {} is only used with --on-key-error skip; add that flag, or leave --dead-letter out",
+                p.display()
+            );
+        }
+        return Ok(KeyErrors::Stop);
+    }
+    let path = args
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| crate::dead_letter::default_path(cp_path));
+    let letters = crate::dead_letter::DeadLetters::prepare(&path, !report.resumed)?;
+    report.dead_letter = Some(path.display().to_string());
+    eprintln!(
+        "ferry: keys the target refuses for a reason of their own go to the dead-letter file {}",
+        path.display()
+    );
+    Ok(KeyErrors::new(args.on_key_error, Some(Arc::new(letters))))
+}
+
 /// How the writers write, for a live source or a file.
 pub(crate) fn writer_options(
     args: &MigrateArgs,
@@ -365,6 +439,7 @@ pub(crate) fn writer_options(
     clocks: Clocks,
     max_bulk: Option<u64>,
     target_rdb: Option<u16>,
+    key_errors: KeyErrors,
 ) -> WriterOptions {
     WriterOptions {
         on_conflict: args.on_conflict,
@@ -375,6 +450,7 @@ pub(crate) fn writer_options(
         select_db: !tinfo.is_cluster(),
         target_rdb,
         big: None,
+        key_errors,
     }
 }
 
@@ -469,7 +545,8 @@ pub(crate) fn copy_finished(
     Ok(true)
 }
 
-/// Sets the final status: the verification's when it ran and did not pass, `ok` otherwise.
+/// Sets the final status: the verification's when it ran and did not pass, `ok` otherwise;
+/// `mismatch` (exit 1) when keys were dead-lettered, which are missing on the target.
 pub(crate) fn finish_with(
     report: &mut MigrateReport,
     verified: Option<crate::verify::VerifyReport>,
@@ -480,6 +557,23 @@ pub(crate) fn finish_with(
         if v.status != Status::Ok {
             report.status = v.status;
             report.error = v.error;
+        }
+    }
+    let n = report.keys.dead_lettered;
+    if n > 0 {
+        let file = report
+            .dead_letter
+            .as_deref()
+            .unwrap_or("the dead-letter file");
+        let note = format!(
+            "{n} keys were refused by the target and written to {file} instead (not copied): the target lacks them, \
+             so verification reports them missing. Fix the cause given in each line's \"reason\" (an ACL key pattern, \
+             proto-max-bulk-len, a module), then copy just those keys with the same command plus --keys-from {file}"
+        );
+        report.notes.push(note.clone());
+        if report.status == Status::Ok {
+            report.status = Status::Mismatch;
+            report.error = Some(note);
         }
     }
 }
@@ -613,6 +707,12 @@ pub fn print_summary(r: &MigrateReport) {
         "ferry: keys: scanned {}, written {} ({} this run), expired before copy {}, vanished {}, conflicts kept {}",
         r.keys.scanned, r.keys.written, r.keys.written_this_run, r.keys.expired_skipped, r.keys.vanished, r.keys.conflicts
     );
+        if r.keys.dead_lettered > 0 {
+            eprintln!(
+                "ferry: keys: {} refused by the target and dead-lettered (not copied)",
+                r.keys.dead_lettered
+            );
+        }
         if r.keys.reencoded > 0 {
             eprintln!(
                 "ferry: keys: {} re-encoded for the target's older RDB version",

@@ -58,6 +58,9 @@ pub struct MigrateReport {
     pub elapsed_ms: u64,
     /// Checkpoint file used.
     pub checkpoint: Option<String>,
+    /// `--on-key-error skip`: the dead-letter file (keys refused by the target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
     /// The error, when status is `error`.
     pub error: Option<String>,
     /// The verification result, when it ran.
@@ -111,6 +114,8 @@ pub struct KeyCounts {
     pub modules_skipped: u64,
     /// Keys over `--big-key-bytes`, copied in chunks (also counted in `written`).
     pub big_keys: u64,
+    /// `--on-key-error skip`: keys the target refused, written to the dead-letter file instead.
+    pub dead_lettered: u64,
 }
 
 impl KeyCounts {
@@ -127,6 +132,7 @@ impl KeyCounts {
             empty_skipped: total.empty_skipped,
             modules_skipped: total.modules_skipped,
             big_keys: total.big_keys,
+            dead_lettered: total.dead_lettered,
         }
     }
 }
@@ -142,10 +148,20 @@ pub fn write_json<T: Serialize>(path: &Path, report: &T) -> anyhow::Result<()> {
 /// directory is missing, an existing read-only file, or a directory where no file can be
 /// created (probed by creating and removing a temporary file there, so nothing is left behind).
 pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    check_writable_as(path, "--report")
+}
+
+/// [`check_writable`] for the file of option `flag` (named in the messages).
+pub fn check_writable_as(path: &Path, flag: &str) -> anyhow::Result<()> {
     let shown = path.display();
     if path.is_dir() {
         anyhow::bail!(
-            "--report {shown} is a directory; give a file path, e.g. {shown}/ferry-report.json"
+            "{flag} {shown} is a directory; give a file path, e.g. {shown}/{}",
+            if flag == "--report" {
+                "ferry-report.json"
+            } else {
+                "ferry-dead-letter.jsonl"
+            }
         );
     }
     let dir = match path.parent() {
@@ -154,7 +170,7 @@ pub fn check_writable(path: &Path) -> anyhow::Result<()> {
     };
     if !dir.is_dir() {
         anyhow::bail!(
-            "--report {shown}: the directory {} does not exist; create it or give another path",
+            "{flag} {shown}: the directory {} does not exist; create it or give another path",
             dir.display()
         );
     }
@@ -163,17 +179,17 @@ pub fn check_writable(path: &Path) -> anyhow::Result<()> {
         std::fs::OpenOptions::new()
             .append(true)
             .open(path)
-            .with_context(|| format!("--report {shown}: the file exists but cannot be written"))?;
+            .with_context(|| format!("{flag} {shown}: the file exists but cannot be written"))?;
         return Ok(());
     }
-    let probe = dir.join(format!(".ferry-report-probe-{}", std::process::id()));
+    let probe = dir.join(format!(".ferry-write-probe-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
         .with_context(|| {
             format!(
-                "--report {shown}: cannot create a file in {}; give a path in a writable directory",
+                "{flag} {shown}: cannot create a file in {}; give a path in a writable directory",
                 dir.display()
             )
         })?;

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
+use crate::check::{self, Layout};
 use crate::cli::MigrateArgs;
 use crate::job::{Job, SourceSpec};
 use crate::partition::Share;
-use crate::check::{self, Layout};
 
 /// Streams `ferry verify` reads at once: the source and the target, each in its own task.
 pub const VERIFY_STREAMS: usize = 2;

@@ -20,7 +20,8 @@ use crate::check::Layout;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::retry::Backoff;
-use crate::sink::restore::{refused, restore_ttl, WriterOptions};
+use crate::sink::key_error::Quarantine;
+use crate::sink::restore::{judge, restore_ttl, WriterOptions};
 use crate::sink::route::{KeyedCommands, Router};
 use crate::source::expiry::{self, Bracket, Expiries, KeyRead, ReadError, ReadKeysError, Ttl};
 use crate::source::scan::source_refused;
@@ -254,11 +255,12 @@ impl Applier {
             }
         };
         let mut done = Applied::default();
+        // `--on-key-error skip`: a key the target refuses for a reason of its own goes to the
+        // dead-letter file here too (`sink/key_error.rs`); anything else stops the follower.
+        let mut q = Quarantine::new(self.opts.key_errors.clone());
         for (op, reply) in ops.0.iter().zip(replies) {
             match (op, reply) {
-                (Op::Restore(rec, _), Reply::Error(err)) => {
-                    return Err(refused(&ep, tdb, rec, &err))
-                }
+                (Op::Restore(rec, _), Reply::Error(err)) => judge(&mut q, &ep, tdb, rec, &err)?,
                 (Op::Del(k), Reply::Error(err)) => anyhow::bail!(
                     "the target {ep} refused to delete key {} (db {tdb}): {err}. The target's ACL \
                      user needs +del for --follow",
@@ -268,6 +270,7 @@ impl Applier {
                 (Op::Del(_), _) => done.deleted += 1,
             }
         }
+        q.flush(&mut crate::source::Counts::default())?;
         Ok(done)
     }
 }
@@ -278,7 +281,7 @@ fn is_transient(e: &anyhow::Error) -> bool {
 }
 
 /// The message for a failed [`expiry::read_keys`] of `keys`.
-fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
+pub(crate) fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
     match e {
         ReadKeysError::Conn(e) => e,
         ReadKeysError::Reply(ReadError::Refused { index, error }) => {
@@ -294,7 +297,7 @@ fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Er
 /// masters' `TIME`s cannot share one pipeline, so the bracket is this machine's clock, moved
 /// to the source's by its measured skew, before sending and after the last reply; a wide one
 /// (a stalled master) is read again, as `expiry.rs` does for one server.
-async fn read_routed(
+pub(crate) async fn read_routed(
     router: &mut Router,
     ep: &str,
     db: u32,

@@ -185,7 +185,9 @@ pub(super) async fn run(
                 Box::pin(rdb_file::read_file(task, o, tx, s))
             }));
         }
-        let writer_opts = super::writer_options(args, job, &tinfo, clocks, max_bulk, target_rdb);
+        let key_errors = super::key_errors(args, &cp_path, report)?;
+        let writer_opts =
+            super::writer_options(args, job, &tinfo, clocks, max_bulk, target_rdb, key_errors);
         let writers = super::writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::for_file(
             args.output.progress,

@@ -78,16 +78,31 @@ pub fn suspect(records: &[Record], written: usize) -> Option<&Record> {
         .max_by_key(|r| r.payload.len())
 }
 
+/// A value the target refused as over its `proto-max-bulk-len`: the key (so a writer with
+/// `--on-key-error skip` can set it aside) and the message that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TooLarge {
+    /// The refused key.
+    pub key: Vec<u8>,
+    /// What happened and what to do.
+    pub message: String,
+}
+
 /// The error for a value the target refused as too large: key, size, the setting, what to do.
 pub fn too_large(ep: &str, db: u32, key: &[u8], size: usize) -> anyhow::Error {
     let size = size as u64;
-    anyhow::anyhow!(
+    let message = format!(
         "key {} (db {db}) is {} ({size} bytes serialized) and the target {ep} refuses a value that large: it \
          answers \"Protocol error: invalid bulk length\", so the value exceeds its proto-max-bulk-len (ferry checks \
          that limit up front only where this user may run CONFIG GET). Raise proto-max-bulk-len on the target above {size} bytes \
          (CONFIG SET proto-max-bulk-len, or the parameter group of a managed service) and rerun the same command \
-         to resume; or leave that key out of the data to copy (ferry has no flag to skip a single key)",
+         to resume; or pass --on-key-error skip to set such keys aside in a dead-letter file and copy the others",
         escape_key(key),
         human_bytes(size)
-    )
+    );
+    anyhow::Error::new(TooLarge {
+        key: key.to_vec(),
+        message,
+    })
 }

@@ -10,7 +10,11 @@ use crate::endpoint::{Pipeline, Reply};
 use crate::record::Record;
 use crate::source::{Batch, Counts};
 
-use super::restore::{push_restore, refused, restore_ttl, WriterOptions};
+use super::bulk_limit;
+use super::key_error::{Cause, Quarantine};
+use super::restore::{
+    judge, over_limit, push_restore, restore_ttl, too_large_reason, WriterOptions,
+};
 use super::route::{KeyedCommands, Router};
 
 /// One writer task's view of a target cluster.
@@ -65,7 +69,9 @@ impl ClusterWriter {
     }
 
     /// Writes every record of `batch` to the master owning its slot; returns what was done.
+    /// Keys dead-lettered (`--on-key-error skip`) are on disk before this returns.
     pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
+        let mut q = Quarantine::new(self.opts.key_errors.clone());
         let mut counts = Counts {
             scanned: batch.scanned,
             vanished: batch.vanished,
@@ -79,6 +85,11 @@ impl ClusterWriter {
             limit_unknown: self.opts.max_bulk.is_none(),
         };
         for rec in &batch.records {
+            if let Some(e) = over_limit(&self.opts, rec, &seed) {
+                let reason = too_large_reason(&self.opts, rec);
+                q.refuse(rec, 0, Cause::TooLarge, &reason, e)?;
+                continue;
+            }
             match restore_ttl(&self.opts, rec, &seed)? {
                 None => counts.expired_skipped += 1,
                 Some(ttl) => {
@@ -87,16 +98,38 @@ impl ClusterWriter {
                 }
             }
         }
-        if cmds.records.is_empty() {
-            return Ok(counts);
-        }
-        let replies = self.router.run(&cmds).await?;
+        let replies = loop {
+            if cmds.records.is_empty() {
+                q.flush(&mut counts)?;
+                return Ok(counts);
+            }
+            match self.router.run(&cmds).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    // A value over the node's unknown limit: that key's own fault.
+                    let Some(big) = e.downcast_ref::<bulk_limit::TooLarge>() else {
+                        return Err(e);
+                    };
+                    let Some(i) = cmds
+                        .records
+                        .iter()
+                        .position(|r| r.key.as_ref() == big.key.as_slice())
+                    else {
+                        return Err(e);
+                    };
+                    let reason = "Protocol error: invalid bulk length (over proto-max-bulk-len)";
+                    q.refuse(cmds.records[i], 0, Cause::TooLarge, reason, e)?;
+                    cmds.records.remove(i);
+                    cmds.ttls.remove(i);
+                }
+            }
+        };
         for (rec, reply) in cmds.records.iter().zip(replies) {
             match reply {
                 Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
                 Reply::Error(err) => {
                     let node = self.router.node_of(&rec.key);
-                    return Err(refused(&node, 0, rec, &err));
+                    judge(&mut q, &node, 0, rec, &err)?;
                 }
                 _ => {
                     counts.written += 1;
@@ -104,6 +137,7 @@ impl ClusterWriter {
                 }
             }
         }
+        q.flush(&mut counts)?;
         Ok(counts)
     }
 }

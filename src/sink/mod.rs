@@ -4,6 +4,7 @@
 
 pub mod bulk_limit;
 pub mod cluster;
+pub mod key_error;
 pub mod restore;
 pub mod route;
 pub mod slots;

@@ -5,7 +5,8 @@
 //! connection is reconnected and the whole batch sent again; that is safe because every write
 //! is idempotent (REPLACE of our own value, or a BUSYKEY skip). Replies that no retry can fix
 //! (out of memory, read-only replica, ACL, a payload the target cannot load) stop the job with a
-//! message that says what to do.
+//! message that says what to do — except, with `--on-key-error skip`, a refusal that is one
+//! key's own fault (`key_error.rs`): that key goes to the dead-letter file and the batch goes on.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
 use crate::source::{Batch, Counts};
 
+use super::key_error::{key_fault, Cause, KeyErrors, Quarantine};
 use super::{bulk_limit, Clocks};
 
 /// How a writer writes.
@@ -40,6 +42,8 @@ pub struct WriterOptions {
     pub target_rdb: Option<u16>,
     /// How big keys are copied (a live source with big-key detection on).
     pub big: Option<crate::bigkey::copy::BigOptions>,
+    /// `--on-key-error`: stop at a key the target refuses, or dead-letter it.
+    pub key_errors: KeyErrors,
 }
 
 /// One writer task's connection and reusable buffers.
@@ -82,24 +86,45 @@ impl Writer {
         &self.opts
     }
 
-    /// Writes every record of `batch`, retrying lost connections; returns what was done.
+    /// Writes every record of `batch`, retrying lost connections; returns what was done. Keys
+    /// dead-lettered (`--on-key-error skip`) are on disk before this returns.
     pub async fn write(&mut self, batch: &Batch) -> anyhow::Result<Counts> {
+        let mut records = std::borrow::Cow::Borrowed(batch.records.as_slice());
+        let mut quarantine = Quarantine::new(self.opts.key_errors.clone());
         loop {
-            match self.try_write(batch).await {
-                Ok(counts) => {
+            let before = quarantine.len();
+            match self.try_write(&records, batch, &mut quarantine).await {
+                Ok(mut counts) => {
                     self.backoff.reset();
-                    let largest = batch.records.iter().map(|r| r.payload.len()).max();
+                    let largest = records.iter().map(|r| r.payload.len()).max();
                     self.largest_written = self.largest_written.max(largest.unwrap_or(0));
+                    quarantine.flush(&mut counts)?;
                     return Ok(counts);
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Transient(e)) => {
+                    // The attempt is made again whole: its refusals will come again.
+                    quarantine.truncate(before);
                     self.conn = None;
                     let (server, opts) = (&self.server, &self.opts);
-                    if let Some(refusal) =
-                        refused_as_too_large(server, opts, batch, self.largest_written).await
+                    if let Some((i, refusal)) =
+                        refused_as_too_large(server, opts, &records, self.largest_written).await
                     {
-                        return Err(refusal);
+                        // The value is over the target's limit: that key's fault alone.
+                        let rec = &records[i];
+                        let reason =
+                            "Protocol error: invalid bulk length (over proto-max-bulk-len)";
+                        quarantine.refuse(
+                            rec,
+                            self.target_db(rec),
+                            Cause::TooLarge,
+                            reason,
+                            refusal,
+                        )?;
+                        let mut rest = records.into_owned();
+                        rest.remove(i);
+                        records = std::borrow::Cow::Owned(rest);
+                        continue;
                     }
                     self.backoff.wait(e).await?;
                 }
@@ -107,21 +132,26 @@ impl Writer {
         }
     }
 
-    async fn try_write(&mut self, batch: &Batch) -> Result<Counts, Failure> {
+    /// The target DB of `rec`.
+    fn target_db(&self, rec: &Record) -> u32 {
+        self.opts.db_map.get(&rec.db).copied().unwrap_or(rec.db)
+    }
+
+    async fn try_write(
+        &mut self,
+        records: &[Record],
+        batch: &Batch,
+        q: &mut Quarantine,
+    ) -> Result<Counts, Failure> {
         let mut counts = Counts {
             scanned: batch.scanned,
             vanished: batch.vanished,
             ..Counts::default()
         };
-        if batch.records.is_empty() {
+        if records.is_empty() {
             return Ok(counts);
         }
-        let db = self
-            .opts
-            .db_map
-            .get(&batch.records[0].db)
-            .copied()
-            .unwrap_or(batch.records[0].db);
+        let db = self.target_db(&records[0]);
         if self.conn.is_none() {
             self.conn = Some(self.server.connect().await?);
         }
@@ -139,9 +169,15 @@ impl Writer {
         }
         let replace = self.opts.on_conflict != OnConflict::Skip;
         // Which records were sent, in order, so replies can be matched to keys.
-        let mut sent: Vec<&Record> = Vec::with_capacity(batch.records.len());
+        let mut sent: Vec<&Record> = Vec::with_capacity(records.len());
         let mut ttl_buf = itoa::Buffer::new();
-        for rec in &batch.records {
+        for rec in records {
+            if let Some(e) = over_limit(&self.opts, rec, &ep) {
+                let reason = too_large_reason(&self.opts, rec);
+                q.refuse(rec, db, Cause::TooLarge, &reason, e)
+                    .map_err(Failure::Fatal)?;
+                continue;
+            }
             let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
                 counts.expired_skipped += 1;
                 continue;
@@ -187,44 +223,71 @@ impl Writer {
                 continue;
             }
             match reencode_refused(&self.opts, rec, &err) {
-                Some(r) => again.push(r.map_err(Failure::Fatal)?),
-                None => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
+                Some(Ok(r)) => again.push(r),
+                Some(Err(e)) => q
+                    .refuse(
+                        rec,
+                        db,
+                        Cause::NotRepresentable,
+                        &format!("{err}; {e:#}"),
+                        e,
+                    )
+                    .map_err(Failure::Fatal)?,
+                None => judge(q, &ep, db, rec, &err).map_err(Failure::Fatal)?,
             }
         }
         if again.is_empty() {
             return Ok(counts);
         }
-        self.pipeline.clear();
-        let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
-        for rec in &again {
-            let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
-                counts.expired_skipped += 1;
-                continue;
-            };
-            push_restore(
-                &mut self.pipeline,
-                rec,
-                ttl_buf.format(ttl).as_bytes(),
-                replace,
-            );
-            retried.push(rec);
-        }
-        if retried.is_empty() {
-            return Ok(counts);
-        }
-        for (rec, reply) in retried.iter().zip(conn.run(&self.pipeline).await?) {
-            match reply {
-                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
-                Reply::Error(err) => return Err(Failure::Fatal(refused(&ep, db, rec, &err))),
-                _ => {
-                    counts.written += 1;
-                    counts.reencoded += 1;
-                    counts.bytes += rec.size() as u64;
-                }
-            }
-        }
+        let to = Dest { conn, ep: &ep, db };
+        write_reencoded(to, &mut self.pipeline, &self.opts, &again, q, &mut counts).await?;
         Ok(counts)
     }
+}
+
+/// Where a batch goes: the connection, its endpoint for messages, the target DB selected.
+struct Dest<'a> {
+    conn: &'a mut Connection,
+    ep: &'a str,
+    db: u32,
+}
+
+/// Writes `again` (records re-encoded for an older target) on `to`, adding to `counts`.
+async fn write_reencoded(
+    to: Dest<'_>,
+    pipeline: &mut Pipeline,
+    opts: &WriterOptions,
+    again: &[Record],
+    q: &mut Quarantine,
+    counts: &mut Counts,
+) -> Result<(), Failure> {
+    let replace = opts.on_conflict != OnConflict::Skip;
+    let mut ttl_buf = itoa::Buffer::new();
+    pipeline.clear();
+    let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
+    for rec in again {
+        let Some(ttl) = restore_ttl(opts, rec, to.ep).map_err(Failure::Fatal)? else {
+            counts.expired_skipped += 1;
+            continue;
+        };
+        push_restore(pipeline, rec, ttl_buf.format(ttl).as_bytes(), replace);
+        retried.push(rec);
+    }
+    if retried.is_empty() {
+        return Ok(());
+    }
+    for (rec, reply) in retried.iter().zip(to.conn.run(pipeline).await?) {
+        match reply {
+            Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+            Reply::Error(err) => judge(q, to.ep, to.db, rec, &err).map_err(Failure::Fatal)?,
+            _ => {
+                counts.written += 1;
+                counts.reencoded += 1;
+                counts.bytes += rec.size() as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For a record the target refused with `err`: when the refusal is "DUMP payload version or
@@ -264,21 +327,39 @@ pub(crate) fn reencode_refused(
     )
 }
 
-/// After a lost connection, when the target's `proto-max-bulk-len` is unknown and the batch
-/// holds a value larger than any written so far (`largest_written`): whether the target refuses
-/// that value's size (see `bulk_limit`). Such a refusal is final, never retried.
+/// After a lost connection, when the target's `proto-max-bulk-len` is unknown and `records`
+/// hold a value larger than any written so far (`largest_written`): whether the target refuses
+/// that value's size (see `bulk_limit`), with the index of its record. Such a refusal is final,
+/// never retried.
 async fn refused_as_too_large(
     server: &Server,
     opts: &WriterOptions,
-    batch: &Batch,
+    records: &[Record],
     largest_written: usize,
-) -> Option<anyhow::Error> {
+) -> Option<(usize, anyhow::Error)> {
     if opts.max_bulk.is_some() {
         return None;
     }
-    let rec = bulk_limit::suspect(&batch.records, largest_written)?;
+    let rec = bulk_limit::suspect(records, largest_written)?;
+    let i = records.iter().position(|r| std::ptr::eq(r, rec))?;
     let db = opts.db_map.get(&rec.db).copied().unwrap_or(rec.db);
-    bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await
+    let refusal = bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await?;
+    Some((i, refusal))
+}
+
+/// A RESTORE of `rec` into DB `db` of `ep` refused with `err`: dead-lettered when that is the
+/// key's own fault and the policy is `skip` (`key_error.rs`); otherwise the error to stop with.
+pub(crate) fn judge(
+    q: &mut Quarantine,
+    ep: &str,
+    db: u32,
+    rec: &Record,
+    err: &str,
+) -> anyhow::Result<()> {
+    match key_fault(err) {
+        Some(cause) => q.refuse(rec, db, cause, err, refused(ep, db, rec, err)),
+        None => Err(refused(ep, db, rec, err)),
+    }
 }
 
 enum Failure {
@@ -304,23 +385,40 @@ pub(crate) fn restore_ttl(
     rec: &Record,
     ep: &str,
 ) -> anyhow::Result<Option<i64>> {
-    if let Some(max) = opts.max_bulk {
-        if rec.payload.len() as u64 > max {
-            anyhow::bail!(
-                "key {} (db {}) is {} but the target {ep} accepts values up to {} (proto-max-bulk-len); \
-                 raise proto-max-bulk-len on the target (CONFIG SET or the parameter group), then rerun the same command",
-                escape_key(&rec.key),
-                rec.db,
-                human_bytes(rec.payload.len() as u64),
-                human_bytes(max)
-            );
-        }
+    if let Some(e) = over_limit(opts, rec, ep) {
+        return Err(e);
     }
     Ok(match rec.expire_at_ms {
         None => Some(0),
         Some(at) if opts.clocks.has_passed(at) => None,
         Some(at) => Some(opts.clocks.to_target(at)),
     })
+}
+
+/// The refusal of a value larger than the target accepts (known `proto-max-bulk-len`), naming
+/// the key and the target `ep`; `None` when it fits or the limit is unknown.
+pub(crate) fn over_limit(opts: &WriterOptions, rec: &Record, ep: &str) -> Option<anyhow::Error> {
+    let max = opts.max_bulk?;
+    (rec.payload.len() as u64 > max).then(|| {
+        anyhow::anyhow!(
+            "key {} (db {}) is {} but the target {ep} accepts values up to {} (proto-max-bulk-len); \
+             raise proto-max-bulk-len on the target (CONFIG SET or the parameter group), then rerun the same command \
+             (or pass --on-key-error skip to set such keys aside in a dead-letter file and copy the others)",
+            escape_key(&rec.key),
+            rec.db,
+            human_bytes(rec.payload.len() as u64),
+            human_bytes(max)
+        )
+    })
+}
+
+/// The dead-letter reason of a value over the known limit (no target text: it was never sent).
+pub(crate) fn too_large_reason(opts: &WriterOptions, rec: &Record) -> String {
+    format!(
+        "value of {} bytes over the target's proto-max-bulk-len of {} bytes (not sent)",
+        rec.payload.len(),
+        opts.max_bulk.unwrap_or(0)
+    )
 }
 
 /// Appends `RESTORE key ttl payload ABSTTL [REPLACE]` to `p`.
@@ -345,14 +443,16 @@ pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Err
     } else if err.starts_with("NOPERM") {
         "The target's ACL user lacks a permission: it needs +restore +select +ping +info +time on all keys (~*)."
             .to_string()
+            + skip_hint(err)
     } else if err.contains("payload version") || err.contains("Bad data format") {
-        match rec.payload_rdb_version() {
+        let what = match rec.payload_rdb_version() {
             Some(v) => format!(
                 "The value was serialized in RDB format version {v}, which this target cannot load: the target must \
                  run the same or a newer Redis/Valkey version than the source."
             ),
             None => "The value's serialized form is not one this target can load.".to_string(),
-        }
+        };
+        what + skip_hint(err)
     } else if err.starts_with("MOVED") || err.starts_with("ASK") || err.starts_with("CLUSTERDOWN") {
         "The target is a Redis Cluster that changed its slot layout during the run; rerun the same command to resume."
             .to_string()
@@ -360,4 +460,12 @@ pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Err
         "Rerun the same command to resume once the cause is fixed.".to_string()
     };
     anyhow::anyhow!("{what} {todo}")
+}
+
+/// For a refusal that is the key's own fault: how to copy the other keys anyway.
+fn skip_hint(err: &str) -> &'static str {
+    match key_fault(err) {
+        Some(_) => " Or pass --on-key-error skip: keys refused like this one go to a dead-letter file, the others are copied.",
+        None => "",
+    }
 }

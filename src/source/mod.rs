@@ -82,6 +82,10 @@ pub struct Counts {
     /// RDB file source: bytes of the file consumed (the progress of a file).
     #[serde(default)]
     pub file_bytes: u64,
+    /// `--on-key-error skip`: keys the target refused for a reason of their own, written to the
+    /// dead-letter file (never written to the target).
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Live source: the most any written expiry may be off from the source's, in ms (the
     /// worst, not a sum; see `source/expiry.rs`).
     #[serde(default)]
@@ -105,6 +109,7 @@ impl Counts {
         self.modules_skipped += other.modules_skipped;
         self.file_bytes += other.file_bytes;
         self.big_keys += other.big_keys;
+        self.dead_lettered += other.dead_lettered;
         self.expiry_uncertainty_ms = self.expiry_uncertainty_ms.max(other.expiry_uncertainty_ms);
     }
 }

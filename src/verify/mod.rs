@@ -19,6 +19,7 @@
 //!              key by key (compare.rs)
 //!  rounds.rs   keys that differ are read again, --round-pause later, up to --rounds comparisons
 //!  sample.rs   --sample N: RANDOMKEY on both sides instead of passes 1 and 2
+//!  listed.rs   migrate --keys-from: only the listed keys, read by name on both sides
 //!  report.rs   counts side by side, differences by kind, JSON
 //! ```
 //!
@@ -49,6 +50,7 @@ pub mod chunk_digest;
 pub mod compare;
 pub mod digest;
 pub mod file;
+pub mod listed;
 pub mod node;
 pub mod passes;
 pub mod progress;
@@ -89,6 +91,8 @@ pub struct Options {
     pub progress: ProgressMode,
     /// `--log-every`.
     pub log_every: Duration,
+    /// `migrate --keys-from`: compare only these keys (by source DB), see `listed.rs`.
+    pub listed: Option<Arc<listed::KeyLists>>,
 }
 
 impl Options {
@@ -101,6 +105,7 @@ impl Options {
             sample,
             progress: output.progress,
             log_every: Duration::from_secs(output.log_every.max(1)),
+            listed: None,
         }
     }
 }
@@ -179,7 +184,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
 }
 
 /// A verification abandoned after a signal (a server did not answer) becomes an error.
-fn abandoned_after_signal(result: Option<anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) fn abandoned_after_signal(result: Option<anyhow::Result<()>>) -> anyhow::Result<()> {
     result.unwrap_or_else(|| {
         Err(anyhow::anyhow!(
             "interrupted while waiting for a server; nothing was verified to the end"
@@ -306,8 +311,23 @@ pub async fn compare_sides<S: Side, T: Side>(
         src.progress(),
         dst.progress(),
     );
-    let candidates = match opts.sample {
-        Some(n) => {
+    let candidates = match (opts.sample, &opts.listed) {
+        (_, Some(lists)) => {
+            report.mode = "listed";
+            let (dbs, candidates) = listed::listed_round(
+                &src,
+                &dst,
+                pairs,
+                lists,
+                opts.tolerance_ms,
+                stop,
+                &mut tally,
+            )
+            .await?;
+            report.dbs = dbs;
+            candidates
+        }
+        (Some(n), None) => {
             report.mode = "sample";
             let s = sample::sample_round(&src, &dst, pairs, n, opts.tolerance_ms, stop, &mut tally)
                 .await?;
@@ -315,7 +335,7 @@ pub async fn compare_sides<S: Side, T: Side>(
             report.sample = Some(s.info);
             s.candidates
         }
-        None => {
+        (None, None) => {
             let f =
                 passes::first_round(&src, &dst, pairs, opts.tolerance_ms, stop, &mut tally).await?;
             report.dbs = f.dbs;

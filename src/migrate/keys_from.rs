@@ -1,0 +1,464 @@
+//! `ferry migrate --keys-from FILE`: copy just the keys a file lists — typically the
+//! dead-letter file of an earlier `--on-key-error skip` run, once the cause is fixed.
+//!
+//! The keys are read on the live source exactly as the copy reads them (`TIME, PTTL, DUMP …,
+//! TIME`, `source/expiry.rs`; through the cluster router for a cluster source) and written by the
+//! same writers, so `--on-conflict`, `--on-key-error`, `--db-map` and the report behave as in a
+//! full copy. A key no longer on the source is counted as vanished (nothing is deleted on the
+//! target).
+//!
+//! It is a job of its own: the file's contents are part of the job's identity (see
+//! `Job::keys_from`), so it has its own checkpoint, whose position per DB is the number of that
+//! DB's listed keys already acknowledged; a rerun of the same command resumes there, and the
+//! checkpoint of the full job it came from is left alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{
+    copy_finished, key_errors, open_checkpoint, writer_options, writers, CheckpointWording,
+};
+use crate::check::{Conflicts, Layout, Probe, SideInfo};
+use crate::checkpoint::Tracker;
+use crate::cli::{MigrateArgs, OnConflict};
+use crate::endpoint::{Connection, Server};
+use crate::job::Job;
+use crate::pipeline::{self, CheckpointSink, ReaderFactory};
+use crate::progress::Progress;
+use crate::record::Record;
+use crate::report::{KeyCounts, MigrateReport};
+use crate::retry::{Backoff, Link};
+use crate::sink::route::Router;
+use crate::sink::Clocks;
+use crate::source::expiry::{self, KeyRead};
+use crate::source::{Batch, Counts, Position};
+use crate::stop::Stop;
+
+/// Keys per source round trip (and per batch). Listed keys are few; a small chunk keeps the
+/// memory of big values in flight small.
+const CHUNK: usize = 100;
+
+/// The keys of one `--keys-from` file, by source DB, in file order.
+pub struct KeyList {
+    /// Source DB → its keys.
+    pub by_db: BTreeMap<u32, Vec<Bytes>>,
+    /// Lines of DBs left out by `--db`.
+    pub left_out: usize,
+}
+
+impl KeyList {
+    /// Reads `path`: plain lines belong to the single `--db` (DB 0 without one); with `--db`,
+    /// dead-letter lines of other DBs are left out.
+    pub fn read(path: &std::path::Path, dbs: &[u32]) -> anyhow::Result<KeyList> {
+        let plain_db = match dbs {
+            [] => 0,
+            [db] => *db,
+            _ => anyhow::bail!(
+                "--keys-from with several --db: give one --db (the DB of plain key lines), or none for DB 0"
+            ),
+        };
+        let mut list = KeyList {
+            by_db: BTreeMap::new(),
+            left_out: 0,
+        };
+        for (db, key) in crate::dead_letter::read_key_list(path, plain_db)? {
+            if !dbs.is_empty() && !dbs.contains(&db) {
+                list.left_out += 1;
+                continue;
+            }
+            list.by_db.entry(db).or_default().push(key);
+        }
+        Ok(list)
+    }
+
+    /// Keys listed, all DBs.
+    pub fn len(&self) -> usize {
+        self.by_db.values().map(Vec::len).sum()
+    }
+
+    /// True when no key is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The servers and settings the copy of listed keys needs (from `migrate.rs`'s preflight).
+pub(super) struct Ready<'a> {
+    pub source: &'a Server,
+    pub sinfo: &'a SideInfo,
+    pub tinfo: &'a SideInfo,
+    pub clocks: Clocks,
+    pub max_bulk: Option<u64>,
+}
+
+/// Copies the keys of `list`; fills `report`. See the module docs.
+pub(super) async fn run(
+    args: &MigrateArgs,
+    job: &Job,
+    list: KeyList,
+    ready: Ready<'_>,
+    stop: Stop,
+    report: &mut MigrateReport,
+) -> anyhow::Result<()> {
+    let Ready {
+        source,
+        sinfo,
+        tinfo,
+        clocks,
+        max_bulk,
+    } = ready;
+    if list.is_empty() {
+        report.notes.push(
+            "the --keys-from file lists no keys (of the DBs selected): nothing to copy".to_string(),
+        );
+    }
+    if list.left_out > 0 {
+        report.notes.push(format!(
+            "{} listed keys of other DBs than --db were left out",
+            list.left_out
+        ));
+    }
+    let wording = CheckpointWording {
+        mismatch_hint:
+            " A --keys-from job is named by the file's contents: a changed file is another job.",
+        position: |_| String::new(),
+    };
+    let (mut cp, cp_path) = open_checkpoint(args, job, report, &wording)?;
+    refuse_same_file(args)?;
+    let retry_for = job.retry_for();
+    if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
+        check_conflicts(&tinfo.layout, job, &list, retry_for).await?;
+        cp.conflict_check_passed = true;
+    }
+    cp.save(&cp_path)?;
+    let key_errors = key_errors(args, &cp_path, report)?;
+    let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
+    let writer_opts = writer_options(args, job, tinfo, clocks, max_bulk, target_rdb, key_errors);
+    let base = cp.totals;
+    if cp.completed {
+        report.keys = KeyCounts::from_counts(&base, 0);
+        report.bytes = base.bytes;
+        super::finish_with(report, None);
+        return Ok(());
+    }
+    let total = list.len() as u64;
+    // Kept for the verification of the same keys after the copy.
+    let lists = Arc::new(list.by_db.clone());
+    let names: Vec<String> = list
+        .by_db
+        .keys()
+        .map(|db| format!("keys-from db {db}"))
+        .collect();
+    let resume: Vec<Option<Position>> = names.iter().map(|n| cp.streams.get(n).copied()).collect();
+    let tracker = Tracker::new(names.iter().cloned().zip(resume.iter().copied()).collect());
+    let make = || KeyReader::new(source, &sinfo.layout, clocks, retry_for);
+    let readers = list_readers(list.by_db, resume, make, &stop);
+    let mut progress = Progress::new(
+        args.output.progress,
+        Duration::from_secs(args.output.log_every),
+        total,
+    );
+    crate::migrate::set_phase("copy");
+    let result = pipeline::copy(
+        readers,
+        1,
+        writers(&tinfo.layout, job.tuning.writers, &writer_opts),
+        tracker,
+        CheckpointSink {
+            checkpoint: &mut cp,
+            path: &cp_path,
+            base,
+        },
+        &mut progress,
+        stop.clone(),
+    )
+    .await;
+    progress.finish();
+    let mut totals = base;
+    totals.add(&result.this_run);
+    report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
+    report.bytes = totals.bytes;
+    report.expiry_uncertainty_ms = totals.expiry_uncertainty_ms;
+    if !copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
+        return Ok(());
+    }
+    if totals.vanished > 0 {
+        report.notes.push(format!(
+            "{} listed keys were no longer on the source (deleted or expired): counted as vanished, nothing written for them",
+            totals.vanished
+        ));
+    }
+    verify_listed(args, job, source, lists, &stop, report).await;
+    Ok(())
+}
+
+/// After the copy: the verification of the listed keys (unless `--no-verify`), and the status.
+async fn verify_listed(
+    args: &MigrateArgs,
+    job: &Job,
+    source: &Server,
+    lists: Arc<BTreeMap<u32, Vec<Bytes>>>,
+    stop: &Stop,
+    report: &mut MigrateReport,
+) {
+    let verified = if args.no_verify {
+        None
+    } else {
+        crate::migrate::set_phase("verify");
+        Some(crate::verify::listed::after_keys_from(source, job, lists, args, stop).await)
+    };
+    let done = if args.no_verify {
+        "copied"
+    } else {
+        "copied and verified"
+    };
+    report.notes.push(format!(
+        "only the listed keys were {done}: to check the whole target against the source, run ferry verify \
+         with the same --source, --target and DB flags"
+    ));
+    super::finish_with(report, verified);
+    crate::migrate::set_phase("done");
+}
+
+/// One reader per DB of the list still to do, from its checkpointed position (`resume`, in
+/// the tracker's stream order).
+fn list_readers(
+    by_db: BTreeMap<u32, Vec<Bytes>>,
+    resume: Vec<Option<Position>>,
+    make: impl Fn() -> KeyReader,
+    stop: &Stop,
+) -> Vec<ReaderFactory> {
+    let mut readers: Vec<ReaderFactory> = Vec::new();
+    for (stream, ((db, keys), at)) in by_db.into_iter().zip(resume).enumerate() {
+        let start = match at {
+            Some(Position::Done) => continue,
+            Some(Position::Cursor(c)) => c as usize,
+            _ => 0,
+        };
+        let (reader, stop) = (make(), stop.clone());
+        let task = ListTask {
+            stream,
+            db,
+            keys,
+            start,
+        };
+        readers.push(Box::new(move |tx| {
+            Box::pin(read_list(reader, task, tx, stop))
+        }));
+    }
+    readers
+}
+
+/// Refuses `--dead-letter` naming the `--keys-from` file: a new job empties its dead-letter
+/// file, which would destroy the list being copied.
+fn refuse_same_file(args: &MigrateArgs) -> anyhow::Result<()> {
+    let (Some(from), Some(to)) = (&args.keys_from, &args.dead_letter) else {
+        return Ok(());
+    };
+    let same = match (from.canonicalize(), to.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        anyhow::bail!(
+            "--dead-letter {} is the --keys-from file: give the keys refused again another file",
+            to.display()
+        );
+    }
+    Ok(())
+}
+
+/// `--on-conflict fail`: refuses to start when any listed key is on the target already.
+async fn check_conflicts(
+    layout: &Layout,
+    job: &Job,
+    list: &KeyList,
+    retry_for: Duration,
+) -> anyhow::Result<()> {
+    let mut probe = match layout {
+        Layout::Standalone(server) => Probe::Standalone(Link::new(server.clone(), retry_for)),
+        Layout::Cluster { cluster, topology } => {
+            Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
+        }
+    };
+    let mut found = Conflicts::default();
+    for (&db, keys) in &list.by_db {
+        let tdb = job.target_db(db);
+        for chunk in keys.chunks(1000) {
+            let exists = probe.exists(tdb, chunk).await?;
+            found.add(tdb, chunk, &exists);
+        }
+    }
+    found.refuse_if_any(&probe.endpoint(), "the listed keys")
+}
+
+/// The listed keys of one DB, from index `start` on (the checkpointed position).
+struct ListTask {
+    stream: usize,
+    db: u32,
+    keys: Vec<Bytes>,
+    start: usize,
+}
+
+/// Reads listed keys on the source: one connection, or the cluster's masters by slot.
+// One per DB of the list: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum KeyReader {
+    Standalone {
+        server: Server,
+        conn: Option<Connection>,
+        retry_for: Duration,
+    },
+    Cluster {
+        router: Box<Router>,
+        ep: String,
+        skew_ms: i64,
+    },
+}
+
+impl KeyReader {
+    fn new(source: &Server, layout: &Layout, clocks: Clocks, retry_for: Duration) -> KeyReader {
+        match layout {
+            Layout::Standalone(server) => KeyReader::Standalone {
+                server: server.clone(),
+                conn: None,
+                retry_for,
+            },
+            Layout::Cluster { cluster, topology } => KeyReader::Cluster {
+                router: Box::new(Router::new(cluster.clone(), topology, retry_for)),
+                ep: source.endpoint.to_string(),
+                skew_ms: clocks.source_skew_ms,
+            },
+        }
+    }
+
+    /// Each key's payload and expiry (`None`: gone), and how exact the expiries are.
+    async fn read(
+        &mut self,
+        db: u32,
+        keys: &[Bytes],
+    ) -> anyhow::Result<(Vec<Option<KeyRead>>, u64)> {
+        match self {
+            KeyReader::Standalone {
+                server,
+                conn,
+                retry_for,
+            } => {
+                let ep = server.endpoint.to_string();
+                let mut backoff = Backoff::new(*retry_for);
+                loop {
+                    let attempt = async {
+                        let c = match conn {
+                            Some(c) => c,
+                            None => conn.insert(server.connect().await?),
+                        };
+                        c.select(db).await?;
+                        expiry::read_keys(c, keys)
+                            .await
+                            .map_err(|e| crate::follow::apply::read_error(&ep, db, keys, e))
+                    }
+                    .await;
+                    match attempt {
+                        Ok(read) => return Ok((read.each, read.uncertainty_ms)),
+                        Err(e) if crate::retry::is_transient(&e) => {
+                            *conn = None;
+                            backoff.wait(e).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            KeyReader::Cluster {
+                router,
+                ep,
+                skew_ms,
+            } => {
+                let each =
+                    crate::follow::apply::read_routed(router, ep, db, keys, *skew_ms).await?;
+                Ok((each, 0))
+            }
+        }
+    }
+}
+
+/// Sends the batches of `task`: one per chunk of keys, each carrying the position after it.
+async fn read_list(
+    mut reader: KeyReader,
+    task: ListTask,
+    tx: mpsc::Sender<Batch>,
+    stop: Stop,
+) -> anyhow::Result<()> {
+    let ListTask {
+        stream,
+        db,
+        keys,
+        start,
+    } = task;
+    let keys = Arc::new(keys);
+    let mut seq = 0;
+    let mut at = start.min(keys.len());
+    loop {
+        if stop.is_raised() {
+            return Ok(());
+        }
+        let end = (at + CHUNK).min(keys.len());
+        let chunk = &keys[at..end];
+        let (reads, uncertainty_ms) = reader.read(db, chunk).await?;
+        let mut batch = Batch {
+            stream,
+            seq,
+            records: Vec::with_capacity(chunk.len()),
+            position: Some(if end == keys.len() {
+                Position::Done
+            } else {
+                Position::Cursor(end as u64)
+            }),
+            scanned: chunk.len() as u64,
+            vanished: 0,
+            // Listed keys are DUMPed: a big key that was dead-lettered is refused again (with
+            // the target's reason) rather than chunked; see the closing note of #14.
+            big: Vec::new(),
+            big_source: None,
+            noted: Counts {
+                expiry_uncertainty_ms: uncertainty_ms,
+                ..Counts::default()
+            },
+        };
+        for (key, read) in chunk.iter().zip(reads) {
+            match read {
+                Some(KeyRead {
+                    payload,
+                    expire_at_ms,
+                }) => batch.records.push(Record {
+                    db,
+                    key: key.clone(),
+                    payload,
+                    expire_at_ms,
+                }),
+                None => batch.vanished += 1,
+            }
+        }
+        if tx.send(batch).await.is_err() || end == keys.len() {
+            return Ok(());
+        }
+        seq += 1;
+        at = end;
+    }
+}
+
+/// The identity of a key list: a hash of its (db, key) entries in order.
+pub fn digest(list: &KeyList) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (db, keys) in &list.by_db {
+        for k in keys {
+            h.update(&db.to_le_bytes());
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k);
+        }
+    }
+    format!("{:016x}", h.digest())
+}

@@ -1,0 +1,122 @@
+//! The verification of `migrate --keys-from`: only the listed keys, read by name on both sides
+//! and compared exactly like a full run's re-read keys (then re-checked in later rounds).
+//!
+//! Reading a few keys by name is cheap, while a full verification reads both whole datasets;
+//! the keys outside the list were verified (or not) by the job that dead-lettered these. The
+//! report says `"mode": "listed"`; its counts are of the listed keys only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::compare::{compare, latest_expiry, Verdict};
+use super::report::{DbCounts, SideCounts};
+use super::rounds::{Candidate, Tally};
+use super::side::Side;
+use super::state::KeyState;
+use super::{Options, VerifyReport};
+use crate::cli::MigrateArgs;
+use crate::endpoint::Server;
+use crate::job::Job;
+use crate::stop::Stop;
+use crate::throttle::Throttles;
+
+/// Keys per read on each side.
+const CHUNK: usize = 500;
+
+/// Listed keys by source DB.
+pub type KeyLists = BTreeMap<u32, Vec<Bytes>>;
+
+/// Verifies the keys of `lists` between `source` and the job's target after a `--keys-from`
+/// copy; prints its summary and returns its report.
+pub async fn after_keys_from(
+    source: &Server,
+    job: &Job,
+    lists: Arc<KeyLists>,
+    args: &MigrateArgs,
+    stop: &Stop,
+) -> VerifyReport {
+    let mut opts = Options::new(&args.verify, &args.output, None);
+    opts.listed = Some(lists.clone());
+    let mut report = VerifyReport::new(
+        source.endpoint.to_string(),
+        job.target.endpoint.to_string(),
+        opts.tolerance_ms,
+        opts.rounds,
+    );
+    let started = Instant::now();
+    eprintln!("ferry: verifying the listed keys on both sides (skip with --no-verify)");
+    let pairs: Vec<(u32, u32)> = lists.keys().map(|&db| (db, job.target_db(db))).collect();
+    let work = async {
+        let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
+        let (src, dst) = super::open_sides(source, job, throttles, None).await?;
+        super::compare_sides(src, dst, &pairs, &opts, stop, &mut report).await
+    };
+    let result = super::abandoned_after_signal(stop.or_abandon(work).await);
+    super::finish(&mut report, result, started, stop);
+    super::print_summary(&report);
+    report
+}
+
+/// Reads every listed key of each pair on both sides and compares them.
+pub async fn listed_round<S: Side, T: Side>(
+    src: &Arc<S>,
+    dst: &Arc<T>,
+    pairs: &[(u32, u32)],
+    lists: &KeyLists,
+    tolerance_ms: u64,
+    stop: &Stop,
+    tally: &mut Tally,
+) -> anyhow::Result<(Vec<DbCounts>, Vec<Candidate>)> {
+    let mut dbs = Vec::new();
+    let mut candidates = Vec::new();
+    for (i, &(db, tdb)) in pairs.iter().enumerate() {
+        let (mut a, mut b) = (SideCounts::default(), SideCounts::default());
+        for keys in lists.get(&db).map_or(&[][..], Vec::as_slice).chunks(CHUNK) {
+            if stop.is_raised() {
+                anyhow::bail!("stopped while verifying the listed keys");
+            }
+            let (sa, sb) = tokio::try_join!(src.fetch(db, keys), dst.fetch(tdb, keys))?;
+            tally.stream(&sa.1);
+            tally.stream(&sb.1);
+            count(&mut a, &sa.0);
+            count(&mut b, &sb.0);
+            let now = crate::sink::now_ms();
+            for ((key, x), y) in keys.iter().zip(&sa.0).zip(&sb.0) {
+                match compare(x.as_ref(), y.as_ref(), tolerance_ms, now) {
+                    Verdict::Same => {}
+                    Verdict::Expired => tally.expired += 1,
+                    Verdict::Differs(kind, detail) => tally.track(
+                        &mut candidates,
+                        Candidate {
+                            pair: i,
+                            key: key.clone(),
+                            kind,
+                            detail,
+                            expiry: latest_expiry(x.as_ref(), y.as_ref()),
+                        },
+                    ),
+                }
+            }
+            tally.keys_compared += keys.len() as u64;
+        }
+        dbs.push(DbCounts {
+            db,
+            target_db: tdb,
+            source: a,
+            target: b,
+        });
+    }
+    Ok((dbs, candidates))
+}
+
+/// Adds the keys present in `states` to `c`.
+fn count(c: &mut SideCounts, states: &[Option<KeyState>]) {
+    for s in states.iter().flatten() {
+        c.keys += 1;
+        c.with_ttl += u64::from(s.expire_at_ms.is_some());
+        *c.types.entry(s.kind.name().to_string()).or_default() += 1;
+    }
+}
