@@ -62,6 +62,24 @@ impl Letter {
     }
 }
 
+impl Letter {
+    /// The letter for big key `key` (copied in chunks, never DUMPed: `size` is its estimate),
+    /// refused on target DB `tdb`.
+    pub fn of_big(key: &crate::bigkey::BigKey, tdb: u32, cause: Cause, reason: &str) -> Letter {
+        Letter {
+            db: key.db,
+            target_db: tdb,
+            key: escape_key(&key.key),
+            key_hex: hex(&key.key),
+            kind: key.kind.type_name(),
+            size: key.estimate,
+            cause: cause.name(),
+            reason: reason.to_string(),
+            time: rfc3339_utc(crate::sink::now_ms()),
+        }
+    }
+}
+
 /// The dead-letter file: opened on the first letter, appended to, fsynced per batch.
 #[derive(Debug)]
 pub struct DeadLetters {

@@ -161,6 +161,7 @@ async fn run_inner(
             args.endpoints.target_insecure,
         ),
         file: None,
+        skip_key_errors: args.on_key_error == crate::cli::OnKeyError::Skip,
     })
     .await?;
     report.notes.extend(gated.warnings.iter().cloned());

@@ -284,10 +284,17 @@ fn source_with_big_value(mib: usize) -> Server {
 /// A value over the target's proto-max-bulk-len (1mb), with `--on-key-error skip`: set aside,
 /// every other key copied. Three ways the limit shows: read up front with CONFIG GET (the value
 /// is never sent); CONFIG denied and a 2 MiB value refused with a reply; CONFIG denied and a
-/// 24 MiB value seen as a reset connection, which ferry asks the target about.
+/// 24 MiB value seen as a reset connection, which ferry asks the target about (these three on
+/// the RESTORE path, `--big-key-bytes 0`); and a string copied in chunks (big-key detection
+/// on, the default) that the target refuses to grow past the limit.
 #[test]
 fn oversized_values_are_dead_lettered() {
-    for (mib, deny_config) in [(2, false), (2, true), (24, true)] {
+    for (mib, deny_config, chunked) in [
+        (2, false, false),
+        (2, true, false),
+        (24, true, false),
+        (2, false, true),
+    ] {
         let src = source_with_big_value(mib);
         let dst = Server::start(
             Version::Valkey8,
@@ -331,9 +338,11 @@ fn oversized_values_are_dead_lettered() {
             dl.to_str().expect("utf-8 path"),
             "--round-pause",
             "200",
+            "--big-key-bytes",
+            if chunked { "8388608" } else { "0" },
         ]);
         let text = run.text();
-        let case = format!("{mib} MiB, CONFIG denied: {deny_config}");
+        let case = format!("{mib} MiB, CONFIG denied: {deny_config}, chunked: {chunked}");
         assert_eq!(run.code, 1, "{case}: expected exit 1:\n{text}");
         assert_eq!(run.num("keys.dead_lettered"), 1, "{case}:\n{text}");
         assert_eq!(run.num("keys.written"), 200, "{case}:\n{text}");
@@ -343,7 +352,12 @@ fn oversized_values_are_dead_lettered() {
         assert_eq!(lines[0]["key_hex"], "626967016f6e65", "{case}: {lines:?}");
         assert_eq!(lines[0]["type"], "string", "{case}: {lines:?}");
         let reason = lines[0]["reason"].as_str().unwrap_or("");
-        if deny_config {
+        if chunked {
+            assert!(
+                reason.contains("exceeds maximum allowed size"),
+                "{case}: {reason}"
+            );
+        } else if deny_config {
             assert!(reason.contains("invalid bulk length"), "{case}: {reason}");
         } else {
             assert!(reason.contains("(not sent)"), "{case}: {reason}");

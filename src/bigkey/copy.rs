@@ -22,9 +22,11 @@ use super::read::{ChunkReader, ReadError};
 use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::BigKey;
 use crate::cli::OnConflict;
+use crate::dead_letter::Letter;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::retry::Backoff;
+use crate::sink::key_error::{Cause, KeyErrors};
 use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
 use crate::source::expiry::{self, Expiry, ReadKeysError};
@@ -66,7 +68,7 @@ impl Target<'_> {
     ) -> Result<(Server, Option<u32>), Again> {
         match self {
             Target::Standalone(s) => {
-                let db = opts.db_map.get(&db).copied().unwrap_or(db);
+                let db = opts.target_db(db);
                 Ok(((*s).clone(), opts.select_db.then_some(db)))
             }
             Target::Cluster(r) => match r.server_for(key) {
@@ -90,10 +92,14 @@ impl Target<'_> {
 
 /// What happened to one big key.
 enum Outcome {
-    Written { bytes: u64 },
+    Written {
+        bytes: u64,
+    },
     Vanished,
     Expired,
     Conflict,
+    /// Refused by the target for a reason of its own, in the dead-letter file.
+    DeadLettered,
 }
 
 /// Why an attempt at a key did not finish.
@@ -104,6 +110,16 @@ enum Again {
     Changed(anyhow::Error),
     /// No retry can fix it.
     Fatal(anyhow::Error),
+    /// The target refused this key for a reason of its own (`sink/key_error.rs`): with
+    /// `--on-key-error skip` it goes to the dead-letter file and the copy goes on.
+    KeyFault {
+        /// Why.
+        cause: Cause,
+        /// The target's error text.
+        reason: String,
+        /// The message to stop with under `--on-key-error stop`.
+        fatal: anyhow::Error,
+    },
 }
 
 impl From<ConnError> for Again {
@@ -136,6 +152,7 @@ pub async fn copy_keys(
         anyhow::bail!("internal error: a big key reached a writer without big-key options");
     };
     let mut counts = Counts::default();
+    let mut letters = Vec::new();
     let mut src: Option<Connection> = None;
     for key in keys {
         let mut backoff = Backoff::new(opts.retry_for);
@@ -152,6 +169,23 @@ pub async fn copy_keys(
             match attempt.run(&mut src, &mut target).await {
                 Ok(o) => break o,
                 Err(Again::Fatal(e)) => return Err(e),
+                Err(Again::KeyFault {
+                    cause,
+                    reason,
+                    fatal,
+                }) => match &opts.key_errors {
+                    KeyErrors::Stop => return Err(fatal),
+                    KeyErrors::Skip(_) => {
+                        tracing::warn!(
+                            "big key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on",
+                            escape_key(&key.key),
+                            key.db,
+                            cause.name()
+                        );
+                        letters.push(Letter::of_big(key, opts.target_db(key.db), cause, &reason));
+                        break Outcome::DeadLettered;
+                    }
+                },
                 Err(Again::Transient(e)) => {
                     src = None;
                     target.refresh().await;
@@ -181,7 +215,14 @@ pub async fn copy_keys(
             Outcome::Vanished => counts.vanished += 1,
             Outcome::Expired => counts.expired_skipped += 1,
             Outcome::Conflict => counts.conflicts += 1,
+            // Counted when the letters are on disk, below.
+            Outcome::DeadLettered => {}
         }
+    }
+    // On disk before the batch holding these keys is acknowledged.
+    if let (KeyErrors::Skip(file), false) = (&opts.key_errors, letters.is_empty()) {
+        file.append(&letters)?;
+        counts.dead_lettered += letters.len() as u64;
     }
     Ok(counts)
 }
@@ -342,6 +383,14 @@ impl Attempt<'_> {
         }
     }
 
+    fn key_fault(&self, cause: Cause, err: &str, fatal: anyhow::Error) -> Again {
+        Again::KeyFault {
+            cause,
+            reason: err.to_string(),
+            fatal,
+        }
+    }
+
     fn write_refused(&self, ep: &str, err: &str) -> Again {
         if ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING"]
             .iter()
@@ -350,7 +399,7 @@ impl Attempt<'_> {
             return Again::Transient(anyhow::anyhow!("the target answered {err}"));
         }
         if err.contains("exceeds maximum allowed size") {
-            return Again::Fatal(anyhow::anyhow!(
+            return self.key_fault(Cause::TooLarge, err, anyhow::anyhow!(
                 "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
                  can never be larger than that setting on the target, whatever the way it is written: raise \
                  proto-max-bulk-len on the target above the string's size (CONFIG SET or the parameter group), then \
@@ -358,6 +407,15 @@ impl Attempt<'_> {
                 escape_key(&self.key.key),
                 self.key.db
             ));
+        }
+        if let Some(cause) = crate::sink::key_error::key_fault(err) {
+            let fatal = anyhow::anyhow!(
+                "the target {ep} refused big key {} (db {}): {err}. Fix the cause on the target, or \
+                 rerun with --on-key-error skip to copy every other key and list the refused ones",
+                escape_key(&self.key.key),
+                self.key.db
+            );
+            return self.key_fault(cause, err, fatal);
         }
         Again::Fatal(anyhow::anyhow!(
             "the target {ep} refused to write big key {} (db {}) into its temporary key: {err}. Big keys are \

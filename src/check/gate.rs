@@ -39,6 +39,8 @@ pub struct Gate<'a> {
     pub insecure: (bool, bool),
     /// The RDB file source, already examined by the caller.
     pub file: Option<&'a FileSummary>,
+    /// `--on-key-error skip`: a key the target will refuse is set aside, not a failure.
+    pub skip_key_errors: bool,
 }
 
 /// What the gate learned, for the run to go on with.
@@ -68,6 +70,7 @@ pub async fn gate(g: Gate<'_>) -> anyhow::Result<Gated> {
         follow: g.follow,
         insecure: g.insecure,
         file: g.file.cloned(),
+        skip_key_errors: g.skip_key_errors,
     };
     // The checks only read, so a connection lost on the way redoes them all on new
     // connections, within --retry-for (as every other phase); a first contact that nothing

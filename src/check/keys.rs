@@ -84,11 +84,14 @@ pub(crate) async fn sample(src: &mut Probed, job: &Job) -> Sample {
 }
 
 /// The biggest sampled key against the target's `proto-max-bulk-len`; returns that limit
-/// (`None` when unknown), which the writers enforce key by key.
+/// (`None` when unknown), which the writers enforce key by key. A value over the limit is
+/// `tolerated` with big keys copied in pieces (`--big-key-bytes` > 0: only a *string* that long
+/// cannot be stored at all) or with `--on-key-error skip` (it is set aside): a warning then.
 pub(crate) async fn bulk_len(
     src: &mut Probed,
     sample: &Sample,
     dst: &mut Probed,
+    tolerated: bool,
     out: &mut Vec<Check>,
 ) -> Option<u64> {
     let name = "target: proto-max-bulk-len";
@@ -119,6 +122,7 @@ pub(crate) async fn bulk_len(
     );
     let raise = "raise it on the target (CONFIG SET proto-max-bulk-len, above the biggest value), or leave the big keys out";
     out.push(match limit {
+        Some(l) if size > l && tolerated => Check::warn(name, format!("{seen}, over the target's {}: copied in chunks (--big-key-bytes) or set aside (--on-key-error skip); a string that long cannot be stored on the target at all", human_bytes(l)), "raise proto-max-bulk-len on the target above your biggest string, or copy the rest with --on-key-error skip"),
         Some(l) if size > l => Check::fail(name, format!("{seen}, over the target's {}: its RESTORE would be refused", human_bytes(l)), raise),
         Some(l) if size > l / 10 * 8 => Check::warn(name, format!("{seen}, close to the target's {}", human_bytes(l)), raise),
         Some(l) => Check::ok(name, format!("{seen}, under the target's {}", human_bytes(l))),

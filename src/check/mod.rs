@@ -230,6 +230,7 @@ pub async fn run(args: &CheckArgs) -> CheckReport {
             args.endpoints.target_insecure,
         ),
         file: None,
+        skip_key_errors: false,
     };
     match job.await {
         Ok(job) => {
@@ -276,6 +277,8 @@ pub(crate) struct Plan {
     pub follow: Option<bool>,
     /// `--source-insecure`, `--target-insecure`.
     pub insecure: (bool, bool),
+    /// `--on-key-error skip`: a key the target will refuse is set aside, not a failure.
+    pub skip_key_errors: bool,
     /// An RDB file the caller already examined (else the checks examine it).
     pub file: Option<FileSummary>,
 }
@@ -378,7 +381,8 @@ pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> 
     match &mut src {
         Some(Source::Live(s)) => {
             if writes {
-                facts.max_bulk = keys::bulk_len(s, &sample, &mut dst, out).await;
+                let tolerated = job.tuning.big_key_bytes > 0 || plan.skip_key_errors;
+                facts.max_bulk = keys::bulk_len(s, &sample, &mut dst, tolerated, out).await;
             }
             let (a, b) = tokio::join!(
                 server::clock(s, &mut src_rows),

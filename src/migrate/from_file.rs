@@ -134,6 +134,7 @@ pub(super) async fn run(
         follow: None,
         insecure: (false, args.endpoints.target_insecure),
         file: Some(&summary),
+        skip_key_errors: args.on_key_error == crate::cli::OnKeyError::Skip,
     })
     .await?;
     report.notes.extend(gated.warnings.iter().cloned());

@@ -46,6 +46,13 @@ pub struct WriterOptions {
     pub key_errors: KeyErrors,
 }
 
+impl WriterOptions {
+    /// The target DB that source DB `db` is written into.
+    pub fn target_db(&self, db: u32) -> u32 {
+        self.db_map.get(&db).copied().unwrap_or(db)
+    }
+}
+
 /// One writer task's connection and reusable buffers.
 pub struct Writer {
     server: Server,
@@ -134,7 +141,7 @@ impl Writer {
 
     /// The target DB of `rec`.
     fn target_db(&self, rec: &Record) -> u32 {
-        self.opts.db_map.get(&rec.db).copied().unwrap_or(rec.db)
+        self.opts.target_db(rec.db)
     }
 
     async fn try_write(
@@ -342,7 +349,7 @@ async fn refused_as_too_large(
     }
     let rec = bulk_limit::suspect(records, largest_written)?;
     let i = records.iter().position(|r| std::ptr::eq(r, rec))?;
-    let db = opts.db_map.get(&rec.db).copied().unwrap_or(rec.db);
+    let db = opts.target_db(rec.db);
     let refusal = bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await?;
     Some((i, refusal))
 }

@@ -150,6 +150,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
                 args.endpoints.target_insecure,
             ),
             file: None,
+            skip_key_errors: false,
         })
         .await?;
         let pairs: Vec<(u32, u32)> = job.dbs.iter().map(|&db| (db, job.target_db(db))).collect();
