@@ -12,10 +12,10 @@ bash scripts/test-servers.sh install
 eval "$(bash scripts/test-servers.sh env)" # exports FERRY_SERVERS, FERRY_TEST_CA, ...
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
-echo "scripts/test.sh: cargo test --release $* (FERRY_SERVERS=$FERRY_SERVERS)" >&2
+echo "scripts/test.sh: cargo test --release --no-fail-fast $* (FERRY_SERVERS=$FERRY_SERVERS)" >&2
 log=$(mktemp)
 set +e
-cargo test --release "$@" 2>&1 | tee "$log"
+cargo test --release --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo's own last line is the doc-test run, which

@@ -5,7 +5,7 @@
 //! it (the user from `ACL WHOAMI`). DRYRUN needs the right to run `ACL` itself, which an
 //! application user often lacks; then, and on older servers, ferry learns what it can without
 //! side effects: it runs the read-only commands it uses for real (on the source: SCAN, TIME,
-//! INFO, RANDOMKEY, PTTL and DUMP of a sampled key), and a NOPERM (or "unknown command", for a
+//! INFO, RANDOMKEY, PTTL of a sampled key, DUMP of an absent one), and a NOPERM (or "unknown command", for a
 //! renamed one) names the command. Whether the target allows `RESTORE` cannot be learned that
 //! way without writing, so it is reported as unchecked (a warning).
 //!
@@ -188,9 +188,20 @@ async fn dryrun(node: &mut Node, cmds: &[Cmd]) -> Result<Rights, String> {
 }
 
 /// Runs the (read-only) commands for real; returns those refused by ACL or renamed away.
+///
+/// `DUMP` is sent for an absent key: the sampled key may be a value of hundreds of megabytes,
+/// which a rights check must not make the server serialize (PTTL of the sampled key still tries
+/// the key patterns). A key-pattern refusal of that absent key says nothing about real keys.
 async fn try_for_real(node: &mut Node, cmds: &[Cmd]) -> Vec<(String, String)> {
+    let cmds: Vec<Cmd> = cmds
+        .iter()
+        .map(|c| match c.first() {
+            Some(name) if name.eq_ignore_ascii_case(b"DUMP") => cmd(&[b"DUMP", PLACEHOLDER_KEY]),
+            _ => c.clone(),
+        })
+        .collect();
     let mut p = Pipeline::new();
-    for c in cmds {
+    for c in &cmds {
         p.cmd(c);
     }
     let Ok(replies) = node.conn.run(&p).await else {
@@ -203,10 +214,19 @@ async fn try_for_real(node: &mut Node, cmds: &[Cmd]) -> Vec<(String, String)> {
         .filter_map(|(c, r)| {
             let e = r.error()?;
             let up = e.to_ascii_uppercase();
+            let absent_key = c.get(1).is_some_and(|k| k.as_ref() == PLACEHOLDER_KEY);
+            if absent_key && is_key_pattern_denial(e) {
+                return None;
+            }
             (up.starts_with("NOPERM") || up.contains("UNKNOWN COMMAND"))
                 .then(|| (command_name(c), e.to_string()))
         })
         .collect()
+}
+
+/// Whether a refusal names the key (outside the user's key patterns), not the command.
+fn is_key_pattern_denial(words: &str) -> bool {
+    words.contains("to access") && words.contains(" key")
 }
 
 /// "DUMP", or "CLUSTER SLOTS" for a command with a subcommand.
@@ -261,7 +281,7 @@ fn report(
             // A key pattern that denies the key asked about is not a missing right: the
             // command runs on the keys the patterns allow, and the others are refused one
             // by one (which `--on-key-error skip` sets aside).
-            if words.contains("to access") && words.contains(" key") {
+            if is_key_pattern_denial(&words) {
                 keys_denied.push(format!("{c}{node}: {}", words.trim()));
                 continue;
             }
