@@ -132,6 +132,50 @@ fn verify_with_a_source_user_without_dump_stops_naming_dump() {
     );
 }
 
+/// `verify --rdb` runs the same checks on the target before reading anything: a target user
+/// that may not DUMP stops it in check's words, not at the first compared key.
+#[test]
+fn verify_of_a_file_with_a_target_user_without_dump_stops_naming_dump() {
+    let src = Server::plain(Version::V6_2);
+    support::data::seed_bulk(&mut src.conn(), 0, 200, "k:");
+    let () = redis::cmd("SAVE").query(&mut src.conn()).expect("SAVE");
+    let work = Workdir::new();
+    let file = work.path().join("dump.rdb");
+    std::fs::copy(src.dir().join("dump.rdb"), &file).expect("copy dump.rdb");
+    let dst = Server::tls_target(Version::Valkey8);
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "checker",
+            "on",
+            ">checker-secret-pw",
+            "~*",
+            "+@all",
+            "-dump",
+        ])
+        .query(&mut dst.conn())
+        .unwrap();
+    let run = work.run(&[
+        "verify",
+        "--rdb",
+        &file.to_string_lossy(),
+        "--target",
+        &format!("rediss://checker:checker-secret-pw@127.0.0.1:{}", dst.port),
+        "--target-cacert",
+        &ca(),
+    ]);
+    assert_stopped(
+        &run,
+        &[
+            "target: ACL rights:",
+            "DUMP",
+            "ACL SETUSER checker +dump",
+            "nothing was verified",
+        ],
+        &["checker-secret-pw"],
+    );
+}
+
 #[test]
 fn a_warning_is_printed_and_migrate_goes_on() {
     let src = Server::plain(Version::V6_2);

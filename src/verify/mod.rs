@@ -130,14 +130,9 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         let limits = args.limits.limits();
         job.refuse_live_only(&limits, "verify")?;
         job.prepare_source(&stop).await?;
-        let source = match &job.source {
-            SourceSpec::Live(s) => s.clone(),
-            SourceSpec::Rdb(input) => {
-                return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
-            }
-        };
         // The checks of `ferry check` that apply to a reading job (reach, TLS, login, ACL
-        // rights, DBs, clocks), before the first read: a failing row stops here.
+        // rights, DBs, clocks; for a file, its soundness), before the first read: a failing
+        // row stops here.
         crate::check::gate(crate::check::Gate {
             job: &job,
             purpose: crate::check::Purpose::Verify,
@@ -153,6 +148,12 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             skip_key_errors: false,
         })
         .await?;
+        let source = match &job.source {
+            SourceSpec::Live(s) => s.clone(),
+            SourceSpec::Rdb(input) => {
+                return file::verify_file(input.path(), &job, &opts, &stop, &mut report).await
+            }
+        };
         let pairs: Vec<(u32, u32)> = job.dbs.iter().map(|&db| (db, job.target_db(db))).collect();
         let share = match job.partition {
             Some(p) if opts.sample.is_some() => anyhow::bail!(
