@@ -16,8 +16,8 @@
 
 use std::path::PathBuf;
 
-use super::source::{Opened, Source};
-use super::writers::{key_errors, writer_options, writers, Target};
+use super::source::{Opened, Ready};
+use super::writers::{key_errors, writer_options, writers};
 use crate::checkpoint::Checkpoint;
 use crate::cli::{MigrateArgs, OnConflict};
 use crate::job::Job;
@@ -62,34 +62,34 @@ pub(super) async fn run(
         stop: &stop,
     };
     let (mut cp, cp_path) = open_checkpoint(args, &job, report, &opened.wording())?;
-    let (mut source, target) = gate(&run, opened, &cp, report).await?;
+    let mut ready = gate(&run, opened, &cp, report).await?;
     if needs_conflict_check(args, &cp) {
-        source.check_conflicts(&run, &target).await?;
+        ready.check_conflicts(&run).await?;
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
-    source.before_copy(&run, &target, &cp_path, report).await?;
-    let mut writer_opts = writer_options(args, &job, &target, key_errors(args, &cp_path, report)?);
-    writer_opts.big = source.big_keys(&run, &target, &cp.job_id).await?;
+    ready.before_copy(&run, &cp_path, report).await?;
+    let key_errors = key_errors(args, &cp_path, report)?;
+    let mut writer_opts = writer_options(args, &job, &ready.target, key_errors);
+    writer_opts.big = ready.big_keys(&run, &cp.job_id).await?;
     let already_done = cp.completed;
     if already_done {
         fill_counts(report, &cp.totals, 0);
-        source.note_counts(report, &cp.totals, &target);
+        ready.note_counts(report, &cp.totals);
     } else {
         let to = Copy {
-            target: &target,
             writer: &writer_opts,
             cp: &mut cp,
             cp_path: &cp_path,
         };
-        if !copy(&run, &mut source, to, report).await? {
+        if !copy(&run, &mut ready, to, report).await? {
             return Ok(());
         }
     }
-    if source.follow(&run, &target, &writer_opts, report).await? {
+    if ready.follow(&run, &writer_opts, report).await? {
         return Ok(());
     }
-    finish(&run, &source, already_done, report).await;
+    finish(&run, &ready, already_done, report).await;
     Ok(())
 }
 
@@ -105,7 +105,7 @@ async fn gate(
     opened: Opened,
     cp: &Checkpoint,
     report: &mut MigrateReport,
-) -> anyhow::Result<(Source, Target)> {
+) -> anyhow::Result<Ready> {
     let conflicts = needs_conflict_check(run.args, cp);
     let gated = crate::check::gate(opened.gate(run, cp, conflicts)).await?;
     report.notes.extend(gated.warnings.iter().cloned());
@@ -114,7 +114,6 @@ async fn gate(
 
 /// What the copy writes into and keeps up to date.
 struct Copy<'a> {
-    target: &'a Target,
     writer: &'a WriterOptions,
     cp: &'a mut Checkpoint,
     cp_path: &'a std::path::Path,
@@ -124,19 +123,18 @@ struct Copy<'a> {
 /// [`copy_finished`]).
 async fn copy(
     run: &Run<'_>,
-    source: &mut Source,
+    ready: &mut Ready,
     to: Copy<'_>,
     report: &mut MigrateReport,
 ) -> anyhow::Result<bool> {
     let Copy {
-        target,
         writer,
         cp,
         cp_path,
     } = to;
     let base = cp.totals;
-    let plan = source.copy_plan(run, cp)?;
-    let writers = writers(&target.info.layout, run.job.tuning.writers, writer);
+    let plan = ready.copy_plan(run, cp);
+    let writers = writers(&ready.target.info.layout, run.job.tuning.writers, writer);
     let mut progress = plan.progress;
     super::set_phase("copy");
     let result = pipeline::copy(
@@ -157,8 +155,8 @@ async fn copy(
     let mut totals = base;
     totals.add(&result.this_run);
     fill_counts(report, &totals, result.this_run.written);
-    source.note_counts(report, &totals, target);
-    source.after_copy(cp, cp_path).await?;
+    ready.note_counts(report, &totals);
+    ready.after_copy(cp, cp_path).await?;
     copy_finished(report, result.error, run.stop, totals.written, cp_path)
 }
 
@@ -171,19 +169,19 @@ fn fill_counts(report: &mut MigrateReport, totals: &Counts, written_this_run: u6
 
 /// The verification (unless `--no-verify`, or the source does not recheck a job that had
 /// completed already), then the status and the source's closing notes.
-async fn finish(run: &Run<'_>, source: &Source, already_done: bool, report: &mut MigrateReport) {
-    let closing = !already_done || source.rechecks_completed_job();
+async fn finish(run: &Run<'_>, ready: &Ready, already_done: bool, report: &mut MigrateReport) {
+    let closing = !already_done || ready.rechecks_completed_job();
     let verified = if run.args.no_verify || !closing {
         None
     } else {
         super::set_phase("verify");
-        Some(source.verify(run).await)
+        Some(ready.verify(run).await)
     };
     if closing {
-        source.note_before_status(run.args, report);
+        ready.note_before_status(run.args, report);
     }
     finish_with(report, verified);
-    source.note_after_status(report);
+    ready.note_after_status(report);
     super::set_phase("done");
 }
 

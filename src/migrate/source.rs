@@ -9,6 +9,10 @@
 //! file's function libraries, a cluster's topology after the copy) and of the verification.
 //! A question only one kind of source has an answer to is a no-op for the others.
 
+use std::path::Path;
+
+use anyhow::Result;
+
 use super::flow::{CheckpointWording, Run};
 use super::from_file::{FileSource, OpenedFile};
 use super::keys_from::{Listed, OpenedList};
@@ -21,7 +25,7 @@ use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
-use crate::report::MigrateReport;
+use crate::report::MigrateReport as Report;
 use crate::sink::restore::WriterOptions;
 use crate::source::Counts;
 use crate::stop::Stop;
@@ -47,6 +51,23 @@ pub(super) enum Source {
     List(Box<Listed>),
 }
 
+/// A source ready to be copied, and the target it is copied into.
+pub(super) struct Ready {
+    /// The source.
+    pub source: Source,
+    /// The target, as the gate found it.
+    pub target: Target,
+}
+
+/// What a step returns when it has nothing to return.
+type Step = anyhow::Result<()>;
+
+/// What `--follow` returns: true when it ran (and filled the report).
+type Followed = anyhow::Result<bool>;
+
+/// How big keys are copied.
+type Big = crate::bigkey::copy::BigOptions;
+
 /// What the copy phase reads, and how it shows its progress.
 pub(super) struct CopyPlan {
     /// One reader per stream still to copy.
@@ -67,7 +88,7 @@ impl Opened {
         args: &MigrateArgs,
         job: &mut Job,
         stop: &Stop,
-        report: &mut MigrateReport,
+        report: &mut Report,
     ) -> anyhow::Result<Option<Opened>> {
         let server = match &job.source {
             SourceSpec::Live(s) => s.clone(),
@@ -131,13 +152,8 @@ impl Opened {
     }
 
     /// The source made ready with what the gate found, and the target as the writers see it.
-    pub async fn ready(
-        self,
-        run: &Run<'_>,
-        gated: Gated,
-        report: &mut MigrateReport,
-    ) -> anyhow::Result<(Source, Target)> {
-        Ok(match self {
+    pub async fn ready(self, run: &Run<'_>, gated: Gated, report: &mut Report) -> Result<Ready> {
+        let (source, target) = match self {
             Opened::Live(server) => {
                 let (live, target) = Live::ready(run, server, gated)?;
                 (Source::Live(Box::new(live)), target)
@@ -150,18 +166,19 @@ impl Opened {
                 let (list, target) = l.ready(gated, report)?;
                 (Source::List(Box::new(list)), target)
             }
-        })
+        };
+        Ok(Ready { source, target })
     }
 }
 
-impl Source {
+impl Ready {
     /// `--on-conflict fail`: refuses to start when a key to copy is on the target already. A
     /// live source's keys were looked up by the gate's conflict row.
-    pub async fn check_conflicts(&self, run: &Run<'_>, target: &Target) -> anyhow::Result<()> {
-        match self {
+    pub async fn check_conflicts(&self, run: &Run<'_>) -> anyhow::Result<()> {
+        match &self.source {
             Source::Live(_) => Ok(()),
-            Source::File(f) => f.check_conflicts(run, target).await,
-            Source::List(l) => l.check_conflicts(run, target).await,
+            Source::File(f) => f.check_conflicts(run, &self.target).await,
+            Source::List(l) => l.check_conflicts(run, &self.target).await,
         }
     }
 
@@ -169,53 +186,43 @@ impl Source {
     pub async fn before_copy(
         &mut self,
         run: &Run<'_>,
-        target: &Target,
-        cp_path: &std::path::Path,
-        report: &mut MigrateReport,
-    ) -> anyhow::Result<()> {
-        match self {
+        cp_path: &Path,
+        report: &mut Report,
+    ) -> Step {
+        match &mut self.source {
             Source::Live(l) => l.before_copy(run, cp_path).await,
-            Source::File(f) => f.before_copy(run, target, report).await,
+            Source::File(f) => f.before_copy(run, &self.target, report).await,
             Source::List(_) => Ok(()),
         }
     }
 
     /// How the writers copy big keys (a live source with big-key detection on).
-    pub async fn big_keys(
-        &mut self,
-        run: &Run<'_>,
-        target: &Target,
-        job_id: &str,
-    ) -> anyhow::Result<Option<crate::bigkey::copy::BigOptions>> {
-        match self {
-            Source::Live(l) => l.big_keys(run, target, job_id).await,
+    pub async fn big_keys(&mut self, run: &Run<'_>, job_id: &str) -> anyhow::Result<Option<Big>> {
+        match &mut self.source {
+            Source::Live(l) => l.big_keys(run, &self.target, job_id).await,
             Source::File(_) | Source::List(_) => Ok(None),
         }
     }
 
     /// The readers of what `cp` says is left, with the tracker and progress of the copy.
-    pub fn copy_plan(&mut self, run: &Run<'_>, cp: &Checkpoint) -> anyhow::Result<CopyPlan> {
-        Ok(match self {
+    pub fn copy_plan(&mut self, run: &Run<'_>, cp: &Checkpoint) -> CopyPlan {
+        match &mut self.source {
             Source::Live(l) => l.copy_plan(run, cp),
             Source::File(f) => f.copy_plan(run, cp),
             Source::List(l) => l.copy_plan(run, cp),
-        })
+        }
     }
 
     /// Notes on the counts (`totals`) the report shows.
-    pub fn note_counts(&self, report: &mut MigrateReport, totals: &Counts, target: &Target) {
-        if let Source::File(f) = self {
-            f.note_counts(report, totals, target);
+    pub fn note_counts(&self, report: &mut Report, totals: &Counts) {
+        if let Source::File(f) = &self.source {
+            f.note_counts(report, totals, &self.target);
         }
     }
 
     /// After the copy, finished or not: a cluster source that changed meanwhile fails the job.
-    pub async fn after_copy(
-        &self,
-        cp: &mut Checkpoint,
-        cp_path: &std::path::Path,
-    ) -> anyhow::Result<()> {
-        match self {
+    pub async fn after_copy(&self, cp: &mut Checkpoint, cp_path: &Path) -> Step {
+        match &self.source {
             Source::Live(l) => l.after_copy(cp, cp_path).await,
             Source::File(_) | Source::List(_) => Ok(()),
         }
@@ -225,12 +232,11 @@ impl Source {
     pub async fn follow(
         &mut self,
         run: &Run<'_>,
-        target: &Target,
-        writer: &WriterOptions,
-        report: &mut MigrateReport,
-    ) -> anyhow::Result<bool> {
-        match self {
-            Source::Live(l) => l.follow(run, target, writer, report).await,
+        w: &WriterOptions,
+        report: &mut Report,
+    ) -> Followed {
+        match &mut self.source {
+            Source::Live(l) => l.follow(run, &self.target, w, report).await,
             Source::File(_) | Source::List(_) => Ok(false),
         }
     }
@@ -238,12 +244,12 @@ impl Source {
     /// Whether a rerun of a completed job still verifies (a list's does not: it was verified
     /// when it completed).
     pub fn rechecks_completed_job(&self) -> bool {
-        !matches!(self, Source::List(_))
+        !matches!(self.source, Source::List(_))
     }
 
     /// The verification of what was copied, against this source.
     pub async fn verify(&self, run: &Run<'_>) -> VerifyReport {
-        match self {
+        match &self.source {
             Source::Live(l) => l.verify(run).await,
             Source::File(f) => f.verify(run).await,
             Source::List(l) => l.verify(run).await,
@@ -251,15 +257,15 @@ impl Source {
     }
 
     /// Notes the report needs before its status is set.
-    pub fn note_before_status(&self, args: &MigrateArgs, report: &mut MigrateReport) {
-        if let Source::List(l) = self {
+    pub fn note_before_status(&self, args: &MigrateArgs, report: &mut Report) {
+        if let Source::List(l) = &self.source {
             l.note_before_status(args, report);
         }
     }
 
     /// Notes that depend on the status.
-    pub fn note_after_status(&self, report: &mut MigrateReport) {
-        if let Source::Live(_) = self {
+    pub fn note_after_status(&self, report: &mut Report) {
+        if let Source::Live(_) = &self.source {
             super::live::note_changed_source(report);
         }
     }
