@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::flow::{CheckpointWording, Run};
 use super::source::CopyPlan;
 use super::writers::Target;
-use crate::check::{Conflicts, Gated, Layout};
+use crate::check::{Conflicts, Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
 use crate::endpoint::{Connection, Server};
@@ -118,18 +118,10 @@ impl OpenedList {
         Ok(OpenedList { server, list })
     }
 
-    /// After the gate: the source's layout and clocks; notes on what the list holds.
-    pub fn ready(
-        self,
-        gated: Gated,
-        report: &mut MigrateReport,
-    ) -> anyhow::Result<(Listed, Target)> {
+    /// After the gate: the source's layout (from `sinfo`) and clocks; notes on what the list
+    /// holds.
+    pub fn ready(self, sinfo: SideInfo, target: &Target, report: &mut MigrateReport) -> Listed {
         let OpenedList { server, list } = self;
-        let Some(sinfo) = gated.source else {
-            anyhow::bail!(
-                "the source could not be examined; run `ferry check` with the same flags"
-            );
-        };
         if list.is_empty() {
             report.notes.push(
                 "the --keys-from file lists no keys (of the DBs selected): nothing to copy"
@@ -142,22 +134,12 @@ impl OpenedList {
                 list.left_out
             ));
         }
-        let clocks = Clocks {
-            source_skew_ms: gated.source_skew_ms,
-            target_skew_ms: gated.target_skew_ms,
-        };
-        let target = Target {
-            info: gated.target,
-            clocks,
-            max_bulk: gated.max_bulk,
-        };
-        let listed = Listed {
+        Listed {
             server,
             layout: sinfo.layout,
-            clocks,
+            clocks: target.clocks,
             lists: Arc::new(list.by_db),
-        };
-        Ok((listed, target))
+        }
     }
 }
 

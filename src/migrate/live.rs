@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::flow::Run;
 use super::source::CopyPlan;
 use super::writers::Target;
-use crate::check::{Gated, Layout, SideInfo};
+use crate::check::{Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::endpoint::cluster::{self, Addr, Cluster, Topology};
 use crate::endpoint::Server;
@@ -22,7 +22,6 @@ use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
 use crate::sink::restore::WriterOptions;
-use crate::sink::Clocks;
 use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
 use crate::source::Position;
@@ -53,21 +52,15 @@ pub(super) struct Live {
 }
 
 impl Live {
-    /// The source's DBs, share and totals from what the gate found.
-    pub fn ready(run: &Run<'_>, server: Server, gated: Gated) -> anyhow::Result<(Live, Target)> {
+    /// The source's DBs, share and totals from what the gate found on it (`sinfo`).
+    pub fn ready(run: &Run<'_>, server: Server, sinfo: SideInfo, target: &Target) -> Live {
         let job = run.job;
-        let Some(sinfo) = gated.source else {
-            anyhow::bail!(
-                "the source could not be examined; run `ferry check` with the same flags"
-            );
-        };
-        let tinfo = gated.target;
         tracing::info!(
             "source {} ({}), target {} ({})",
             server.endpoint,
             sinfo.describe(),
             job.target.endpoint,
-            tinfo.describe()
+            target.info.describe()
         );
         let dbs: Vec<u32> = if job.dbs.is_empty() {
             sinfo.keyspace.keys().copied().collect()
@@ -89,15 +82,7 @@ impl Live {
         if let Some(s) = &share {
             total_keys = s.estimate(total_keys, &sinfo.layout);
         }
-        let target = Target {
-            info: tinfo,
-            clocks: Clocks {
-                source_skew_ms: gated.source_skew_ms,
-                target_skew_ms: gated.target_skew_ms,
-            },
-            max_bulk: gated.max_bulk,
-        };
-        let live = Live {
+        Live {
             server,
             sinfo,
             layout,
@@ -108,8 +93,7 @@ impl Live {
             follow: None,
             big_probe: None,
             scanned: Vec::new(),
-        };
-        Ok((live, target))
+        }
     }
 
     /// `--partition`: the keys of this worker's share (`None`: every key of its DBs).

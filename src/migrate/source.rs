@@ -18,7 +18,7 @@ use super::from_file::{FileSource, OpenedFile};
 use super::keys_from::{Listed, OpenedList};
 use super::live::Live;
 use super::writers::Target;
-use crate::check::{Gate, Gated};
+use crate::check::{Gate, Gated, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
@@ -27,6 +27,7 @@ use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
 use crate::report::MigrateReport as Report;
 use crate::sink::restore::WriterOptions;
+use crate::sink::Clocks;
 use crate::source::Counts;
 use crate::stop::Stop;
 use crate::verify::VerifyReport;
@@ -155,7 +156,8 @@ impl Opened {
     pub async fn ready(self, run: &Run<'_>, gated: Gated, report: &mut Report) -> Result<Ready> {
         let (source, target) = match self {
             Opened::Live(server) => {
-                let (live, target) = Live::ready(run, server, gated)?;
+                let (sinfo, target) = live_sides(gated)?;
+                let live = Live::ready(run, server, sinfo, &target);
                 (Source::Live(Box::new(live)), target)
             }
             Opened::File(f) => {
@@ -163,12 +165,30 @@ impl Opened {
                 (Source::File(Box::new(file)), target)
             }
             Opened::List(l) => {
-                let (list, target) = l.ready(gated, report)?;
+                let (sinfo, target) = live_sides(gated)?;
+                let list = l.ready(sinfo, &target, report);
                 (Source::List(Box::new(list)), target)
             }
         };
         Ok(Ready { source, target })
     }
+}
+
+/// What the gate found on a live source, and the target as the writers see it.
+fn live_sides(gated: Gated) -> Result<(SideInfo, Target)> {
+    let Some(sinfo) = gated.source else {
+        anyhow::bail!("the source could not be examined; run `ferry check` with the same flags");
+    };
+    let clocks = Clocks {
+        source_skew_ms: gated.source_skew_ms,
+        target_skew_ms: gated.target_skew_ms,
+    };
+    let target = Target {
+        info: gated.target,
+        clocks,
+        max_bulk: gated.max_bulk,
+    };
+    Ok((sinfo, target))
 }
 
 impl Ready {
