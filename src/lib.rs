@@ -15,7 +15,7 @@
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!                    (sink/key_error.rs: with --on-key-error skip a key's own refusal goes to the
 //!                    dead-letter file, dead_letter.rs, before its batch is acknowledged;
-//!                    migrate/keys_from.rs copies such a list later, --keys-from)
+//!                    migrate/keys_from.rs is the source that copies such a list later, --keys-from)
 //!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
 //!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
@@ -24,7 +24,15 @@
 //! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
 //! `check/` checks the servers before anything is written: `ferry check` prints every check a
 //! job can fail as a table, and `migrate` and `verify` run the same checks as their gate
-//! (`check/gate.rs`) before their first write; `migrate.rs` runs the command.
+//! (`check/gate.rs`) before their first write.
+//!
+//! `migrate` is one flow over a pluggable source (`migrate/flow.rs`, `migrate/source.rs`):
+//! ```text
+//!  open the source ─► checkpoint ─► gate ─► source ready ─► conflict check ─► checkpoint saved
+//!  (live.rs | from_file.rs | keys_from.rs)     (DBs, share, totals, clock skews)
+//!  ─► before the copy (--follow subscribes; a file's functions load) ─► writers (migrate/writers.rs)
+//!  ─► copy (pipeline.rs, the source's readers) ─► --follow (follow/) | --reconcile ─► verification ─► report
+//! ```
 //! `throttle.rs` caps the load on the source (`--max-keys-per-sec`, `--max-bytes-per-sec`,
 //! `--source-latency-ms`); `metrics.rs` serves Prometheus metrics (`--metrics-addr`).
 //! `endpoint/` holds URLs, TLS, RESP and connections. Every message names endpoints without

@@ -48,12 +48,8 @@ pub fn check_db_plan(
             );
         }
     }
-    let mut into: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(s, t) in pairs {
-        into.entry(t).or_default().push(s);
-    }
     if on_conflict == OnConflict::Fail {
-        if let Some((t, dbs)) = into.iter().find(|(_, dbs)| dbs.len() > 1) {
+        if let Some((t, dbs)) = shared_target(pairs) {
             let list: Vec<String> = dbs.iter().map(u32::to_string).collect();
             anyhow::bail!(
                 "source DBs {} would all be written into target DB {t}, where keys with the same name overwrite \
@@ -64,6 +60,16 @@ pub fn check_db_plan(
         }
     }
     Ok(())
+}
+
+/// The first target DB that several source DBs of `pairs` (source DB, target DB) would be
+/// written into, with those source DBs: their keys of the same name overwrite each other.
+pub fn shared_target(pairs: &[(u32, u32)]) -> Option<(u32, Vec<u32>)> {
+    let mut into: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(s, t) in pairs {
+        into.entry(t).or_default().push(s);
+    }
+    into.into_iter().find(|(_, dbs)| dbs.len() > 1)
 }
 
 /// Refuses databases a standalone server does not have (`SELECT n` fails when n is not below

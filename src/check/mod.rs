@@ -51,7 +51,7 @@ use serde::Serialize;
 
 pub(crate) use conflicts::Conflicts;
 pub use conflicts::{check_conflicts, Probe};
-pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on};
+pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on, shared_target};
 pub use gate::{gate, Gate, Gated};
 pub use keys::max_bulk_len;
 pub use side::{examine, inspect, Layout, SideInfo};

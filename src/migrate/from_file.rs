@@ -11,25 +11,27 @@
 //! 3. one reader streams the file into the writers; its position in the checkpoint is a
 //!    resumable reader state, so a rerun continues where the last acknowledged batch ended.
 //!
-//! The checkpoint handling mirrors the live path in `migrate.rs` on purpose (same messages, same
-//! file), kept separate so the two can evolve without tangling.
+//! The steps around the copy (checkpoint, gate, writers, verification, report) are the flow's
+//! (`flow.rs`); this file answers what the flow asks of a file source (`source.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{open_checkpoint, CheckpointWording};
-use crate::check::{self, Conflicts, Layout, Probe, SideInfo};
-use crate::checkpoint::Tracker;
+use super::flow::{CheckpointWording, Run};
+use super::source::CopyPlan;
+use super::writers::Target;
+use crate::check::{self, Conflicts, Gated, Layout, Probe, SideInfo};
+use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
-use crate::pipeline::{self, CheckpointSink, ReaderFactory};
+use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
-use crate::report::{KeyCounts, MigrateReport, Status};
+use crate::report::{MigrateReport, Status};
 use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
@@ -37,34 +39,180 @@ use crate::source::rdb_input::RdbInput;
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
 
-/// Runs the migration of `input` (its regular file or spool) into the job's target, filling `report`.
-pub(super) async fn run(
-    args: &MigrateArgs,
-    job: &Job,
-    input: &RdbInput,
-    stop: Stop,
-    report: &mut MigrateReport,
-) -> anyhow::Result<()> {
-    let path = input.path();
-    report.source = format!("rdb:{}", input.name());
-    let retry_for = job.retry_for();
-    let (mut dst, tinfo) = crate::retry::retrying(retry_for, || async {
-        let mut dst = job.target.connect().await?;
-        let info = check::examine(&mut dst, &job.target, &job.target_addr_map).await?;
-        Ok((dst, info))
-    })
-    .await?;
-    let target_rdb = rdb_file::target_rdb_version(&tinfo.info);
-    let selected: Option<BTreeSet<u32>> =
-        (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect());
-    let fopts = FileOptions {
-        batch_keys: job.tuning.batch_keys,
-        batch_bytes: job.tuning.batch_bytes,
-        dbs: selected.clone(),
-        target_rdb,
-        skip_modules: args.skip_modules,
-    };
+/// A file checked whole, before the checks of the target.
+pub(super) struct OpenedFile {
+    /// The regular file (or spool) read.
+    path: PathBuf,
+    /// How it is read.
+    fopts: FileOptions,
+    /// What the check of the whole file found.
+    pub summary: FileSummary,
+    /// (source DB, target DB) for each DB copied.
+    pairs: Vec<(u32, u32)>,
+    /// The target, as examined before the file.
+    tinfo: SideInfo,
+    /// A connection to the target, for the module and function checks.
+    dst: Connection,
+}
 
+/// A file source ready to copy.
+pub(super) struct FileSource {
+    path: PathBuf,
+    fopts: FileOptions,
+    summary: FileSummary,
+    pairs: Vec<(u32, u32)>,
+    /// Function libraries to load before the copy.
+    functions: FunctionPlan,
+    /// Until the functions are loaded.
+    dst: Option<Connection>,
+}
+
+impl OpenedFile {
+    /// Examines the target, then checks the whole file of `input` (its regular file or spool)
+    /// and the DBs it goes into. `None` when a signal interrupted the check (the report says so).
+    pub async fn open(
+        args: &MigrateArgs,
+        job: &Job,
+        input: &RdbInput,
+        stop: &Stop,
+        report: &mut MigrateReport,
+    ) -> anyhow::Result<Option<OpenedFile>> {
+        let path = input.path();
+        report.source = format!("rdb:{}", input.name());
+        let retry_for = job.retry_for();
+        let (dst, tinfo) = crate::retry::retrying(retry_for, || async {
+            let mut dst = job.target.connect().await?;
+            let info = check::examine(&mut dst, &job.target, &job.target_addr_map).await?;
+            Ok((dst, info))
+        })
+        .await?;
+        let target_rdb = rdb_file::target_rdb_version(&tinfo.info);
+        let selected: Option<BTreeSet<u32>> =
+            (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect());
+        let fopts = FileOptions {
+            batch_keys: job.tuning.batch_keys,
+            batch_bytes: job.tuning.batch_bytes,
+            dbs: selected.clone(),
+            target_rdb,
+            skip_modules: args.skip_modules,
+        };
+        let Some(summary) = examine_file(path, &fopts, stop, report).await? else {
+            return Ok(None);
+        };
+        let mut file = OpenedFile {
+            path: path.to_path_buf(),
+            fopts,
+            summary,
+            pairs: Vec::new(),
+            tinfo,
+            dst,
+        };
+        file.plan_dbs(args, job, selected.as_ref(), report).await?;
+        Ok(Some(file))
+    }
+
+    /// The DBs to copy and where they go, refused before any write when the file lacks a
+    /// selected DB or the target cannot take them.
+    async fn plan_dbs(
+        &mut self,
+        args: &MigrateArgs,
+        job: &Job,
+        selected: Option<&BTreeSet<u32>>,
+        report: &mut MigrateReport,
+    ) -> anyhow::Result<()> {
+        let (path, summary, tinfo) = (&self.path, &self.summary, &self.tinfo);
+        let dbs: Vec<u32> = match selected {
+            Some(s) => s.iter().copied().collect(),
+            None => summary
+                .dbs
+                .iter()
+                .filter(|(_, s)| s.keys + s.empty > 0)
+                .map(|(db, _)| *db)
+                .collect(),
+        };
+        if let Some(sel) = selected {
+            let sel: Vec<u32> = sel.iter().copied().collect();
+            rdb_file::check_selected_dbs(path, &sel, &summary.dbs.keys().copied().collect())?;
+        }
+        let total_keys = summary.keys_in(selected);
+        eprintln!(
+            "ferry: {}: {}, {} keys to copy (DBs {}); target {} ({})",
+            path.display(),
+            summary.describe(),
+            total_keys,
+            dbs.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            job.target.endpoint,
+            tinfo.describe()
+        );
+        if summary.checksum.is_none() {
+            report.notes.push(format!(
+                "the file has no checksum (RDB {} or written with rdbchecksum no): every value was decoded \
+                 to check it before writing",
+                summary.header.version
+            ));
+        }
+        let pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
+        check_db_plan(&pairs, tinfo, args.on_conflict)?;
+        if !tinfo.is_cluster() {
+            let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+            let flag = |t| crate::migrate::target_db_flag(&pairs, t);
+            check::check_dbs_exist(&mut self.dst, &tdbs, &flag).await?;
+        }
+        self.pairs = pairs;
+        Ok(())
+    }
+
+    /// After the gate: the decisions about module data and function libraries, taken before
+    /// anything is written. The target is the one examined before the file.
+    pub async fn ready(
+        self,
+        run: &Run<'_>,
+        gated: Gated,
+        report: &mut MigrateReport,
+    ) -> anyhow::Result<(FileSource, Target)> {
+        let OpenedFile {
+            path,
+            fopts,
+            summary,
+            pairs,
+            tinfo,
+            mut dst,
+        } = self;
+        check_modules(run.args, &summary, &mut dst, report).await?;
+        let functions = plan_functions(run.args, &summary, &tinfo, &mut dst, report).await?;
+        // The file's expiries are on the clock of the machine that wrote it; ferry can only take
+        // that to be this machine's.
+        let target = Target {
+            info: tinfo,
+            clocks: Clocks {
+                source_skew_ms: 0,
+                target_skew_ms: gated.target_skew_ms,
+            },
+            max_bulk: gated.max_bulk,
+        };
+        let file = FileSource {
+            path,
+            fopts,
+            summary,
+            pairs,
+            functions,
+            dst: Some(dst),
+        };
+        Ok((file, target))
+    }
+}
+
+/// Checks the whole file before anything is written (`source/rdb_file.rs`); `None` when a
+/// signal interrupted the check, which the report then says.
+async fn examine_file(
+    path: &Path,
+    fopts: &FileOptions,
+    stop: &Stop,
+    report: &mut MigrateReport,
+) -> anyhow::Result<Option<FileSummary>> {
     eprintln!(
         "ferry: checking {} before writing anything (structure, checksum, every key)",
         path.display()
@@ -75,98 +223,42 @@ pub(super) async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("the file check failed: {e}"))?
     };
-    let summary = match summary {
-        Ok(s) => s,
+    match summary {
+        Ok(s) => Ok(Some(s)),
         Err(_) if stop.was_interrupted() => {
             report.status = Status::Interrupted;
             report.error = Some("interrupted while checking the file; nothing was written".into());
-            return Ok(());
+            Ok(None)
         }
         Err(e) => anyhow::bail!("{e:#}. Nothing was written to the target"),
-    };
-    let dbs: Vec<u32> = match &selected {
-        Some(s) => s.iter().copied().collect(),
-        None => summary
-            .dbs
-            .iter()
-            .filter(|(_, s)| s.keys + s.empty > 0)
-            .map(|(db, _)| *db)
-            .collect(),
-    };
-    if let Some(sel) = &selected {
-        let sel: Vec<u32> = sel.iter().copied().collect();
-        rdb_file::check_selected_dbs(path, &sel, &summary.dbs.keys().copied().collect())?;
     }
-    let total_keys = summary.keys_in(selected.as_ref());
-    eprintln!(
-        "ferry: {}: {}, {} keys to copy (DBs {}); target {} ({})",
-        path.display(),
-        summary.describe(),
-        total_keys,
-        dbs.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        job.target.endpoint,
-        tinfo.describe()
-    );
-    if summary.checksum.is_none() {
-        report.notes.push(format!(
-            "the file has no checksum (RDB {} or written with rdbchecksum no): every value was decoded \
-             to check it before writing",
-            summary.header.version
-        ));
-    }
-    let db_pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
-    check_db_plan(&db_pairs, &tinfo, args.on_conflict)?;
-    if !tinfo.is_cluster() {
-        let tdbs: Vec<u32> = db_pairs.iter().map(|p| p.1).collect();
-        check::check_dbs_exist(&mut dst, &tdbs, &|t| super::target_db_flag(&db_pairs, t)).await?;
-    }
-    // The checkpoint before the checks: a resumed run's target holds ferry's own keys.
-    let (mut cp, cp_path) = open_checkpoint(args, job, report, &FILE_WORDING)?;
-    let gated = crate::check::gate(crate::check::Gate {
-        job,
-        purpose: crate::check::Purpose::Migrate,
-        on_conflict: args.on_conflict,
-        conflicts: args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed,
-        copied_keys: cp.totals.written,
-        follow: None,
-        insecure: (false, args.endpoints.target_insecure),
-        file: Some(&summary),
-        skip_key_errors: args.on_key_error == crate::cli::OnKeyError::Skip,
-    })
-    .await?;
-    report.notes.extend(gated.warnings.iter().cloned());
-    check_modules(args, &summary, &mut dst, report).await?;
-    let functions = plan_functions(args, &summary, &tinfo, &mut dst, report).await?;
+}
 
-    // The file's expiries are on the clock of the machine that wrote it; ferry can only take
-    // that to be this machine's.
-    let clocks = Clocks {
-        source_skew_ms: 0,
-        target_skew_ms: gated.target_skew_ms,
-    };
-    let max_bulk = gated.max_bulk;
-
-    if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
-        let mut probe = match &tinfo.layout {
-            Layout::Standalone(server) => {
-                Probe::Standalone(crate::retry::Link::new(server.clone(), retry_for))
-            }
-            Layout::Cluster { cluster, topology } => {
-                Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
-            }
-        };
-        check_conflicts(path, &fopts, &db_pairs, &mut probe, &stop).await?;
-        cp.conflict_check_passed = true;
+impl FileSource {
+    /// `--on-conflict fail`: every key of the file looked up on the target (see
+    /// [`check_conflicts`]).
+    pub async fn check_conflicts(&self, run: &Run<'_>, target: &Target) -> anyhow::Result<()> {
+        let mut probe = super::writers::probe(target, run.job.retry_for());
+        check_conflicts(&self.path, &self.fopts, &self.pairs, &mut probe, run.stop).await
     }
-    cp.save(&cp_path)?;
-    load_functions(&functions, &tinfo, &mut dst, retry_for, report).await?;
-    drop(dst);
 
-    let base = cp.totals;
-    if !cp.completed {
+    /// Loads the planned function libraries; the connection is not needed after that.
+    pub async fn before_copy(
+        &mut self,
+        run: &Run<'_>,
+        target: &Target,
+        report: &mut MigrateReport,
+    ) -> anyhow::Result<()> {
+        if let Some(mut dst) = self.dst.take() {
+            let retry_for = run.job.retry_for();
+            load_functions(&self.functions, &target.info, &mut dst, retry_for, report).await?;
+        }
+        Ok(())
+    }
+
+    /// One reader streams the file from its checkpointed reader state.
+    pub fn copy_plan(&self, run: &Run<'_>, cp: &Checkpoint) -> CopyPlan {
+        let (path, stop) = (&self.path, run.stop);
         let resume = cp.streams.get(STREAM).copied();
         let tracker = Tracker::new(vec![(STREAM.to_string(), resume)]);
         let mut readers: Vec<ReaderFactory> = Vec::new();
@@ -181,95 +273,60 @@ pub(super) async fn run(
                 path: path.to_path_buf(),
                 resume: at,
             };
-            let (o, s) = (fopts.clone(), stop.clone());
+            let (o, s) = (self.fopts.clone(), stop.clone());
             readers.push(Box::new(move |tx| {
                 Box::pin(rdb_file::read_file(task, o, tx, s))
             }));
         }
-        let key_errors = super::key_errors(args, &cp_path, report)?;
-        let writer_opts =
-            super::writer_options(args, job, &tinfo, clocks, max_bulk, target_rdb, key_errors);
-        let writers = super::writers(&tinfo.layout, job.tuning.writers, &writer_opts);
-        let mut progress = Progress::for_file(
+        let args = run.args;
+        let progress = Progress::for_file(
             args.output.progress,
             Duration::from_secs(args.output.log_every),
-            summary.size,
+            self.summary.size,
         );
-        let result = pipeline::copy(
+        CopyPlan {
             readers,
-            1,
-            writers,
+            parallel: 1,
             tracker,
-            CheckpointSink {
-                checkpoint: &mut cp,
-                path: &cp_path,
-                base,
-            },
-            &mut progress,
-            stop.clone(),
-        )
-        .await;
-        progress.finish();
-        let mut totals = base;
-        totals.add(&result.this_run);
-        fill_report(
-            report,
-            &totals,
-            result.this_run.written,
-            &summary,
-            &tinfo,
-            target_rdb,
-        );
-        if !super::copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
-            return Ok(());
+            progress,
         }
-    } else {
-        fill_report(report, &base, 0, &summary, &tinfo, target_rdb);
     }
-    let verified = if args.no_verify {
-        None
-    } else {
-        Some(crate::verify::file::after_migrate(path, job, &db_pairs, args, &stop).await)
-    };
-    super::finish_with(report, verified);
-    Ok(())
-}
 
-fn fill_report(
-    report: &mut MigrateReport,
-    totals: &Counts,
-    written_this_run: u64,
-    summary: &FileSummary,
-    tinfo: &SideInfo,
-    target_rdb: Option<u16>,
-) {
-    report.keys = KeyCounts::from_counts(totals, written_this_run);
-    report.bytes = totals.bytes;
-    if totals.reencoded > 0 {
-        report.notes.push(format!(
-            "{} keys were re-encoded: the file is RDB {} and the target ({}) loads RDB {} at most",
-            totals.reencoded,
-            summary.header.version,
-            tinfo.info.product(),
-            target_rdb.map_or_else(|| "?".to_string(), |v| v.to_string())
-        ));
+    /// What the counts do not say: keys re-encoded, empty or of modules.
+    pub fn note_counts(&self, report: &mut MigrateReport, totals: &Counts, target: &Target) {
+        if totals.reencoded > 0 {
+            let target_rdb = rdb_file::target_rdb_version(&target.info.info);
+            report.notes.push(format!(
+                "{} keys were re-encoded: the file is RDB {} and the target ({}) loads RDB {} at most",
+                totals.reencoded,
+                self.summary.header.version,
+                target.info.info.product(),
+                target_rdb.map_or_else(|| "?".to_string(), |v| v.to_string())
+            ));
+        }
+        if totals.empty_skipped > 0 {
+            report.notes.push(format!(
+                "{} keys holding an empty collection were skipped (Redis drops them when it loads a file, and RESTORE refuses them)",
+                totals.empty_skipped
+            ));
+        }
+        if totals.modules_skipped > 0 {
+            report.notes.push(format!(
+                "{} module keys were skipped (--skip-modules)",
+                totals.modules_skipped
+            ));
+        }
     }
-    if totals.empty_skipped > 0 {
-        report.notes.push(format!(
-            "{} keys holding an empty collection were skipped (Redis drops them when it loads a file, and RESTORE refuses them)",
-            totals.empty_skipped
-        ));
-    }
-    if totals.modules_skipped > 0 {
-        report.notes.push(format!(
-            "{} module keys were skipped (--skip-modules)",
-            totals.modules_skipped
-        ));
+
+    /// The verification of the target against the file.
+    pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
+        let (path, pairs) = (&self.path, &self.pairs);
+        crate::verify::file::after_migrate(path, run.job, pairs, run.args, run.stop).await
     }
 }
 
 /// Checkpoint messages for a file: a changed file is a different job, and a resume says where.
-const FILE_WORDING: CheckpointWording = CheckpointWording {
+pub(super) const WORDING: CheckpointWording = CheckpointWording {
     mismatch_hint:
         " If the file changed (its size and modification time are part of the job), the old \
          checkpoint does not apply to it.",
@@ -295,12 +352,8 @@ fn check_db_plan(
             );
         }
     }
-    let mut into: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(s, t) in pairs {
-        into.entry(t).or_default().push(s);
-    }
     if on_conflict == OnConflict::Fail {
-        if let Some((t, dbs)) = into.iter().find(|(_, dbs)| dbs.len() > 1) {
+        if let Some((t, dbs)) = check::shared_target(pairs) {
             let list: Vec<String> = dbs.iter().map(u32::to_string).collect();
             anyhow::bail!(
                 "DBs {} of the file would all be written into target DB {t}, where keys with the same name \
@@ -364,9 +417,17 @@ async fn check_modules(
     Ok(())
 }
 
-/// Function libraries to load, with `REPLACE` or not.
+/// Function libraries to load.
 struct FunctionPlan {
-    load: Vec<(String, Vec<u8>, bool)>,
+    load: Vec<Library>,
+}
+
+/// One function library to load on the target.
+struct Library {
+    name: String,
+    code: Vec<u8>,
+    /// `FUNCTION LOAD REPLACE`: the target has a library of that name with other code.
+    replace: bool,
 }
 
 /// Decides about the file's function libraries before anything is written: compares each with
@@ -410,11 +471,19 @@ async fn plan_functions(
     for (name, code) in &summary.functions {
         let existing = library_code(dst, name).await?;
         match existing {
-            None => plan.load.push((name.clone(), code.clone(), false)),
+            None => plan.load.push(Library {
+                name: name.clone(),
+                code: code.clone(),
+                replace: false,
+            }),
             Some(c) if &c == code => {}
             Some(_) => match args.on_conflict {
                 OnConflict::Fail => differ.push(name.as_str()),
-                OnConflict::Replace => plan.load.push((name.clone(), code.clone(), true)),
+                OnConflict::Replace => plan.load.push(Library {
+                    name: name.clone(),
+                    code: code.clone(),
+                    replace: true,
+                }),
                 OnConflict::Skip => report.notes.push(format!(
                     "function library {name} already exists on the target with other code and was kept (--on-conflict skip)"
                 )),
@@ -485,7 +554,12 @@ async fn load_functions(
         }
         Layout::Standalone(_) => None,
     };
-    for (name, code, replace) in &plan.load {
+    for Library {
+        name,
+        code,
+        replace,
+    } in &plan.load
+    {
         let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
         if *replace {
             args.push(b"REPLACE");
@@ -511,7 +585,7 @@ async fn load_functions(
             }
         }
     }
-    let names: Vec<&str> = plan.load.iter().map(|(n, _, _)| n.as_str()).collect();
+    let names: Vec<&str> = plan.load.iter().map(|l| l.name.as_str()).collect();
     report.notes.push(format!(
         "function libraries loaded on the target: {}",
         names.join(", ")

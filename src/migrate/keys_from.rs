@@ -19,19 +19,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{
-    copy_finished, key_errors, open_checkpoint, writer_options, writers, CheckpointWording,
-};
-use crate::check::{Conflicts, Layout, Probe, SideInfo};
-use crate::checkpoint::Tracker;
-use crate::cli::{MigrateArgs, OnConflict};
+use super::flow::{CheckpointWording, Run};
+use super::source::CopyPlan;
+use super::writers::Target;
+use crate::check::{Conflicts, Layout, SideInfo};
+use crate::checkpoint::{Checkpoint, Tracker};
+use crate::cli::MigrateArgs;
 use crate::endpoint::{Connection, Server};
 use crate::job::Job;
-use crate::pipeline::{self, CheckpointSink, ReaderFactory};
+use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
 use crate::record::Record;
-use crate::report::{KeyCounts, MigrateReport};
-use crate::retry::{Backoff, Link};
+use crate::report::MigrateReport;
+use crate::retry::Backoff;
 use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::expiry::{self, KeyRead};
@@ -86,142 +86,138 @@ impl KeyList {
     }
 }
 
-/// The servers and settings the copy of listed keys needs (from `migrate.rs`'s preflight).
-pub(super) struct Ready<'a> {
-    pub source: &'a Server,
-    pub sinfo: &'a SideInfo,
-    pub tinfo: &'a SideInfo,
-    pub clocks: Clocks,
-    pub max_bulk: Option<u64>,
-}
-
-/// Copies the keys of `list`; fills `report`. See the module docs.
-pub(super) async fn run(
-    args: &MigrateArgs,
-    job: &Job,
+/// A `--keys-from` list, before the checks.
+pub(super) struct OpenedList {
+    server: Server,
     list: KeyList,
-    ready: Ready<'_>,
-    stop: Stop,
-    report: &mut MigrateReport,
-) -> anyhow::Result<()> {
-    let Ready {
-        source,
-        sinfo,
-        tinfo,
-        clocks,
-        max_bulk,
-    } = ready;
-    if list.is_empty() {
-        report.notes.push(
-            "the --keys-from file lists no keys (of the DBs selected): nothing to copy".to_string(),
-        );
-    }
-    if list.left_out > 0 {
-        report.notes.push(format!(
-            "{} listed keys of other DBs than --db were left out",
-            list.left_out
-        ));
-    }
-    let wording = CheckpointWording {
-        mismatch_hint:
-            " A --keys-from job is named by the file's contents: a changed file is another job.",
-        position: |_| String::new(),
-    };
-    let (mut cp, cp_path) = open_checkpoint(args, job, report, &wording)?;
-    refuse_same_file(args)?;
-    let retry_for = job.retry_for();
-    if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
-        check_conflicts(&tinfo.layout, job, &list, retry_for).await?;
-        cp.conflict_check_passed = true;
-    }
-    cp.save(&cp_path)?;
-    let key_errors = key_errors(args, &cp_path, report)?;
-    let target_rdb = crate::source::rdb_file::target_rdb_version(&tinfo.info);
-    let writer_opts = writer_options(args, job, tinfo, clocks, max_bulk, target_rdb, key_errors);
-    let base = cp.totals;
-    if cp.completed {
-        report.keys = KeyCounts::from_counts(&base, 0);
-        report.bytes = base.bytes;
-        super::finish_with(report, None);
-        return Ok(());
-    }
-    let total = list.len() as u64;
-    // Kept for the verification of the same keys after the copy.
-    let lists = Arc::new(list.by_db.clone());
-    let names: Vec<String> = list
-        .by_db
-        .keys()
-        .map(|db| format!("keys-from db {db}"))
-        .collect();
-    let resume: Vec<Option<Position>> = names.iter().map(|n| cp.streams.get(n).copied()).collect();
-    let tracker = Tracker::new(names.iter().cloned().zip(resume.iter().copied()).collect());
-    let make = || KeyReader::new(source, &sinfo.layout, clocks, retry_for);
-    let readers = list_readers(list.by_db, resume, make, &stop);
-    let mut progress = Progress::new(
-        args.output.progress,
-        Duration::from_secs(args.output.log_every),
-        total,
-    );
-    crate::migrate::set_phase("copy");
-    let result = pipeline::copy(
-        readers,
-        1,
-        writers(&tinfo.layout, job.tuning.writers, &writer_opts),
-        tracker,
-        CheckpointSink {
-            checkpoint: &mut cp,
-            path: &cp_path,
-            base,
-        },
-        &mut progress,
-        stop.clone(),
-    )
-    .await;
-    progress.finish();
-    let mut totals = base;
-    totals.add(&result.this_run);
-    report.keys = KeyCounts::from_counts(&totals, result.this_run.written);
-    report.bytes = totals.bytes;
-    report.expiry_uncertainty_ms = totals.expiry_uncertainty_ms;
-    if !copy_finished(report, result.error, &stop, totals.written, &cp_path)? {
-        return Ok(());
-    }
-    if totals.vanished > 0 {
-        report.notes.push(format!(
-            "{} listed keys were no longer on the source (deleted or expired): counted as vanished, nothing written for them",
-            totals.vanished
-        ));
-    }
-    verify_listed(args, job, source, lists, &stop, report).await;
-    Ok(())
 }
 
-/// After the copy: the verification of the listed keys (unless `--no-verify`), and the status.
-async fn verify_listed(
-    args: &MigrateArgs,
-    job: &Job,
-    source: &Server,
+/// A `--keys-from` list ready to copy.
+pub(super) struct Listed {
+    server: Server,
+    /// The source's layout (a cluster's keys are read through its router).
+    layout: Layout,
+    /// The source's clock skew, for a cluster's reads.
+    clocks: Clocks,
+    /// The listed keys by source DB; kept for the verification of the same keys.
     lists: Arc<BTreeMap<u32, Vec<Bytes>>>,
-    stop: &Stop,
-    report: &mut MigrateReport,
-) {
-    let verified = if args.no_verify {
-        None
-    } else {
-        crate::migrate::set_phase("verify");
-        Some(crate::verify::listed::after_keys_from(source, job, lists, args, stop).await)
-    };
-    let done = if args.no_verify {
-        "copied"
-    } else {
-        "copied and verified"
-    };
-    report.notes.push(format!(
-        "only the listed keys were {done}: to check the whole target against the source, run ferry verify \
-         with the same --source, --target and DB flags"
-    ));
-    super::finish_with(report, verified);
-    crate::migrate::set_phase("done");
+}
+
+impl OpenedList {
+    /// Reads the list at `path`, whose contents become part of the job's identity (so it has a
+    /// checkpoint of its own).
+    pub fn open(
+        args: &MigrateArgs,
+        job: &mut Job,
+        path: &std::path::Path,
+        server: Server,
+    ) -> anyhow::Result<OpenedList> {
+        let list = KeyList::read(path, &job.dbs)?;
+        job.keys_from = Some(digest(&list));
+        refuse_same_file(args)?;
+        Ok(OpenedList { server, list })
+    }
+
+    /// After the gate: the source's layout (from `sinfo`) and clocks; notes on what the list
+    /// holds.
+    pub fn ready(self, sinfo: SideInfo, target: &Target, report: &mut MigrateReport) -> Listed {
+        let OpenedList { server, list } = self;
+        if list.is_empty() {
+            report.notes.push(
+                "the --keys-from file lists no keys (of the DBs selected): nothing to copy"
+                    .to_string(),
+            );
+        }
+        if list.left_out > 0 {
+            report.notes.push(format!(
+                "{} listed keys of other DBs than --db were left out",
+                list.left_out
+            ));
+        }
+        Listed {
+            server,
+            layout: sinfo.layout,
+            clocks: target.clocks,
+            lists: Arc::new(list.by_db),
+        }
+    }
+}
+
+/// Checkpoint messages for a list: a changed file is another job.
+pub(super) const WORDING: CheckpointWording = CheckpointWording {
+    mismatch_hint:
+        " A --keys-from job is named by the file's contents: a changed file is another job.",
+    position: |_| String::new(),
+};
+
+impl Listed {
+    /// `--on-conflict fail`: refuses to start when any listed key is on the target already.
+    pub async fn check_conflicts(&self, run: &Run<'_>, target: &Target) -> anyhow::Result<()> {
+        let mut probe = super::writers::probe(target, run.job.retry_for());
+        let mut found = Conflicts::default();
+        for (&db, keys) in self.lists.iter() {
+            let tdb = run.job.target_db(db);
+            for chunk in keys.chunks(1000) {
+                let exists = probe.exists(tdb, chunk).await?;
+                found.add(tdb, chunk, &exists);
+            }
+        }
+        found.refuse_if_any(&probe.endpoint(), "the listed keys")
+    }
+
+    /// One reader per DB of the list, from its checkpointed position.
+    pub fn copy_plan(&self, run: &Run<'_>, cp: &Checkpoint) -> CopyPlan {
+        let names: Vec<String> = self
+            .lists
+            .keys()
+            .map(|db| format!("keys-from db {db}"))
+            .collect();
+        let resume: Vec<Option<Position>> =
+            names.iter().map(|n| cp.streams.get(n).copied()).collect();
+        let tracker = Tracker::new(names.iter().cloned().zip(resume.iter().copied()).collect());
+        let retry_for = run.job.retry_for();
+        let make = || KeyReader::new(&self.server, &self.layout, self.clocks, retry_for);
+        let readers = list_readers((*self.lists).clone(), resume, make, run.stop);
+        let total = self.lists.values().map(Vec::len).sum::<usize>() as u64;
+        let args = run.args;
+        let progress = Progress::new(
+            args.output.progress,
+            Duration::from_secs(args.output.log_every),
+            total,
+        );
+        CopyPlan {
+            readers,
+            parallel: 1,
+            tracker,
+            progress,
+        }
+    }
+
+    /// The verification of the listed keys.
+    pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
+        let lists = self.lists.clone();
+        crate::verify::listed::after_keys_from(&self.server, run.job, lists, run.args, run.stop)
+            .await
+    }
+
+    /// Keys no longer on the source, and that only the listed keys were looked at.
+    pub fn note_before_status(&self, args: &MigrateArgs, report: &mut MigrateReport) {
+        if report.keys.vanished > 0 {
+            report.notes.push(format!(
+                "{} listed keys were no longer on the source (deleted or expired): counted as vanished, nothing written for them",
+                report.keys.vanished
+            ));
+        }
+        let done = if args.no_verify {
+            "copied"
+        } else {
+            "copied and verified"
+        };
+        report.notes.push(format!(
+            "only the listed keys were {done}: to check the whole target against the source, run ferry verify \
+             with the same --source, --target and DB flags"
+        ));
+    }
 }
 
 /// One reader per DB of the list still to do, from its checkpointed position (`resume`, in
@@ -270,30 +266,6 @@ fn refuse_same_file(args: &MigrateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `--on-conflict fail`: refuses to start when any listed key is on the target already.
-async fn check_conflicts(
-    layout: &Layout,
-    job: &Job,
-    list: &KeyList,
-    retry_for: Duration,
-) -> anyhow::Result<()> {
-    let mut probe = match layout {
-        Layout::Standalone(server) => Probe::Standalone(Link::new(server.clone(), retry_for)),
-        Layout::Cluster { cluster, topology } => {
-            Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))
-        }
-    };
-    let mut found = Conflicts::default();
-    for (&db, keys) in &list.by_db {
-        let tdb = job.target_db(db);
-        for chunk in keys.chunks(1000) {
-            let exists = probe.exists(tdb, chunk).await?;
-            found.add(tdb, chunk, &exists);
-        }
-    }
-    found.refuse_if_any(&probe.endpoint(), "the listed keys")
 }
 
 /// The listed keys of one DB, from index `start` on (the checkpointed position).

@@ -144,6 +144,8 @@ impl Writer {
         self.opts.target_db(rec.db)
     }
 
+    /// One attempt at writing `records` (of `batch`): a lost connection is
+    /// [`Failure::Transient`] and the caller sends the whole batch again.
     async fn try_write(
         &mut self,
         records: &[Record],
@@ -162,92 +164,27 @@ impl Writer {
         if self.conn.is_none() {
             self.conn = Some(self.server.connect().await?);
         }
-        let conn = self
-            .conn
+        let Writer {
+            conn,
+            opts,
+            pipeline,
+            ..
+        } = self;
+        let conn = conn
             .as_mut()
             .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("no target connection")))?;
         let ep = conn.endpoint().to_string();
-
-        self.pipeline.clear();
-        let select = self.opts.select_db && conn.db() != db;
-        if select {
-            self.pipeline
-                .cmd(&[b"SELECT".as_slice(), db.to_string().as_bytes()]);
+        let mut to = Dest { conn, ep: &ep, db };
+        let mut round = Round {
+            pipeline,
+            opts,
+            q,
+            counts: &mut counts,
+        };
+        let again = round.restore(&mut to, records, Pass::First).await?;
+        if !again.is_empty() {
+            round.restore(&mut to, &again, Pass::Reencoded).await?;
         }
-        let replace = self.opts.on_conflict != OnConflict::Skip;
-        // Which records were sent, in order, so replies can be matched to keys.
-        let mut sent: Vec<&Record> = Vec::with_capacity(records.len());
-        let mut ttl_buf = itoa::Buffer::new();
-        for rec in records {
-            if let Some(e) = over_limit(&self.opts, rec, &ep) {
-                let reason = too_large_reason(&self.opts, rec);
-                q.refuse(rec, db, Cause::TooLarge, &reason, e)
-                    .map_err(Failure::Fatal)?;
-                continue;
-            }
-            let Some(ttl) = restore_ttl(&self.opts, rec, &ep).map_err(Failure::Fatal)? else {
-                counts.expired_skipped += 1;
-                continue;
-            };
-            push_restore(
-                &mut self.pipeline,
-                rec,
-                ttl_buf.format(ttl).as_bytes(),
-                replace,
-            );
-            sent.push(rec);
-        }
-        if sent.is_empty() {
-            return Ok(counts);
-        }
-        conn.send(&self.pipeline).await?;
-        if select {
-            let mut reply = Vec::with_capacity(1);
-            conn.recv_into(1, &mut reply).await?;
-            if let Some(Reply::Error(e)) = reply.pop() {
-                return Err(Failure::Fatal(anyhow::anyhow!(
-                    "the target {ep} refused SELECT {db}: {e}"
-                )));
-            }
-            conn.note_selected(db);
-        }
-        // Replies other than `+OK`, by the index of their record in `sent`: usually none.
-        let mut unusual: Vec<(usize, Reply)> = Vec::new();
-        conn.recv_statuses(sent.len(), |i, reply| unusual.push((i, reply)))
-            .await?;
-        counts.written += sent.len() as u64;
-        counts.bytes += sent.iter().map(|r| r.size() as u64).sum::<u64>();
-        // Records refused as too new for the target, re-encoded for it.
-        let mut again: Vec<Record> = Vec::new();
-        for (i, reply) in unusual {
-            // A reply that is neither `+OK` nor an error still means the key was written.
-            let Reply::Error(err) = reply else { continue };
-            let rec = sent[i];
-            counts.written -= 1;
-            counts.bytes -= rec.size() as u64;
-            if err.starts_with("BUSYKEY") {
-                counts.conflicts += 1;
-                continue;
-            }
-            match reencode_refused(&self.opts, rec, &err) {
-                Some(Ok(r)) => again.push(r),
-                Some(Err(e)) => q
-                    .refuse(
-                        rec,
-                        db,
-                        Cause::NotRepresentable,
-                        &format!("{err}; {e:#}"),
-                        e,
-                    )
-                    .map_err(Failure::Fatal)?,
-                None => judge(q, &ep, db, rec, &err).map_err(Failure::Fatal)?,
-            }
-        }
-        if again.is_empty() {
-            return Ok(counts);
-        }
-        let to = Dest { conn, ep: &ep, db };
-        write_reencoded(to, &mut self.pipeline, &self.opts, &again, q, &mut counts).await?;
         Ok(counts)
     }
 }
@@ -259,42 +196,138 @@ struct Dest<'a> {
     db: u32,
 }
 
-/// Writes `again` (records re-encoded for an older target) on `to`, adding to `counts`.
-async fn write_reencoded(
-    to: Dest<'_>,
-    pipeline: &mut Pipeline,
-    opts: &WriterOptions,
-    again: &[Record],
-    q: &mut Quarantine,
-    counts: &mut Counts,
-) -> Result<(), Failure> {
-    let replace = opts.on_conflict != OnConflict::Skip;
-    let mut ttl_buf = itoa::Buffer::new();
-    pipeline.clear();
-    let mut retried: Vec<&Record> = Vec::with_capacity(again.len());
-    for rec in again {
-        let Some(ttl) = restore_ttl(opts, rec, to.ep).map_err(Failure::Fatal)? else {
-            counts.expired_skipped += 1;
-            continue;
-        };
-        push_restore(pipeline, rec, ttl_buf.format(ttl).as_bytes(), replace);
-        retried.push(rec);
+/// Which pass over a batch's records a round of RESTOREs is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The records as read (the DB is selected first when needed).
+    First,
+    /// Records the target refused as too new, re-encoded for it (never re-encoded again).
+    Reencoded,
+}
+
+/// What a round of RESTOREs uses and adds to.
+struct Round<'a> {
+    pipeline: &'a mut Pipeline,
+    opts: &'a WriterOptions,
+    q: &'a mut Quarantine,
+    counts: &'a mut Counts,
+}
+
+impl Round<'_> {
+    /// Writes `records` on `to` in one round trip, adding to the counts; returns the records the
+    /// target refused as too new for it, re-encoded (first pass only).
+    async fn restore(
+        &mut self,
+        to: &mut Dest<'_>,
+        records: &[Record],
+        pass: Pass,
+    ) -> Result<Vec<Record>, Failure> {
+        self.pipeline.clear();
+        let select = pass == Pass::First && self.opts.select_db && to.conn.db() != to.db;
+        if select {
+            let db = to.db.to_string();
+            self.pipeline.cmd(&[b"SELECT".as_slice(), db.as_bytes()]);
+        }
+        let sent = self.encode(records, to).map_err(Failure::Fatal)?;
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        to.conn.send(self.pipeline).await?;
+        if select {
+            let mut reply = Vec::with_capacity(1);
+            to.conn.recv_into(1, &mut reply).await?;
+            if let Some(Reply::Error(e)) = reply.pop() {
+                let (ep, db) = (to.ep, to.db);
+                return Err(Failure::Fatal(anyhow::anyhow!(
+                    "the target {ep} refused SELECT {db}: {e}"
+                )));
+            }
+            to.conn.note_selected(to.db);
+        }
+        // Replies other than `+OK`, by the index of their record in `sent`: usually none.
+        let mut unusual: Vec<(usize, Reply)> = Vec::new();
+        to.conn
+            .recv_statuses(sent.len(), |i, reply| unusual.push((i, reply)))
+            .await?;
+        let counts = &mut *self.counts;
+        counts.written += sent.len() as u64;
+        counts.bytes += sent.iter().map(|r| r.size() as u64).sum::<u64>();
+        if pass == Pass::Reencoded {
+            counts.reencoded += sent.len() as u64;
+        }
+        self.judge_refusals(&sent, unusual, to, pass)
+            .map_err(Failure::Fatal)
     }
-    if retried.is_empty() {
-        return Ok(());
+
+    /// Appends a RESTORE for each of `records` to the pipeline; returns the records sent, in
+    /// order. A value over the target's known limit is refused (dead-lettered or fatal, see
+    /// `key_error.rs`) and an expired one counted, neither sent.
+    fn encode<'r>(
+        &mut self,
+        records: &'r [Record],
+        to: &Dest<'_>,
+    ) -> anyhow::Result<Vec<&'r Record>> {
+        let opts = self.opts;
+        let replace = opts.on_conflict != OnConflict::Skip;
+        let mut sent: Vec<&Record> = Vec::with_capacity(records.len());
+        let mut ttl_buf = itoa::Buffer::new();
+        for rec in records {
+            if let Some(e) = over_limit(opts, rec, to.ep) {
+                let reason = too_large_reason(opts, rec);
+                self.q.refuse(rec, to.db, Cause::TooLarge, &reason, e)?;
+                continue;
+            }
+            let Some(ttl) = restore_ttl(opts, rec, to.ep)? else {
+                self.counts.expired_skipped += 1;
+                continue;
+            };
+            push_restore(self.pipeline, rec, ttl_buf.format(ttl).as_bytes(), replace);
+            sent.push(rec);
+        }
+        Ok(sent)
     }
-    for (rec, reply) in retried.iter().zip(to.conn.run(pipeline).await?) {
-        match reply {
-            Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
-            Reply::Error(err) => judge(q, to.ep, to.db, rec, &err).map_err(Failure::Fatal)?,
-            _ => {
-                counts.written += 1;
-                counts.reencoded += 1;
-                counts.bytes += rec.size() as u64;
+
+    /// The error replies of a round (`unusual`, by index in `sent`): a `BUSYKEY` is a
+    /// conflict kept; a payload too new for the target is re-encoded (returned, first pass
+    /// only); any other refusal is judged (`judge`).
+    fn judge_refusals(
+        &mut self,
+        sent: &[&Record],
+        unusual: Vec<(usize, Reply)>,
+        to: &Dest<'_>,
+        pass: Pass,
+    ) -> anyhow::Result<Vec<Record>> {
+        let mut again: Vec<Record> = Vec::new();
+        for (i, reply) in unusual {
+            // A reply that is neither `+OK` nor an error still means the key was written.
+            let Reply::Error(err) = reply else { continue };
+            let rec = sent[i];
+            let counts = &mut *self.counts;
+            counts.written -= 1;
+            counts.bytes -= rec.size() as u64;
+            if pass == Pass::Reencoded {
+                counts.reencoded -= 1;
+            }
+            if err.starts_with("BUSYKEY") {
+                counts.conflicts += 1;
+                continue;
+            }
+            let reencoded = match pass {
+                Pass::First => reencode_refused(self.opts, rec, &err),
+                Pass::Reencoded => None,
+            };
+            match reencoded {
+                Some(Ok(r)) => again.push(r),
+                Some(Err(e)) => {
+                    let reason = format!("{err}; {e:#}");
+                    self.q
+                        .refuse(rec, to.db, Cause::NotRepresentable, &reason, e)?
+                }
+                None => judge(self.q, to.ep, to.db, rec, &err)?,
             }
         }
+        Ok(again)
     }
-    Ok(())
 }
 
 /// For a record the target refused with `err`: when the refusal is "DUMP payload version or

@@ -136,163 +136,221 @@ impl Router {
         let mut pending: Vec<Pending> = (0..n).map(|index| Pending { index, ask: None }).collect();
         let mut redirect_rounds = 0u32;
         while !pending.is_empty() {
-            // Group by destination.
-            let mut groups: BTreeMap<Addr, Vec<Pending>> = BTreeMap::new();
-            let mut unowned: Vec<Pending> = Vec::new();
-            for p in pending.drain(..) {
-                let dest = match &p.ask {
-                    Some(a) => Some(a.clone()),
-                    None => self.map.owner(key_slot(cmds.key(p.index))).cloned(),
-                };
-                match dest {
-                    Some(d) => groups.entry(d).or_default().push(p),
-                    None => unowned.push(p),
-                }
+            let mut round = Round::default();
+            let groups = self.group(cmds, pending, &mut round);
+            let mut work = self.prepare(cmds, groups, &mut round).await?;
+            let results = join_all(work.iter_mut().map(|w| w.conn.run(&w.pipeline))).await;
+            for (w, result) in work.into_iter().zip(results) {
+                self.take_replies(cmds, w, result, &mut replies, &mut round)
+                    .await?;
             }
-            let mut retry: Vec<Pending> = Vec::new();
-            let mut transient: Option<anyhow::Error> = None;
-            let mut refresh = false;
-            if !unowned.is_empty() {
-                let slot = key_slot(cmds.key(unowned[0].index));
-                transient = Some(anyhow::anyhow!(
-                    "no master of the {} cluster serves slot {slot} (CLUSTERDOWN?)",
-                    self.cluster.side()
-                ));
-                refresh = true;
-                retry.extend(unowned);
-            }
-
-            // One pipeline per node; connect first (sequentially: only on first use).
-            let mut work: Vec<(Addr, Connection, Pipeline, Vec<Pending>)> = Vec::new();
-            for (addr, group) in groups {
-                let conn = match self.conn(&addr).await {
-                    Ok(c) => c,
-                    Err(e) if e.is_transient() => {
-                        transient = Some(e.into());
-                        refresh = true;
-                        retry.extend(group);
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let mut p = Pipeline::new();
-                for g in &group {
-                    if g.ask.is_some() {
-                        p.cmd(&[b"ASKING"]);
-                    }
-                    cmds.encode(g.index, &mut p);
-                }
-                work.push((addr, conn, p, group));
-            }
-            let results = join_all(work.iter_mut().map(|(_, c, p, _)| c.run(p))).await;
-
-            let (mut moved, mut asked) = (0usize, 0usize);
-            for ((addr, conn, _, group), result) in work.into_iter().zip(results) {
-                let biggest = group.iter().map(|g| cmds.unchecked_bulk(g.index)).max();
-                let biggest = biggest.unwrap_or(0);
-                let node_replies = match result {
-                    Ok(r) => {
-                        self.largest_written = self.largest_written.max(biggest);
-                        r
-                    }
-                    Err(e) if e.is_transient() => {
-                        let suspect = group
-                            .iter()
-                            .find(|g| cmds.unchecked_bulk(g.index) == biggest)
-                            .filter(|_| {
-                                biggest > self.largest_written.max(bulk_limit::PROBE_FLOOR)
-                            });
-                        if let Some(g) = suspect {
-                            let node = self.cluster.server(&addr);
-                            let key = cmds.key(g.index);
-                            if let Some(refusal) =
-                                bulk_limit::check_loss(&node, 0, key, biggest).await
-                            {
-                                return Err(refusal);
-                            }
-                        }
-                        // The connection is dropped; the node may be restarting or failing over.
-                        transient = Some(e.into());
-                        refresh = true;
-                        retry.extend(group);
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let mut it = node_replies.into_iter();
-                for g in group {
-                    if g.ask.is_some() {
-                        let _asking = it.next();
-                    }
-                    let Some(reply) = it.next() else {
-                        anyhow::bail!(
-                            "the {} node {} sent fewer replies than commands",
-                            self.cluster.side(),
-                            self.endpoint_of(&addr)
-                        );
-                    };
-                    match classify(&reply) {
-                        Class::Done => replies[g.index] = Some(reply),
-                        Class::Moved(slot, to) => {
-                            self.map.set(slot, &to);
-                            refresh = true;
-                            moved += 1;
-                            retry.push(Pending {
-                                index: g.index,
-                                ask: None,
-                            });
-                        }
-                        Class::Ask(to) => {
-                            asked += 1;
-                            retry.push(Pending {
-                                index: g.index,
-                                ask: Some(to),
-                            });
-                        }
-                        Class::Transient(why) => {
-                            transient = Some(anyhow::anyhow!(
-                                "the {} cluster answered {why}",
-                                self.cluster.side()
-                            ));
-                            retry.push(g);
-                        }
-                    }
-                }
-                self.conns.insert(addr, conn);
-            }
-            if moved + asked > 0 {
-                tracing::debug!(
-                    "the {} cluster redirected {moved} command(s) with MOVED and {asked} with ASK; re-sending them",
-                    self.cluster.side()
-                );
-            }
-            if refresh {
-                if let Err(e) = self.refresh().await {
-                    // Keep the map (already corrected by MOVED); the backoff below retries.
-                    tracing::warn!("{e:#}");
-                    transient.get_or_insert(e);
-                }
-            }
-            if let Some(e) = transient {
-                self.backoff.wait(e).await?;
-            } else if moved + asked > 0 {
-                redirect_rounds += 1;
-                if redirect_rounds > FREE_REDIRECT_ROUNDS {
-                    self.backoff
-                        .wait(anyhow::anyhow!(
-                            "the {} cluster keeps redirecting keys (slots are moving)",
-                            self.cluster.side()
-                        ))
-                        .await?;
-                }
-            }
-            pending = retry;
+            self.end_round(&mut round, &mut redirect_rounds).await?;
+            pending = round.retry;
         }
         self.backoff.reset();
         replies
             .into_iter()
             .map(|r| r.ok_or_else(|| anyhow::anyhow!("internal error: a command got no reply")))
             .collect()
+    }
+
+    /// Groups `pending` by the node each command goes to; commands of slots no master serves
+    /// are kept in `round` for the next round.
+    fn group<C: KeyedCommands + ?Sized>(
+        &self,
+        cmds: &C,
+        pending: Vec<Pending>,
+        round: &mut Round,
+    ) -> BTreeMap<Addr, Vec<Pending>> {
+        let mut groups: BTreeMap<Addr, Vec<Pending>> = BTreeMap::new();
+        let mut unowned: Vec<Pending> = Vec::new();
+        for p in pending {
+            let dest = match &p.ask {
+                Some(a) => Some(a.clone()),
+                None => self.map.owner(key_slot(cmds.key(p.index))).cloned(),
+            };
+            match dest {
+                Some(d) => groups.entry(d).or_default().push(p),
+                None => unowned.push(p),
+            }
+        }
+        if let Some(first) = unowned.first() {
+            let slot = key_slot(cmds.key(first.index));
+            let e = anyhow::anyhow!(
+                "no master of the {} cluster serves slot {slot} (CLUSTERDOWN?)",
+                self.cluster.side()
+            );
+            round.again(e, unowned);
+        }
+        groups
+    }
+
+    /// One pipeline per node, on its connection (connecting first, sequentially: only on first
+    /// use). A node that cannot be reached now has its commands kept for the next round.
+    async fn prepare<C: KeyedCommands + ?Sized>(
+        &mut self,
+        cmds: &C,
+        groups: BTreeMap<Addr, Vec<Pending>>,
+        round: &mut Round,
+    ) -> anyhow::Result<Vec<NodeWork>> {
+        let mut work = Vec::with_capacity(groups.len());
+        for (addr, group) in groups {
+            let conn = match self.conn(&addr).await {
+                Ok(c) => c,
+                Err(e) if e.is_transient() => {
+                    round.again(e.into(), group);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut pipeline = Pipeline::new();
+            for g in &group {
+                if g.ask.is_some() {
+                    pipeline.cmd(&[b"ASKING"]);
+                }
+                cmds.encode(g.index, &mut pipeline);
+            }
+            work.push(NodeWork {
+                addr,
+                conn,
+                pipeline,
+                group,
+            });
+        }
+        Ok(work)
+    }
+
+    /// Files the replies of one node's pipeline: final ones into `replies`, redirected and
+    /// transient ones into `round` for the next round. A lost connection is transient, unless
+    /// the node refuses a value as too large (`bulk_limit`).
+    async fn take_replies<C: KeyedCommands + ?Sized>(
+        &mut self,
+        cmds: &C,
+        w: NodeWork,
+        result: Result<Vec<Reply>, ConnError>,
+        replies: &mut [Option<Reply>],
+        round: &mut Round,
+    ) -> anyhow::Result<()> {
+        let NodeWork {
+            addr, conn, group, ..
+        } = w;
+        let biggest = group.iter().map(|g| cmds.unchecked_bulk(g.index)).max();
+        let biggest = biggest.unwrap_or(0);
+        let node_replies = match result {
+            Ok(r) => {
+                self.largest_written = self.largest_written.max(biggest);
+                r
+            }
+            Err(e) if e.is_transient() => {
+                self.refuse_too_large(cmds, &addr, &group, biggest).await?;
+                // The connection is dropped; the node may be restarting or failing over.
+                round.again(e.into(), group);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut it = node_replies.into_iter();
+        for g in group {
+            if g.ask.is_some() {
+                let _asking = it.next();
+            }
+            let Some(reply) = it.next() else {
+                anyhow::bail!(
+                    "the {} node {} sent fewer replies than commands",
+                    self.cluster.side(),
+                    self.endpoint_of(&addr)
+                );
+            };
+            match classify(&reply) {
+                Class::Done => replies[g.index] = Some(reply),
+                Class::Moved(slot, to) => {
+                    self.map.set(slot, &to);
+                    round.refresh = true;
+                    round.moved += 1;
+                    round.retry.push(Pending {
+                        index: g.index,
+                        ask: None,
+                    });
+                }
+                Class::Ask(to) => {
+                    round.asked += 1;
+                    round.retry.push(Pending {
+                        index: g.index,
+                        ask: Some(to),
+                    });
+                }
+                Class::Transient(why) => {
+                    let side = self.cluster.side();
+                    round.transient = Some(anyhow::anyhow!("the {side} cluster answered {why}"));
+                    round.retry.push(g);
+                }
+            }
+        }
+        self.conns.insert(addr, conn);
+        Ok(())
+    }
+
+    /// After a lost connection with a value larger than any written so far in flight (`biggest`
+    /// bytes): the refusal when the node refuses that size, which no retry fixes.
+    // `&mut self`: a reader's future holding `&Router` across the await would need `Sync`.
+    async fn refuse_too_large<C: KeyedCommands + ?Sized>(
+        &mut self,
+        cmds: &C,
+        addr: &Addr,
+        group: &[Pending],
+        biggest: usize,
+    ) -> anyhow::Result<()> {
+        if biggest <= self.largest_written.max(bulk_limit::PROBE_FLOOR) {
+            return Ok(());
+        }
+        let Some(g) = group
+            .iter()
+            .find(|g| cmds.unchecked_bulk(g.index) == biggest)
+        else {
+            return Ok(());
+        };
+        let node = self.cluster.server(addr);
+        match bulk_limit::check_loss(&node, 0, cmds.key(g.index), biggest).await {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+
+    /// The end of a round: the topology re-read when it moved or a node was lost, and a wait
+    /// before the next round when something was transient or slots keep moving.
+    async fn end_round(
+        &mut self,
+        round: &mut Round,
+        redirect_rounds: &mut u32,
+    ) -> anyhow::Result<()> {
+        let redirected = round.moved + round.asked;
+        if redirected > 0 {
+            tracing::debug!(
+                "the {} cluster redirected {} command(s) with MOVED and {} with ASK; re-sending them",
+                self.cluster.side(),
+                round.moved,
+                round.asked
+            );
+        }
+        if round.refresh {
+            if let Err(e) = self.refresh().await {
+                // Keep the map (already corrected by MOVED); the backoff below retries.
+                tracing::warn!("{e:#}");
+                round.transient.get_or_insert(e);
+            }
+        }
+        if let Some(e) = round.transient.take() {
+            self.backoff.wait(e).await?;
+        } else if redirected > 0 {
+            *redirect_rounds += 1;
+            if *redirect_rounds > FREE_REDIRECT_ROUNDS {
+                let side = self.cluster.side();
+                let e =
+                    anyhow::anyhow!("the {side} cluster keeps redirecting keys (slots are moving)");
+                self.backoff.wait(e).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `args` once on every master; returns each master's address and reply.
@@ -334,6 +392,38 @@ impl Router {
     /// connection.
     pub fn endpoint_of(&self, addr: &Addr) -> String {
         self.cluster.server(addr).endpoint.to_string()
+    }
+}
+
+/// One node's share of a round: its connection, the pipeline to send, the commands in it.
+struct NodeWork {
+    addr: Addr,
+    conn: Connection,
+    pipeline: Pipeline,
+    group: Vec<Pending>,
+}
+
+/// What one round of [`Router::run`] leaves for the next.
+#[derive(Default)]
+struct Round {
+    /// Commands to send again.
+    retry: Vec<Pending>,
+    /// The last transient failure: the next round waits (backoff) first.
+    transient: Option<anyhow::Error>,
+    /// The slot map is to be re-read.
+    refresh: bool,
+    /// Commands redirected by `MOVED`, and by `ASK`.
+    moved: usize,
+    asked: usize,
+}
+
+impl Round {
+    /// `group` failed for a transient reason (`e`): sent again after a backoff, with the
+    /// topology re-read.
+    fn again(&mut self, e: anyhow::Error, group: Vec<Pending>) {
+        self.transient = Some(e);
+        self.refresh = true;
+        self.retry.extend(group);
     }
 }
 
