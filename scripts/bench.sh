@@ -154,7 +154,8 @@ prepare() { # SHAPE SCALE: source holds the dataset; RDB file and RESTORE file a
   src_cli save >/dev/null
   cp "$FERRY_RUN/$SRC/dump.rdb" "$WORK/$shape.rdb"
   if [ "$scale" = 1 ]; then
-    local t1=$(now)
+    local t1
+    t1=$(now)
     [ "$shape" = bigkeys ] && latency_start
     read -r GEN_KEYS GEN_BYTES < <("$VENV/bin/python" "$E2E/gen_restore.py" --source-port "$SRC" --out "$WORK/$shape.restore.resp")
     if [ "$shape" = bigkeys ]; then

@@ -360,7 +360,7 @@ fn slowlog(c: &mut redis::Connection) -> Vec<(i64, String)> {
             first != "SLOWLOG" && first != "CONFIG"
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     out
 }
 
