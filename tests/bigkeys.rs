@@ -16,7 +16,8 @@
 //!
 //! The string is 15 MB, not the issue's 40 MB: no server stores a string over its
 //! `proto-max-bulk-len` (SET, APPEND and SETRANGE all refuse to make one), so a 40 MB string
-//! has no way into a 16mb target. `FERRY_BIG_SCALE=N` divides the sizes by N (a quick run).
+//! has no way into a 16mb target. `FERRY_BIG_SCALE=N` divides the sizes, the target's limit and
+//! ferry's threshold by N (a quick run).
 
 mod support;
 
@@ -74,7 +75,7 @@ fn full_sizes() -> BigSizes {
     }
 }
 
-/// Valkey 8 TLS target refusing any value over `limit` (e.g. "4mb").
+/// Valkey 8 TLS target refusing any value over `limit` (e.g. "4mb", or bytes).
 fn bulk_limited_target(limit: &str) -> Server {
     Server::start(
         Version::Valkey8,
@@ -267,6 +268,10 @@ fn seed_stream(c: &mut redis::Connection, key: &str, n: usize) {
 /// over a second late for every key of the pipeline. So whole snapshots are compared loosely and
 /// [`assert_ttls_close`] checks expiries precisely, one key at a time.
 const SNAPSHOT_TTL_TOLERANCE_MS: i64 = 5_000;
+/// The same at the issue's sizes: a 1M-field hash in the pipeline made it 6 s late with two
+/// tests running at once (a key made permanent still shows, and [`assert_ttls_close`] checks
+/// expiries to the second).
+const FULL_SNAPSHOT_TTL_TOLERANCE_MS: i64 = 60_000;
 
 /// Each of `keys` has the same absolute expiry (±1 s) on both sides, read alone on each.
 fn assert_ttls_close(src: &mut redis::Connection, dst: &mut redis::Connection, keys: &[&str]) {
@@ -420,7 +425,9 @@ impl Prober {
 fn full_size_copy(version: Version) {
     let sizes = full_sizes();
     let src = Server::plain(version);
-    let dst = bulk_limited_target("16mb");
+    // 16mb, scaled down with the sizes so the hash's DUMP stays over it (1mb at least).
+    let limit = ((16usize << 20) / big_scale()).max(1 << 20).to_string();
+    let dst = bulk_limited_target(&limit);
     let streams = version.has_streams();
     let t = Instant::now();
     seed_big(&mut src.conn(), sizes, streams, "");
@@ -497,8 +504,10 @@ fn full_size_copy(version: Version) {
         ferry_slowest.len(),
         dump.len(),
     );
+    // A command's window is bounded in elements (src/bigkey/read.rs), not a share of the key: the
+    // comparison with one DUMP holds at the issue's sizes, not on a scaled-down quick run.
     assert!(
-        worst_us * 5 < dump_us,
+        big_scale() > 1 || worst_us * 5 < dump_us,
         "ferry blocked the source {worst_us} µs ({worst_cmd}), one DUMP takes {dump_us} µs; \
          slowest: {:?}",
         &ferry_slowest[..ferry_slowest.len().min(10)]
@@ -518,8 +527,8 @@ fn full_size_copy(version: Version) {
         data::snapshot_all(&mut src.conn()),
         data::snapshot_all(&mut dst.conn()),
     );
-    assert_same(&a, &b, SNAPSHOT_TTL_TOLERANCE_MS);
-    let mut with_ttl = vec!["big:hash", "big:list", "small:3"];
+    assert_same(&a, &b, FULL_SNAPSHOT_TTL_TOLERANCE_MS);
+    let mut with_ttl = vec!["big:hash", "big:list", "small:0", "small:999", "small:1998"];
     if streams {
         with_ttl.push("big:stream");
     }
