@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh — end-to-end benchmark of ferry against real servers (loopback only).
 #
-#   scripts/bench.sh [SHAPES]        SHAPES: small (default), mixed, large, all, or a comma list
+#   scripts/bench.sh [SHAPES]        SHAPES: small (default), mixed, large, all (those three),
+#                                    bigkeys, or a comma list
 #
 # Starts a Redis 6.2 source (plain TCP) and a Valkey 8.0 target (TLS + password), seeds each
 # dataset shape, then measures in one run, alternating the order every repetition:
@@ -11,6 +12,10 @@
 #             what the target can ingest at best
 #   baseline  a pipelined redis-py SCAN/DUMP/RESTORE script (benches/e2e/baseline.py)
 # plus ferry's CPU seconds and peak RSS (/usr/bin/time -v), and peak RSS again at 4x the data.
+# `bigkeys` (issue #14's big keys: 1M-field hash, 1M list, 500k zset and set, 40 MB string, 200k
+# stream with groups) runs live and limit only, and also measures how long the source is blocked
+# (benches/e2e/latency.py: worst PING, slowest command in the SLOWLOG) during ferry's run and
+# during the DUMPs that write the RESTORE file (what a DUMP-based copy costs the source).
 # Prints a table of medians and ratios and writes it as JSON (target/bench/e2e.json).
 # Docs: docs/benchmarks.md.
 #
@@ -115,7 +120,8 @@ shape_keys() { # SHAPE -> key count at 1x
     small) echo "$KEYS" ;;
     mixed) echo $((KEYS / 10)) ;;
     large) echo $((KEYS / 100)) ;;
-    *) die "unknown shape $1 (small, mixed, large)" ;;
+    bigkeys) echo 1006 ;; # 6 big keys and 1000 small ones, whatever KEYS
+    *) die "unknown shape $1 (small, mixed, large, bigkeys)" ;;
   esac
 }
 
@@ -148,12 +154,36 @@ prepare() { # SHAPE SCALE: source holds the dataset; RDB file and RESTORE file a
   src_cli save >/dev/null
   cp "$FERRY_RUN/$SRC/dump.rdb" "$WORK/$shape.rdb"
   if [ "$scale" = 1 ]; then
+    local t1
+    t1=$(now)
+    [ "$shape" = bigkeys ] && latency_start
     read -r GEN_KEYS GEN_BYTES < <("$VENV/bin/python" "$E2E/gen_restore.py" --source-port "$SRC" --out "$WORK/$shape.restore.resp")
+    if [ "$shape" = bigkeys ]; then
+      # The reference's source latency: DUMPs of every key, as a DUMP-based copy reads them.
+      latency_stop
+      printf '%s\t1\tdumps\t1\t%s\t\t\t%s\t%s\t\t\tok\t%s\n' "$shape" "$(since "$t1")" "$GEN_KEYS" "$GEN_BYTES" "$LATENCY" >>"$ROWS"
+    fi
     [ "$GEN_KEYS" = "$WANT" ] || die "the RESTORE file has $GEN_KEYS keys, the source $WANT"
     echo "$GEN_KEYS $GEN_BYTES" >"$WORK/$shape.gen"
     echo "$shape $n $(stat -c %s "$WORK/$shape.restore.resp")" >"$WORK/$shape.prepared"
   fi
   log "$shape x$scale: $WANT keys, $((GEN_BYTES / 1000000)) MB of key+payload at 1x, RDB $(($(stat -c %s "$WORK/$shape.rdb") / 1000000)) MB (prepared in $(printf %.0f "$(since "$t0")") s)"
+}
+
+# ------------------------------------------------------------------ source latency (bigkeys)
+latency_start() { # starts latency.py on the source (its slowlog settings: ours to change)
+  rm -f "$WORK/latency.txt"
+  "$VENV/bin/python" "$E2E/latency.py" --port "$SRC" --out "$WORK/latency.txt" &
+  LATENCY_PID=$!
+  sleep 1 # it has configured and emptied the slowlog
+}
+
+latency_stop() { # -> LATENCY: "worst-ping-ms<TAB>slowest-command-us<TAB>slowest command"
+  local ping us pings what
+  kill -TERM "$LATENCY_PID" && wait "$LATENCY_PID" || true
+  read -r ping us pings what <"$WORK/latency.txt" || die "latency.py wrote nothing"
+  LATENCY=$(printf '%s\t%s\t%s' "$ping" "$us" "$what")
+  log "source latency: worst PING $ping ms ($pings PINGs), slowest command $us us ($what)"
 }
 
 # ------------------------------------------------------------------ one measured run
@@ -169,9 +199,11 @@ ferry_run() { # KIND(live|rdb) REP -> sets STATUS WALL CPU RSS
   if [ "${FERRY_BENCH_PERF:-}" = "$kind" ] && [ "$rep" = 1 ] && [ "$SCALE" = 1 ]; then
     pre=(perf record -F 999 -e cpu-clock -g -o "$WORK/perf-$SHAPE-$kind.data" --)
   fi
+  [ "$SHAPE" = bigkeys ] && [ "$kind" = live ] && latency_start
   t0=$(now)
   FERRY_TARGET_PASSWORD=$PASS /usr/bin/time -v -o "$tv" "${pre[@]}" "$FERRY_BIN" "${args[@]}" >/dev/null 2>"$err" || rc=$?
   WALL=$(since "$t0")
+  [ "$SHAPE" = bigkeys ] && [ "$kind" = live ] && latency_stop
   if [ "$rc" != 0 ]; then
     if grep -qiE 'not available|unexpected argument|unrecognized' "$err"; then
       STATUS=n/a
@@ -190,7 +222,7 @@ ferry_run() { # KIND(live|rdb) REP -> sets STATUS WALL CPU RSS
 
 run_method() { # METHOD REP
   local m=$1 rep=$2 t0 out s0 d0
-  STATUS=ok WALL="" CPU="" RSS=""
+  STATUS=ok WALL="" CPU="" RSS="" LATENCY=""
   # SYNC: Valkey 8 frees a FLUSHALL lazily by default, on a background thread that would
   # compete with the measured run for the two cores.
   dst_cli flushall sync >/dev/null
@@ -226,8 +258,8 @@ run_method() { # METHOD REP
       STATUS="error(wrong key count)"
     fi
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$SHAPE" "$SCALE" "$m" "$rep" "$WALL" "$CPU" "$RSS" \
-    "$WANT" "$GEN_BYTES" "$(echo "$s1 - $s0" | bc)" "$(echo "$d1 - $d0" | bc)" "$STATUS" >>"$ROWS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$SHAPE" "$SCALE" "$m" "$rep" "$WALL" "$CPU" "$RSS" \
+    "$WANT" "$GEN_BYTES" "$(echo "$s1 - $s0" | bc)" "$(echo "$d1 - $d0" | bc)" "$STATUS" "$LATENCY" >>"$ROWS"
   if [ "$STATUS" = ok ]; then
     log "$(printf '%-6s x%s %-8s rep %s: %7.2f s%s' "$SHAPE" "$SCALE" "$m" "$rep" "$WALL" \
       "${CPU:+, ferry CPU $CPU s, peak RSS $((RSS / 1024)) MB}")"
@@ -243,9 +275,12 @@ ROWS=$WORK/results.tsv
 : >"$ROWS"
 T_START=$(now)
 IFS=, read -r -a SHAPE_LIST <<<"$SHAPES"
-METHODS=()
-for m in live rdb limit baseline; do skipped "$m" || METHODS+=("$m"); done
+ALL_METHODS=()
+for m in live rdb limit baseline; do skipped "$m" || ALL_METHODS+=("$m"); done
 for SHAPE in "${SHAPE_LIST[@]}"; do
+  METHODS=("${ALL_METHODS[@]}")
+  # Big keys: ferry live against the RESTORE replay; --rdb and the Python baseline hold whole values.
+  [ "$SHAPE" = bigkeys ] && METHODS=(live limit)
   SCALE=1
   RDB_NA=0
   prepare "$SHAPE" 1

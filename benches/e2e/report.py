@@ -4,10 +4,14 @@
     report.py RESULTS.tsv META.json OUT.json
 
 RESULTS.tsv columns: shape scale method rep wall_s cpu_s rss_kb keys bytes src_cpu_s dst_cpu_s status
-(method: live, rdb, limit, baseline; scale: 1 or 4; cpu_s/rss_kb only for ferry's runs).
+[ping_ms slowest_us slowest_command] (method: live, rdb, limit, baseline, and `dumps` for the
+DUMPs that wrote the RESTORE file; scale: 1 or 4; cpu_s/rss_kb only for ferry's runs; the
+source-latency columns only where measured: `bigkeys`' live runs and its dumps).
 Every headline figure is a ratio of medians measured in the same run:
   live/limit, rdb/limit      ferry's time over the target's ingest limit (redis-cli --pipe)
   baseline/live, baseline/rdb  the Python script's time over ferry's (how many times faster)
+  live_slowest_over_dumps, live_ping_over_dumps   (bigkeys) the longest the source was blocked
+                             during ferry's runs over the same during the reference's DUMPs
 """
 import json
 import statistics
@@ -24,6 +28,18 @@ def ratio(a, b):
     return round(a / b, 3) if a is not None and b else None
 
 
+def source_latency(rows):
+    """Worst PING and slowest source command, over the runs of live and of the dumps."""
+    out = {}
+    for m in ("live", "dumps"):
+        ok = [r for r in rows if r["method"] == m and r["status"] == "ok" and r["slowest_us"] is not None]
+        if ok:
+            worst = max(ok, key=lambda r: r["slowest_us"])
+            out[m] = {"worst_ping_ms": max(r["ping_ms"] for r in ok), "slowest_us": worst["slowest_us"],
+                      "slowest_command": worst["slowest_cmd"], "runs": len(ok)}
+    return out
+
+
 def main():
     rows_path, meta_path, out_path = sys.argv[1:4]
     meta = json.load(open(meta_path))
@@ -35,7 +51,10 @@ def main():
         num = lambda s: float(s) if s not in ("", "-") else None  # noqa: E731
         rows.append(dict(shape=f[0], scale=int(f[1]), method=f[2], rep=int(f[3]), wall_s=num(f[4]),
                          cpu_s=num(f[5]), rss_kb=num(f[6]), keys=int(f[7] or 0), bytes=int(f[8] or 0),
-                         src_cpu_s=num(f[9]), dst_cpu_s=num(f[10]), status=f[11]))
+                         src_cpu_s=num(f[9]), dst_cpu_s=num(f[10]), status=f[11],
+                         ping_ms=num(f[12]) if len(f) > 12 else None,
+                         slowest_us=num(f[13]) if len(f) > 13 else None,
+                         slowest_cmd=f[14] if len(f) > 14 else ""))
     shapes = {}
     for shape in dict.fromkeys(r["shape"] for r in rows):
         rs = [r for r in rows if r["shape"] == shape]
@@ -63,6 +82,9 @@ def main():
             d["source_server_cpu_s"] = None if src is None else round(src, 2)
             d["target_server_cpu_s"] = None if dst is None else round(dst, 2)
             methods[m] = d
+        latency = source_latency(one)
+        if latency:
+            methods["live"]["source_latency"] = latency.get("live")
         t = {m: methods[m].get("median_s") for m in METHODS}
         entry = {"keys": keys, "bytes": size, "reps": max((r["rep"] for r in one), default=0),
                  "methods": methods,
@@ -70,6 +92,11 @@ def main():
                             "rdb_over_limit": ratio(t["rdb"], t["limit"]),
                             "baseline_over_live": ratio(t["baseline"], t["live"]),
                             "baseline_over_rdb": ratio(t["baseline"], t["rdb"])}}
+        if latency:
+            entry["reference_dumps_source_latency"] = latency.get("dumps")
+            live, dumps = latency.get("live") or {}, latency.get("dumps") or {}
+            entry["ratios"]["live_slowest_over_dumps"] = ratio(live.get("slowest_us"), dumps.get("slowest_us"))
+            entry["ratios"]["live_ping_over_dumps"] = ratio(live.get("worst_ping_ms"), dumps.get("worst_ping_ms"))
         four = [r for r in rs if r["scale"] == 4]
         if four:
             x4 = {"keys": max(r["keys"] for r in four)}
@@ -125,6 +152,16 @@ def main():
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    for shape, e in shapes.items():
+        ref = e.get("reference_dumps_source_latency")
+        live = e["methods"]["live"].get("source_latency")
+        if ref or live:
+            print(f"\n{shape}: source blocked (slowest command in its SLOWLOG; worst PING), ferry live "
+                  f"{s((live or {}).get('slowest_us'), '{:.0f}')} us, {s((live or {}).get('worst_ping_ms'), '{:.1f}')} ms "
+                  f"({(live or {}).get('slowest_command', '')}); the reference's DUMPs "
+                  f"{s((ref or {}).get('slowest_us'), '{:.0f}')} us, {s((ref or {}).get('worst_ping_ms'), '{:.1f}')} ms "
+                  f"({(ref or {}).get('slowest_command', '')}); ratios {s(e['ratios'].get('live_slowest_over_dumps'), '{:.3f}')}, "
+                  f"{s(e['ratios'].get('live_ping_over_dumps'), '{:.3f}')}")
     print(f"\nwritten: {out_path}")
 
 

@@ -9,6 +9,10 @@ SHAPE:
          (int and text), sorted sets; one in ten collections large enough to leave the compact
          encoding; every other key has a TTL of 1-2 hours
   large  COUNT strings of 10-100 KB (incompressible bytes)
+  bigkeys  the big keys of issue #14 (tests/bigkeys.rs): a 1M-field hash, a 1M-element list, a
+         500k-member zset (scores +-inf and 17-digit ones) and set, a 40 MB string, a 200k-entry
+         stream with two groups, consumers and pending entries (TTLs on the hash, list and
+         stream), beside COUNT - 6 small strings; --first is ignored (no 4x)
 
 Keys are numbered from --first (default 0), so a second call can grow a dataset (4x runs).
 Everything is deterministic: the same arguments always give the same bytes.
@@ -92,9 +96,53 @@ def main():
             # Make each value unique in its first bytes, so no two payloads are the same.
             buf.append(cmd(b"SET", b"l:%07d" % i, b"%09d" % i + big[off:off + n - 9]))
             flush()
+    elif shape == "bigkeys":
+        big_keys(buf, flush, max(count - 6, 0))
     else:
-        sys.exit(f"unknown shape {shape!r} (small, mixed, large)")
+        sys.exit(f"unknown shape {shape!r} (small, mixed, large, bigkeys)")
     flush(True)
+
+
+def big_keys(buf, flush, small):
+    """The `bigkeys` shape: many elements per command, so seeding takes seconds."""
+    def many(verb, key, n, per, args_of):
+        for start in range(0, n, per):
+            args = [verb, key]
+            for i in range(start, min(start + per, n)):
+                args += args_of(i)
+            buf.append(cmd(*args))
+            flush()
+
+    many(b"HSET", b"big:hash", 1_000_000, 1000,
+         lambda i: [b"field:%d" % i, b"value-%d-%s" % (i, b"h" * (i % 40))])
+    many(b"RPUSH", b"big:list", 1_000_000, 1000, lambda i: [b"element-%d-%s" % (i, b"l" * (i % 30))])
+
+    def score(i):
+        if i < 2:
+            return b"-inf" if i == 0 else b"+inf"
+        return repr((i / 3.0) * (1 if i % 2 == 0 else -1)).encode()  # shortest round trip: up to 17 digits
+
+    many(b"ZADD", b"big:zset", 500_000, 1000, lambda i: [score(i), b"member-%d" % i])
+    many(b"SADD", b"big:set", 500_000, 1000, lambda i: [b"set-member-%d-%s" % (i, b"s" * (i % 20))])
+    part = random.Random(40).randbytes(1 << 20)  # incompressible within LZF's 8 KB window
+    for _ in range(40):
+        buf.append(cmd(b"APPEND", b"big:string", part))
+        flush()
+    for i in range(200_000):
+        buf.append(cmd(b"XADD", b"big:stream", b"%d-%d" % (1000 + i // 3, i % 3),
+                       b"f", b"payload-%d-%s" % (i, b"x" * (i % 50)), b"n", b"%d" % i))
+        flush()
+    buf.append(cmd(b"XGROUP", b"CREATE", b"big:stream", b"g1", b"0"))
+    buf.append(cmd(b"XGROUP", b"CREATE", b"big:stream", b"g2", b"1500-0"))
+    for group, consumer, n in [(b"g1", b"alice", 300), (b"g1", b"bob", 200), (b"g2", b"carol", 50)]:
+        buf.append(cmd(b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", b"%d" % n,
+                       b"STREAMS", b"big:stream", b">"))
+    buf.append(cmd(b"XCLAIM", b"big:stream", b"g1", b"bob", b"0", b"1000-0", b"1001-2"))
+    for key, ms in [(b"big:hash", 3_600_000), (b"big:list", 600_000), (b"big:stream", 1_800_000)]:
+        buf.append(cmd(b"PEXPIRE", key, b"%d" % ms))
+    for i in range(small):
+        buf.append(cmd(b"SET", b"small:%d" % i, b"v%d" % i))
+        flush()
 
 
 if __name__ == "__main__":
