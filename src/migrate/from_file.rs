@@ -57,12 +57,13 @@ pub(super) async fn run(
     let target_rdb = rdb_file::target_rdb_version(&tinfo.info);
     let selected: Option<BTreeSet<u32>> =
         (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect());
-    let fopts = FileOptions {
+    let mut fopts = FileOptions {
         batch_keys: job.tuning.batch_keys,
         batch_bytes: job.tuning.batch_bytes,
         dbs: selected.clone(),
         target_rdb,
         skip_modules: args.skip_modules,
+        big_value_bytes: (job.tuning.big_key_bytes > 0).then_some(job.tuning.big_key_bytes),
     };
 
     eprintln!(
@@ -148,6 +149,16 @@ pub(super) async fn run(
         target_skew_ms: gated.target_skew_ms,
     };
     let max_bulk = gated.max_bulk;
+    // Values over the big-key threshold (never above what the target accepts) are copied
+    // element by element from the file, as a live source's big keys are.
+    let big = crate::bigkey::copy_settings(
+        job.tuning.big_key_bytes,
+        job.tuning.batch_bytes,
+        max_bulk,
+        tinfo.info.version(),
+        &cp.job_id,
+    );
+    fopts.big_value_bytes = big.as_ref().map(|b| b.0);
 
     if args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed {
         let mut probe = match &tinfo.layout {
@@ -187,8 +198,9 @@ pub(super) async fn run(
             }));
         }
         let key_errors = super::key_errors(args, &cp_path, report)?;
-        let writer_opts =
+        let mut writer_opts =
             super::writer_options(args, job, &tinfo, clocks, max_bulk, target_rdb, key_errors);
+        writer_opts.big = big.map(|b| b.1);
         let writers = super::writers(&tinfo.layout, job.tuning.writers, &writer_opts);
         let mut progress = Progress::for_file(
             args.output.progress,
@@ -555,11 +567,13 @@ async fn check_conflicts(
     let reader = tokio::spawn(rdb_file::read_file(task, opts, tx, stop.clone()));
     let mut found = Conflicts::default();
     while let Some(batch) = rx.recv().await {
-        let Some(db) = batch.records.first().map(|r| r.db) else {
+        let first = batch.records.first().map(|r| r.db);
+        let Some(db) = first.or_else(|| batch.big.first().map(|b| b.db)) else {
             continue;
         };
         let tdb = check.get(&db).copied().unwrap_or(db);
-        let keys: Vec<Bytes> = batch.records.iter().map(|r| r.key.clone()).collect();
+        let records = batch.records.iter().map(|r| r.key.clone());
+        let keys: Vec<Bytes> = records.chain(batch.big.iter().map(|b| b.key.clone())).collect();
         let exists = probe.exists(tdb, &keys).await?;
         found.add(tdb, &keys, &exists);
     }
