@@ -2,7 +2,9 @@
 //!
 //! A real 6.2 (and 3.2) server holds values over `--big-key-bytes` of every type it has — a hash,
 //! lists, a sorted set (scores ±inf and values that need all 17 digits), a set, a raw string
-//! and an LZF-compressed one — beside small keys of every type, some with TTLs; its `SAVE`d
+//! and an LZF-compressed one, on 6.2 a stream with two groups, consumers (one with nothing
+//! pending) and pending entries delivered more than once — beside small keys of every type,
+//! some with TTLs; its `SAVE`d
 //! `dump.rdb` goes into a Valkey 8 TLS target whose `proto-max-bulk-len` (4mb) refuses a
 //! RESTORE of the biggest ones. The copy exits 0, the target equals the source server (read by
 //! the independent `redis` client), no temporary key is left, and the report's peak RSS stays
@@ -33,7 +35,7 @@ const SIZES: BigSizes = BigSizes {
     zset: 100_000,
     set: 100_000,
     string: 0,
-    stream: 5_000,
+    stream: 150_000,
 };
 
 /// Elements of the list of random-looking elements that makes most of the file.
@@ -192,12 +194,14 @@ fn copies_every_type(version: Version) {
         r.num("keys.big_keys"),
         rss >> 20
     );
-    // hash, list, zset, set, the two strings and the noise list.
-    assert_eq!(r.num("keys.big_keys"), 7, "{}", r.text());
+    // hash, list, zset, set, the two strings, the noise list (and the stream).
+    let big = if version.has_streams() { 8 } else { 7 };
+    assert_eq!(r.num("keys.big_keys"), big, "{}", r.text());
     // The file is nearly all big values; before #14 the biggest (the noise list, over half
-    // of the file) was held whole, as a payload and again as a RESTORE command.
+    // of the file) was held whole, as a payload and again as a RESTORE command. Measured:
+    // 19 MiB (3.2 file) and 27 MiB (6.2 file, with the stream) for files of 73-74 MiB.
     assert!(file_size > 70 << 20, "file of {file_size} bytes");
-    assert!(rss < file_size / 3, "peak RSS {rss} bytes, file {file_size}");
+    assert!(rss < file_size / 2, "peak RSS {rss} bytes, file {file_size}");
     assert_exact(&src, &dst);
 }
 

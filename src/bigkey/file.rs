@@ -6,13 +6,14 @@
 //! [`Chunk`]s a live source's big keys are read in, so `copy.rs` writes both the same way.
 //! Blocking file reads: the caller runs [`FileChunks::next`] off the async threads.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::Path;
 
 use bytes::Bytes;
 
-use super::{Chunk, Kind};
+use super::{Chunk, Kind, PendingEntry, StreamEntry, StreamGroup, StreamMeta};
 use crate::rdb::elements::{Element, ElementReader};
 use crate::rdb::reader::BigValue;
 use crate::rdb::types;
@@ -30,6 +31,9 @@ pub fn kind_of(t: u8) -> Option<Kind> {
         types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
             Kind::Hash
         }
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            Kind::Stream
+        }
         _ => return None,
     })
 }
@@ -39,6 +43,8 @@ pub struct FileChunks {
     elements: ElementReader<BufReader<File>>,
     kind: Kind,
     budget: usize,
+    /// Chunks made ahead (a stream group's chunks), handed out first.
+    ready: VecDeque<Chunk>,
     /// For messages: the file and the key.
     what: String,
 }
@@ -70,19 +76,23 @@ impl FileChunks {
             elements,
             kind,
             budget: budget.max(1),
+            ready: VecDeque::new(),
             what,
         })
     }
 
     /// The next chunk, or `None` after the last.
     pub fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
+        if let Some(c) = self.ready.pop_front() {
+            return Ok(Some(c));
+        }
         let mut chunk = match self.kind {
             Kind::String => Chunk::String(Bytes::new()),
             Kind::List => Chunk::List(Vec::new()),
             Kind::Set => Chunk::Set(Vec::new()),
             Kind::ZSet => Chunk::ZSet(Vec::new()),
             Kind::Hash => Chunk::Hash(Vec::new()),
-            Kind::Stream => anyhow::bail!("{}: internal error: a stream chunk", self.what),
+            Kind::Stream => Chunk::StreamEntries(Vec::new()),
         };
         let mut size = 0;
         while size < self.budget {
@@ -97,22 +107,89 @@ impl FileChunks {
             let Some(element) = element else { break };
             // Each element counts a little more than its bytes, so that a value of empty
             // members still makes chunks of a bounded number of arguments.
-            size += 8 + push(&mut chunk, element).ok_or_else(|| {
-                anyhow::anyhow!("{}: internal error: an element of another type", self.what)
-            })?;
+            match push(&mut chunk, element) {
+                Ok(n) => size += 8 + n,
+                Err(other) => {
+                    // A stream's metadata or group: after the entries, in chunks of its own.
+                    self.stream_part(other)?;
+                    break;
+                }
+            }
             if matches!(chunk, Chunk::String(_)) {
                 // One piece per chunk: a string piece is already sized to the budget.
                 break;
             }
         }
-        Ok((!is_empty(&chunk)).then_some(chunk))
+        if is_empty(&chunk) {
+            return Ok(self.ready.pop_front());
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Queues the chunks of a stream's metadata or of one of its groups (its pending entries
+    /// in chunks of about the budget).
+    fn stream_part(&mut self, e: Element) -> anyhow::Result<()> {
+        let g = match e {
+            Element::StreamMeta { last_id, added } => {
+                self.ready.push_back(Chunk::StreamMeta(StreamMeta {
+                    last_id,
+                    entries_added: added.map(|a| a.0),
+                    max_deleted_id: added.map(|a| a.1),
+                }));
+                return Ok(());
+            }
+            Element::Group(g) => g,
+            _ => anyhow::bail!("{}: internal error: an element of another type", self.what),
+        };
+        let name = Bytes::from(g.name);
+        self.ready.push_back(Chunk::StreamGroup(StreamGroup {
+            name: name.clone(),
+            last_delivered: g.last_delivered,
+            entries_read: g.entries_read,
+            consumers: g.consumers.into_iter().map(|c| Bytes::from(c.name)).collect(),
+        }));
+        let now = crate::sink::now_ms();
+        let mut entries = Vec::new();
+        let mut size = 0;
+        for p in g.pending {
+            let Some(consumer) = p.consumer else {
+                anyhow::bail!(
+                    "{}: pending entry {}-{} of group {} belongs to no consumer: the file is damaged",
+                    self.what,
+                    p.id.ms,
+                    p.id.seq,
+                    escape_key(&name)
+                );
+            };
+            size += 32 + consumer.len();
+            entries.push(PendingEntry {
+                id: p.id,
+                consumer: Bytes::from(consumer),
+                // The file holds when it was delivered: idle since then.
+                idle_ms: u64::try_from(now.saturating_sub(p.delivery_time)).unwrap_or(0),
+                delivery_count: p.delivery_count,
+            });
+            if size >= self.budget {
+                let group = name.clone();
+                let entries = std::mem::take(&mut entries);
+                self.ready.push_back(Chunk::StreamPending { group, entries });
+                size = 0;
+            }
+        }
+        if !entries.is_empty() {
+            self.ready.push_back(Chunk::StreamPending {
+                group: name,
+                entries,
+            });
+        }
+        Ok(())
     }
 }
 
-/// Adds `e` to `chunk`; its size, or `None` when it does not belong there.
-fn push(chunk: &mut Chunk, e: Element) -> Option<usize> {
+/// Adds `e` to `chunk` and returns its size, or hands it back when it does not belong there.
+fn push(chunk: &mut Chunk, e: Element) -> Result<usize, Element> {
     let b = Bytes::from;
-    Some(match (chunk, e) {
+    Ok(match (chunk, e) {
         (Chunk::String(s), Element::Bytes(v)) if s.is_empty() => {
             let n = v.len();
             *s = b(v);
@@ -133,7 +210,13 @@ fn push(chunk: &mut Chunk, e: Element) -> Option<usize> {
             h.push((b(f), b(v)));
             n
         }
-        _ => return None,
+        (Chunk::StreamEntries(s), Element::Entry((id, fields))) => {
+            let fields: Vec<(Bytes, Bytes)> = fields.into_iter().map(|(f, v)| (b(f), b(v))).collect();
+            let n = 16 + fields.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>();
+            s.push(StreamEntry { id, fields });
+            n
+        }
+        (_, e) => return Err(e),
     })
 }
 
@@ -143,6 +226,7 @@ fn is_empty(chunk: &Chunk) -> bool {
         Chunk::List(v) | Chunk::Set(v) => v.is_empty(),
         Chunk::ZSet(v) => v.is_empty(),
         Chunk::Hash(v) => v.is_empty(),
-        _ => true,
+        Chunk::StreamEntries(v) => v.is_empty(),
+        _ => false,
     }
 }

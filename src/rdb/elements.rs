@@ -10,10 +10,15 @@
 //! bounded by the server's `*-max-*-entries` settings: that blob is read and decoded whole, then
 //! handed out element by element.
 //!
-//! Strings, lengths, scores and blobs are read with the walker and decoded with the same
-//! decoders the whole-value path uses ([`walk`](super::walk), [`string`](super::string),
-//! [`score`](super::score), [`decode`](super::decode)); only the outer loops are streaming.
-//! Streams, hashes with field expiries and module values are not streamed (see [`streamable`]).
+//! A stream is read one node (a listpack of at most `stream-node-max-bytes`) at a time, then its
+//! metadata, then one consumer group at a time (a group's pending entries are held together:
+//! their owners are only known from the consumers stored after them).
+//!
+//! Strings, lengths, scores, blobs and stream nodes and groups are read with the walker and
+//! decoded with the same decoders the whole-value path uses ([`walk`](super::walk),
+//! [`string`](super::string), [`score`](super::score), [`decode`](super::decode),
+//! [`stream`](super::stream)); only the outer loops are streaming. Hashes with field expiries
+//! and module values are not streamed (see [`streamable`]).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -22,7 +27,8 @@ use super::cursor::Cursor;
 use super::error::{RdbError, Result};
 use super::length::{Len, ENC_LZF};
 use super::types::{self, Flavor};
-use super::value::Value;
+use super::stream::{self as stream_data, GroupData};
+use super::value::{StreamEntry, StreamId, Value};
 use super::walk::{self, RawInput};
 use super::{decode, score, string};
 
@@ -50,6 +56,9 @@ pub fn streamable(t: u8) -> bool {
             | types::ZSET_LISTPACK
             | types::LIST_QUICKLIST_2
             | types::SET_LISTPACK
+            | types::STREAM_LISTPACKS
+            | types::STREAM_LISTPACKS_2
+            | types::STREAM_LISTPACKS_3
     )
 }
 
@@ -64,6 +73,17 @@ pub enum Element {
     Scored(Vec<u8>, f64),
     /// A hash field and its value.
     Field(Vec<u8>, Vec<u8>),
+    /// A stream entry.
+    Entry(StreamEntry),
+    /// A stream's metadata, after its entries.
+    StreamMeta {
+        /// The last generated ID.
+        last_id: StreamId,
+        /// Entries ever added and the highest deleted ID (stream type 19+).
+        added: Option<(u64, StreamId)>,
+    },
+    /// One consumer group of a stream, after the metadata.
+    Group(GroupData),
 }
 
 /// A [`RawInput`] over the file from the value's offset: captures only the current element.
@@ -173,6 +193,10 @@ enum State {
     Hash(u64),
     /// A quicklist: nodes left, version 2 (listpack or plain nodes) or 1 (ziplists).
     Quicklist(u64, bool),
+    /// A stream's nodes: nodes left (the metadata follows).
+    StreamNodes(u64),
+    /// A stream's consumer groups: groups left.
+    StreamGroups(u64),
     /// Everything was read (what is left is in `pending`).
     Done,
 }
@@ -228,9 +252,23 @@ impl<R: Read> ElementReader<R> {
                     self.state = State::Done;
                     continue;
                 }
-                State::Quicklist(0, _) => {
+                State::Quicklist(0, _) | State::StreamGroups(0) => {
                     self.state = State::Done;
                     continue;
+                }
+                State::StreamNodes(0) => {
+                    let (meta, groups) = self.stream_meta()?;
+                    self.state = State::StreamGroups(groups);
+                    meta
+                }
+                State::StreamNodes(left) => {
+                    *left -= 1;
+                    self.stream_node()?;
+                    continue;
+                }
+                State::StreamGroups(left) => {
+                    *left -= 1;
+                    Element::Group(self.stream_group()?)
                 }
                 State::Raw(left) => {
                     let n = (*left).min(max.max(1) as u64);
@@ -297,6 +335,9 @@ impl<R: Read> ElementReader<R> {
             types::LIST_QUICKLIST => State::Quicklist(self.count("quicklist node count", 1)?, false),
             types::LIST_QUICKLIST_2 => {
                 State::Quicklist(self.count("quicklist node count", 2)?, true)
+            }
+            types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+                State::StreamNodes(self.count("stream node count", 2)?)
             }
             t => {
                 self.whole_blob(t)?;
@@ -393,6 +434,62 @@ impl<R: Read> ElementReader<R> {
             self.pending.push_back(Element::Member(e.to_vec()));
         }
         Ok(())
+    }
+
+    /// One stream node: its entries go to `pending`.
+    fn stream_node(&mut self) -> Result<()> {
+        let what = "stream node master ID";
+        let master = self.string(what)?;
+        let at = self.input.offset;
+        let master = stream_data::id_from_raw(&master, at, what)?;
+        self.input.clear();
+        let base = self.input.offset;
+        walk::string(&mut self.input, "stream node listpack")?;
+        let cur = &mut Cursor::new(&self.input.out, base);
+        let lp = string::read_string(cur, "stream node listpack")?;
+        let mut entries = Vec::new();
+        stream_data::decode_node(master, &lp.bytes, &mut entries)
+            .map_err(|e| lp.map_inner_err(e))?;
+        self.pending.extend(entries.into_iter().map(Element::Entry));
+        Ok(())
+    }
+
+    fn stream_id(&mut self, what: &'static str) -> Result<StreamId> {
+        Ok(StreamId {
+            ms: walk::plain_len(&mut self.input, what)?,
+            seq: walk::plain_len(&mut self.input, what)?,
+        })
+    }
+
+    /// The metadata after a stream's nodes, and how many groups follow.
+    fn stream_meta(&mut self) -> Result<(Element, u64)> {
+        self.input.clear();
+        walk::plain_len(&mut self.input, "stream length")?;
+        let last_id = self.stream_id("stream last ID")?;
+        let added = if self.t >= types::STREAM_LISTPACKS_2 {
+            self.stream_id("stream first ID")?;
+            let max_deleted = self.stream_id("stream max deleted ID")?;
+            let added = walk::plain_len(&mut self.input, "stream entries added")?;
+            Some((added, max_deleted))
+        } else {
+            None
+        };
+        let groups = self.count("stream group count", 4)?;
+        Ok((Element::StreamMeta { last_id, added }, groups))
+    }
+
+    /// One consumer group, whole.
+    fn stream_group(&mut self) -> Result<GroupData> {
+        let (v2, v3) = (
+            self.t >= types::STREAM_LISTPACKS_2,
+            self.t >= types::STREAM_LISTPACKS_3,
+        );
+        self.input.clear();
+        let base = self.input.offset;
+        walk::stream_group(&mut self.input, v2, v3)?;
+        let g = stream_data::decode_group(&mut Cursor::new(&self.input.out, base), v2, v3)?;
+        self.input.clear();
+        Ok(g)
     }
 
     /// A value stored as one blob: read and decoded whole (bounded by the server's
@@ -551,8 +648,12 @@ mod tests {
     pub(crate) fn assemble(t: u8, elems: Vec<Element>) -> Value {
         let mut s = Vec::new();
         let (mut members, mut scored, mut fields) = (Vec::new(), Vec::new(), Vec::new());
+        let mut st = stream_data::StreamData::default();
         for e in elems {
             match e {
+                Element::Entry(e) => st.entries.push(e),
+                Element::StreamMeta { last_id, .. } => st.last_id = last_id,
+                Element::Group(g) => st.groups.push(g),
                 Element::Bytes(b) => s.extend_from_slice(&b),
                 Element::Member(m) => members.push(m),
                 Element::Scored(m, sc) => scored.push((m, sc)),
@@ -571,6 +672,9 @@ mod tests {
             types::SET | types::SET_INTSET | types::SET_LISTPACK => Value::Set(members),
             types::ZSET | types::ZSET_2 | types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
                 Value::ZSet(scored)
+            }
+            types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+                Value::Stream(Box::new(st.into()))
             }
             _ => Value::Hash(fields),
         }
@@ -720,7 +824,7 @@ mod tests {
         }
         eprintln!("{checked} values of types {types_seen:?} read element by element");
         // Plain, ziplist, intset, listpack and quicklist encodings all occur in the corpus.
-        for t in [0, 2, 4, 5, 11, 12, 13, 14, 16, 17, 18] {
+        for t in [0, 2, 4, 5, 11, 12, 13, 14, 15, 16, 17, 18, 19] {
             assert!(types_seen.contains(&t), "no value of type {t} in the corpus");
         }
     }
@@ -751,6 +855,6 @@ mod tests {
         let mut extra = h.clone();
         extra.push(0);
         assert!(read_all(types::HASH, &extra, 10).is_err());
-        assert!(ElementReader::new(&h[..], types::STREAM_LISTPACKS, 0, 1).is_err());
+        assert!(ElementReader::new(&h[..], types::MODULE_2, 0, 1).is_err());
     }
 }
