@@ -201,7 +201,10 @@ fn copies_every_type(version: Version) {
     // of the file) was held whole, as a payload and again as a RESTORE command. Measured:
     // 19 MiB (3.2 file) and 27 MiB (6.2 file, with the stream) for files of 73-74 MiB.
     assert!(file_size > 70 << 20, "file of {file_size} bytes");
-    assert!(rss < file_size / 2, "peak RSS {rss} bytes, file {file_size}");
+    assert!(
+        rss < file_size / 2,
+        "peak RSS {rss} bytes, file {file_size}"
+    );
     assert_exact(&src, &dst);
 }
 

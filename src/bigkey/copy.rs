@@ -28,10 +28,10 @@ use super::file::FileChunks;
 use super::read::{ChunkReader, ReadError};
 use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::{BigKey, BigSource, Chunk};
-use crate::rdb::reader::BigValue;
 use crate::cli::OnConflict;
 use crate::dead_letter::Letter;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::rdb::reader::BigValue;
 use crate::report::escape_key;
 use crate::retry::Backoff;
 use crate::sink::key_error::{Cause, KeyErrors};
@@ -266,7 +266,7 @@ enum Chunks<'c> {
     /// The live source, over its connection.
     Live(&'c mut Connection, ChunkReader),
     /// A file (taken while a blocking thread reads the next chunk).
-    File(Option<FileChunks>),
+    File(Option<Box<FileChunks>>),
 }
 
 /// A key's source side, ready to be read: its expiry (source clock) and its chunks.
@@ -288,7 +288,7 @@ impl Attempt<'_> {
                     Some(at) if clocks.has_passed(at) => Opened::Done(Outcome::Expired),
                     at => {
                         let chunks = FileChunks::open(path, value, budget).map_err(Again::Fatal)?;
-                        Opened::Ready(at, Chunks::File(Some(chunks)))
+                        Opened::Ready(at, Chunks::File(Some(Box::new(chunks))))
                     }
                 });
             }
@@ -445,7 +445,7 @@ impl Attempt<'_> {
                     ))));
                 };
                 let (file, next) = tokio::task::spawn_blocking(move || {
-                    let next = file.next();
+                    let next = file.next_chunk();
                     (file, next)
                 })
                 .await

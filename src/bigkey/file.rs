@@ -4,7 +4,7 @@
 //! writer opens the file there and reads the value element by element
 //! (`rdb::elements::ElementReader`), grouping the elements into the same byte-bounded
 //! [`Chunk`]s a live source's big keys are read in, so `copy.rs` writes both the same way.
-//! Blocking file reads: the caller runs [`FileChunks::next`] off the async threads.
+//! Blocking file reads: the caller runs [`FileChunks::next_chunk`] off the async threads.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -28,9 +28,7 @@ pub fn kind_of(t: u8) -> Option<Kind> {
         }
         types::SET | types::SET_INTSET | types::SET_LISTPACK => Kind::Set,
         types::ZSET | types::ZSET_2 | types::ZSET_ZIPLIST | types::ZSET_LISTPACK => Kind::ZSet,
-        types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
-            Kind::Hash
-        }
+        types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => Kind::Hash,
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             Kind::Stream
         }
@@ -60,9 +58,13 @@ impl FileChunks {
             value.offset
         );
         let Some(kind) = kind_of(value.type_byte) else {
-            anyhow::bail!("{what}: internal error: type {} is not read in chunks", value.type_byte);
+            anyhow::bail!(
+                "{what}: internal error: type {} is not read in chunks",
+                value.type_byte
+            );
         };
-        let mut file = File::open(path).map_err(|e| anyhow::anyhow!("{what}: cannot open the file: {e}"))?;
+        let mut file =
+            File::open(path).map_err(|e| anyhow::anyhow!("{what}: cannot open the file: {e}"))?;
         file.seek(SeekFrom::Start(value.offset))
             .map_err(|e| anyhow::anyhow!("{what}: cannot seek there: {e}"))?;
         let elements = ElementReader::new(
@@ -82,7 +84,7 @@ impl FileChunks {
     }
 
     /// The next chunk, or `None` after the last.
-    pub fn next(&mut self) -> anyhow::Result<Option<Chunk>> {
+    pub fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
         if let Some(c) = self.ready.pop_front() {
             return Ok(Some(c));
         }
@@ -146,7 +148,11 @@ impl FileChunks {
             name: name.clone(),
             last_delivered: g.last_delivered,
             entries_read: g.entries_read,
-            consumers: g.consumers.into_iter().map(|c| Bytes::from(c.name)).collect(),
+            consumers: g
+                .consumers
+                .into_iter()
+                .map(|c| Bytes::from(c.name))
+                .collect(),
         }));
         let now = crate::sink::now_ms();
         let mut entries = Vec::new();
@@ -172,7 +178,8 @@ impl FileChunks {
             if size >= self.budget {
                 let group = name.clone();
                 let entries = std::mem::take(&mut entries);
-                self.ready.push_back(Chunk::StreamPending { group, entries });
+                self.ready
+                    .push_back(Chunk::StreamPending { group, entries });
                 size = 0;
             }
         }
@@ -211,7 +218,8 @@ fn push(chunk: &mut Chunk, e: Element) -> Result<usize, Element> {
             n
         }
         (Chunk::StreamEntries(s), Element::Entry((id, fields))) => {
-            let fields: Vec<(Bytes, Bytes)> = fields.into_iter().map(|(f, v)| (b(f), b(v))).collect();
+            let fields: Vec<(Bytes, Bytes)> =
+                fields.into_iter().map(|(f, v)| (b(f), b(v))).collect();
             let n = 16 + fields.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>();
             s.push(StreamEntry { id, fields });
             n

@@ -182,7 +182,8 @@ pub fn settings(
     target_version: (u32, u32),
     job: &str,
 ) -> Option<(crate::source::scan::BigProbe, copy::BigOptions)> {
-    let (threshold, opts) = copy_settings(big_key_bytes, batch_bytes, max_bulk, target_version, job)?;
+    let (threshold, opts) =
+        copy_settings(big_key_bytes, batch_bytes, max_bulk, target_version, job)?;
     Some((crate::source::scan::BigProbe { probe, threshold }, opts))
 }
 

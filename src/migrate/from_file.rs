@@ -573,7 +573,9 @@ async fn check_conflicts(
         };
         let tdb = check.get(&db).copied().unwrap_or(db);
         let records = batch.records.iter().map(|r| r.key.clone());
-        let keys: Vec<Bytes> = records.chain(batch.big.iter().map(|b| b.key.clone())).collect();
+        let keys: Vec<Bytes> = records
+            .chain(batch.big.iter().map(|b| b.key.clone()))
+            .collect();
         let exists = probe.exists(tdb, &keys).await?;
         found.add(tdb, &keys, &exists);
     }

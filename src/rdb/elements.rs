@@ -26,8 +26,8 @@ use std::io::Read;
 use super::cursor::Cursor;
 use super::error::{RdbError, Result};
 use super::length::{Len, ENC_LZF};
-use super::types::{self, Flavor};
 use super::stream::{self as stream_data, GroupData};
+use super::types::{self, Flavor};
 use super::value::{StreamEntry, StreamId, Value};
 use super::walk::{self, RawInput};
 use super::{decode, score, string};
@@ -310,10 +310,7 @@ impl<R: Read> ElementReader<R> {
                         return Err(RdbError::corrupt(
                             self.input.offset,
                             "value",
-                            format!(
-                                "{} bytes left after the last element",
-                                self.input.left()
-                            ),
+                            format!("{} bytes left after the last element", self.input.left()),
                         ));
                     }
                     return Ok(None);
@@ -332,7 +329,9 @@ impl<R: Read> ElementReader<R> {
             types::ZSET => State::ZSet(self.count("zset member count", 2)?, false),
             types::ZSET_2 => State::ZSet(self.count("zset member count", 9)?, true),
             types::HASH => State::Hash(self.count("hash field count", 2)?),
-            types::LIST_QUICKLIST => State::Quicklist(self.count("quicklist node count", 1)?, false),
+            types::LIST_QUICKLIST => {
+                State::Quicklist(self.count("quicklist node count", 1)?, false)
+            }
             types::LIST_QUICKLIST_2 => {
                 State::Quicklist(self.count("quicklist node count", 2)?, true)
             }
@@ -374,8 +373,10 @@ impl<R: Read> ElementReader<R> {
                 };
                 self.input.bytes(n, "integer string")?;
                 let mut cur = Cursor::new(&self.input.out, base);
-                self.pending
-                    .push_back(Element::Bytes(string::read_bytes(&mut cur, "string value")?));
+                self.pending.push_back(Element::Bytes(string::read_bytes(
+                    &mut cur,
+                    "string value",
+                )?));
                 State::Done
             }
         })
@@ -427,7 +428,8 @@ impl<R: Read> ElementReader<R> {
         walk::string(&mut self.input, "quicklist node")?;
         let s = string::read_string(&mut Cursor::new(&self.input.out, base), "quicklist node")?;
         if container == 1 {
-            self.pending.push_back(Element::Member(s.bytes.into_owned()));
+            self.pending
+                .push_back(Element::Member(s.bytes.into_owned()));
             return Ok(());
         }
         for e in decode::blob_elems(&s, v2)? {
@@ -726,7 +728,9 @@ mod tests {
     #[test]
     fn collections_of_every_encoding() {
         let list: Vec<Vec<u8>> = (0..3000).map(|i| format!("e{i}").into_bytes()).collect();
-        let ints: Vec<Vec<u8>> = (0..600).map(|i| format!("{}", i * 7 - 99).into_bytes()).collect();
+        let ints: Vec<Vec<u8>> = (0..600)
+            .map(|i| format!("{}", i * 7 - 99).into_bytes())
+            .collect();
         let zset: Vec<(Vec<u8>, f64)> = (0..2000)
             .map(|i| {
                 let s = match i {
@@ -825,7 +829,10 @@ mod tests {
         eprintln!("{checked} values of types {types_seen:?} read element by element");
         // Plain, ziplist, intset, listpack and quicklist encodings all occur in the corpus.
         for t in [0, 2, 4, 5, 11, 12, 13, 14, 15, 16, 17, 18, 19] {
-            assert!(types_seen.contains(&t), "no value of type {t} in the corpus");
+            assert!(
+                types_seen.contains(&t),
+                "no value of type {t} in the corpus"
+            );
         }
     }
 

@@ -892,11 +892,11 @@ impl<R: Read> RdbReader<R> {
             .filter(|_| super::elements::streamable(t));
         let mut cap = self.capture(&mut payload, 1);
         cap.spill = spill_at.map(|threshold| Spill {
-                threshold,
-                active: false,
-                total: 0,
-                scratch: Vec::new(),
-            });
+            threshold,
+            active: false,
+            total: 0,
+            scratch: Vec::new(),
+        });
         let empty = walk::value(&mut cap, t, flavor)?;
         let big = cap.spill.as_ref().filter(|s| s.active).map(|s| s.total);
         if let (Some(len), false) = (big, empty) {

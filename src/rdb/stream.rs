@@ -327,8 +327,12 @@ pub(crate) fn decode_group(cur: &mut Cursor<'_>, v2: bool, v3: bool) -> Result<G
         });
     }
     // Where each pending ID is (a PEL can hold millions: no linear search per consumer ID).
-    let index: std::collections::HashMap<StreamId, usize> =
-        g.pending.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    let index: std::collections::HashMap<StreamId, usize> = g
+        .pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id, i))
+        .collect();
     let ncons = read_length(cur, "consumer count")?;
     cur.check_count(ncons, 10, "consumer count")?;
     for _ in 0..ncons {
@@ -363,7 +367,6 @@ pub(crate) fn decode_group(cur: &mut Cursor<'_>, v2: bool, v3: bool) -> Result<G
     }
     Ok(g)
 }
-
 
 /// Encode a stream as type `t` (15, 19 or 21) value bytes.
 pub fn encode(d: &StreamData, t: u8) -> Result<Vec<u8>> {

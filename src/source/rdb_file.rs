@@ -46,9 +46,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{Batch, Counts, Position};
+use crate::bigkey::{BigKey, BigSource};
 use crate::endpoint::info::ServerInfo;
 use crate::rdb::encode::{target_accepts, transcode_payload};
-use crate::bigkey::{BigKey, BigSource};
 use crate::rdb::reader::{BigValue, Header, KeyRecord, ReaderOptions, ResumeState};
 use crate::rdb::{types, Item, RdbError, RdbReader};
 use crate::record::Record;
