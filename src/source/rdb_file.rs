@@ -850,6 +850,80 @@ mod tests {
         assert_eq!(rest_bytes + batches[0].noted.file_bytes, size);
     }
 
+    /// A value over `big_value_bytes` is located, not read: it ends its batch as a big key of
+    /// the file (its position after it), its chunks rebuild it exactly, an expired one is
+    /// skipped, the check counts it, and a resume after it reads only what follows.
+    #[test]
+    fn big_values_travel_as_file_big_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.rdb");
+        let mut w = RdbWriter::new(Vec::new(), 10).unwrap();
+        w.select_db(0).unwrap();
+        let list: Vec<Vec<u8>> = (0..5000).map(|i| format!("e{i}").into_bytes()).collect();
+        let big = crate::rdb::encode::encode_value(&Value::List(list.clone()), 10).unwrap();
+        let small = crate::rdb::encode::encode_value(&Value::String(b"v".to_vec()), 10).unwrap();
+        let future = crate::sink::now_ms() + 3_600_000;
+        w.key_from_payload(b"a", &small, None).unwrap();
+        w.key_from_payload(b"big", &big, Some(future)).unwrap();
+        w.key_from_payload(b"gone", &big, Some(1_000)).unwrap();
+        w.key_from_payload(b"z", &small, None).unwrap();
+        std::fs::write(&path, w.finish().unwrap()).unwrap();
+        let o = FileOptions {
+            batch_keys: 100,
+            big_value_bytes: Some(1_000),
+            ..opts()
+        };
+        let s = examine(&path, &o, &Stop::new()).unwrap();
+        assert_eq!(s.dbs[&0].keys, 3);
+        assert_eq!(s.dbs[&0].expired, 1);
+        let task = FileTask {
+            stream: 0,
+            path: path.clone(),
+            resume: None,
+        };
+        let batches = collect(task.clone(), o.clone());
+        let first = &batches[0];
+        assert_eq!(first.records.len(), 1);
+        assert_eq!(&first.big[0].key[..], b"big");
+        assert_eq!(first.big[0].kind, crate::bigkey::Kind::List);
+        let Some(BigSource::File { values, .. }) = &first.big_source else {
+            panic!("no file source: {:?}", first.big_source);
+        };
+        assert_eq!(values[0].expire_at_ms, Some(future));
+        let mut chunks = crate::bigkey::file::FileChunks::open(&path, &values[0], 4096).unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = chunks.next_chunk().unwrap() {
+            let crate::bigkey::Chunk::List(v) = c else {
+                panic!("not a list chunk: {c:?}");
+            };
+            assert!(v.len() < 5000, "a chunk of the whole value");
+            got.extend(v.into_iter().map(|b| b.to_vec()));
+        }
+        assert_eq!(got, list);
+        let total: u64 = batches.iter().map(|b| b.noted.expired_skipped).sum();
+        assert_eq!(total, 1);
+        let big_keys: usize = batches.iter().map(|b| b.big.len()).sum();
+        assert_eq!(big_keys, 1);
+        // Resume after the big value's batch: only the rest.
+        let Some(Position::Offset(state)) = first.position else {
+            panic!("no position after the big value");
+        };
+        assert!(state.offset > values[0].offset + values[0].len - 1);
+        let rest = collect(
+            FileTask {
+                resume: Some(state),
+                ..task
+            },
+            o,
+        );
+        let keys: Vec<&[u8]> = rest
+            .iter()
+            .flat_map(|b| b.records.iter().map(|r| &r.key[..]))
+            .collect();
+        assert_eq!(keys, [b"z".as_slice()]);
+        assert!(rest.iter().all(|b| b.big.is_empty()));
+    }
+
     #[test]
     fn newer_file_is_reencoded_for_an_older_target() {
         let dir = tempfile::tempdir().unwrap();
