@@ -554,7 +554,8 @@ pub struct ReadTuningArgs {
     /// Redis 3.2) are never DUMPed whole: they are copied in chunks of about --batch-bytes into a
     /// temporary key renamed in place with its expiry (the source never blocks on one big DUMP,
     /// memory stays bounded). Lowered to the target's proto-max-bulk-len when that is smaller.
-    /// 0 turns big-key detection off (every key is DUMPed, as before).
+    /// 0 turns big-key detection off (every key is DUMPed, as before). With --rdb: values over
+    /// this many bytes in the file are read element by element from it, never held whole.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub big_key_bytes: u64,
 
