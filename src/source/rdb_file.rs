@@ -924,6 +924,43 @@ mod tests {
         assert!(rest.iter().all(|b| b.big.is_empty()));
     }
 
+    /// A file without a checksum gets its big values decoded (element by element) by the
+    /// check too: damaged LZF data inside one stops the job before anything is written.
+    #[test]
+    fn big_values_of_a_file_without_checksum_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nocrc.rdb");
+        let text: Vec<u8> = (0..20_000).flat_map(|i| format!("{i} ").into_bytes()).collect();
+        let c = ::lzf::compress(&text).unwrap();
+        let mut raw = vec![0xC3];
+        crate::rdb::length::write_length(&mut raw, c.len() as u64);
+        crate::rdb::length::write_length(&mut raw, text.len() as u64);
+        let data_at = raw.len();
+        raw.extend_from_slice(&c);
+        let write = |raw: &[u8]| {
+            let mut w = RdbWriter::new(Vec::new(), 10).unwrap();
+            w.select_db(0).unwrap();
+            w.key(b"s", types::STRING, raw, None).unwrap();
+            let mut bytes = w.finish().unwrap();
+            // A stored checksum of 0: written with `rdbchecksum no`.
+            let n = bytes.len();
+            bytes[n - 8..].fill(0);
+            std::fs::write(&path, bytes).unwrap();
+        };
+        let o = FileOptions {
+            big_value_bytes: Some(1_000),
+            ..opts()
+        };
+        write(&raw);
+        let s = examine(&path, &o, &Stop::new()).unwrap();
+        assert_eq!((s.checksum, s.dbs[&0].keys), (None, 1));
+        // A back-reference as the very first instruction: only decoding finds it.
+        raw[data_at] = 0xE0;
+        write(&raw);
+        let e = examine(&path, &o, &Stop::new()).unwrap_err().to_string();
+        assert!(e.contains("LZF") && e.contains("offset"), "{e}");
+    }
+
     #[test]
     fn newer_file_is_reencoded_for_an_older_target() {
         let dir = tempfile::tempdir().unwrap();
