@@ -631,6 +631,44 @@ pub fn check<R: Read>(inner: R, t: u8, offset: u64, len: u64) -> Result<()> {
 }
 
 #[cfg(test)]
+/// The value the elements make up, to compare with the whole-value decoder's (tests).
+pub(crate) fn assemble(t: u8, elems: Vec<Element>) -> Value {
+    use super::value::HashField;
+    let mut s = Vec::new();
+    let (mut members, mut scored, mut fields) = (Vec::new(), Vec::new(), Vec::new());
+    let mut st = stream_data::StreamData::default();
+    for e in elems {
+        match e {
+            Element::Entry(e) => st.entries.push(e),
+            Element::StreamMeta { last_id, .. } => st.last_id = last_id,
+            Element::Group(g) => st.groups.push(g),
+            Element::Bytes(b) => s.extend_from_slice(&b),
+            Element::Member(m) => members.push(m),
+            Element::Scored(m, sc) => scored.push((m, sc)),
+            Element::Field(f, v) => fields.push(HashField {
+                field: f,
+                value: v,
+                expire_at_ms: None,
+            }),
+        }
+    }
+    match t {
+        types::STRING => Value::String(s),
+        types::LIST | types::LIST_ZIPLIST | types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
+            Value::List(members)
+        }
+        types::SET | types::SET_INTSET | types::SET_LISTPACK => Value::Set(members),
+        types::ZSET | types::ZSET_2 | types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
+            Value::ZSet(scored)
+        }
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            Value::Stream(Box::new(st.into()))
+        }
+        _ => Value::Hash(fields),
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::rdb::encode::encode_value;
@@ -644,42 +682,6 @@ mod tests {
             out.push(e);
         }
         Ok(out)
-    }
-
-    /// The value the elements make up, to compare with the whole-value decoder's.
-    pub(crate) fn assemble(t: u8, elems: Vec<Element>) -> Value {
-        let mut s = Vec::new();
-        let (mut members, mut scored, mut fields) = (Vec::new(), Vec::new(), Vec::new());
-        let mut st = stream_data::StreamData::default();
-        for e in elems {
-            match e {
-                Element::Entry(e) => st.entries.push(e),
-                Element::StreamMeta { last_id, .. } => st.last_id = last_id,
-                Element::Group(g) => st.groups.push(g),
-                Element::Bytes(b) => s.extend_from_slice(&b),
-                Element::Member(m) => members.push(m),
-                Element::Scored(m, sc) => scored.push((m, sc)),
-                Element::Field(f, v) => fields.push(HashField {
-                    field: f,
-                    value: v,
-                    expire_at_ms: None,
-                }),
-            }
-        }
-        match t {
-            types::STRING => Value::String(s),
-            types::LIST | types::LIST_ZIPLIST | types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
-                Value::List(members)
-            }
-            types::SET | types::SET_INTSET | types::SET_LISTPACK => Value::Set(members),
-            types::ZSET | types::ZSET_2 | types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
-                Value::ZSet(scored)
-            }
-            types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
-                Value::Stream(Box::new(st.into()))
-            }
-            _ => Value::Hash(fields),
-        }
     }
 
     /// Payload (type byte + raw value) of `v` as RDB `version` encodes it.

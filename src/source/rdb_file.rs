@@ -930,7 +930,9 @@ mod tests {
     fn big_values_of_a_file_without_checksum_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nocrc.rdb");
-        let text: Vec<u8> = (0..20_000).flat_map(|i| format!("{i} ").into_bytes()).collect();
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("{i} ").into_bytes())
+            .collect();
         let c = ::lzf::compress(&text).unwrap();
         let mut raw = vec![0xC3];
         crate::rdb::length::write_length(&mut raw, c.len() as u64);
