@@ -230,7 +230,7 @@ pub struct BigKey {
     pub key: Bytes,
     /// Its type when probed.
     pub kind: Kind,
-    /// Its estimated size in bytes (from the probe).
+    /// Its estimated size in bytes (from the probe; for a file's value, its encoded bytes).
     pub estimate: u64,
 }
 
