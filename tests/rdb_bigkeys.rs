@@ -10,7 +10,8 @@
 //! the independent `redis` client), no temporary key is left, and the report's peak RSS stays
 //! well below the size of the file, which is nearly all big values. The same job with big keys
 //! off (`--big-key-bytes 0`: the code before #14, one RESTORE per value) fails. A copy
-//! SIGKILLed while a big value is half written, then rerun, is exact.
+//! SIGKILLed while a big value is half written, then rerun, is exact. A cluster target gets
+//! each big value in its own slot.
 //!
 //! Runs use `--no-verify`: the file-side verification reads values whole (`verify/file.rs`),
 //! which would measure its memory, not the copy's; the test's own comparison is the oracle.
@@ -256,4 +257,64 @@ fn killed_mid_big_value_then_rerun_is_exact() {
     let r = finish(cmd.output().expect("rerun ferry"), &report);
     assert_eq!(r.code, 0, "{}", r.text());
     assert_exact(&src, &dst);
+}
+
+/// A cluster target: each big value of the file (some keys with hash tags, some with braces
+/// that are not one) is built in its own slot and renamed there, without CROSSSLOT; this run
+/// also verifies (file against target).
+#[test]
+fn big_values_into_a_cluster_target() {
+    use support::cluster_data;
+    use support::servers::Cluster;
+
+    let src = Server::plain(Version::V6_2);
+    let mut c = src.conn();
+    let caps = Caps::detect(&mut c);
+    data::seed_rich(&mut c, 0, "rich:", &caps);
+    let sizes = BigSizes {
+        hash: 50_000,
+        list: 50_000,
+        zset: 30_000,
+        set: 30_000,
+        string: 2_000_000,
+        stream: 30_000,
+    };
+    seed_big(&mut c, sizes, true);
+    for name in ["{user:7}:friends", "a{}b:set", "}{odd"] {
+        let v: Vec<String> = (0..60_000).map(|i| format!("member-{i}-{name}")).collect();
+        let () = redis::cmd("SADD")
+            .arg(name)
+            .arg(v)
+            .query(&mut c)
+            .expect("SADD");
+    }
+    let work = Workdir::new();
+    let file = save(&src, &work);
+    let dst = Cluster::start_with(
+        Version::Valkey8,
+        ServerOpts {
+            extra_args: vec!["--proto-max-bulk-len".into(), "4mb".into()],
+            ..ServerOpts::tls()
+        },
+    );
+    let url = dst.url();
+    let mut a = args(&file, &dst.nodes[0], &["--big-key-bytes", "262144"]);
+    a.retain(|s| s != "--no-verify");
+    let target_at = a.iter().position(|s| s == "--target").expect("--target") + 1;
+    a[target_at] = url;
+    let r = run(&work, &a);
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(!r.text().contains("CROSSSLOT"), "{}", r.text());
+    // hash, list, zset, set, stream and the three sets (the string compresses under 256 KiB).
+    assert_eq!(r.num("keys.big_keys"), 8, "{}", r.text());
+    assert_eq!(
+        r.report.as_ref().map(|r| r["verify"]["status"].clone()),
+        Some("ok".into())
+    );
+    let source = data::snapshot(&mut src.conn(), 0);
+    let target = cluster_data::snapshot_cluster(&dst);
+    data::assert_same(&source, &target, TTL_TOLERANCE_MS);
+    for node in &dst.nodes {
+        assert!(temp_keys(&mut node.conn()).is_empty());
+    }
 }
