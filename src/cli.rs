@@ -557,6 +557,8 @@ pub struct ReadTuningArgs {
     /// 0 turns big-key detection off (every key is DUMPed, as before). The probe is one more
     /// command per key (measured on 1M small keys: source CPU +36 %, ~0.7 µs a key; keys/s -39 %
     /// on a loaded 2-core machine, docs/benchmarks.md): 0 when the data is known to hold none.
+    /// With --rdb: values over this many bytes in the file are read element by element from it,
+    /// never held whole (no probe is needed there).
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub big_key_bytes: u64,
 

@@ -7,10 +7,12 @@
 //!                    (bigkey/size.rs: the next page's sizes probed with its SCAN; keys over --big-key-bytes
 //!                     are not DUMPed but handed on as BigKeys with the page's last batch)
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
-//!                      (source/rdb_input.rs: stdin, pipes and gzip files spooled to a file first)
+//!                      (source/rdb_input.rs: stdin, pipes and gzip files spooled to a file first;
+//!                      values over --big-key-bytes are skipped, handed on as BigKeys of the file)
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
-//!  bigkey/copy.rs    …then each big key of the batch: chunks (bigkey/read.rs) ─► temporary key in its slot
+//!  bigkey/copy.rs    …then each big key of the batch: chunks (bigkey/read.rs; a file's: bigkey/file.rs over
+//!                    rdb/elements.rs, read element by element from its offset) ─► temporary key in its slot
 //!                    (bigkey/write.rs) ─► MULTI RENAME + PEXPIREAT EXEC, before the batch is acknowledged
 //!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!                    (sink/key_error.rs: with --on-key-error skip a key's own refusal goes to the

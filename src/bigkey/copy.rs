@@ -1,8 +1,10 @@
-//! One big key from the live source to the target, one chunk in memory at a time.
+//! One big key from the live source (or an `.rdb` file) to the target, one chunk in memory at a
+//! time.
 //!
 //! A writer that receives a batch with big keys (see `source/scan.rs`: the reader probed them
-//! instead of DUMPing them) copies each here before it acknowledges the batch, so the
-//! checkpoint never moves past a big key before its RENAME:
+//! instead of DUMPing them; `source/rdb_file.rs`: the file reader skipped them) copies each here
+//! before it acknowledges the batch, so the checkpoint never moves past a big key before its
+//! RENAME:
 //!
 //! ```text
 //!  source: TIME, PTTL key, TIME (expiry, as for every key: source/expiry.rs)
@@ -13,17 +15,23 @@
 //! Any failure restarts the key from an empty temporary key (element writes are not
 //! idempotent); a key written to while it was read is read again (a few times, then the job
 //! stops naming it). A key whose expiry passes before the RENAME is not written.
+//!
+//! A file's value is the same but for its source side: the expiry is the one the file stored,
+//! the chunks come from `file.rs` (read on a blocking thread), and a file never changes while
+//! it is read (the whole file was checked first).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::file::FileChunks;
 use super::read::{ChunkReader, ReadError};
 use super::write::{self, ChunkError, Expire, TargetFeatures};
-use super::BigKey;
+use super::{BigKey, BigSource, Chunk};
 use crate::cli::OnConflict;
 use crate::dead_letter::Letter;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::rdb::reader::BigValue;
 use crate::report::escape_key;
 use crate::retry::Backoff;
 use crate::sink::key_error::{Cause, KeyErrors};
@@ -32,7 +40,7 @@ use crate::sink::route::Router;
 use crate::source::expiry::{self, Expiry, ReadKeysError};
 use crate::source::Counts;
 
-/// How big keys are written (set for a live source).
+/// How big keys are written (set when big keys are on, for a live source and a file).
 #[derive(Debug, Clone)]
 pub struct BigOptions {
     /// The job's id, in temporary key names (see `write::temp_key`).
@@ -141,10 +149,19 @@ impl From<anyhow::Error> for Again {
     }
 }
 
+/// Where one big key is read from.
+#[derive(Clone, Copy)]
+enum ReadFrom<'a> {
+    /// The live source server.
+    Server(&'a Server),
+    /// A value of an `.rdb` file.
+    File(&'a std::path::Path, &'a BigValue),
+}
+
 /// Copies every key of `keys` from `source` into `target`; returns what was done.
 pub async fn copy_keys(
     keys: &[BigKey],
-    source: &Server,
+    source: &BigSource,
     mut target: Target<'_>,
     opts: &WriterOptions,
 ) -> anyhow::Result<Counts> {
@@ -154,7 +171,14 @@ pub async fn copy_keys(
     let mut counts = Counts::default();
     let mut letters = Vec::new();
     let mut src: Option<Connection> = None;
-    for key in keys {
+    for (i, key) in keys.iter().enumerate() {
+        let from = match source {
+            BigSource::Server(s) => ReadFrom::Server(s),
+            BigSource::File { path, values } => match values.get(i) {
+                Some(v) => ReadFrom::File(path, v),
+                None => anyhow::bail!("internal error: a big key of the file without its place"),
+            },
+        };
         let mut backoff = Backoff::new(opts.retry_for);
         let mut rereads = 0;
         let mut kind = Some(key.kind);
@@ -162,7 +186,7 @@ pub async fn copy_keys(
             let attempt = Attempt {
                 key,
                 kind,
-                source,
+                from,
                 opts,
                 big,
             };
@@ -232,40 +256,78 @@ struct Attempt<'a> {
     key: &'a BigKey,
     /// `None`: ask the source (after the key changed type).
     kind: Option<super::Kind>,
-    source: &'a Server,
+    from: ReadFrom<'a>,
     opts: &'a WriterOptions,
     big: &'a BigOptions,
 }
 
+/// Where an attempt reads its chunks from.
+enum Chunks<'c> {
+    /// The live source, over its connection.
+    Live(&'c mut Connection, ChunkReader),
+    /// A file (taken while a blocking thread reads the next chunk).
+    File(Option<Box<FileChunks>>),
+}
+
+/// A key's source side, ready to be read: its expiry (source clock) and its chunks.
+enum Opened<'c> {
+    Ready(Option<i64>, Chunks<'c>),
+    /// Nothing to copy.
+    Done(Outcome),
+}
+
 impl Attempt<'_> {
+    /// The source side of the key: its expiry and where its chunks come from.
+    async fn open<'c>(&self, src: &'c mut Option<Connection>) -> Result<Opened<'c>, Again> {
+        let clocks = self.opts.clocks;
+        let budget = self.big.budget;
+        let source = match self.from {
+            ReadFrom::Server(source) => source,
+            ReadFrom::File(path, value) => {
+                return Ok(match value.expire_at_ms {
+                    Some(at) if clocks.has_passed(at) => Opened::Done(Outcome::Expired),
+                    at => {
+                        let chunks = FileChunks::open(path, value, budget).map_err(Again::Fatal)?;
+                        Opened::Ready(at, Chunks::File(Some(Box::new(chunks))))
+                    }
+                });
+            }
+        };
+        if src.is_none() {
+            *src = Some(source.connect().await?);
+        }
+        let Some(conn) = src.as_mut() else {
+            return Err(Again::Fatal(anyhow::anyhow!("no source connection")));
+        };
+        conn.select(self.key.db).await?;
+        let at = match self.expiry(source, conn).await? {
+            Expiry::Gone => return Ok(Opened::Done(Outcome::Vanished)),
+            Expiry::Never => None,
+            Expiry::At(at) if clocks.has_passed(at) => return Ok(Opened::Done(Outcome::Expired)),
+            Expiry::At(at) => Some(at),
+        };
+        let key = &self.key.key;
+        let reader = match self.kind {
+            Some(kind) => ChunkReader::new(key.clone(), kind, budget),
+            None => match ChunkReader::open(conn, key.clone(), budget).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(Opened::Done(Outcome::Vanished)),
+                Err(e) => return Err(self.read_failed(source, e)),
+            },
+        };
+        Ok(Opened::Ready(at, Chunks::Live(conn, reader)))
+    }
+
     async fn run(
         &self,
         src: &mut Option<Connection>,
         target: &mut Target<'_>,
     ) -> Result<Outcome, Again> {
         let key = &self.key.key;
-        if src.is_none() {
-            *src = Some(self.source.connect().await?);
-        }
-        let Some(conn) = src.as_mut() else {
-            return Err(Again::Fatal(anyhow::anyhow!("no source connection")));
-        };
-        conn.select(self.key.db).await?;
         let clocks = self.opts.clocks;
-        let at = match self.expiry(conn).await? {
-            Expiry::Gone => return Ok(Outcome::Vanished),
-            Expiry::Never => None,
-            Expiry::At(at) if clocks.has_passed(at) => return Ok(Outcome::Expired),
-            Expiry::At(at) => Some(at),
-        };
-        let budget = self.big.budget;
-        let mut reader = match self.kind {
-            Some(kind) => ChunkReader::new(key.clone(), kind, budget),
-            None => match ChunkReader::open(conn, key.clone(), budget).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(Outcome::Vanished),
-                Err(e) => return Err(self.read_failed(e)),
-            },
+        let (at, mut chunks) = match self.open(src).await? {
+            Opened::Ready(at, chunks) => (at, chunks),
+            Opened::Done(outcome) => return Ok(outcome),
         };
         let (server, db) = target.dest(key, self.key.db, self.opts)?;
         let mut dst = server.connect().await?;
@@ -281,7 +343,7 @@ impl Attempt<'_> {
         let mut del: Vec<Bytes> = vec![Bytes::from_static(b"DEL")];
         del.extend(write::all_temp_keys(&self.big.job, key, self.big.writers));
         dst.cmd(&del).await?;
-        let written = self.fill(conn, &mut dst, &mut reader, &tmp).await;
+        let written = self.fill(&mut dst, &mut chunks, &tmp).await;
         let bytes = match written {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(Outcome::Vanished),
@@ -306,14 +368,14 @@ impl Attempt<'_> {
     }
 
     /// The key's expiry, read as every key's is (see `source/expiry.rs`).
-    async fn expiry(&self, conn: &mut Connection) -> Result<Expiry, Again> {
+    async fn expiry(&self, source: &Server, conn: &mut Connection) -> Result<Expiry, Again> {
         let key = std::slice::from_ref(&self.key.key);
         match expiry::read_expiries(conn, key).await {
             Ok(e) => Ok(e.each.first().copied().unwrap_or(Expiry::Gone)),
             Err(ReadKeysError::Conn(e)) => Err(e.into()),
             Err(ReadKeysError::Reply(e)) => Err(Again::Fatal(anyhow::anyhow!(
                 "the source {} refused to read the expiry of big key {} (db {}): {e:?}",
-                self.source.endpoint,
+                source.endpoint,
                 escape_key(&self.key.key),
                 self.key.db
             ))),
@@ -324,23 +386,22 @@ impl Attempt<'_> {
     /// vanished (nothing is left under `tmp` then).
     async fn fill(
         &self,
-        conn: &mut Connection,
         dst: &mut Connection,
-        reader: &mut ChunkReader,
+        chunks: &mut Chunks<'_>,
         tmp: &Bytes,
     ) -> Result<Option<u64>, Again> {
         let mut p = Pipeline::new();
         let mut bytes = self.key.key.len() as u64;
         let mut any = false;
         loop {
-            let chunk = match reader.next(conn).await {
+            let chunk = match self.next_chunk(chunks).await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(ReadError::Vanished) => {
+                Err(None) => {
                     dst.cmd(&[b"DEL".as_slice(), tmp]).await?;
                     return Ok(None);
                 }
-                Err(e) => return Err(self.read_failed(e)),
+                Err(Some(e)) => return Err(e),
             };
             p.clear();
             if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
@@ -364,12 +425,47 @@ impl Attempt<'_> {
         Ok(any.then_some(bytes))
     }
 
-    fn read_failed(&self, e: ReadError) -> Again {
+    /// The next chunk; `Err(None)` when the key vanished from the live source.
+    async fn next_chunk(&self, chunks: &mut Chunks<'_>) -> Result<Option<Chunk>, Option<Again>> {
+        match chunks {
+            Chunks::Live(conn, reader) => match reader.next(conn).await {
+                Ok(c) => Ok(c),
+                Err(ReadError::Vanished) => Err(None),
+                Err(e) => {
+                    let ReadFrom::Server(source) = self.from else {
+                        return Err(Some(Again::Fatal(e.into())));
+                    };
+                    Err(Some(self.read_failed(source, e)))
+                }
+            },
+            Chunks::File(slot) => {
+                let Some(mut file) = slot.take() else {
+                    return Err(Some(Again::Fatal(anyhow::anyhow!(
+                        "internal error: the file's chunk reader is gone"
+                    ))));
+                };
+                let (file, next) = tokio::task::spawn_blocking(move || {
+                    let next = file.next_chunk();
+                    (file, next)
+                })
+                .await
+                .map_err(|e| {
+                    Some(Again::Fatal(anyhow::anyhow!(
+                        "the thread reading the file failed: {e}"
+                    )))
+                })?;
+                *slot = Some(file);
+                next.map_err(|e| Some(Again::Fatal(e)))
+            }
+        }
+    }
+
+    fn read_failed(&self, source: &Server, e: ReadError) -> Again {
         let what = format!(
             "reading big key {} (db {}) in chunks from the source {}",
             escape_key(&self.key.key),
             self.key.db,
-            self.source.endpoint
+            source.endpoint
         );
         match e {
             ReadError::Conn(c) => Again::from(c),

@@ -14,11 +14,13 @@
 //!            each reply bounded in bytes (used by the copy and by verify, never DUMP)
 //!  write.rs  Chunks → temporary key in the same slot → MULTI RENAME + expiry EXEC on the target
 //!  size.rs   which keys are big: MEMORY USAGE (4.0+), else type lengths (3.2)
+//!  file.rs   an `.rdb` file's big value → Chunks, read element by element from its offset
 //! ```
 //! Scores travel as `f64` parsed from the 17-significant-digit text Redis prints, which round
 //! trips exactly; `±inf` included.
 
 pub mod copy;
+pub mod file;
 pub mod read;
 pub mod size;
 pub mod write;
@@ -180,6 +182,20 @@ pub fn settings(
     target_version: (u32, u32),
     job: &str,
 ) -> Option<(crate::source::scan::BigProbe, copy::BigOptions)> {
+    let (threshold, opts) =
+        copy_settings(big_key_bytes, batch_bytes, max_bulk, target_version, job)?;
+    Some((crate::source::scan::BigProbe { probe, threshold }, opts))
+}
+
+/// The big-key threshold and how writers copy big keys (both for a live source and a file), or
+/// `None` when `--big-key-bytes 0` turned big keys off; see [`settings`].
+pub fn copy_settings(
+    big_key_bytes: u64,
+    batch_bytes: usize,
+    max_bulk: Option<u64>,
+    target_version: (u32, u32),
+    job: &str,
+) -> Option<(u64, copy::BigOptions)> {
     if big_key_bytes == 0 {
         return None;
     }
@@ -192,7 +208,7 @@ pub fn settings(
     });
     let budget = (batch_bytes as u64).min(chunk_limit).clamp(1024, 64 << 20) as usize;
     Some((
-        crate::source::scan::BigProbe { probe, threshold },
+        threshold,
         copy::BigOptions {
             job: job.to_string(),
             budget,
@@ -214,16 +230,31 @@ pub struct BigKey {
     pub key: Bytes,
     /// Its type when probed.
     pub kind: Kind,
-    /// Its estimated size in bytes (from the probe).
+    /// Its estimated size in bytes (from the probe; for a file's value, its encoded bytes).
     pub estimate: u64,
 }
 
-/// The source server a batch's big keys are read from (printed without credentials).
+/// Where a batch's big keys are read from.
 #[derive(Clone)]
-pub struct BigSource(pub crate::endpoint::Server);
+pub enum BigSource {
+    /// The live source server (printed without credentials).
+    Server(crate::endpoint::Server),
+    /// An `.rdb` file: `values[i]` locates the value of the batch's `big[i]`.
+    File {
+        /// The file.
+        path: std::sync::Arc<std::path::PathBuf>,
+        /// Where each value is, in the order of the batch's big keys.
+        values: Vec<crate::rdb::reader::BigValue>,
+    },
+}
 
 impl std::fmt::Debug for BigSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BigSource({})", self.0.endpoint)
+        match self {
+            BigSource::Server(s) => write!(f, "BigSource({})", s.endpoint),
+            BigSource::File { path, values } => {
+                write!(f, "BigSource({}, {} values)", path.display(), values.len())
+            }
+        }
     }
 }

@@ -31,6 +31,7 @@ pub(crate) async fn examine_file(
         dbs: (!job.dbs.is_empty()).then(|| job.dbs.iter().copied().collect()),
         target_rdb: None,
         skip_modules: false,
+        big_value_bytes: (job.tuning.big_key_bytes > 0).then_some(job.tuning.big_key_bytes),
     };
     let p = path.to_path_buf();
     let result = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &Stop::new()))

@@ -95,6 +95,7 @@ impl OpenedFile {
             dbs: selected.clone(),
             target_rdb,
             skip_modules: args.skip_modules,
+            big_value_bytes: (job.tuning.big_key_bytes > 0).then_some(job.tuning.big_key_bytes),
         };
         let Some(summary) = examine_file(path, &fopts, stop, report).await? else {
             return Ok(None);
@@ -235,6 +236,27 @@ async fn examine_file(
 }
 
 impl FileSource {
+    /// Values over the big-key threshold (never above what the target accepts) are copied
+    /// element by element from the file, as a live source's big keys are; `None` when
+    /// `--big-key-bytes 0`.
+    pub fn big_keys(
+        &mut self,
+        run: &Run<'_>,
+        target: &Target,
+        job_id: &str,
+    ) -> Option<crate::bigkey::copy::BigOptions> {
+        let job = run.job;
+        let big = crate::bigkey::copy_settings(
+            job.tuning.big_key_bytes,
+            job.tuning.batch_bytes,
+            target.max_bulk,
+            target.info.info.version(),
+            job_id,
+        );
+        self.fopts.big_value_bytes = big.as_ref().map(|b| b.0);
+        big.map(|b| b.1)
+    }
+
     /// `--on-conflict fail`: every key of the file looked up on the target (see
     /// [`check_conflicts`]).
     pub async fn check_conflicts(&self, run: &Run<'_>, target: &Target) -> anyhow::Result<()> {
@@ -629,11 +651,15 @@ async fn check_conflicts(
     let reader = tokio::spawn(rdb_file::read_file(task, opts, tx, stop.clone()));
     let mut found = Conflicts::default();
     while let Some(batch) = rx.recv().await {
-        let Some(db) = batch.records.first().map(|r| r.db) else {
+        let first = batch.records.first().map(|r| r.db);
+        let Some(db) = first.or_else(|| batch.big.first().map(|b| b.db)) else {
             continue;
         };
         let tdb = check.get(&db).copied().unwrap_or(db);
-        let keys: Vec<Bytes> = batch.records.iter().map(|r| r.key.clone()).collect();
+        let records = batch.records.iter().map(|r| r.key.clone());
+        let keys: Vec<Bytes> = records
+            .chain(batch.big.iter().map(|b| b.key.clone()))
+            .collect();
         let exists = probe.exists(tdb, &keys).await?;
         found.add(tdb, &keys, &exists);
     }

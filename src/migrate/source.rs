@@ -216,11 +216,12 @@ impl Ready {
         }
     }
 
-    /// How the writers copy big keys (a live source with big-key detection on).
+    /// How the writers copy big keys (big-key detection on; a file's are read from the file).
     pub async fn big_keys(&mut self, run: &Run<'_>, job_id: &str) -> anyhow::Result<Option<Big>> {
         match &mut self.source {
             Source::Live(l) => l.big_keys(run, &self.target, job_id).await,
-            Source::File(_) | Source::List(_) => Ok(None),
+            Source::File(f) => Ok(f.big_keys(run, &self.target, job_id)),
+            Source::List(_) => Ok(None),
         }
     }
 

@@ -65,7 +65,7 @@ fn strings(cur: &mut Cursor<'_>, what: &'static str) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn blob_elems<'s>(s: &'s RdbStr<'_>, listpack_format: bool) -> Result<Vec<Elem<'s>>> {
+pub(crate) fn blob_elems<'s>(s: &'s RdbStr<'_>, listpack_format: bool) -> Result<Vec<Elem<'s>>> {
     let r = if listpack_format {
         listpack::parse(&s.bytes)
     } else {

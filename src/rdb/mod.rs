@@ -18,6 +18,7 @@
 pub mod crc64;
 pub mod cursor;
 pub mod decode;
+pub mod elements;
 pub mod encode;
 pub mod error;
 pub mod function;

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::decode::{decode_payload, decode_value};
+use super::elements::{assemble, ElementReader};
 use super::encode::{encode_value, transcode_payload};
 use super::reader::{read_all, Item, RdbReader, ReaderOptions};
 use super::value::{HashField, Stream, StreamGroup, StreamId, Value};
@@ -178,6 +179,28 @@ proptest! {
         let p = encode_value(&v, target).unwrap();
         prop_assert_eq!(payload::footer_version(&p), Some(target));
         prop_assert_eq!(decode_payload(&p).unwrap(), v);
+    }
+
+    /// A value read element by element (strings in pieces of `max`) is the value decoded whole.
+    #[test]
+    fn elements_make_up_the_whole_value(v in value_strategy(false), target in prop::sample::select(vec![7u16, 9, 10, 11, 12]), max in 1usize..3000) {
+        let Ok(p) = encode_value(&v, target) else {
+            return Ok(());
+        };
+        let (t, raw, _) = payload::split(&p).unwrap();
+        let mut r = ElementReader::new(raw, t, 0, raw.len() as u64).unwrap();
+        let mut elems = Vec::new();
+        while let Some(e) = r.next(max).unwrap() {
+            elems.push(e);
+        }
+        prop_assert_eq!(assemble(t, elems), decode_payload(&p).unwrap());
+    }
+
+    #[test]
+    fn element_reader_never_panics(t in 0u8..22, body in prop::collection::vec(any::<u8>(), 0..300), max in 1usize..100) {
+        if let Ok(mut r) = ElementReader::new(&body[..], t, 0, body.len() as u64) {
+            while let Ok(Some(_)) = r.next(max) {}
+        }
     }
 
     #[test]

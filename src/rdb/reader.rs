@@ -117,6 +117,28 @@ pub struct ReaderOptions {
     /// Also decode every value (catches corrupt ziplists, listpacks, LZF data before the target
     /// sees them, at roughly the cost of a full decode).
     pub validate_values: bool,
+    /// A value over this many encoded bytes that can be read element by element
+    /// ([`elements::streamable`](super::elements::streamable)) is not held: it is skipped and
+    /// handed out as [`Item::BigValue`], to be read from the file in pieces.
+    pub big_value_bytes: Option<u64>,
+}
+
+/// A value too big to hold, skipped by the reader: where it is, to read it element by element
+/// (see [`elements`](super::elements)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigValue {
+    /// DB of the key.
+    pub db: u32,
+    /// Key name.
+    pub key: Vec<u8>,
+    /// Value type byte.
+    pub type_byte: u8,
+    /// File offset of the value's first byte (after the type byte and the key).
+    pub offset: u64,
+    /// Encoded bytes of the value in the file.
+    pub len: u64,
+    /// Absolute expiry in Unix ms.
+    pub expire_at_ms: Option<i64>,
 }
 
 /// One key read from the file.
@@ -151,6 +173,8 @@ pub enum Item {
     },
     /// A key.
     Record(Box<KeyRecord>),
+    /// A key whose value is over [`ReaderOptions::big_value_bytes`]: not read, only located.
+    BigValue(Box<BigValue>),
     /// A key holding an empty collection, which Redis skips on load (and RESTORE rejects).
     EmptyKey {
         /// DB of the key.
@@ -366,28 +390,115 @@ impl<R: Read> Source<R> {
         Ok(())
     }
 
+    /// Consume `n` bytes without keeping them (they are still checksummed).
+    fn skip(&mut self, n: u64, what: &'static str) -> Result<()> {
+        if let Some(rem) = self.remaining() {
+            if n > rem {
+                return Err(RdbError::LengthPastEnd {
+                    offset: self.offset,
+                    len: n,
+                    remaining: rem,
+                    what,
+                });
+            }
+        }
+        let mut left = n;
+        while left > 0 {
+            if self.pos < self.end {
+                let take = (self.end - self.pos).min(usize::try_from(left).unwrap_or(usize::MAX));
+                self.pos += take;
+                self.offset += take as u64;
+                left -= take as u64;
+            } else if !self.fill()? {
+                return Err(RdbError::Truncated {
+                    offset: self.offset,
+                    expected: format!("{left} more bytes of {what}").into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn crc_state(&mut self) -> u64 {
         self.hash_consumed();
         self.crc.state()
     }
 }
 
-/// A [`RawInput`] over the file source that appends everything to `out`.
+/// A [`RawInput`] over the file source that appends everything to `out` — or, once a big
+/// value passed `spill`'s threshold, keeps only the few bytes the walker looks at.
 struct Capture<'s, R> {
     src: &'s mut Source<R>,
     out: &'s mut Vec<u8>,
     limit: Option<u64>,
     base_len: usize,
+    spill: Option<Spill>,
+}
+
+/// How a big value is walked without being kept.
+struct Spill {
+    /// Value bytes after which it is no longer kept.
+    threshold: u64,
+    /// Set once past the threshold: `out` was emptied, bytes are counted and skipped.
+    active: bool,
+    /// Value bytes walked in all.
+    total: u64,
+    /// The last small read (length bytes, a blob header the walker peeks at).
+    scratch: Vec<u8>,
+}
+
+/// Reads up to this size are kept in [`Spill::scratch`] (lengths, tiny blobs).
+const SPILL_KEEP: u64 = 64;
+
+impl<R: Read> Capture<'_, R> {
+    /// Value bytes consumed so far.
+    fn walked(&self) -> u64 {
+        match &self.spill {
+            Some(s) if s.active => s.total,
+            _ => (self.out.len() - self.base_len) as u64,
+        }
+    }
+
+    /// True once the value is being skipped (after this read of `n` bytes, too).
+    fn spilling(&mut self, n: u64) -> bool {
+        let have = self.walked();
+        let Some(s) = &mut self.spill else {
+            return false;
+        };
+        if !s.active && have.saturating_add(n) > s.threshold {
+            s.active = true;
+            s.total = have;
+            self.out.truncate(self.base_len);
+            self.out.shrink_to_fit();
+        }
+        s.active
+    }
 }
 
 impl<R: Read> RawInput for Capture<'_, R> {
     fn byte(&mut self, what: &'static str) -> Result<u8> {
         let b = self.src.byte(what)?;
-        self.out.push(b);
+        match &mut self.spill {
+            Some(s) if s.active => s.total += 1,
+            _ => self.out.push(b),
+        }
         Ok(b)
     }
 
     fn bytes(&mut self, n: u64, what: &'static str) -> Result<usize> {
+        if self.spilling(n) {
+            let Some(s) = &mut self.spill else {
+                return Ok(0);
+            };
+            s.total = s.total.saturating_add(n);
+            s.scratch.clear();
+            if n <= SPILL_KEEP {
+                self.src.read_into(&mut s.scratch, n, what)?;
+            } else {
+                self.src.skip(n, what)?;
+            }
+            return Ok(0);
+        }
         if let Some(limit) = self.limit {
             let have = (self.out.len() - self.base_len) as u64;
             if have.saturating_add(n) > limit {
@@ -403,7 +514,10 @@ impl<R: Read> RawInput for Capture<'_, R> {
     }
 
     fn captured(&self) -> &[u8] {
-        self.out
+        match &self.spill {
+            Some(s) if s.active => &s.scratch,
+            _ => self.out,
+        }
     }
 
     fn offset(&self) -> u64 {
@@ -541,6 +655,7 @@ impl<R: Read> RdbReader<R> {
             out,
             limit: self.opts.max_value_bytes,
             base_len,
+            spill: None,
         }
     }
 
@@ -771,7 +886,29 @@ impl<R: Read> RdbReader<R> {
         let value_at = self.src.offset;
         let mut payload = Vec::with_capacity(64);
         payload.push(t);
-        let empty = walk::value(&mut self.capture(&mut payload, 1), t, flavor)?;
+        let spill_at = self
+            .opts
+            .big_value_bytes
+            .filter(|_| super::elements::streamable(t));
+        let mut cap = self.capture(&mut payload, 1);
+        cap.spill = spill_at.map(|threshold| Spill {
+            threshold,
+            active: false,
+            total: 0,
+            scratch: Vec::new(),
+        });
+        let empty = walk::value(&mut cap, t, flavor)?;
+        let big = cap.spill.as_ref().filter(|s| s.active).map(|s| s.total);
+        if let (Some(len), false) = (big, empty) {
+            return Ok(Item::BigValue(Box::new(BigValue {
+                db: self.db,
+                key,
+                type_byte: t,
+                offset: value_at,
+                len,
+                expire_at_ms: meta.expire_at_ms,
+            })));
+        }
         if empty {
             return Ok(Item::EmptyKey {
                 db: self.db,

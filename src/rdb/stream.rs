@@ -157,7 +157,7 @@ impl StreamData {
     }
 }
 
-fn id_from_raw(raw: &[u8], at: u64, what: &'static str) -> Result<StreamId> {
+pub(crate) fn id_from_raw(raw: &[u8], at: u64, what: &'static str) -> Result<StreamId> {
     let a: [u8; 16] = raw
         .try_into()
         .map_err(|_| RdbError::corrupt(at, what, format!("{} bytes, expected 16", raw.len())))?;
@@ -175,7 +175,7 @@ fn id_to_raw(id: StreamId) -> [u8; 16] {
     a
 }
 
-fn read_id(cur: &mut Cursor<'_>, what: &'static str) -> Result<StreamId> {
+pub(crate) fn read_id(cur: &mut Cursor<'_>, what: &'static str) -> Result<StreamId> {
     Ok(StreamId {
         ms: read_length(cur, what)?,
         seq: read_length(cur, what)?,
@@ -209,7 +209,7 @@ impl<'a> Elems<'a> {
 }
 
 /// Decode the entries of one node listpack (offsets in errors are relative to the listpack).
-fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Result<()> {
+pub(crate) fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Result<()> {
     let parsed = listpack::parse(lp)?;
     let mut it = Elems {
         items: parsed.into_iter(),
@@ -297,62 +297,75 @@ pub fn decode(cur: &mut Cursor<'_>, t: u8) -> Result<StreamData> {
     let ngroups = read_length(cur, "stream group count")?;
     cur.check_count(ngroups, 4, "stream group count")?;
     for _ in 0..ngroups {
-        let mut g = GroupData {
-            name: read_bytes(cur, "consumer group name")?,
-            last_delivered: read_id(cur, "consumer group last ID")?,
-            ..GroupData::default()
-        };
-        if v2 {
-            g.entries_read = Some(read_length(cur, "consumer group entries read")?);
-        }
-        let npel = read_length(cur, "group PEL size")?;
-        cur.check_count(npel, 17, "group PEL size")?;
-        g.pending.reserve(safe_capacity(npel, cur.remaining()));
-        for _ in 0..npel {
-            let at = cur.offset();
-            let raw = cur.take(16, "PEL entry ID")?;
-            g.pending.push(PendingEntry {
-                id: id_from_raw(raw, at, "PEL entry ID")?,
-                delivery_time: cur.i64_le("PEL delivery time")?,
-                delivery_count: read_length(cur, "PEL delivery count")?,
-                consumer: None,
-            });
-        }
-        let ncons = read_length(cur, "consumer count")?;
-        cur.check_count(ncons, 10, "consumer count")?;
-        for _ in 0..ncons {
-            let name = read_bytes(cur, "consumer name")?;
-            let seen_time = cur.i64_le("consumer seen time")?;
-            let active_time = if v3 {
-                cur.i64_le("consumer active time")?
-            } else {
-                seen_time
-            };
-            let n = read_length(cur, "consumer PEL size")?;
-            cur.check_count(n, 16, "consumer PEL size")?;
-            for _ in 0..n {
-                let at = cur.offset();
-                let id = id_from_raw(cur.take(16, "consumer PEL ID")?, at, "consumer PEL ID")?;
-                match g.pending.iter_mut().find(|p| p.id == id) {
-                    Some(p) => p.consumer = Some(name.clone()),
-                    None => {
-                        return Err(RdbError::corrupt(
-                            at,
-                            "consumer PEL",
-                            format!("ID {}-{} is not in the group PEL", id.ms, id.seq),
-                        ))
-                    }
-                }
-            }
-            g.consumers.push(ConsumerData {
-                name,
-                seen_time,
-                active_time,
-            });
-        }
-        d.groups.push(g);
+        d.groups.push(decode_group(cur, v2, v3)?);
     }
     Ok(d)
+}
+
+/// One consumer group: its PEL, consumers and their pending IDs (`v2`: stream type 19+, with
+/// entries-read; `v3`: type 21+, with consumer active times).
+pub(crate) fn decode_group(cur: &mut Cursor<'_>, v2: bool, v3: bool) -> Result<GroupData> {
+    let mut g = GroupData {
+        name: read_bytes(cur, "consumer group name")?,
+        last_delivered: read_id(cur, "consumer group last ID")?,
+        ..GroupData::default()
+    };
+    if v2 {
+        g.entries_read = Some(read_length(cur, "consumer group entries read")?);
+    }
+    let npel = read_length(cur, "group PEL size")?;
+    cur.check_count(npel, 17, "group PEL size")?;
+    g.pending.reserve(safe_capacity(npel, cur.remaining()));
+    for _ in 0..npel {
+        let at = cur.offset();
+        let raw = cur.take(16, "PEL entry ID")?;
+        g.pending.push(PendingEntry {
+            id: id_from_raw(raw, at, "PEL entry ID")?,
+            delivery_time: cur.i64_le("PEL delivery time")?,
+            delivery_count: read_length(cur, "PEL delivery count")?,
+            consumer: None,
+        });
+    }
+    // Where each pending ID is (a PEL can hold millions: no linear search per consumer ID).
+    let index: std::collections::HashMap<StreamId, usize> = g
+        .pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id, i))
+        .collect();
+    let ncons = read_length(cur, "consumer count")?;
+    cur.check_count(ncons, 10, "consumer count")?;
+    for _ in 0..ncons {
+        let name = read_bytes(cur, "consumer name")?;
+        let seen_time = cur.i64_le("consumer seen time")?;
+        let active_time = if v3 {
+            cur.i64_le("consumer active time")?
+        } else {
+            seen_time
+        };
+        let n = read_length(cur, "consumer PEL size")?;
+        cur.check_count(n, 16, "consumer PEL size")?;
+        for _ in 0..n {
+            let at = cur.offset();
+            let id = id_from_raw(cur.take(16, "consumer PEL ID")?, at, "consumer PEL ID")?;
+            match index.get(&id).and_then(|&i| g.pending.get_mut(i)) {
+                Some(p) => p.consumer = Some(name.clone()),
+                None => {
+                    return Err(RdbError::corrupt(
+                        at,
+                        "consumer PEL",
+                        format!("ID {}-{} is not in the group PEL", id.ms, id.seq),
+                    ))
+                }
+            }
+        }
+        g.consumers.push(ConsumerData {
+            name,
+            seen_time,
+            active_time,
+        });
+    }
+    Ok(g)
 }
 
 /// Encode a stream as type `t` (15, 19 or 21) value bytes.

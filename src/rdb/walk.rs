@@ -376,26 +376,32 @@ fn stream<I: RawInput + ?Sized>(input: &mut I, t: u8) -> Result<()> {
     let groups = plain_len(input, "stream group count")?;
     input.check_count(groups, 4, "stream group count")?;
     for _ in 0..groups {
-        string(input, "consumer group name")?;
-        stream_id(input, "consumer group last ID")?;
-        if v2 {
-            plain_len(input, "consumer group entries read")?;
-        }
-        let pel = plain_len(input, "group PEL size")?;
-        input.check_count(pel, 17, "group PEL size")?;
-        for _ in 0..pel {
-            input.bytes(16 + 8, "PEL entry")?;
-            plain_len(input, "PEL delivery count")?;
-        }
-        let consumers = plain_len(input, "consumer count")?;
-        input.check_count(consumers, 10, "consumer count")?;
-        for _ in 0..consumers {
-            string(input, "consumer name")?;
-            input.bytes(if v3 { 16 } else { 8 }, "consumer seen/active time")?;
-            let n = plain_len(input, "consumer PEL size")?;
-            input.check_count(n, 16, "consumer PEL size")?;
-            input.bytes(n.saturating_mul(16), "consumer PEL")?;
-        }
+        stream_group(input, v2, v3)?;
+    }
+    Ok(())
+}
+
+/// Walk one consumer group of a stream of type 19+ (`v2`) or 21+ (`v3`).
+pub fn stream_group<I: RawInput + ?Sized>(input: &mut I, v2: bool, v3: bool) -> Result<()> {
+    string(input, "consumer group name")?;
+    stream_id(input, "consumer group last ID")?;
+    if v2 {
+        plain_len(input, "consumer group entries read")?;
+    }
+    let pel = plain_len(input, "group PEL size")?;
+    input.check_count(pel, 17, "group PEL size")?;
+    for _ in 0..pel {
+        input.bytes(16 + 8, "PEL entry")?;
+        plain_len(input, "PEL delivery count")?;
+    }
+    let consumers = plain_len(input, "consumer count")?;
+    input.check_count(consumers, 10, "consumer count")?;
+    for _ in 0..consumers {
+        string(input, "consumer name")?;
+        input.bytes(if v3 { 16 } else { 8 }, "consumer seen/active time")?;
+        let n = plain_len(input, "consumer PEL size")?;
+        input.check_count(n, 16, "consumer PEL size")?;
+        input.bytes(n.saturating_mul(16), "consumer PEL")?;
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ impl Sink {
         if batch.big.is_empty() {
             return Ok(counts);
         }
-        let Some(crate::bigkey::BigSource(source)) = &batch.big_source else {
+        let Some(source) = &batch.big_source else {
             anyhow::bail!("internal error: big keys without their source");
         };
         let big = match self {

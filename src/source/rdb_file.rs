@@ -39,14 +39,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{Batch, Counts, Position};
+use crate::bigkey::{BigKey, BigSource};
 use crate::endpoint::info::ServerInfo;
 use crate::rdb::encode::{target_accepts, transcode_payload};
-use crate::rdb::reader::{Header, KeyRecord, ReaderOptions, ResumeState};
+use crate::rdb::reader::{BigValue, Header, KeyRecord, ReaderOptions, ResumeState};
 use crate::rdb::{types, Item, RdbError, RdbReader};
 use crate::record::Record;
 use crate::report::{escape_key, human_bytes};
@@ -164,6 +167,9 @@ pub struct FileOptions {
     pub target_rdb: Option<u16>,
     /// Skip module keys (`--skip-modules`) instead of writing them.
     pub skip_modules: bool,
+    /// Values over this many encoded bytes are never held: the reader skips them and the
+    /// writers copy them element by element from the file (`None`: `--big-key-bytes 0`).
+    pub big_value_bytes: Option<u64>,
 }
 
 impl FileOptions {
@@ -229,6 +235,17 @@ pub fn open(
     at: Option<ResumeState>,
     validate_values: bool,
 ) -> anyhow::Result<RdbReader<File>> {
+    open_with(path, at, validate_values, None)
+}
+
+/// [`open`], handing out values over `big_value_bytes` as [`Item::BigValue`] without reading
+/// them into memory.
+pub fn open_with(
+    path: &Path,
+    at: Option<ResumeState>,
+    validate_values: bool,
+    big_value_bytes: Option<u64>,
+) -> anyhow::Result<RdbReader<File>> {
     let mut file = File::open(path)
         .map_err(|e| anyhow::anyhow!("--rdb {}: cannot open the file: {e}", path.display()))?;
     let size = file
@@ -244,6 +261,7 @@ pub fn open(
     let opts = ReaderOptions {
         known_size: Some(size),
         validate_values,
+        big_value_bytes,
         ..ReaderOptions::default()
     };
     match at {
@@ -325,7 +343,7 @@ fn examine_pass(
     stop: &Stop,
     validate_values: bool,
 ) -> anyhow::Result<FileSummary> {
-    let mut reader = open(path, None, validate_values)?;
+    let mut reader = open_with(path, None, validate_values, opts.big_value_bytes)?;
     let header = reader.header();
     if header.version < 5 && !validate_values {
         // RDB < 5 never has a checksum: decode everything from the start.
@@ -412,25 +430,22 @@ fn examine_pass(
             Item::EmptyKey { db, .. } => {
                 s.dbs.entry(db).or_default().empty += 1;
             }
+            Item::BigValue(v) => {
+                let sections = (&mut section_db, &mut pending_start);
+                if s.count_key(v.db, v.expire_at_ms, now, sections) && validate_values {
+                    // No checksum: the value is decoded (element by element) to check it.
+                    let mut file = File::open(path)?;
+                    file.seek(SeekFrom::Start(v.offset))?;
+                    let file = std::io::BufReader::new(file);
+                    crate::rdb::elements::check(file, v.type_byte, v.offset, v.len)
+                        .map_err(|e| damaged(path, e))?;
+                }
+            }
             Item::Record(kr) => {
                 let KeyRecord { record, .. } = *kr;
                 let db = record.db;
-                if section_db != Some(db) {
-                    section_db = Some(db);
-                    if let Some(start) = pending_start.take() {
-                        s.sections.push((db, start));
-                    }
-                }
-                let stats = s.dbs.entry(db).or_default();
-                if expired(record.expire_at_ms, || now) {
-                    stats.expired += 1;
-                    continue;
-                }
-                stats.keys += 1;
-                if record.expire_at_ms.is_some() {
-                    stats.with_ttl += 1;
-                }
-                if !opts.wants(db) {
+                let sections = (&mut section_db, &mut pending_start);
+                if !s.count_key(db, record.expire_at_ms, now, sections) || !opts.wants(db) {
                     continue;
                 }
                 if is_module(&record) {
@@ -447,6 +462,34 @@ fn examine_pass(
             }
             Item::ResizeDb { .. } | Item::SlotInfo { .. } | Item::SlotImport { .. } => {}
         }
+    }
+}
+
+impl FileSummary {
+    /// Counts a key of `db` (a section starts at its first key); false when it expired.
+    fn count_key(
+        &mut self,
+        db: u32,
+        expire_at_ms: Option<i64>,
+        now: i64,
+        (section_db, pending_start): (&mut Option<u32>, &mut Option<ResumeState>),
+    ) -> bool {
+        if *section_db != Some(db) {
+            *section_db = Some(db);
+            if let Some(start) = pending_start.take() {
+                self.sections.push((db, start));
+            }
+        }
+        let stats = self.dbs.entry(db).or_default();
+        if expired(expire_at_ms, || now) {
+            stats.expired += 1;
+            return false;
+        }
+        stats.keys += 1;
+        if expire_at_ms.is_some() {
+            stats.with_ttl += 1;
+        }
+        true
     }
 }
 
@@ -495,15 +538,33 @@ struct Pending {
     noted: Counts,
     /// File offset where the batch's items start.
     from: u64,
+    /// Big values (copied element by element from the file), with where they are.
+    big: Vec<BigKey>,
+    big_values: Vec<BigValue>,
+    path: Arc<PathBuf>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.scanned == 0
+        self.records.is_empty() && self.scanned == 0 && self.big.is_empty()
     }
 
     fn is_full(&self, opts: &FileOptions) -> bool {
         self.scanned >= opts.batch_keys as u64 || self.bytes >= opts.batch_bytes
+    }
+
+    /// Adds a big value: copied in chunks by the writer, from the file.
+    fn push_big(&mut self, v: BigValue) {
+        let Some(kind) = crate::bigkey::file::kind_of(v.type_byte) else {
+            return;
+        };
+        self.big.push(BigKey {
+            db: v.db,
+            key: Bytes::from(v.key.clone()),
+            kind,
+            estimate: v.len,
+        });
+        self.big_values.push(v);
     }
 
     /// Sends what was gathered, ending at `at` (file offset) with `position`; false when the
@@ -519,8 +580,11 @@ impl Pending {
             scanned: std::mem::take(&mut self.scanned),
             vanished: 0,
             noted,
-            big: Vec::new(),
-            big_source: None,
+            big: std::mem::take(&mut self.big),
+            big_source: (!self.big_values.is_empty()).then(|| BigSource::File {
+                path: self.path.clone(),
+                values: std::mem::take(&mut self.big_values),
+            }),
         };
         self.seq += 1;
         self.bytes = 0;
@@ -536,7 +600,7 @@ fn read_blocking(
     stop: &Stop,
 ) -> anyhow::Result<()> {
     let path = &task.path;
-    let mut reader = open(path, task.resume, false)?;
+    let mut reader = open_with(path, task.resume, false, opts.big_value_bytes)?;
     let version = reader.header().version;
     let reencode_for = opts.target_rdb.filter(|&t| !target_accepts(version, t));
     let mut p = Pending {
@@ -547,6 +611,9 @@ fn read_blocking(
         scanned: 0,
         noted: Counts::default(),
         from: task.resume.map_or(0, |r| r.offset),
+        big: Vec::new(),
+        big_values: Vec::new(),
+        path: Arc::new(path.clone()),
     };
     let changed = |e: RdbError| {
         damaged(path, e).context(
@@ -581,6 +648,20 @@ fn read_blocking(
             Item::EmptyKey { db, .. } if opts.wants(db) => {
                 p.scanned += 1;
                 p.noted.empty_skipped += 1;
+            }
+            Item::BigValue(v) if opts.wants(v.db) => {
+                p.scanned += 1;
+                if expired(v.expire_at_ms, crate::sink::now_ms) {
+                    p.noted.expired_skipped += 1;
+                } else {
+                    p.push_big(*v);
+                    // Alone at the end of its batch: a crash restarts only this value.
+                    let state = reader.resume_state();
+                    if !p.send(tx, state.offset, Position::Offset(state)) {
+                        return Ok(());
+                    }
+                    continue;
+                }
             }
             Item::Record(kr) => {
                 let KeyRecord { mut record, .. } = *kr;
@@ -626,6 +707,7 @@ mod tests {
             dbs: None,
             target_rdb: None,
             skip_modules: false,
+            big_value_bytes: None,
         }
     }
 
@@ -766,6 +848,119 @@ mod tests {
         assert_eq!(rest_keys, keys[first_keys..].to_vec());
         let rest_bytes: u64 = rest.iter().map(|b| b.noted.file_bytes).sum();
         assert_eq!(rest_bytes + batches[0].noted.file_bytes, size);
+    }
+
+    /// A value over `big_value_bytes` is located, not read: it ends its batch as a big key of
+    /// the file (its position after it), its chunks rebuild it exactly, an expired one is
+    /// skipped, the check counts it, and a resume after it reads only what follows.
+    #[test]
+    fn big_values_travel_as_file_big_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.rdb");
+        let mut w = RdbWriter::new(Vec::new(), 10).unwrap();
+        w.select_db(0).unwrap();
+        let list: Vec<Vec<u8>> = (0..5000).map(|i| format!("e{i}").into_bytes()).collect();
+        let big = crate::rdb::encode::encode_value(&Value::List(list.clone()), 10).unwrap();
+        let small = crate::rdb::encode::encode_value(&Value::String(b"v".to_vec()), 10).unwrap();
+        let future = crate::sink::now_ms() + 3_600_000;
+        w.key_from_payload(b"a", &small, None).unwrap();
+        w.key_from_payload(b"big", &big, Some(future)).unwrap();
+        w.key_from_payload(b"gone", &big, Some(1_000)).unwrap();
+        w.key_from_payload(b"z", &small, None).unwrap();
+        std::fs::write(&path, w.finish().unwrap()).unwrap();
+        let o = FileOptions {
+            batch_keys: 100,
+            big_value_bytes: Some(1_000),
+            ..opts()
+        };
+        let s = examine(&path, &o, &Stop::new()).unwrap();
+        assert_eq!(s.dbs[&0].keys, 3);
+        assert_eq!(s.dbs[&0].expired, 1);
+        let task = FileTask {
+            stream: 0,
+            path: path.clone(),
+            resume: None,
+        };
+        let batches = collect(task.clone(), o.clone());
+        let first = &batches[0];
+        assert_eq!(first.records.len(), 1);
+        assert_eq!(&first.big[0].key[..], b"big");
+        assert_eq!(first.big[0].kind, crate::bigkey::Kind::List);
+        let Some(BigSource::File { values, .. }) = &first.big_source else {
+            panic!("no file source: {:?}", first.big_source);
+        };
+        assert_eq!(values[0].expire_at_ms, Some(future));
+        let mut chunks = crate::bigkey::file::FileChunks::open(&path, &values[0], 4096).unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = chunks.next_chunk().unwrap() {
+            let crate::bigkey::Chunk::List(v) = c else {
+                panic!("not a list chunk: {c:?}");
+            };
+            assert!(v.len() < 5000, "a chunk of the whole value");
+            got.extend(v.into_iter().map(|b| b.to_vec()));
+        }
+        assert_eq!(got, list);
+        let total: u64 = batches.iter().map(|b| b.noted.expired_skipped).sum();
+        assert_eq!(total, 1);
+        let big_keys: usize = batches.iter().map(|b| b.big.len()).sum();
+        assert_eq!(big_keys, 1);
+        // Resume after the big value's batch: only the rest.
+        let Some(Position::Offset(state)) = first.position else {
+            panic!("no position after the big value");
+        };
+        assert!(state.offset > values[0].offset + values[0].len - 1);
+        let rest = collect(
+            FileTask {
+                resume: Some(state),
+                ..task
+            },
+            o,
+        );
+        let keys: Vec<&[u8]> = rest
+            .iter()
+            .flat_map(|b| b.records.iter().map(|r| &r.key[..]))
+            .collect();
+        assert_eq!(keys, [b"z".as_slice()]);
+        assert!(rest.iter().all(|b| b.big.is_empty()));
+    }
+
+    /// A file without a checksum gets its big values decoded (element by element) by the
+    /// check too: damaged LZF data inside one stops the job before anything is written.
+    #[test]
+    fn big_values_of_a_file_without_checksum_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nocrc.rdb");
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("{i} ").into_bytes())
+            .collect();
+        let c = ::lzf::compress(&text).unwrap();
+        let mut raw = vec![0xC3];
+        crate::rdb::length::write_length(&mut raw, c.len() as u64);
+        crate::rdb::length::write_length(&mut raw, text.len() as u64);
+        let data_at = raw.len();
+        raw.extend_from_slice(&c);
+        let write = |raw: &[u8]| {
+            let mut w = RdbWriter::new(Vec::new(), 10).unwrap();
+            w.select_db(0).unwrap();
+            w.key(b"s", types::STRING, raw, None).unwrap();
+            let mut bytes = w.finish().unwrap();
+            // A stored checksum of 0: written with `rdbchecksum no`.
+            let n = bytes.len();
+            bytes[n - 8..].fill(0);
+            std::fs::write(&path, bytes).unwrap();
+        };
+        let o = FileOptions {
+            big_value_bytes: Some(1_000),
+            ..opts()
+        };
+        write(&raw);
+        let s = examine(&path, &o, &Stop::new()).unwrap();
+        assert_eq!((s.checksum, s.dbs[&0].keys), (None, 1));
+        // A back-reference as the very first instruction: only decoding finds it.
+        raw[data_at] = 0xE0;
+        write(&raw);
+        let e = examine(&path, &o, &Stop::new()).unwrap_err().to_string();
+        assert!(e.contains("LZF") && e.contains("offset"), "{e}");
     }
 
     #[test]

@@ -423,7 +423,7 @@ impl Reader {
         batch.noted.expiry_uncertainty_ms = uncertainty_ms;
         if !big.is_empty() {
             batch.big = big;
-            batch.big_source = Some(crate::bigkey::BigSource(self.server.clone()));
+            batch.big_source = Some(crate::bigkey::BigSource::Server(self.server.clone()));
         }
         if tx.send(batch).await.is_err() {
             return Ok(Step::Done);

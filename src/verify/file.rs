@@ -55,6 +55,7 @@ impl RdbSide {
             dbs: None,
             target_rdb: None,
             skip_modules: false,
+            big_value_bytes: None,
         };
         let (p, s) = (path.to_path_buf(), stop.clone());
         let summary = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &s))
