@@ -23,7 +23,7 @@ use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::BigKey;
 use crate::cli::OnConflict;
 use crate::dead_letter::Letter;
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::report::escape_key;
 use crate::retry::Backoff;
 use crate::sink::key_error::{Cause, KeyErrors};
@@ -392,13 +392,11 @@ impl Attempt<'_> {
     }
 
     fn write_refused(&self, ep: &str, err: &str) -> Again {
-        if ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING"]
-            .iter()
-            .any(|p| err.starts_with(p))
-        {
+        let kind = ErrorKind::of(err);
+        if kind.is_cluster_transient() {
             return Again::Transient(anyhow::anyhow!("the target answered {err}"));
         }
-        if err.contains("exceeds maximum allowed size") {
+        if kind == ErrorKind::OverBulkLimit {
             return self.key_fault(Cause::TooLarge, err, anyhow::anyhow!(
                 "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
                  can never be larger than that setting on the target, whatever the way it is written: raise \

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod error_kind;
 pub mod info;
 pub mod resp;
 pub mod secret;
@@ -9,6 +10,7 @@ pub mod tls;
 pub mod url;
 
 pub use conn::{ConnError, Connection, Pipeline};
+pub use error_kind::{Denied, ErrorKind};
 pub use resp::Reply;
 pub use secret::Secret;
 pub use url::{Endpoint, PasswordOrigin, Side};

@@ -53,6 +53,11 @@ impl Reply {
             _ => None,
         }
     }
+
+    /// The kind of an error reply (see `error_kind.rs`); `None` for any other reply.
+    pub fn error_kind(&self) -> Option<super::ErrorKind> {
+        self.error().map(super::ErrorKind::of)
+    }
 }
 
 /// Appends one command in RESP array form to `buf`.
