@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::resp::{self, Reply};
-use super::ErrorKind;
 use super::url::Endpoint;
+use super::ErrorKind;
 use super::Server;
 
 /// How often a wait that lasts says so in the log: a third of the answer timeout, between 1 s

@@ -170,7 +170,10 @@ mod tests {
     #[test]
     fn classifies_what_servers_send() {
         for (text, kind) in [
-            ("NOPERM No permissions to access a key", K::NoPerm(Denied::Key)),
+            (
+                "NOPERM No permissions to access a key",
+                K::NoPerm(Denied::Key),
+            ),
             (
                 "NOPERM this user has no permissions to access one of the keys used as arguments",
                 K::NoPerm(Denied::Key),
@@ -183,39 +186,69 @@ mod tests {
                 "NOPERM this user has no permissions to run the 'restore' command",
                 K::NoPerm(Denied::Command),
             ),
-            ("NOPERM No permissions to access a channel", K::NoPerm(Denied::Command)),
+            (
+                "NOPERM No permissions to access a channel",
+                K::NoPerm(Denied::Command),
+            ),
             ("NOAUTH Authentication required.", K::NoAuth),
-            ("WRONGPASS invalid username-password pair or user is disabled.", K::WrongPass),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                K::WrongPass,
+            ),
             ("ERR invalid password", K::WrongPass),
             (
                 "ERR AUTH <password> called without any password configured for the default user.",
                 K::NoPasswordSet,
             ),
-            ("ERR Client sent AUTH, but no password is set", K::NoPasswordSet),
+            (
+                "ERR Client sent AUTH, but no password is set",
+                K::NoPasswordSet,
+            ),
             ("MOVED 3999 127.0.0.1:6381", K::Moved),
             ("ASK 3999 ::1:6381", K::Ask),
-            ("TRYAGAIN Multiple keys request during rehashing of slot", K::TryAgain),
+            (
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                K::TryAgain,
+            ),
             ("CLUSTERDOWN The cluster is down", K::ClusterDown),
             ("LOADING Redis is loading the dataset in memory", K::Loading),
             ("BUSY Redis is busy running a script.", K::Busy),
             ("BUSYKEY Target key name already exists.", K::BusyKey),
             ("MASTERDOWN Link with MASTER is down", K::MasterDown),
-            ("OOM command not allowed when used memory > 'maxmemory'.", K::Oom),
-            ("READONLY You can't write against a read only replica.", K::ReadOnly),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                K::Oom,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                K::ReadOnly,
+            ),
             ("NOSCRIPT No matching script.", K::NoScript),
             (
                 "WRONGTYPE Operation against a key holding the wrong kind of value",
                 K::WrongType,
             ),
-            ("CROSSSLOT Keys in request don't hash to the same slot", K::CrossSlot),
-            ("ERR unknown command 'MEMORY', with args beginning with: ", K::UnknownCommand),
-            ("ERR unknown command `XINFO`, with args beginning with: ", K::UnknownCommand),
+            (
+                "CROSSSLOT Keys in request don't hash to the same slot",
+                K::CrossSlot,
+            ),
+            (
+                "ERR unknown command 'MEMORY', with args beginning with: ",
+                K::UnknownCommand,
+            ),
+            (
+                "ERR unknown command `XINFO`, with args beginning with: ",
+                K::UnknownCommand,
+            ),
             ("ERR Protocol error: invalid bulk length", K::OverBulkLimit),
             (
                 "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
                 K::OverBulkLimit,
             ),
-            ("ERR DUMP payload version or checksum are wrong", K::PayloadVersion),
+            (
+                "ERR DUMP payload version or checksum are wrong",
+                K::PayloadVersion,
+            ),
             ("ERR Bad data format", K::BadFormat),
             ("ERR something ferry has never seen", K::Other),
             ("", K::Other),

@@ -16,8 +16,8 @@ use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
 use crate::stop::Stop;
-use crate::verify::passes;
-use crate::verify::rounds::Tally;
+use crate::verify::first_round::first_round;
+use crate::verify::rechecks::Tally;
 
 /// What one pass found.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +49,7 @@ pub async fn pass(
     let started = Instant::now();
     let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), share).await?;
     let mut tally = Tally::default();
-    let first = passes::first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
+    let first = first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
     let keys_total = first.dbs.iter().map(|d| d.source.keys).sum();
     let differing = first
         .candidates

@@ -229,7 +229,7 @@ pub(super) async fn run(
     let verified = if args.no_verify {
         None
     } else {
-        Some(crate::verify::file::after_migrate(path, job, &db_pairs, args, &stop).await)
+        Some(crate::verify::file_side::after_migrate(path, job, &db_pairs, args, &stop).await)
     };
     super::finish_with(report, verified);
     Ok(())

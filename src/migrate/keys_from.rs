@@ -209,7 +209,7 @@ async fn verify_listed(
         None
     } else {
         crate::migrate::set_phase("verify");
-        Some(crate::verify::listed::after_keys_from(source, job, lists, args, stop).await)
+        Some(crate::verify::after_keys_from(source, job, lists, args, stop).await)
     };
     let done = if args.no_verify {
         "copied"

@@ -126,7 +126,9 @@ impl ClusterWriter {
         };
         for (rec, reply) in cmds.records.iter().zip(replies) {
             match reply {
-                Reply::Error(err) if ErrorKind::of(&err) == ErrorKind::BusyKey => counts.conflicts += 1,
+                Reply::Error(err) if ErrorKind::of(&err) == ErrorKind::BusyKey => {
+                    counts.conflicts += 1
+                }
                 Reply::Error(err) => {
                     let node = self.router.node_of(&rec.key);
                     judge(&mut q, &node, 0, rec, &err)?;

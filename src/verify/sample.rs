@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::compare::{compare, latest_expiry, Verdict};
+use super::rechecks::{Candidate, Tally};
 use super::report::{DbCounts, SampleInfo, SideCounts};
-use super::rounds::{Candidate, Tally};
 use super::side::Side;
 use super::state::KeyState;
 use crate::stop::Stop;

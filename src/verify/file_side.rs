@@ -25,9 +25,12 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::bucket::bucket_of;
-use super::side::{Entry, LiveOptions, LiveSide, Side, StreamStats, Visit, Want};
+use super::flow::{self, compare_sides};
+use super::live_side::LiveSide;
+use super::options::Options;
+use super::report::{print_summary, VerifyReport};
+use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
-use super::{compare_sides, print_summary, Options, VerifyReport};
 use crate::cli::MigrateArgs;
 use crate::job::Job;
 use crate::rdb::reader::ResumeState;
@@ -37,7 +40,7 @@ use crate::source::rdb_file::{self, FileOptions};
 use crate::stop::Stop;
 
 /// An RDB file, read for verification.
-pub struct RdbSide {
+pub struct FileSide {
     path: PathBuf,
     product: String,
     /// Where each DB's sections start.
@@ -46,9 +49,9 @@ pub struct RdbSide {
     listed: Arc<AtomicU64>,
 }
 
-impl RdbSide {
+impl FileSide {
     /// Checks the whole file and learns its layout.
-    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<RdbSide> {
+    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<FileSide> {
         let opts = FileOptions {
             batch_keys: 1,
             batch_bytes: 1,
@@ -60,7 +63,7 @@ impl RdbSide {
         let summary = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &s))
             .await
             .map_err(|e| anyhow::anyhow!("the file check failed: {e}"))??;
-        Ok(RdbSide {
+        Ok(FileSide {
             path: path.to_path_buf(),
             product: summary.describe(),
             sections: summary.sections.clone(),
@@ -124,8 +127,8 @@ fn each_key_blocking<T>(
     Ok(state)
 }
 
-impl Side for RdbSide {
-    fn role(&self) -> &'static str {
+impl Side for FileSide {
+    fn side_name(&self) -> &'static str {
         "source"
     }
 
@@ -246,17 +249,6 @@ impl Side for RdbSide {
     }
 }
 
-fn live_options(job: &Job) -> LiveOptions {
-    LiveOptions {
-        scan_count: job.tuning.scan_count,
-        batch_bytes: job.tuning.batch_bytes,
-        retry_for: job.retry_for(),
-        throttles: None,
-        share: None,
-        big_key_bytes: job.tuning.big_key_bytes,
-    }
-}
-
 /// `ferry verify --rdb FILE`: compares the file with the target over the job's DBs (every DB
 /// either side has, by default).
 pub async fn verify_file(
@@ -267,8 +259,12 @@ pub async fn verify_file(
     report: &mut VerifyReport,
 ) -> anyhow::Result<()> {
     let (src, dst) = tokio::try_join!(
-        RdbSide::open(path, stop),
-        LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
+        FileSide::open(path, stop),
+        LiveSide::open(
+            job.target.clone(),
+            &job.target_addr_map,
+            flow::live_options(job, None, None)
+        )
     )?;
     let (src, dst) = (Arc::new(src), Arc::new(dst));
     report.source = src.name();
@@ -278,7 +274,7 @@ pub async fn verify_file(
         rdb_file::check_selected_dbs(path, &job.dbs, &present)?;
     }
     let pairs = if job.dbs.is_empty() {
-        super::default_pairs(&src, &dst, job).await?
+        flow::default_pairs(&src, &dst, job).await?
     } else {
         job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
     };
@@ -304,8 +300,12 @@ pub async fn after_migrate(
     eprintln!("ferry: verifying the target against the file (skip with --no-verify)");
     let result = async {
         let (src, dst) = tokio::try_join!(
-            RdbSide::open(path, stop),
-            LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
+            FileSide::open(path, stop),
+            LiveSide::open(
+                job.target.clone(),
+                &job.target_addr_map,
+                flow::live_options(job, None, None)
+            )
         )?;
         compare_sides(
             Arc::new(src),
@@ -318,7 +318,7 @@ pub async fn after_migrate(
         .await
     }
     .await;
-    super::finish(&mut report, result, started, stop);
+    flow::finish(&mut report, result, started, stop);
     print_summary(&report);
     report
 }

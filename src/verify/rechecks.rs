@@ -17,10 +17,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::compare::{compare, latest_expiry, Verdict};
-use super::passes::MAX_TRACKED;
 use super::report::DiffKind;
 use super::side::{Side, StreamStats};
 use crate::stop::Stop;
+
+/// Most differing keys tracked for re-checks (beyond them, differences are counted only).
+pub const MAX_TRACKED: usize = 1_000_000;
 
 /// A key that differed at its last comparison.
 #[derive(Debug, Clone)]

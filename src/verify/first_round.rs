@@ -9,7 +9,7 @@
 //!   If those buckets hold more than [`REREAD_BUDGET`] keys (e.g. a forgotten database, where
 //!   every bucket differs), they are split into groups and each group takes its own pass, so
 //!   memory stays bounded; the cost is one more SCAN of each side per group.
-//! - The keys found to differ are kept (up to [`MAX_TRACKED`]) to be re-checked by later rounds;
+//! - The keys found to differ are kept (up to [`MAX_TRACKED`](super::rechecks::MAX_TRACKED)) to be re-checked by later rounds;
 //!   beyond that they are counted, not tracked.
 //!
 //! Pass 2 also rebuilds the aggregates of the re-read buckets from the exact maps, so the counts
@@ -22,17 +22,14 @@ use bytes::Bytes;
 
 use super::bucket::{bucket_of, DbAggregates, TtlGrid, BUCKETS};
 use super::compare::{compare_maps, Verdict};
+use super::rechecks::{Candidate, Tally};
 use super::report::{BucketStats, DbCounts, Listed};
-use super::rounds::{Candidate, Tally};
 use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::stop::Stop;
 
 /// Most keys (estimated from the aggregates) re-read in one pass 2.
 pub const REREAD_BUDGET: u64 = 2_000_000;
-
-/// Most differing keys tracked for re-checks.
-pub const MAX_TRACKED: usize = 1_000_000;
 
 /// What the first round found.
 pub struct FirstRound {

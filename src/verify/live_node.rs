@@ -31,7 +31,7 @@ use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::bigkey::read::ReadError as BigReadError;
-use crate::endpoint::{ConnError, Connection, Pipeline, Server};
+use crate::endpoint::{info, ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
 use crate::retry::Backoff;
 use crate::source::dump_size;
@@ -150,7 +150,7 @@ impl Node {
         &self.server
     }
 
-    fn role_name(&self) -> &'static str {
+    fn side_name(&self) -> &'static str {
         self.server.endpoint.side.name()
     }
 
@@ -174,7 +174,7 @@ impl Node {
         let mut backoff = Backoff::new(self.opts.retry_for);
         loop {
             if stop.is_raised() {
-                anyhow::bail!("stopped before the {} was fully read", self.role_name());
+                anyhow::bail!("stopped before the {} was fully read", self.side_name());
             }
             let page = async {
                 let c = match &mut conn {
@@ -185,7 +185,7 @@ impl Node {
                 parse_scan(reply).with_context(|| {
                     format!(
                         "SCAN {cursor} on the {} {}",
-                        self.role_name(),
+                        self.side_name(),
                         self.server.endpoint
                     )
                 })
@@ -264,7 +264,7 @@ impl Node {
         };
         anyhow::anyhow!(
             "the {} {} refused to read key {} (db {db}): {err}.{hint}",
-            self.role_name(),
+            self.side_name(),
             self.server.endpoint,
             crate::report::escape_key(key)
         )
@@ -347,7 +347,7 @@ impl Node {
             let expire = read.expire_at_ms.map(|ms| ms - self.skew_ms);
             let (state, err) = KeyState::from_payload(&read.payload, expire);
             if let Some(err) = err {
-                stats.note_undecodable(self.role_name(), db, key, &err);
+                stats.note_undecodable(self.side_name(), db, key, &err);
             }
             out.push(Some(state));
         }
@@ -381,7 +381,7 @@ impl Node {
             }
             e => anyhow::anyhow!(
                 "the {} {} could not be read in chunks at key {} (db {db}): {e}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint,
                 crate::report::escape_key(key)
             ),
@@ -412,7 +412,7 @@ impl Node {
     fn malformed(&self, what: &str) -> anyhow::Error {
         anyhow::anyhow!(
             "the {} {} sent a reply ferry cannot read: {what}",
-            self.role_name(),
+            self.side_name(),
             self.server.endpoint
         )
     }
@@ -425,11 +425,11 @@ impl Node {
         if let Some(err) = reply.error() {
             anyhow::bail!(
                 "the {} {} refused INFO: {err}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint
             );
         }
-        Ok(parse_keyspace(&reply.to_text().unwrap_or_default()))
+        Ok(info::parse_keyspace(&reply.to_text().unwrap_or_default()))
     }
 
     async fn random_with(
@@ -443,7 +443,7 @@ impl Node {
         if let Some(err) = size.error() {
             anyhow::bail!(
                 "the {} {} refused DBSIZE: {err}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint
             );
         }
@@ -475,7 +475,7 @@ impl Node {
                     if let Some(err) = r.error() {
                         anyhow::bail!(
                             "the {} {} refused RANDOMKEY: {err}",
-                            self.role_name(),
+                            self.side_name(),
                             self.server.endpoint
                         );
                     }
@@ -568,39 +568,4 @@ fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
         b"COUNT".to_vec(),
         count.to_string().into_bytes(),
     ]
-}
-
-/// `db0:keys=5,expires=1,avg_ttl=3` lines → db → (keys, expires).
-pub fn parse_keyspace(text: &str) -> BTreeMap<u32, (u64, u64)> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some((k, v)) = line.trim_end().split_once(':') else {
-            continue;
-        };
-        let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            v.split(',')
-                .find_map(|kv| kv.strip_prefix(name))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.insert(db, (field("keys="), field("expires=")));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keyspace_lines() {
-        let k = parse_keyspace(
-            "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb12:keys=2,expires=0\r\n",
-        );
-        assert_eq!(k.get(&0), Some(&(5, 1)));
-        assert_eq!(k.get(&12), Some(&(2, 0)));
-    }
 }
