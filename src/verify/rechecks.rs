@@ -70,6 +70,32 @@ impl Tally {
         }
     }
 
+    /// Counts a first comparison's `verdict` on `key` of pair `pair`: an expired key, or a
+    /// difference kept for re-checks (see [`Tally::track`]).
+    pub fn judge(
+        &mut self,
+        candidates: &mut Vec<Candidate>,
+        pair: usize,
+        key: Bytes,
+        verdict: Verdict,
+        expiry: Option<i64>,
+    ) {
+        match verdict {
+            Verdict::Same => {}
+            Verdict::Expired => self.expired += 1,
+            Verdict::Differs(kind, detail) => self.track(
+                candidates,
+                Candidate {
+                    pair,
+                    key,
+                    kind,
+                    detail,
+                    expiry,
+                },
+            ),
+        }
+    }
+
     /// Keeps `c` for re-checks, or counts it when too many are kept already.
     pub fn track(&mut self, candidates: &mut Vec<Candidate>, c: Candidate) {
         if candidates.len() < MAX_TRACKED {
