@@ -24,12 +24,12 @@ use super::BigKey;
 use crate::cli::OnConflict;
 use crate::dead_letter::Letter;
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
+use crate::read::expiry::{self, Expiry, ReadKeysError};
 use crate::report::escape_key;
 use crate::retry::Backoff;
 use crate::sink::key_error::{Cause, KeyErrors};
 use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
-use crate::source::expiry::{self, Expiry, ReadKeysError};
 use crate::source::Counts;
 
 /// How big keys are written (set for a live source).

@@ -19,10 +19,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::error_kind::ErrorKind;
 use super::resp::{self, Reply};
+use super::server::Server;
 use super::url::Endpoint;
-use super::ErrorKind;
-use super::Server;
 
 /// How often a wait that lasts says so in the log: a third of the answer timeout, between 1 s
 /// and 5 s, so that even a short `--retry-for` shows what ferry waits for before it gives up.
@@ -244,6 +244,13 @@ pub struct Connection {
     awaiting: String,
     /// The server's TLS certificate (DER), for `ferry check`'s expiry check.
     peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl Server {
+    /// Opens a new connection.
+    pub async fn connect(&self) -> Result<Connection, ConnError> {
+        Connection::connect(self).await
+    }
 }
 
 impl Connection {

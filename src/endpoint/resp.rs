@@ -7,6 +7,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::error_kind::ErrorKind;
+
 /// One RESP2 reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -55,8 +57,8 @@ impl Reply {
     }
 
     /// The kind of an error reply (see `error_kind.rs`); `None` for any other reply.
-    pub fn error_kind(&self) -> Option<super::ErrorKind> {
-        self.error().map(super::ErrorKind::of)
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.error().map(ErrorKind::of)
     }
 }
 

@@ -29,12 +29,12 @@ use crate::endpoint::{Connection, Server};
 use crate::job::Job;
 use crate::pipeline::{self, CheckpointSink, ReaderFactory};
 use crate::progress::Progress;
+use crate::read::expiry::{self, KeyRead};
 use crate::record::Record;
 use crate::report::{KeyCounts, MigrateReport};
 use crate::retry::{Backoff, Link};
 use crate::sink::route::Router;
 use crate::sink::Clocks;
-use crate::source::expiry::{self, KeyRead};
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
 

@@ -74,10 +74,4 @@ impl Clocks {
     }
 }
 
-/// This machine's clock in Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::read::clock::now_ms;

@@ -6,8 +6,6 @@
 //! the position reached (the next cursor). The checkpoint only ever stores a position whose batch,
 //! and every batch before it, the target has acknowledged.
 
-pub mod dump_size;
-pub mod expiry;
 pub mod plan;
 pub mod rdb_file;
 pub mod rdb_input;

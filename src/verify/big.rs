@@ -20,7 +20,7 @@ use super::state::KeyState;
 use crate::bigkey::read::{ChunkReader, ReadError};
 use crate::bigkey::{size, Kind};
 use crate::endpoint::{Connection, Pipeline};
-use crate::source::expiry::{self, Expiry};
+use crate::read::expiry::{self, Expiry};
 
 /// Reads of a key that keeps changing before the last one is taken as it is.
 const ATTEMPTS: usize = 3;

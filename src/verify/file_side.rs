@@ -112,7 +112,7 @@ fn each_key_blocking<T>(
                     let rec = kr.record;
                     if rec
                         .expire_at_ms
-                        .is_some_and(|at| at <= crate::sink::now_ms())
+                        .is_some_and(|at| at <= crate::read::clock::now_ms())
                     {
                         continue;
                     }

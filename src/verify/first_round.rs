@@ -174,7 +174,7 @@ impl Reread<'_> {
             b.add(k, bucket_of(k), s);
         }
         tally.keys_compared += ma.0.len().max(mb.0.len()) as u64;
-        let now = crate::sink::now_ms();
+        let now = crate::read::clock::now_ms();
         for (key, verdict, expiry) in compare_maps(ma.0, mb.0, self.tolerance_ms, now) {
             tally.judge(candidates, self.pair, key, verdict, expiry);
         }

@@ -46,7 +46,7 @@ pub async fn listed_round<S: Side, T: Side>(
             tally.stream(&sb.1);
             count(&mut a, &sa.0);
             count(&mut b, &sb.0);
-            let now = crate::sink::now_ms();
+            let now = crate::read::clock::now_ms();
             for ((key, x), y) in keys.iter().zip(&sa.0).zip(&sb.0) {
                 let verdict = compare(x.as_ref(), y.as_ref(), tolerance_ms, now);
                 let expiry = latest_expiry(x.as_ref(), y.as_ref());

@@ -33,10 +33,12 @@ use super::state::KeyState;
 use crate::bigkey::read::ReadError as BigReadError;
 use crate::endpoint::{info, ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
+use crate::read::clock::clock_skew;
+use crate::read::dump_size;
+use crate::read::expiry;
+use crate::read::refusal::{Who, VERIFY_RIGHTS};
+use crate::read::scan::{self, parse_scan};
 use crate::retry::Backoff;
-use crate::source::dump_size;
-use crate::source::expiry::{self, ReadError, ReadKeysError};
-use crate::source::scan::parse_scan;
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
 
@@ -119,7 +121,7 @@ impl Node {
         opts: LiveOptions,
         listed: Arc<AtomicU64>,
     ) -> anyhow::Result<Node> {
-        let skew_ms = expiry::clock_skew(&mut conn).await?;
+        let skew_ms = clock_skew(&mut conn).await?;
         if skew_ms.abs() > 2_000 {
             tracing::warn!(
                 "the {} {}'s clock is {skew_ms} ms off this machine's; TTLs are compared after correcting for it",
@@ -181,7 +183,7 @@ impl Node {
                     Some(c) => c,
                     None => conn.insert(self.connect(db).await?),
                 };
-                let reply = c.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                let reply = c.cmd(&scan::command(cursor, self.opts.scan_count)).await?;
                 parse_scan(reply).with_context(|| {
                     format!(
                         "SCAN {cursor} on the {} {}",
@@ -256,18 +258,18 @@ impl Node {
         Ok((visitor, stats))
     }
 
+    /// This side's reader, for messages (`ep`: the endpoint, printed).
+    fn reader<'a>(&self, ep: &'a str) -> Who<'a> {
+        Who {
+            side: self.side_name(),
+            ep,
+            rights: VERIFY_RIGHTS,
+        }
+    }
+
     fn refused(&self, db: u32, key: &[u8], err: &str) -> anyhow::Error {
-        let hint = if err.starts_with("NOPERM") {
-            " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys), and for big keys (--big-key-bytes) +memory +type +strlen +getrange +lrange +llen +sscan +scard +zscan +zcard +hscan +hlen +xrange +xlen +xinfo +xpending."
-        } else {
-            ""
-        };
-        anyhow::anyhow!(
-            "the {} {} refused to read key {} (db {db}): {err}.{hint}",
-            self.side_name(),
-            self.server.endpoint,
-            crate::report::escape_key(key)
-        )
+        self.reader(&self.server.endpoint.to_string())
+            .refused(db, key, err)
     }
 
     /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
@@ -327,12 +329,9 @@ impl Node {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let read = expiry::read_keys(conn, keys).await.map_err(|e| match e {
-            ReadKeysError::Conn(e) => e,
-            ReadKeysError::Reply(ReadError::Refused { index, error }) => {
-                self.refused(db, &keys[index], &error)
-            }
-            ReadKeysError::Reply(ReadError::Malformed(what)) => self.malformed(what),
+        let read = expiry::read_keys(conn, keys).await.map_err(|e| {
+            self.reader(&self.server.endpoint.to_string())
+                .read_error(db, keys, e)
         })?;
         let mut out = Vec::with_capacity(keys.len());
         let mut bytes = 0usize;
@@ -383,7 +382,7 @@ impl Node {
                 "the {} {} could not be read in chunks at key {} (db {db}): {e}",
                 self.side_name(),
                 self.server.endpoint,
-                crate::report::escape_key(key)
+                crate::display::escape_key(key)
             ),
         })?;
         match read {
@@ -407,14 +406,6 @@ impl Node {
                 Ok(one.pop().flatten())
             }
         }
-    }
-
-    fn malformed(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "the {} {} sent a reply ferry cannot read: {what}",
-            self.side_name(),
-            self.server.endpoint
-        )
     }
 
     async fn keyspace_with(
@@ -453,7 +444,9 @@ impl Node {
             // Small enough: take every key, exactly.
             let mut cursor = 0u64;
             loop {
-                let reply = conn.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                let reply = conn
+                    .cmd(&scan::command(cursor, self.opts.scan_count))
+                    .await?;
                 let (next, page) = parse_scan(reply)?;
                 keys.extend(page.into_iter().map(|k| Bytes::copy_from_slice(&k)));
                 if next == 0 {
@@ -559,13 +552,4 @@ impl Node {
 fn is_transient(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ConnError>()
         .is_some_and(ConnError::is_transient)
-}
-
-fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
-    [
-        b"SCAN".to_vec(),
-        cursor.to_string().into_bytes(),
-        b"COUNT".to_vec(),
-        count.to_string().into_bytes(),
-    ]
 }

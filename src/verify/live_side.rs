@@ -231,7 +231,7 @@ impl Side for LiveSide {
                 format!(
                     "no master of the {} cluster serves slot {bucket} (key {})",
                     self.side,
-                    crate::report::escape_key(k)
+                    crate::display::escape_key(k)
                 )
             })?;
             groups.entry(owner).or_default().push(i);

@@ -166,7 +166,7 @@ pub async fn recheck_once<S: Side, T: Side>(
         for chunk in group.chunks(10_000) {
             let keys: Vec<Bytes> = chunk.iter().map(|c| c.key.clone()).collect();
             let (a, b) = tokio::try_join!(src.fetch(db, &keys), dst.fetch(tdb, &keys))?;
-            let now = crate::sink::now_ms();
+            let now = crate::read::clock::now_ms();
             for ((c, sa), sb) in chunk.iter().zip(&a.0).zip(&b.0) {
                 match compare(sa.as_ref(), sb.as_ref(), tolerance_ms, now) {
                     // Gone from both sides after its TTL ran out: it expired, nobody deleted it.

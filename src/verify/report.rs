@@ -3,13 +3,14 @@
 //! It is what a person reads before cutting over, so it puts the counts of both sides side by
 //! side, says plainly whether the two are equal, names each difference (kind, database, escaped
 //! key, what differs), and says when the check was only a sample. Keys are escaped with
-//! [`crate::report::escape_key`]; endpoints are shown without password.
+//! [`crate::display::escape_key`]; endpoints are shown without password.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{escape_key, Status};
+use crate::display::escape_key;
+use crate::report::Status;
 
 /// How many differences the JSON report lists (all are counted).
 pub const LIST_LIMIT: usize = 10_000;

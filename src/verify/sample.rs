@@ -62,7 +62,7 @@ pub async fn sample_round<S: Side, T: Side>(
         let (sa, sb) = tokio::try_join!(src.fetch(db, &keys), dst.fetch(tdb, &keys))?;
         tally.stream(&sa.1);
         tally.stream(&sb.1);
-        let now = crate::sink::now_ms();
+        let now = crate::read::clock::now_ms();
         for ((key, x), y) in keys.iter().zip(&sa.0).zip(&sb.0) {
             let verdict = compare(x.as_ref(), y.as_ref(), tolerance_ms, now);
             let expiry = latest_expiry(x.as_ref(), y.as_ref());

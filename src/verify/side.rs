@@ -114,7 +114,7 @@ impl StreamStats {
         if self.undecodable_examples.len() < UNDECODABLE_EXAMPLES {
             self.undecodable_examples.push(format!(
                 "{side} db {db} key {}: {err}",
-                crate::report::escape_key(key)
+                crate::display::escape_key(key)
             ));
         }
     }
