@@ -52,7 +52,7 @@ pub struct MigrateReport {
     pub bytes: u64,
     /// The most any expiry written may be off from the source's, in ms, whole job: half the
     /// widest clock bracket around a PTTL read (0 for an RDB file, whose expiries are exact;
-    /// see `source/expiry.rs`).
+    /// see `read/expiry.rs`).
     pub expiry_uncertainty_ms: u64,
     /// Wall time of this run.
     pub elapsed_ms: u64,

@@ -5,7 +5,7 @@
 //! checkpoint never moves past a big key before its RENAME:
 //!
 //! ```text
-//!  source: TIME, PTTL key, TIME (expiry, as for every key: source/expiry.rs)
+//!  source: TIME, PTTL key, TIME (expiry, as for every key: read/expiry.rs)
 //!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
 //!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
 //!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
@@ -305,7 +305,7 @@ impl Attempt<'_> {
         }
     }
 
-    /// The key's expiry, read as every key's is (see `source/expiry.rs`).
+    /// The key's expiry, read as every key's is (see `read/expiry.rs`).
     async fn expiry(&self, conn: &mut Connection) -> Result<Expiry, Again> {
         let key = std::slice::from_ref(&self.key.key);
         match expiry::read_expiries(conn, key).await {
@@ -396,7 +396,7 @@ impl Attempt<'_> {
         if kind.is_cluster_transient() {
             return Again::Transient(anyhow::anyhow!("the target answered {err}"));
         }
-        if kind == ErrorKind::OverBulkLimit {
+        if kind == ErrorKind::StringTooLong {
             return self.key_fault(Cause::TooLarge, err, anyhow::anyhow!(
                 "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
                  can never be larger than that setting on the target, whatever the way it is written: raise \

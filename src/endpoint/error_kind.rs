@@ -47,9 +47,11 @@ pub enum ErrorKind {
     CrossSlot,
     /// "unknown command" (renamed, disabled or too new for the server).
     UnknownCommand,
-    /// A value over `proto-max-bulk-len`: "invalid bulk length" (the request) or "exceeds
-    /// maximum allowed size" (a string grown by APPEND/SETRANGE).
+    /// A request argument over `proto-max-bulk-len`: "invalid bulk length".
     OverBulkLimit,
+    /// A string grown (APPEND, SETRANGE) past `proto-max-bulk-len`: "exceeds maximum allowed
+    /// size".
+    StringTooLong,
     /// RESTORE: "DUMP payload version or checksum are wrong" (often a payload too new).
     PayloadVersion,
     /// RESTORE: "Bad data format" (a payload the server cannot load, e.g. a missing module).
@@ -120,10 +122,10 @@ impl ErrorKind {
         let lower = text.to_ascii_lowercase();
         if lower.contains("unknown command") {
             ErrorKind::UnknownCommand
-        } else if lower.contains("invalid bulk length")
-            || lower.contains("exceeds maximum allowed size")
-        {
+        } else if lower.contains("invalid bulk length") {
             ErrorKind::OverBulkLimit
+        } else if lower.contains("exceeds maximum allowed size") {
+            ErrorKind::StringTooLong
         } else if lower.contains("payload version") {
             ErrorKind::PayloadVersion
         } else if lower.contains("bad data format") {
@@ -243,7 +245,7 @@ mod tests {
             ("ERR Protocol error: invalid bulk length", K::OverBulkLimit),
             (
                 "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
-                K::OverBulkLimit,
+                K::StringTooLong,
             ),
             (
                 "ERR DUMP payload version or checksum are wrong",

@@ -297,7 +297,7 @@ fn source_reader(ep: &str) -> Who<'_> {
 /// Reads `keys` of a cluster source through `router` (each on the master of its slot). The
 /// masters' `TIME`s cannot share one pipeline, so the bracket is this machine's clock, moved
 /// to the source's by its measured skew, before sending and after the last reply; a wide one
-/// (a stalled master) is read again, as `expiry.rs` does for one server.
+/// (a stalled master) is read again, as `read/expiry.rs` does for one server.
 pub(crate) async fn read_routed(
     router: &mut Router,
     ep: &str,

@@ -2,7 +2,7 @@
 //! differ, which the follower then re-reads and writes (or deletes).
 //!
 //! This is what makes the follower correct when events are lost (or never sent): a pass compares
-//! every key of both sides in constant memory per database (`verify/passes.rs`: 16384 bucket
+//! every key of both sides in constant memory per database (`verify/first_round.rs`: 16384 bucket
 //! aggregates per side, then only the differing buckets read key by key), so its cost is one
 //! read of each side, and its writes are only the keys that differ. Those keys are not written
 //! from what the pass read: they are marked dirty, so the follower's one ordered write path

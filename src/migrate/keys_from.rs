@@ -2,7 +2,7 @@
 //! dead-letter file of an earlier `--on-key-error skip` run, once the cause is fixed.
 //!
 //! The keys are read on the live source exactly as the copy reads them (`TIME, PTTL, DUMP …,
-//! TIME`, `source/expiry.rs`; through the cluster router for a cluster source) and written by the
+//! TIME`, `read/expiry.rs`; through the cluster router for a cluster source) and written by the
 //! same writers, so `--on-conflict`, `--on-key-error`, `--db-map` and the report behave as in a
 //! full copy. A key no longer on the source is counted as vanished (nothing is deleted on the
 //! target).

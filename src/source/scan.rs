@@ -4,7 +4,7 @@
 //! page's first chunk also carries the next page's `SCAN`), with two such round trips in flight
 //! so the source never waits for ferry. The two `TIME`s around the PTTLs turn each relative PTTL
 //! into an absolute expiry on the source's clock, exact even when the source stalls part-way
-//! (see `expiry.rs`), so neither a stall nor the time a record waits in ferry's queues moves it.
+//! (see `read/expiry.rs`), so neither a stall nor the time a record waits in ferry's queues moves it.
 //!
 //! A lost connection is retried with backoff from the same cursor (SCAN cursors are stateless on
 //! the server); keys of the page already handed on are not sent twice.
@@ -230,7 +230,7 @@ struct Reader {
     backoff: Backoff,
     seq: u64,
     stream: usize,
-    /// Running estimate of a record's size, to size DUMP round trips by bytes (see `dump_size`).
+    /// Running estimate of a record's size, to size DUMP round trips by bytes (see `read/dump_size.rs`).
     avg_size: usize,
     /// Command buffer, reused.
     pipeline: Pipeline,
@@ -666,7 +666,7 @@ impl Reader {
     }
 
     /// Turns one round trip's replies into records with absolute expiries (re-reading the
-    /// TTLs after a stall, see `expiry.rs`); keys gone by the time of PTTL or DUMP are counted
+    /// TTLs after a stall, see `read/expiry.rs`); keys gone by the time of PTTL or DUMP are counted
     /// as vanished.
     async fn records(&mut self, keys: &[Bytes], read: Replies) -> Result<Fetched, StepError> {
         let db = self.db;

@@ -249,6 +249,20 @@ impl Side for FileSide {
     }
 }
 
+/// Opens the file as the source side and the job's target as a live side.
+async fn open_sides(
+    path: &Path,
+    job: &Job,
+    stop: &Stop,
+) -> anyhow::Result<(Arc<FileSide>, Arc<LiveSide>)> {
+    let target = flow::live_options(job, None, None);
+    let (src, dst) = tokio::try_join!(
+        FileSide::open(path, stop),
+        LiveSide::open(job.target.clone(), &job.target_addr_map, target)
+    )?;
+    Ok((Arc::new(src), Arc::new(dst)))
+}
+
 /// `ferry verify --rdb FILE`: compares the file with the target over the job's DBs (every DB
 /// either side has, by default).
 pub async fn verify_file(
@@ -258,15 +272,7 @@ pub async fn verify_file(
     stop: &Stop,
     report: &mut VerifyReport,
 ) -> anyhow::Result<()> {
-    let (src, dst) = tokio::try_join!(
-        FileSide::open(path, stop),
-        LiveSide::open(
-            job.target.clone(),
-            &job.target_addr_map,
-            flow::live_options(job, None, None)
-        )
-    )?;
-    let (src, dst) = (Arc::new(src), Arc::new(dst));
+    let (src, dst) = open_sides(path, job, stop).await?;
     report.source = src.name();
     report.target = dst.name();
     if !job.dbs.is_empty() {
@@ -299,23 +305,8 @@ pub async fn after_migrate(
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the file (skip with --no-verify)");
     let result = async {
-        let (src, dst) = tokio::try_join!(
-            FileSide::open(path, stop),
-            LiveSide::open(
-                job.target.clone(),
-                &job.target_addr_map,
-                flow::live_options(job, None, None)
-            )
-        )?;
-        compare_sides(
-            Arc::new(src),
-            Arc::new(dst),
-            db_pairs,
-            &opts,
-            stop,
-            &mut report,
-        )
-        .await
+        let (src, dst) = open_sides(path, job, stop).await?;
+        compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
     }
     .await;
     flow::finish(&mut report, result, started, stop);

@@ -52,7 +52,8 @@ pub async fn first_round<S: Side, T: Side>(
     stop: &Stop,
     tally: &mut Tally,
 ) -> anyhow::Result<FirstRound> {
-    let (mut aggs, listed) = pass_one(src, dst, pairs, tolerance_ms, stop, tally).await?;
+    let grid = TtlGrid::new(tolerance_ms);
+    let (mut aggs, listed) = pass_one(src, dst, pairs, grid, stop, tally).await?;
 
     // Differing buckets, with an estimate of their keys, grouped to fit the re-read budget.
     let mut differing: Vec<(usize, u16, u64)> = Vec::new();
@@ -116,11 +117,10 @@ async fn pass_one<S: Side, T: Side>(
     src: &Arc<S>,
     dst: &Arc<T>,
     pairs: &[(u32, u32)],
-    tolerance_ms: u64,
+    grid: TtlGrid,
     stop: &Stop,
     tally: &mut Tally,
 ) -> anyhow::Result<(Vec<(DbAggregates, DbAggregates)>, Listed)> {
-    let grid = TtlGrid::new(tolerance_ms);
     let mut aggs: Vec<(DbAggregates, DbAggregates)> = Vec::with_capacity(pairs.len());
     let mut listed = Listed::default();
     for &(db, tdb) in pairs {

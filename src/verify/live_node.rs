@@ -6,7 +6,7 @@
 //! of keys — one round trip — and decodes and digests the replies while the other readers'
 //! pipelines are on the wire or in the server, so neither this process nor the server waits on
 //! the other. The two `TIME`s around the PTTLs turn each relative `PTTL` into an absolute expiry
-//! on the server's clock, exact even when the server stalls (`source/expiry.rs`, shared with
+//! on the server's clock, exact even when the server stalls (`read/expiry.rs`, shared with
 //! the copy), and the server's clock skew (measured once at start) moves it to this machine's clock,
 //! so the two sides' expiries can be compared although their clocks differ. Payloads are decoded
 //! and dropped at once: nothing here holds values. Each reader folds into its own fork of the
@@ -273,7 +273,7 @@ impl Node {
     }
 
     /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
-    /// bytes, with the TTLs read again after a stall (see `source/expiry.rs`); big keys found
+    /// bytes, with the TTLs read again after a stall (see `read/expiry.rs`); big keys found
     /// first and read in chunks instead (`big.rs`).
     async fn fetch_with(
         &self,

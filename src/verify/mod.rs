@@ -5,8 +5,11 @@
 //! content and TTL, in both directions, and exits 0 only when nothing differs.
 //!
 //! # Layers
-//! Each file calls only files of the layers below it (and `crate::read`, `crate::endpoint`,
-//! `crate::rdb`, `crate::bigkey` for reading and decoding); nothing here imports `mod.rs`.
+//! Each file calls only files of the layers below it; nothing here imports `mod.rs`. Outside
+//! verify/, the sides read through `read` (TIME/PTTL/DUMP, SCAN, clocks, refusals), `endpoint`,
+//! `bigkey` (big keys in chunks) and `rdb`/`source::rdb_file` (decoding, the file side); the entry
+//! layer also calls `job`, `check` (the gate), `partition`, `throttle`, `metrics`, `report` and
+//! `cli` (flags, until issue #12 item 2's plan replaces them).
 //! ```text
 //!  entry       mod.rs        `ferry verify`, and the checks after `migrate` / `migrate --keys-from`:
 //!                            resolve the job, run the gate, pick the sides and the databases
@@ -51,7 +54,7 @@
 //!   16384 aggregates per database (one per cluster hash slot); equal buckets are done without
 //!   ever pairing keys, so the equal case uses constant memory (~1.2 MB per database and side),
 //!   not O(dataset). Only buckets that differ are read again, key by key, and only their keys are
-//!   held (bounded: see `passes.rs`). Hash slots make a bucket meaningful on clusters too.
+//!   held (bounded: see `first_round.rs`). Hash slots make a bucket meaningful on clusters too.
 //! - **TTLs within a tolerance.** Expiries are absolute (`TIME + PTTL`, each side's clock skew
 //!   removed) and agree within `--ttl-tolerance`; bucket sums hash expiries on two offset grids so
 //!   that any drift beyond the tolerance always flags the bucket, while a drift of a few ms almost
