@@ -12,6 +12,7 @@ pub mod info;
 pub mod resp;
 pub mod secret;
 pub mod server;
+pub mod slot;
 pub mod tls;
 pub mod url;
 

@@ -116,7 +116,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         opts.rounds,
     );
     let started = Instant::now();
-    crate::migrate::set_phase("verify");
+    crate::metrics::set_phase("verify");
     let work = async {
         let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
         let limits = args.limits.limits();
