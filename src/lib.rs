@@ -3,7 +3,8 @@
 //! # How a key travels
 //! ```text
 //!  source/scan.rs    SCAN page ─► TIME + PTTLs + TIME + DUMPs (pipelined) ─► Record {db, key, payload, expire_at_ms}
-//!                    (source/expiry.rs: each expiry exact within its TIME bracket; shared with verify, follow)
+//!                    (read/: the read layer — read/expiry.rs: each expiry exact within its TIME bracket;
+//!                     the same reads for verify, follow and the checks)
 //!                    (bigkey/size.rs: the next page's sizes probed with its SCAN; keys over --big-key-bytes
 //!                     are not DUMPed but handed on as BigKeys with the page's last batch)
 //!  source/rdb_file.rs  …or an RDB file (--rdb), checked whole before the first write ─► the same Records
@@ -55,6 +56,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod dead_letter;
+pub mod display;
 pub mod endpoint;
 pub mod follow;
 pub mod job;
@@ -64,6 +66,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod progress;
 pub mod rdb;
+pub mod read;
 pub mod record;
 pub mod report;
 pub mod report_merge;

@@ -52,6 +52,13 @@ pub fn get() -> Option<&'static Metrics> {
     METRICS.get()
 }
 
+/// Sets the `phase` gauge when metrics are served (else nothing).
+pub fn set_phase(phase: &str) {
+    if let Some(m) = get() {
+        m.set_phase(phase);
+    }
+}
+
 fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_string(), value.to_string())]
 }

@@ -34,10 +34,10 @@ use std::sync::Arc;
 
 use crate::check::Layout;
 use crate::cli::OnConflict;
-use crate::endpoint::cluster::Topology;
+use crate::endpoint::cluster::{Topology, SLOTS};
+use crate::endpoint::slot::key_slot;
 use crate::job::Job;
 use crate::report_merge::ShareOf;
-use crate::verify::bucket::{bucket_of, BUCKETS};
 
 /// `--partition I/N`: this worker's share index and the number of shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -118,7 +118,7 @@ pub enum KeyShare {
 impl KeyShare {
     /// The slots `lo..=hi`.
     fn slot_ranges(ranges: &[(u16, u16)]) -> KeyShare {
-        let mut bits = vec![0u64; BUCKETS / 64];
+        let mut bits = vec![0u64; usize::from(SLOTS) / 64];
         for &(lo, hi) in ranges {
             for s in lo..=hi {
                 if let Some(w) = bits.get_mut(usize::from(s) / 64) {
@@ -142,7 +142,7 @@ impl KeyShare {
     /// True when `key` belongs to the share.
     pub fn contains(&self, key: &[u8]) -> bool {
         match self {
-            KeyShare::Slots(_) => self.has_slot(bucket_of(key)),
+            KeyShare::Slots(_) => self.has_slot(key_slot(key)),
             KeyShare::Hash(p) => {
                 xxhash_rust::xxh3::xxh3_64(key) % u64::from(p.count) == u64::from(p.index)
             }
@@ -228,8 +228,8 @@ fn cluster(p: Partition, topology: &Topology, dbs: &[u32]) -> Share {
             keys: Some(Arc::new(KeyShare::slot_ranges(&slots))),
         };
     }
-    let lo = (p.index as usize * BUCKETS / n) as u16;
-    let hi = ((p.index as usize + 1) * BUCKETS / n - 1) as u16;
+    let lo = (p.index as usize * usize::from(SLOTS) / n) as u16;
+    let hi = ((p.index as usize + 1) * usize::from(SLOTS) / n - 1) as u16;
     let keys = Arc::new(KeyShare::slot_ranges(&[(lo, hi)]));
     let kept: Vec<_> = masters
         .into_iter()
@@ -302,8 +302,8 @@ mod tests {
         let masters = (0..m)
             .rev()
             .map(|j| {
-                let lo = (j * BUCKETS / m) as u16;
-                let hi = ((j + 1) * BUCKETS / m - 1) as u16;
+                let lo = (j * usize::from(SLOTS) / m) as u16;
+                let hi = ((j + 1) * usize::from(SLOTS) / m - 1) as u16;
                 master(&format!("m{j}"), lo, hi)
             })
             .collect();
@@ -328,7 +328,7 @@ mod tests {
                 let shares: Vec<Share> = (0..n)
                     .map(|i| cluster(Partition { index: i, count: n }, &t, &[0]))
                     .collect();
-                for slot in 0..BUCKETS as u16 {
+                for slot in 0..SLOTS {
                     let owners: Vec<&Share> = shares
                         .iter()
                         .filter(|s| s.keys.as_ref().is_some_and(|k| k.has_slot(slot)))

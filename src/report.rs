@@ -52,7 +52,7 @@ pub struct MigrateReport {
     pub bytes: u64,
     /// The most any expiry written may be off from the source's, in ms, whole job: half the
     /// widest clock bracket around a PTTL read (0 for an RDB file, whose expiries are exact;
-    /// see `source/expiry.rs`).
+    /// see `read/expiry.rs`).
     pub expiry_uncertainty_ms: u64,
     /// Wall time of this run.
     pub elapsed_ms: u64,
@@ -197,37 +197,7 @@ pub fn check_writable_as(path: &Path, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A key name safe to print: printable ASCII as is, everything else as `\xNN`.
-pub fn escape_key(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len() + 2);
-    out.push('"');
-    for &b in key {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Formats a byte count for people.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::display::{escape_key, human_bytes};
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 //! RENAME:
 //!
 //! ```text
-//!  source: TIME, PTTL key, TIME (expiry, as for every key: source/expiry.rs)
+//!  source: TIME, PTTL key, TIME (expiry, as for every key: read/expiry.rs)
 //!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
 //!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
 //!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
@@ -30,14 +30,14 @@ use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::{BigKey, BigSource, Chunk};
 use crate::cli::OnConflict;
 use crate::dead_letter::Letter;
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::rdb::reader::BigValue;
+use crate::read::expiry::{self, Expiry, ReadKeysError};
 use crate::report::escape_key;
 use crate::retry::Backoff;
 use crate::sink::key_error::{Cause, KeyErrors};
 use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
-use crate::source::expiry::{self, Expiry, ReadKeysError};
 use crate::source::Counts;
 
 /// How big keys are written (set when big keys are on, for a live source and a file).
@@ -367,7 +367,7 @@ impl Attempt<'_> {
         }
     }
 
-    /// The key's expiry, read as every key's is (see `source/expiry.rs`).
+    /// The key's expiry, read as every key's is (see `read/expiry.rs`).
     async fn expiry(&self, source: &Server, conn: &mut Connection) -> Result<Expiry, Again> {
         let key = std::slice::from_ref(&self.key.key);
         match expiry::read_expiries(conn, key).await {
@@ -488,13 +488,11 @@ impl Attempt<'_> {
     }
 
     fn write_refused(&self, ep: &str, err: &str) -> Again {
-        if ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING"]
-            .iter()
-            .any(|p| err.starts_with(p))
-        {
+        let kind = ErrorKind::of(err);
+        if kind.is_cluster_transient() {
             return Again::Transient(anyhow::anyhow!("the target answered {err}"));
         }
-        if err.contains("exceeds maximum allowed size") {
+        if kind == ErrorKind::StringTooLong {
             return self.key_fault(Cause::TooLarge, err, anyhow::anyhow!(
                 "the target {ep} refused to grow big key {} (db {}) past its proto-max-bulk-len: {err}. A string \
                  can never be larger than that setting on the target, whatever the way it is written: raise \

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::connect::{Node, Probed};
 use super::keys::Sample;
 use super::Check;
-use crate::endpoint::{Pipeline, Reply};
+use crate::endpoint::{Denied, ErrorKind, Pipeline, Reply};
 use crate::job::Job;
 
 /// A key name for commands when no real key was sampled.
@@ -213,18 +213,19 @@ async fn try_for_real(node: &mut Node, cmds: &[Cmd]) -> Vec<(String, String)> {
         .zip(replies)
         .filter_map(|(c, r)| {
             let e = r.error()?;
-            let up = e.to_ascii_uppercase();
+            let kind = ErrorKind::of(e);
             let absent_key = c.get(1).is_some_and(|k| k.as_ref() == PLACEHOLDER_KEY);
-            if absent_key && is_key_pattern_denial(e) {
+            if absent_key && kind == ErrorKind::NoPerm(Denied::Key) {
                 return None;
             }
-            (up.starts_with("NOPERM") || up.contains("UNKNOWN COMMAND"))
+            matches!(kind, ErrorKind::NoPerm(_) | ErrorKind::UnknownCommand)
                 .then(|| (command_name(c), e.to_string()))
         })
         .collect()
 }
 
-/// Whether a refusal names the key (outside the user's key patterns), not the command.
+/// Whether an `ACL DRYRUN` answer (a bulk text, not an error reply: see `ErrorKind` for those)
+/// names the key (outside the user's key patterns), not the command.
 fn is_key_pattern_denial(words: &str) -> bool {
     words.contains("to access") && words.contains(" key")
 }

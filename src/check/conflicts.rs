@@ -8,10 +8,10 @@ use anyhow::Context;
 use bytes::Bytes;
 
 use crate::endpoint::{Pipeline, Server};
+use crate::read::scan::parse_scan;
 use crate::report::escape_key;
 use crate::retry::Link;
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::scan::parse_scan;
 
 /// How many conflicting keys an error names.
 const NAMED_CONFLICTS: usize = 5;

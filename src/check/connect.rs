@@ -10,7 +10,7 @@ use super::side::{Layout, SideInfo};
 use super::Check;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
-use crate::endpoint::{ConnError, Connection, Reply, Server};
+use crate::endpoint::{ConnError, Connection, Reply, Server, Side};
 
 /// One server ferry talks to on a side: the standalone server, or one master of a cluster.
 pub(crate) struct Node {
@@ -115,7 +115,7 @@ pub(crate) async fn probe(
             format!("pass the CA that signed it with --{side}-cacert FILE"),
         ));
     }
-    if side == "target" && info.role == "slave" && !info.cluster {
+    if server.endpoint.side == Side::Target && info.role == "slave" && !info.cluster {
         out.push(Check::fail(
             "target: role",
             format!("{} is a read-only replica (role:slave)", server.endpoint),
@@ -203,7 +203,7 @@ async fn probe_cluster(
             ranges_text(&gaps),
             gaps.iter().map(|&(a, b)| u32::from(b - a) + 1).sum::<u32>()
         );
-        out.push(if side == "target" {
+        out.push(if server.endpoint.side == Side::Target {
             Check::fail(&name, detail, "assign every slot to a master before migrating (CLUSTER ADDSLOTS, or redis-cli --cluster fix); is a master down?")
         } else {
             Check::warn(&name, format!("{detail}: keys in them cannot be read"), "assign the slots or bring their master back (CLUSTER INFO)")

@@ -10,6 +10,10 @@
 //! SCAN, RANDOMKEY, PTTL, DUMP, EXISTS, DBSIZE, MEMORY USAGE, CONFIG GET, ACL WHOAMI/DRYRUN,
 //! CLUSTER SLOTS/NODES); SELECT changes only the connection.
 //!
+//! May call: `endpoint`, `read` (clock skew, SCAN), `job`, `source` (RDB file summaries, plans),
+//! `sink`, `follow` (notification settings), `partition`, `report`, `retry`, `stop`, `cli`, and
+//! `migrate` (its phase).
+//!
 //! The checks, one file per group:
 //! - `connect.rs`: reachability, TLS and authentication of each side, and its layout
 //!   (standalone or cluster; every master reachable; slot coverage; failing nodes; replica

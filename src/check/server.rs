@@ -26,7 +26,7 @@ pub(crate) fn versions(src: &Probed, dst: &Probed, out: &mut Vec<Check>) {
 pub(crate) async fn clock(side: &mut Probed, out: &mut Vec<Check>) -> Option<i64> {
     let name = format!("{}: clock", side.name());
     let node = side.nodes.first_mut()?;
-    let skew = crate::source::expiry::clock_skew(&mut node.conn).await;
+    let skew = crate::read::clock::clock_skew(&mut node.conn).await;
     out.push(match &skew {
         Ok(ms) if ms.abs() > SKEW_WARN_MS => Check::warn(
             name,

@@ -9,14 +9,13 @@ use anyhow::Context;
 
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology};
 use crate::endpoint::info::{self, ServerInfo};
-use crate::endpoint::{Connection, Server};
+use crate::endpoint::{Connection, Server, Side};
 
 /// Reads `INFO` and refuses servers ferry cannot use in this role.
 pub async fn inspect(conn: &mut Connection, server: &Server) -> anyhow::Result<ServerInfo> {
     let info = info::read(conn).await?;
-    let side = server.endpoint.side.name();
     // A cluster node may be a replica: ferry writes to the masters it discovers, not to it.
-    if side == "target" && info.role == "slave" && !info.cluster {
+    if server.endpoint.side == Side::Target && info.role == "slave" && !info.cluster {
         anyhow::bail!(
             "the target {} is a read-only replica (role:slave); point --target at the primary endpoint",
             server.endpoint
@@ -116,7 +115,7 @@ pub async fn examine(
     let gaps = topology.uncovered();
     if !gaps.is_empty() {
         let gaps = ranges_text(&gaps);
-        if side == "target" {
+        if server.endpoint.side == Side::Target {
             anyhow::bail!(
                 "no master of the target cluster ({}) serves slots {gaps}; every slot needs a master before \
                  ferry writes (is a master down, or the cluster not fully created? see CLUSTER INFO)",

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 
-use super::{Connection, Reply, Server};
+use super::{Connection, ErrorKind, Reply, Server};
 
 /// Number of hash slots in every Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -349,7 +349,7 @@ impl Cluster {
 pub async fn topology_of(conn: &mut Connection, connected: &Addr) -> anyhow::Result<Topology> {
     let reply = conn.cmd(&[b"CLUSTER".as_slice(), b"SLOTS"]).await?;
     if let Some(err) = reply.error() {
-        let hint = if err.starts_with("NOPERM") {
+        let hint = if matches!(ErrorKind::of(err), ErrorKind::NoPerm(_)) {
             " (the ACL user needs +cluster|slots)"
         } else {
             ""

@@ -19,9 +19,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::error_kind::ErrorKind;
 use super::resp::{self, Reply};
+use super::server::Server;
 use super::url::Endpoint;
-use super::Server;
 
 /// How often a wait that lasts says so in the log: a third of the answer timeout, between 1 s
 /// and 5 s, so that even a short `--retry-for` shows what ferry waits for before it gives up.
@@ -245,6 +246,13 @@ pub struct Connection {
     peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
+impl Server {
+    /// Opens a new connection.
+    pub async fn connect(&self) -> Result<Connection, ConnError> {
+        Connection::connect(self).await
+    }
+}
+
 impl Connection {
     /// Connects, does the TLS handshake if the URL says `rediss://`, authenticates and PINGs.
     pub async fn connect(server: &Server) -> Result<Connection, ConnError> {
@@ -348,19 +356,17 @@ impl Connection {
         let replies = self.run(&p).await?;
         for reply in &replies {
             let Some(err) = reply.error() else { continue };
-            let upper = err.to_ascii_uppercase();
-            if upper.contains("WITHOUT ANY PASSWORD CONFIGURED")
-                || upper.contains("NO PASSWORD IS SET")
-            {
+            let kind = ErrorKind::of(err);
+            if kind == ErrorKind::NoPasswordSet {
                 tracing::warn!(
                     "the {side} {} has no password configured, but one was given; continuing without",
                     self.ep
                 );
                 continue;
             }
-            let hint = if upper.starts_with("NOAUTH") {
+            let hint = if kind == ErrorKind::NoAuth {
                 format!("The server requires a password: put it in the URL (redis://:PASSWORD@host), in {env} or in a file named by --{side}-password-file")
-            } else if upper.starts_with("WRONGPASS") || upper.contains("INVALID PASSWORD") {
+            } else if kind == ErrorKind::WrongPass {
                 match &ep.password_origin {
                     Some(origin) => {
                         format!("Check the user name and the password (taken from {origin})")
@@ -369,7 +375,7 @@ impl Connection {
                         "Check the user name and password (URL, {env} or --{side}-password-file)"
                     ),
                 }
-            } else if upper.starts_with("NOPERM") {
+            } else if matches!(kind, ErrorKind::NoPerm(_)) {
                 "The ACL user lacks a permission ferry needs".into()
             } else {
                 "Check the credentials".into()

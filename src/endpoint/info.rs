@@ -76,12 +76,7 @@ pub fn parse(text: &str) -> ServerInfo {
             "maxmemory_policy" => info.maxmemory_policy = Some(v.to_string()),
             "connected_clients" => info.connected_clients = v.parse().unwrap_or(0),
             _ => {
-                if let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) {
-                    let keys = v
-                        .split(',')
-                        .find_map(|kv| kv.strip_prefix("keys="))
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
+                if let Some((db, (keys, _))) = keyspace_line(k, v) {
                     info.keyspace.insert(db, keys);
                 }
             }
@@ -90,8 +85,38 @@ pub fn parse(text: &str) -> ServerInfo {
     info
 }
 
+/// `INFO keyspace` text: `db0:keys=5,expires=1,avg_ttl=3` lines → db → (keys, keys with a TTL).
+pub fn parse_keyspace(text: &str) -> BTreeMap<u32, (u64, u64)> {
+    text.lines()
+        .filter_map(|line| line.trim_end().split_once(':'))
+        .filter_map(|(k, v)| keyspace_line(k, v))
+        .collect()
+}
+
+/// One keyspace line, split at its `:`: `db3`, `keys=5,expires=1,…` → (3, (5, 1)); `None` for
+/// any other line.
+fn keyspace_line(k: &str, v: &str) -> Option<(u32, (u64, u64))> {
+    let db = k.strip_prefix("db")?.parse::<u32>().ok()?;
+    let field = |name: &str| {
+        v.split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some((db, (field("keys="), field("expires="))))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keyspace_lines() {
+        let k = super::parse_keyspace(
+            "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb12:keys=2,expires=0\r\n",
+        );
+        assert_eq!(k.get(&0), Some(&(5, 1)));
+        assert_eq!(k.get(&12), Some(&(2, 0)));
+    }
+
     #[test]
     fn parses_info() {
         let i = super::parse("# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\nrole:master\r\ncluster_enabled:0\r\n# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb3:keys=2,expires=0\r\n");

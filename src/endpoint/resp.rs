@@ -7,6 +7,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::error_kind::ErrorKind;
+
 /// One RESP2 reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -52,6 +54,11 @@ impl Reply {
             Reply::Error(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// The kind of an error reply (see `error_kind.rs`); `None` for any other reply.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.error().map(ErrorKind::of)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! One [`Applier`] does every write of the follower, one chunk of keys at a time: a pipeline
 //! `TIME, PTTL k…, TIME, DUMP k…` on the source (read by the same
-//! [`crate::source::expiry::read_keys`] as verification), then one pipeline on the target with `RESTORE … ABSTTL
+//! [`crate::read::expiry::read_keys`] as verification), then one pipeline on the target with `RESTORE … ABSTTL
 //! REPLACE` for each key found, and `DEL` for each key gone (deleted, expired, evicted, renamed
 //! or moved away) or whose expiry has passed. The next chunk starts only when the target has
 //! acknowledged this one, so writes reach the target in the order their reads were made: an
@@ -18,13 +18,13 @@ use bytes::Bytes;
 use super::dirty::DbKey;
 use crate::check::Layout;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::read::expiry::{self, Bracket, Expiries, KeyRead, ReadKeysError, Ttl};
+use crate::read::refusal::{Who, COPY_RIGHTS};
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::sink::key_error::Quarantine;
 use crate::sink::restore::{judge, restore_ttl, WriterOptions};
 use crate::sink::route::{KeyedCommands, Router};
-use crate::source::expiry::{self, Bracket, Expiries, KeyRead, ReadError, ReadKeysError, Ttl};
-use crate::source::scan::source_refused;
 
 /// Keys per source round trip.
 pub const CHUNK: usize = 500;
@@ -282,21 +282,22 @@ fn is_transient(e: &anyhow::Error) -> bool {
 
 /// The message for a failed [`expiry::read_keys`] of `keys`.
 pub(crate) fn read_error(ep: &str, db: u32, keys: &[Bytes], e: ReadKeysError) -> anyhow::Error {
-    match e {
-        ReadKeysError::Conn(e) => e,
-        ReadKeysError::Reply(ReadError::Refused { index, error }) => {
-            source_refused(ep, db, &keys[index], &error)
-        }
-        ReadKeysError::Reply(ReadError::Malformed(what)) => {
-            anyhow::anyhow!("the source {ep} sent a reply ferry cannot read: {what}")
-        }
+    source_reader(ep).read_error(db, keys, e)
+}
+
+/// The source's reader, for messages.
+fn source_reader(ep: &str) -> Who<'_> {
+    Who {
+        side: "source",
+        ep,
+        rights: COPY_RIGHTS,
     }
 }
 
 /// Reads `keys` of a cluster source through `router` (each on the master of its slot). The
 /// masters' `TIME`s cannot share one pipeline, so the bracket is this machine's clock, moved
 /// to the source's by its measured skew, before sending and after the last reply; a wide one
-/// (a stalled master) is read again, as `expiry.rs` does for one server.
+/// (a stalled master) is read again, as `read/expiry.rs` does for one server.
 pub(crate) async fn read_routed(
     router: &mut Router,
     ep: &str,
@@ -324,7 +325,7 @@ pub(crate) async fn read_routed(
             };
             for r in [&pttl, &dump] {
                 if let Some(err) = r.error() {
-                    return Err(source_refused(ep, db, key, err));
+                    return Err(source_reader(ep).refused(db, key, err));
                 }
             }
             ttls.push(Ttl::from_reply(&pttl));

@@ -38,7 +38,7 @@ use super::{unlimited, Follower};
 use crate::checkpoint::write_atomic;
 use crate::cli::CutoverArgs;
 use crate::sink::now_ms;
-use crate::verify::rounds::{recheck_once, Candidate, Tally};
+use crate::verify::rechecks::{recheck_once, Candidate, Tally};
 use crate::verify::DiffKind;
 
 /// A heartbeat older than this means the follower is gone.

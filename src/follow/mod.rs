@@ -1,5 +1,9 @@
 //! Following a live source after the copy (`ferry migrate --follow`), until `ferry cutover`.
 //!
+//! May call: `read` (re-reading dirty keys like the copy does), `endpoint`, `sink` (writing
+//! them), `verify` (reconciliation and cutover re-checks), `check`, `checkpoint`, `job`,
+//! `partition`, `record`, `report`, `retry`, `stop`, `throttle`, `cli`.
+//!
 //! # The flow
 //! ```text
 //!  setup.rs      notifications checked (every master), subscriptions, watchers, heartbeat file
@@ -13,7 +17,7 @@
 //!  mod.rs        then, until a cutover request: take dirty keys ─► apply.rs: TIME+PTTL+DUMP on
 //!                  the source ─► RESTORE … ABSTTL REPLACE, or DEL, on the target (in order)
 //!  reconcile.rs  after the copy, after every gap, and every --reconcile-every: bucket digests of
-//!                  both sides (verify/passes.rs) ─► the keys of differing buckets are marked dirty
+//!                  both sides (verify/first_round.rs) ─► the keys of differing buckets are marked dirty
 //!  cutover.rs    `ferry cutover` ─► quiet (or CLIENT PAUSE) ─► drain ─► verify the ledger's keys
 //!                  (or everything after a gap) ─► GO / NO-GO, exit 0 / 1
 //! ```

@@ -2,7 +2,7 @@
 //! differ, which the follower then re-reads and writes (or deletes).
 //!
 //! This is what makes the follower correct when events are lost (or never sent): a pass compares
-//! every key of both sides in constant memory per database (`verify/passes.rs`: 16384 bucket
+//! every key of both sides in constant memory per database (`verify/first_round.rs`: 16384 bucket
 //! aggregates per side, then only the differing buckets read key by key), so its cost is one
 //! read of each side, and its writes are only the keys that differ. Those keys are not written
 //! from what the pass read: they are marked dirty, so the follower's one ordered write path
@@ -16,8 +16,8 @@ use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
 use crate::stop::Stop;
-use crate::verify::passes;
-use crate::verify::rounds::Tally;
+use crate::verify::first_round::first_round;
+use crate::verify::rechecks::Tally;
 
 /// What one pass found.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +49,7 @@ pub async fn pass(
     let started = Instant::now();
     let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), share).await?;
     let mut tally = Tally::default();
-    let first = passes::first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
+    let first = first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
     let keys_total = first.dbs.iter().map(|d| d.source.keys).sum();
     let differing = first
         .candidates

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use super::events::Subscription;
 use super::state::Shared;
+use crate::endpoint::info::parse_keyspace;
 use crate::endpoint::{Connection, Pipeline, Server};
 use crate::stop::Stop;
-use crate::verify::node::parse_keyspace;
 
 /// Commands that change keys without an event.
 const SILENT: [&str; 3] = ["cmdstat_flushdb:", "cmdstat_flushall:", "cmdstat_swapdb:"];

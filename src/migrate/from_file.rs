@@ -343,7 +343,7 @@ impl FileSource {
     /// The verification of the target against the file.
     pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
         let (path, pairs) = (&self.path, &self.pairs);
-        crate::verify::file::after_migrate(path, run.job, pairs, run.args, run.stop).await
+        crate::verify::file_side::after_migrate(path, run.job, pairs, run.args, run.stop).await
     }
 }
 

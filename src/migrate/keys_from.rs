@@ -2,7 +2,7 @@
 //! dead-letter file of an earlier `--on-key-error skip` run, once the cause is fixed.
 //!
 //! The keys are read on the live source exactly as the copy reads them (`TIME, PTTL, DUMP …,
-//! TIME`, `source/expiry.rs`; through the cluster router for a cluster source) and written by the
+//! TIME`, `read/expiry.rs`; through the cluster router for a cluster source) and written by the
 //! same writers, so `--on-conflict`, `--on-key-error`, `--db-map` and the report behave as in a
 //! full copy. A key no longer on the source is counted as vanished (nothing is deleted on the
 //! target).
@@ -29,12 +29,12 @@ use crate::endpoint::{Connection, Server};
 use crate::job::Job;
 use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
+use crate::read::expiry::{self, KeyRead};
 use crate::record::Record;
 use crate::report::MigrateReport;
 use crate::retry::Backoff;
 use crate::sink::route::Router;
 use crate::sink::Clocks;
-use crate::source::expiry::{self, KeyRead};
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
 
@@ -196,8 +196,7 @@ impl Listed {
     /// The verification of the listed keys.
     pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
         let lists = self.lists.clone();
-        crate::verify::listed::after_keys_from(&self.server, run.job, lists, run.args, run.stop)
-            .await
+        crate::verify::after_keys_from(&self.server, run.job, lists, run.args, run.stop).await
     }
 
     /// Keys no longer on the source, and that only the listed keys were looked at.

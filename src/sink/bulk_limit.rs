@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use crate::endpoint::{Pipeline, Reply, Server};
+use crate::endpoint::{ErrorKind, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::report::{escape_key, human_bytes};
 
@@ -44,7 +44,7 @@ pub async fn refuses(server: &Server, len: usize) -> bool {
         reply.pop()
     };
     match tokio::time::timeout(PROBE_WAIT, ask).await {
-        Ok(Some(Reply::Error(e))) => e.contains("invalid bulk length"),
+        Ok(Some(Reply::Error(e))) => ErrorKind::of(&e) == ErrorKind::OverBulkLimit,
         _ => false,
     }
 }

@@ -6,7 +6,7 @@
 //! before the first write to send every source DB to 0.
 
 use crate::cli::OnConflict;
-use crate::endpoint::{Pipeline, Reply};
+use crate::endpoint::{ErrorKind, Pipeline, Reply};
 use crate::record::Record;
 use crate::source::{Batch, Counts};
 
@@ -126,7 +126,9 @@ impl ClusterWriter {
         };
         for (rec, reply) in cmds.records.iter().zip(replies) {
             match reply {
-                Reply::Error(err) if err.starts_with("BUSYKEY") => counts.conflicts += 1,
+                Reply::Error(err) if ErrorKind::of(&err) == ErrorKind::BusyKey => {
+                    counts.conflicts += 1
+                }
                 Reply::Error(err) => {
                     let node = self.router.node_of(&rec.key);
                     judge(&mut q, &node, 0, rec, &err)?;

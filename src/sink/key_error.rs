@@ -15,6 +15,7 @@
 
 use crate::cli::OnKeyError;
 use crate::dead_letter::{DeadLetters, Letter};
+use crate::endpoint::{Denied, ErrorKind};
 use crate::record::Record;
 use crate::source::Counts;
 
@@ -60,17 +61,12 @@ impl Cause {
 ///   (routing; retried by `route.rs`), `NOAUTH`/`WRONGPASS` (credentials), `CROSSSLOT`,
 ///   unknown commands, and any error text not listed above.
 pub fn key_fault(err: &str) -> Option<Cause> {
-    if err.starts_with("NOPERM") {
-        let about_key = err.contains("key") && !err.contains("to run the");
-        return about_key.then_some(Cause::AclDenied);
+    match ErrorKind::of(err) {
+        ErrorKind::NoPerm(Denied::Key) => Some(Cause::AclDenied),
+        ErrorKind::OverBulkLimit => Some(Cause::TooLarge),
+        ErrorKind::PayloadVersion | ErrorKind::BadFormat => Some(Cause::BadPayload),
+        _ => None,
     }
-    if err.contains("invalid bulk length") {
-        return Some(Cause::TooLarge);
-    }
-    if err.contains("Bad data format") || err.contains("payload version or checksum") {
-        return Some(Cause::BadPayload);
-    }
-    None
 }
 
 /// What the writers do with a key's own failure: stop the job, or write the key to the

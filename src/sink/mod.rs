@@ -1,6 +1,11 @@
 //! Sinks: where Records are written. `restore.rs` writes them to a server with `RESTORE`;
 //! for a cluster target, `cluster.rs` splits each batch by slot (`slots.rs`) into one pipeline
 //! per master and `route.rs` follows the cluster's redirections.
+//!
+//! May call: `endpoint` (connections; refusals through `ErrorKind`), `read` (clocks), `rdb`
+//! (re-encoding for an older target), `bigkey` (big keys of a batch), `dead_letter`, `record`,
+//! `source` (the `Batch` and its counts), `report`, `retry`, `cli` (flag enums, until the plan of
+//! issue #12 item 2 replaces them).
 
 pub mod bulk_limit;
 pub mod cluster;
@@ -74,10 +79,4 @@ impl Clocks {
     }
 }
 
-/// This machine's clock in Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::read::clock::now_ms;

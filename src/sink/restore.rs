@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::cli::OnConflict;
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::record::Record;
 use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
@@ -308,7 +308,7 @@ impl Round<'_> {
             if pass == Pass::Reencoded {
                 counts.reencoded -= 1;
             }
-            if err.starts_with("BUSYKEY") {
+            if ErrorKind::of(&err) == ErrorKind::BusyKey {
                 counts.conflicts += 1;
                 continue;
             }
@@ -342,7 +342,7 @@ pub(crate) fn reencode_refused(
     err: &str,
 ) -> Option<anyhow::Result<Record>> {
     let target = opts.target_rdb?;
-    if !err.contains("payload version") {
+    if ErrorKind::of(err) != ErrorKind::PayloadVersion {
         return None;
     }
     let version = rec.payload_rdb_version()?;
@@ -468,23 +468,24 @@ pub(crate) fn push_restore(p: &mut Pipeline, rec: &Record, ttl: &[u8], replace: 
 
 /// Turns a RESTORE error reply into a message that says what to do.
 pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Error {
-    if err.contains("invalid bulk length") {
+    let kind = ErrorKind::of(err);
+    if kind == ErrorKind::OverBulkLimit {
         // Read before the server closed the connection (often it is only seen as a reset).
         return bulk_limit::too_large(ep, db, &rec.key, rec.payload.len());
     }
     let key = escape_key(&rec.key);
     let what = format!("the target {ep} refused to write key {key} (db {db}): {err}.");
-    let todo = if err.starts_with("OOM") {
+    let todo = if kind == ErrorKind::Oom {
         "The target is out of memory (maxmemory reached). Give it more memory (a larger node type or a \
          higher maxmemory) and rerun the same command: it resumes from the checkpoint."
             .to_string()
-    } else if err.starts_with("READONLY") {
+    } else if kind == ErrorKind::ReadOnly {
         "The target is a read-only replica: point --target at the primary endpoint.".to_string()
-    } else if err.starts_with("NOPERM") {
+    } else if matches!(kind, ErrorKind::NoPerm(_)) {
         "The target's ACL user lacks a permission: it needs +restore +select +ping +info +time on all keys (~*)."
             .to_string()
             + skip_hint(err)
-    } else if err.contains("payload version") || err.contains("Bad data format") {
+    } else if kind.is_bad_payload() {
         let what = match rec.payload_rdb_version() {
             Some(v) => format!(
                 "The value was serialized in RDB format version {v}, which this target cannot load: the target must \
@@ -493,7 +494,7 @@ pub(crate) fn refused(ep: &str, db: u32, rec: &Record, err: &str) -> anyhow::Err
             None => "The value's serialized form is not one this target can load.".to_string(),
         };
         what + skip_hint(err)
-    } else if err.starts_with("MOVED") || err.starts_with("ASK") || err.starts_with("CLUSTERDOWN") {
+    } else if kind.is_redirect() || kind == ErrorKind::ClusterDown {
         "The target is a Redis Cluster that changed its slot layout during the run; rerun the same command to resume."
             .to_string()
     } else {

@@ -22,7 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
+use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply};
 use crate::retry::Backoff;
 use crate::sink::bulk_limit;
 
@@ -445,19 +445,23 @@ fn classify(reply: &Reply) -> Class {
         let addr = Addr::parse(parts.next()?)?;
         Some((slot, addr))
     };
-    if let Some(rest) = err.strip_prefix("MOVED ") {
-        if let Some((slot, addr)) = redirect(rest) {
-            return Class::Moved(slot, addr);
+    // What follows the code: `slot host:port` for a redirection.
+    let rest = err.split_once(' ').map_or("", |(_, rest)| rest);
+    match ErrorKind::of(err) {
+        ErrorKind::Moved => {
+            if let Some((slot, addr)) = redirect(rest) {
+                return Class::Moved(slot, addr);
+            }
         }
-    } else if let Some(rest) = err.strip_prefix("ASK ") {
-        if let Some((_, addr)) = redirect(rest) {
-            return Class::Ask(addr);
+        ErrorKind::Ask => {
+            if let Some((_, addr)) = redirect(rest) {
+                return Class::Ask(addr);
+            }
         }
-    } else if ["TRYAGAIN", "CLUSTERDOWN", "LOADING"]
-        .iter()
-        .any(|p| err.starts_with(p))
-    {
-        return Class::Transient(err.to_string());
+        ErrorKind::TryAgain | ErrorKind::ClusterDown | ErrorKind::Loading => {
+            return Class::Transient(err.to_string());
+        }
+        _ => {}
     }
     Class::Done
 }

@@ -5,9 +5,11 @@
 //! and DB, or one file) and carries a sequence number; the last batch of a SCAN page also carries
 //! the position reached (the next cursor). The checkpoint only ever stores a position whose batch,
 //! and every batch before it, the target has acknowledged.
+//!
+//! May call: `read` (how a live server is read: TIME/PTTL/DUMP, SCAN, refusals), `endpoint`,
+//! `rdb` (the file), `bigkey` (which keys are too big to DUMP), `partition` (a worker's share),
+//! `throttle`, `retry`, `record`, `display`. Not `sink`, `verify` or `report`: they call it.
 
-pub mod dump_size;
-pub mod expiry;
 pub mod plan;
 pub mod rdb_file;
 pub mod rdb_input;
@@ -87,7 +89,7 @@ pub struct Counts {
     #[serde(default)]
     pub dead_lettered: u64,
     /// Live source: the most any written expiry may be off from the source's, in ms (the
-    /// worst, not a sum; see `source/expiry.rs`).
+    /// worst, not a sum; see `read/expiry.rs`).
     #[serde(default)]
     pub expiry_uncertainty_ms: u64,
     /// Keys written in chunks (over `--big-key-bytes`); also counted in `written`.

@@ -47,12 +47,12 @@ use tokio::sync::mpsc;
 
 use super::{Batch, Counts, Position};
 use crate::bigkey::{BigKey, BigSource};
+use crate::display::{escape_key, human_bytes};
 use crate::endpoint::info::ServerInfo;
 use crate::rdb::encode::{target_accepts, transcode_payload};
 use crate::rdb::reader::{BigValue, Header, KeyRecord, ReaderOptions, ResumeState};
 use crate::rdb::{types, Item, RdbError, RdbReader};
 use crate::record::Record;
-use crate::report::{escape_key, human_bytes};
 use crate::stop::Stop;
 
 /// Name of the file's stream in the checkpoint.
@@ -371,7 +371,7 @@ fn examine_pass(
     let mut pending_start = Some(reader.resume_state());
     let mut last_log = Instant::now();
     let mut n = 0u64;
-    let now = crate::sink::now_ms();
+    let now = crate::read::clock::now_ms();
     loop {
         n += 1;
         if n % 4096 == 0 {
@@ -669,7 +669,7 @@ fn read_blocking(
                     continue;
                 }
                 p.scanned += 1;
-                if expired(record.expire_at_ms, crate::sink::now_ms) {
+                if expired(record.expire_at_ms, crate::read::clock::now_ms) {
                     p.noted.expired_skipped += 1;
                 } else if opts.skip_modules && is_module(&record) {
                     p.noted.modules_skipped += 1;
@@ -719,7 +719,7 @@ mod tests {
         w.function(b"#!lua name=mylib\nredis.register_function('f', function() return 1 end)")
             .unwrap();
         w.select_db(0).unwrap();
-        let future = crate::sink::now_ms() + 3_600_000;
+        let future = crate::read::clock::now_ms() + 3_600_000;
         for i in 0..7 {
             let v = Value::String(format!("v{i}").into_bytes());
             let p = crate::rdb::encode::encode_value(&v, version).unwrap();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::report::human_bytes;
+use crate::display::human_bytes;
 use crate::stop::Stop;
 
 /// The first two bytes of every gzip member.

@@ -4,7 +4,7 @@
 //! page's first chunk also carries the next page's `SCAN`), with two such round trips in flight
 //! so the source never waits for ferry. The two `TIME`s around the PTTLs turn each relative PTTL
 //! into an absolute expiry on the source's clock, exact even when the source stalls part-way
-//! (see `expiry.rs`), so neither a stall nor the time a record waits in ferry's queues moves it.
+//! (see `read/expiry.rs`), so neither a stall nor the time a record waits in ferry's queues moves it.
 //!
 //! A lost connection is retried with backoff from the same cursor (SCAN cursors are stateless on
 //! the server); keys of the page already handed on are not sent twice.
@@ -18,11 +18,13 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::expiry;
-use super::{dump_size, Batch, Position};
+use super::{Batch, Position};
 use crate::bigkey::{size, BigKey};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::partition::KeyShare;
+use crate::read::expiry;
+use crate::read::refusal::{Who, COPY_RIGHTS};
+use crate::read::{dump_size, scan};
 use crate::record::Record;
 use crate::retry::Backoff;
 use crate::stop::Stop;
@@ -228,7 +230,7 @@ struct Reader {
     backoff: Backoff,
     seq: u64,
     stream: usize,
-    /// Running estimate of a record's size, to size DUMP round trips by bytes (see `dump_size`).
+    /// Running estimate of a record's size, to size DUMP round trips by bytes (see `read/dump_size.rs`).
     avg_size: usize,
     /// Command buffer, reused.
     pipeline: Pipeline,
@@ -448,7 +450,7 @@ impl Reader {
 
     /// Queues the keys of the page a `SCAN cursor` reply lists.
     fn add_page(&mut self, cursor: u64, reply: Reply) -> Result<(), StepError> {
-        let (next, mut keys) = parse_scan(reply)
+        let (next, mut keys) = scan::parse_scan(reply)
             .with_context(|| format!("SCAN {cursor} on the source {}", self.server.endpoint))?;
         // Only a page read again after a lost connection is filtered: hashing every key of
         // every page would cost more than all of the RESP parsing.
@@ -605,14 +607,7 @@ impl Reader {
             size::ask(&mut p, big.probe, &page.keys);
         }
         if let Some(c) = chunk.scan {
-            let mut count = itoa::Buffer::new();
-            let mut cur = itoa::Buffer::new();
-            p.cmd(&[
-                b"SCAN".as_slice(),
-                cur.format(c).as_bytes(),
-                b"COUNT",
-                count.format(self.opts.scan_count).as_bytes(),
-            ]);
+            scan::ask(&mut p, c, self.opts.scan_count);
         }
         let sent = if p.is_empty() {
             Ok(())
@@ -654,16 +649,14 @@ impl Reader {
         keys: &[Bytes],
         it: &mut impl Iterator<Item = Reply>,
     ) -> Result<Replies, StepError> {
-        let ep = &self.server.endpoint;
         let (bracket, ttls, dumps) = expiry::read_with_values(it, keys.len()).map_err(|e| {
-            StepError::Fatal(match e {
-                expiry::ReadError::Refused { index, error } => {
-                    source_refused(&ep.to_string(), self.db, &keys[index], &error)
-                }
-                expiry::ReadError::Malformed(what) => {
-                    anyhow::anyhow!("the source {ep} sent a reply ferry cannot read: {what}")
-                }
-            })
+            let ep = self.server.endpoint.to_string();
+            let who = Who {
+                side: "source",
+                ep: &ep,
+                rights: COPY_RIGHTS,
+            };
+            StepError::Fatal(who.reply_error(self.db, keys, e))
         })?;
         Ok(Replies {
             bracket,
@@ -673,7 +666,7 @@ impl Reader {
     }
 
     /// Turns one round trip's replies into records with absolute expiries (re-reading the
-    /// TTLs after a stall, see `expiry.rs`); keys gone by the time of PTTL or DUMP are counted
+    /// TTLs after a stall, see `read/expiry.rs`); keys gone by the time of PTTL or DUMP are counted
     /// as vanished.
     async fn records(&mut self, keys: &[Bytes], read: Replies) -> Result<Fetched, StepError> {
         let db = self.db;
@@ -791,55 +784,6 @@ fn split_by_bytes(records: Vec<Record>, max_bytes: usize) -> Vec<Vec<Record>> {
     }
     parts.push(part);
     parts
-}
-
-pub(crate) fn source_refused(ep: &str, db: u32, key: &[u8], err: &str) -> anyhow::Error {
-    let hint = if err.starts_with("NOPERM") {
-        " The source's ACL user needs +scan +pttl +dump +time +select +info and ~* (all keys)."
-    } else if err.starts_with("MOVED") || err.starts_with("ASK") {
-        " The source cluster is being resharded: rerun the same command when it is over; the slots \
-         that moved are scanned again on their new masters."
-    } else {
-        ""
-    };
-    anyhow::anyhow!(
-        "the source {ep} refused to read key {} (db {db}): {err}.{hint}",
-        crate::report::escape_key(key)
-    )
-}
-
-/// Parses a SCAN reply into the next cursor and the keys.
-pub fn parse_scan(reply: Reply) -> anyhow::Result<(u64, Vec<Bytes>)> {
-    if let Some(err) = reply.error() {
-        let hint = if err.starts_with("NOPERM") {
-            " (the ACL user needs +scan)"
-        } else {
-            ""
-        };
-        anyhow::bail!("the server refused SCAN: {err}{hint}");
-    }
-    let Reply::Array(Some(parts)) = reply else {
-        anyhow::bail!("unexpected SCAN reply {reply:?}");
-    };
-    let Ok([cursor, keys]) = <[Reply; 2]>::try_from(parts) else {
-        anyhow::bail!("unexpected SCAN reply shape");
-    };
-    let cursor = cursor
-        .as_bytes()
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        .context("SCAN cursor is not a number")?;
-    let Reply::Array(Some(keys)) = keys else {
-        anyhow::bail!("unexpected SCAN key list");
-    };
-    let keys = keys
-        .into_iter()
-        .map(|k| match k {
-            Reply::Bulk(Some(b)) => Ok(b),
-            other => Err(anyhow::anyhow!("unexpected key in SCAN reply: {other:?}")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((cursor, keys))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! over the threshold are read with the big-key reader (`bigkey/read.rs`) in chunks of about
 //! `--batch-bytes` and folded into the same canonical digest a DUMP would give
 //! (`chunk_digest.rs`), so either side may take either path. Their expiry is read after the
-//! value with the same `TIME, PTTL, TIME` bracket as every other key (`source/expiry.rs`).
+//! value with the same `TIME, PTTL, TIME` bracket as every other key (`read/expiry.rs`).
 //!
 //! A key written to while it is read ([`ReadError::Changed`]) is read again, a few times; if it
 //! keeps changing, the last read stands and the comparison's later rounds judge it, as they do a
@@ -20,7 +20,7 @@ use super::state::KeyState;
 use crate::bigkey::read::{ChunkReader, ReadError};
 use crate::bigkey::{size, Kind};
 use crate::endpoint::{Connection, Pipeline};
-use crate::source::expiry::{self, Expiry};
+use crate::read::expiry::{self, Expiry};
 
 /// Reads of a key that keeps changing before the last one is taken as it is.
 const ATTEMPTS: usize = 3;
@@ -162,7 +162,7 @@ pub async fn read(
 }
 
 /// The key's absolute expiry on the server's clock: `TIME, PTTL, TIME`, read again while the
-/// bracket is wide (see `source/expiry.rs`).
+/// bracket is wide (see `read/expiry.rs`).
 async fn expiry_of(conn: &mut Connection, key: &Bytes) -> Result<Expiry, ReadError> {
     let mut p = Pipeline::new();
     expiry::ask(&mut p, std::iter::once(&key[..]));

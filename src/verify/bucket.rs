@@ -24,33 +24,19 @@
 //! flagged needlessly; that costs a key-by-key re-read of the bucket (exact comparison, within
 //! the tolerance), never a false report.
 
-use crc::{Crc, CRC_16_XMODEM};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
 use super::digest::Kind;
 use super::report::SideCounts;
 use super::state::KeyState;
+use crate::endpoint::slot::key_slot;
 
 /// Buckets per database: the 16384 hash slots of Redis Cluster.
 pub const BUCKETS: usize = 16384;
 
-const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
-
 /// The bucket (hash slot) of `key`.
 pub fn bucket_of(key: &[u8]) -> u16 {
-    CRC16.checksum(hash_tag(key)) % BUCKETS as u16
-}
-
-/// The part of `key` that is hashed: its hash tag when non-empty, else the whole key.
-fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    key
+    key_slot(key)
 }
 
 /// Cuts expiries into cells on the two grids described in the module doc.

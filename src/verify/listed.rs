@@ -7,58 +7,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::compare::{compare, latest_expiry, Verdict};
+use super::compare::{compare, latest_expiry};
+use super::rechecks::{Candidate, Tally};
 use super::report::{DbCounts, SideCounts};
-use super::rounds::{Candidate, Tally};
 use super::side::Side;
 use super::state::KeyState;
-use super::{Options, VerifyReport};
-use crate::cli::MigrateArgs;
-use crate::endpoint::Server;
-use crate::job::Job;
 use crate::stop::Stop;
-use crate::throttle::Throttles;
 
 /// Keys per read on each side.
 const CHUNK: usize = 500;
 
 /// Listed keys by source DB.
 pub type KeyLists = BTreeMap<u32, Vec<Bytes>>;
-
-/// Verifies the keys of `lists` between `source` and the job's target after a `--keys-from`
-/// copy; prints its summary and returns its report.
-pub async fn after_keys_from(
-    source: &Server,
-    job: &Job,
-    lists: Arc<KeyLists>,
-    args: &MigrateArgs,
-    stop: &Stop,
-) -> VerifyReport {
-    let mut opts = Options::new(&args.verify, &args.output, None);
-    opts.listed = Some(lists.clone());
-    let mut report = VerifyReport::new(
-        source.endpoint.to_string(),
-        job.target.endpoint.to_string(),
-        opts.tolerance_ms,
-        opts.rounds,
-    );
-    let started = Instant::now();
-    eprintln!("ferry: verifying the listed keys on both sides (skip with --no-verify)");
-    let pairs: Vec<(u32, u32)> = lists.keys().map(|&db| (db, job.target_db(db))).collect();
-    let work = async {
-        let throttles = Arc::new(Throttles::new(args.limits.limits(), stop.clone()));
-        let (src, dst) = super::open_sides(source, job, throttles, None).await?;
-        super::compare_sides(src, dst, &pairs, &opts, stop, &mut report).await
-    };
-    let result = super::abandoned_after_signal(stop.or_abandon(work).await);
-    super::finish(&mut report, result, started, stop);
-    super::print_summary(&report);
-    report
-}
 
 /// Reads every listed key of each pair on both sides and compares them.
 pub async fn listed_round<S: Side, T: Side>(
@@ -83,22 +46,11 @@ pub async fn listed_round<S: Side, T: Side>(
             tally.stream(&sb.1);
             count(&mut a, &sa.0);
             count(&mut b, &sb.0);
-            let now = crate::sink::now_ms();
+            let now = crate::read::clock::now_ms();
             for ((key, x), y) in keys.iter().zip(&sa.0).zip(&sb.0) {
-                match compare(x.as_ref(), y.as_ref(), tolerance_ms, now) {
-                    Verdict::Same => {}
-                    Verdict::Expired => tally.expired += 1,
-                    Verdict::Differs(kind, detail) => tally.track(
-                        &mut candidates,
-                        Candidate {
-                            pair: i,
-                            key: key.clone(),
-                            kind,
-                            detail,
-                            expiry: latest_expiry(x.as_ref(), y.as_ref()),
-                        },
-                    ),
-                }
+                let verdict = compare(x.as_ref(), y.as_ref(), tolerance_ms, now);
+                let expiry = latest_expiry(x.as_ref(), y.as_ref());
+                tally.judge(&mut candidates, i, key.clone(), verdict, expiry);
             }
             tally.keys_compared += keys.len() as u64;
         }

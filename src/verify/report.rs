@@ -3,13 +3,14 @@
 //! It is what a person reads before cutting over, so it puts the counts of both sides side by
 //! side, says plainly whether the two are equal, names each difference (kind, database, escaped
 //! key, what differs), and says when the check was only a sample. Keys are escaped with
-//! [`crate::report::escape_key`]; endpoints are shown without password.
+//! [`crate::display::escape_key`]; endpoints are shown without password.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{escape_key, Status};
+use crate::display::escape_key;
+use crate::report::Status;
 
 /// How many differences the JSON report lists (all are counted).
 pub const LIST_LIMIT: usize = 10_000;
@@ -283,37 +284,51 @@ pub fn summary_lines(r: &VerifyReport) -> Vec<String> {
         ));
     }
     if !r.dbs.is_empty() {
+        db_table(r, &mut out);
+    }
+    verdict_lines(r, &mut out);
+    for note in &r.notes {
+        out.push(format!("note: {note}"));
+    }
+    out
+}
+
+/// Keys and TTLs per database side by side, then the types.
+fn db_table(r: &VerifyReport, out: &mut Vec<String>) {
+    out.push(format!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12}",
+        "db", "source keys", "target keys", "source ttl", "target ttl"
+    ));
+    for d in &r.dbs {
+        let name = if d.db == d.target_db {
+            d.db.to_string()
+        } else {
+            format!("{}→{}", d.db, d.target_db)
+        };
         out.push(format!(
             "{:<8} {:>12} {:>12} {:>12} {:>12}",
-            "db", "source keys", "target keys", "source ttl", "target ttl"
+            name, d.source.keys, d.target.keys, d.source.with_ttl, d.target.with_ttl
         ));
-        for d in &r.dbs {
-            let name = if d.db == d.target_db {
-                d.db.to_string()
-            } else {
-                format!("{}→{}", d.db, d.target_db)
-            };
-            out.push(format!(
-                "{:<8} {:>12} {:>12} {:>12} {:>12}",
-                name, d.source.keys, d.target.keys, d.source.with_ttl, d.target.with_ttl
-            ));
-        }
-        let types: Vec<String> = type_names(&r.totals.source, &r.totals.target)
-            .into_iter()
-            .map(|t| {
-                let n = |c: &SideCounts| c.types.get(&t).copied().unwrap_or(0);
-                format!("{t} {}/{}", n(&r.totals.source), n(&r.totals.target))
-            })
-            .collect();
-        if !types.is_empty() {
-            let what = if r.sample.is_some() {
-                "types in the sample (source/target)"
-            } else {
-                "types (source/target)"
-            };
-            out.push(format!("{what}: {}", types.join(", ")));
-        }
     }
+    let types: Vec<String> = type_names(&r.totals.source, &r.totals.target)
+        .into_iter()
+        .map(|t| {
+            let n = |c: &SideCounts| c.types.get(&t).copied().unwrap_or(0);
+            format!("{t} {}/{}", n(&r.totals.source), n(&r.totals.target))
+        })
+        .collect();
+    if !types.is_empty() {
+        let what = if r.sample.is_some() {
+            "types in the sample (source/target)"
+        } else {
+            "types (source/target)"
+        };
+        out.push(format!("{what}: {}", types.join(", ")));
+    }
+}
+
+/// What else the run saw (buckets re-read, keys settled or expired, …), as `; a; b`, or empty.
+fn extras(r: &VerifyReport) -> String {
     let t = &r.totals;
     let mut extras = Vec::new();
     if let Some(b) = &r.buckets {
@@ -322,47 +337,46 @@ pub fn summary_lines(r: &VerifyReport) -> Vec<String> {
             b.reread, b.compared
         ));
     }
-    if t.settled_on_recheck > 0 {
-        extras.push(format!(
-            "{} keys changed on the source and settled on re-check",
-            t.settled_on_recheck
-        ));
+    for (n, what) in [
+        (
+            t.settled_on_recheck,
+            "keys changed on the source and settled on re-check",
+        ),
+        (
+            t.expired_during_verify,
+            "keys expired during verification (not losses)",
+        ),
+        (
+            t.undecodable,
+            "keys could not be decoded (compared by raw bytes)",
+        ),
+        (t.big_keys_read, "big-key reads in chunks (no DUMP)"),
+    ] {
+        if n > 0 {
+            extras.push(format!("{n} {what}"));
+        }
     }
-    if t.expired_during_verify > 0 {
-        extras.push(format!(
-            "{} keys expired during verification (not losses)",
-            t.expired_during_verify
-        ));
-    }
-    if t.undecodable > 0 {
-        extras.push(format!(
-            "{} keys could not be decoded (compared by raw bytes)",
-            t.undecodable
-        ));
-    }
-    if t.big_keys_read > 0 {
-        extras.push(format!(
-            "{} big-key reads in chunks (no DUMP)",
-            t.big_keys_read
-        ));
-    }
-    let extras = if extras.is_empty() {
+    if extras.is_empty() {
         String::new()
     } else {
         format!("; {}", extras.join("; "))
-    };
+    }
+}
+
+/// The verdict line (EQUAL, DIFFERENT with the first differences, or NOT VERIFIED).
+fn verdict_lines(r: &VerifyReport, out: &mut Vec<String>) {
+    let t = &r.totals;
+    let extras = extras(r);
     let secs = r.elapsed_ms as f64 / 1000.0;
+    let in_sample = if r.sample.is_some() {
+        " (in the sample)"
+    } else {
+        ""
+    };
     match r.status {
         Status::Ok => out.push(format!(
-            "EQUAL{}: {} keys on each side, {} round(s), {secs:.1}s ({} keys/s){extras}",
-            if r.sample.is_some() {
-                " (in the sample)"
-            } else {
-                ""
-            },
-            t.source.keys,
-            r.rounds_run,
-            r.keys_per_sec
+            "EQUAL{in_sample}: {} keys on each side, {} round(s), {secs:.1}s ({} keys/s){extras}",
+            t.source.keys, r.rounds_run, r.keys_per_sec
         )),
         Status::Mismatch => {
             let kinds: Vec<String> = t
@@ -371,45 +385,42 @@ pub fn summary_lines(r: &VerifyReport) -> Vec<String> {
                 .map(|(k, n)| format!("{} {n}", k.name()))
                 .collect();
             out.push(format!(
-                "DIFFERENT{}: {} keys differ ({}) after {} round(s), {secs:.1}s{extras}",
-                if r.sample.is_some() {
-                    " (in the sample)"
-                } else {
-                    ""
-                },
+                "DIFFERENT{in_sample}: {} keys differ ({}) after {} round(s), {secs:.1}s{extras}",
                 t.differences,
                 kinds.join(", "),
                 r.rounds_run
             ));
-            for d in r.differences.iter().take(PRINT_LIMIT) {
-                let db = if d.db == d.target_db {
-                    format!("db {}", d.db)
-                } else {
-                    format!("db {}→{}", d.db, d.target_db)
-                };
-                out.push(format!(
-                    "  {:<7} {db} {} {}",
-                    d.kind.name(),
-                    d.key,
-                    d.detail
-                ));
-            }
-            if t.differences as usize > PRINT_LIMIT.min(r.differences.len()) {
-                out.push(format!(
-                    "  … and {} more (--report FILE lists the first {LIST_LIMIT}, with totals by kind)",
-                    t.differences as usize - PRINT_LIMIT.min(r.differences.len())
-                ));
-            }
+            difference_lines(r, out);
         }
         Status::Interrupted | Status::Error => out.push(format!(
             "NOT VERIFIED: {}",
             r.error.as_deref().unwrap_or("stopped")
         )),
     }
-    for note in &r.notes {
-        out.push(format!("note: {note}"));
+}
+
+/// The first [`PRINT_LIMIT`] differences, and how many more there are.
+fn difference_lines(r: &VerifyReport, out: &mut Vec<String>) {
+    for d in r.differences.iter().take(PRINT_LIMIT) {
+        let db = if d.db == d.target_db {
+            format!("db {}", d.db)
+        } else {
+            format!("db {}→{}", d.db, d.target_db)
+        };
+        out.push(format!(
+            "  {:<7} {db} {} {}",
+            d.kind.name(),
+            d.key,
+            d.detail
+        ));
     }
-    out
+    let shown = PRINT_LIMIT.min(r.differences.len());
+    if r.totals.differences as usize > shown {
+        out.push(format!(
+            "  … and {} more (--report FILE lists the first {LIST_LIMIT}, with totals by kind)",
+            r.totals.differences as usize - shown
+        ));
+    }
 }
 
 fn type_names(a: &SideCounts, b: &SideCounts) -> Vec<String> {

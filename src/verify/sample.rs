@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::compare::{compare, latest_expiry, Verdict};
+use super::compare::{compare, latest_expiry};
+use super::rechecks::{Candidate, Tally};
 use super::report::{DbCounts, SampleInfo, SideCounts};
-use super::rounds::{Candidate, Tally};
 use super::side::Side;
 use super::state::KeyState;
 use crate::stop::Stop;
@@ -62,22 +62,11 @@ pub async fn sample_round<S: Side, T: Side>(
         let (sa, sb) = tokio::try_join!(src.fetch(db, &keys), dst.fetch(tdb, &keys))?;
         tally.stream(&sa.1);
         tally.stream(&sb.1);
-        let now = crate::sink::now_ms();
+        let now = crate::read::clock::now_ms();
         for ((key, x), y) in keys.iter().zip(&sa.0).zip(&sb.0) {
-            match compare(x.as_ref(), y.as_ref(), tolerance_ms, now) {
-                Verdict::Same => {}
-                Verdict::Expired => tally.expired += 1,
-                Verdict::Differs(kind, detail) => tally.track(
-                    &mut candidates,
-                    Candidate {
-                        pair: i,
-                        key: key.clone(),
-                        kind,
-                        detail,
-                        expiry: latest_expiry(x.as_ref(), y.as_ref()),
-                    },
-                ),
-            }
+            let verdict = compare(x.as_ref(), y.as_ref(), tolerance_ms, now);
+            let expiry = latest_expiry(x.as_ref(), y.as_ref());
+            tally.judge(&mut candidates, i, key.clone(), verdict, expiry);
         }
         info.keys_checked += keys.len() as u64;
         tally.keys_compared += keys.len() as u64;

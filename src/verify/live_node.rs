@@ -6,7 +6,7 @@
 //! of keys — one round trip — and decodes and digests the replies while the other readers'
 //! pipelines are on the wire or in the server, so neither this process nor the server waits on
 //! the other. The two `TIME`s around the PTTLs turn each relative `PTTL` into an absolute expiry
-//! on the server's clock, exact even when the server stalls (`source/expiry.rs`, shared with
+//! on the server's clock, exact even when the server stalls (`read/expiry.rs`, shared with
 //! the copy), and the server's clock skew (measured once at start) moves it to this machine's clock,
 //! so the two sides' expiries can be compared although their clocks differ. Payloads are decoded
 //! and dropped at once: nothing here holds values. Each reader folds into its own fork of the
@@ -31,12 +31,14 @@ use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::bigkey::read::ReadError as BigReadError;
-use crate::endpoint::{ConnError, Connection, Pipeline, Server};
+use crate::endpoint::{info, ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
+use crate::read::clock::clock_skew;
+use crate::read::dump_size;
+use crate::read::expiry;
+use crate::read::refusal::{Who, VERIFY_RIGHTS};
+use crate::read::scan::{self, parse_scan};
 use crate::retry::Backoff;
-use crate::source::dump_size;
-use crate::source::expiry::{self, ReadError, ReadKeysError};
-use crate::source::scan::parse_scan;
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
 
@@ -119,7 +121,7 @@ impl Node {
         opts: LiveOptions,
         listed: Arc<AtomicU64>,
     ) -> anyhow::Result<Node> {
-        let skew_ms = expiry::clock_skew(&mut conn).await?;
+        let skew_ms = clock_skew(&mut conn).await?;
         if skew_ms.abs() > 2_000 {
             tracing::warn!(
                 "the {} {}'s clock is {skew_ms} ms off this machine's; TTLs are compared after correcting for it",
@@ -150,7 +152,7 @@ impl Node {
         &self.server
     }
 
-    fn role_name(&self) -> &'static str {
+    fn side_name(&self) -> &'static str {
         self.server.endpoint.side.name()
     }
 
@@ -174,18 +176,18 @@ impl Node {
         let mut backoff = Backoff::new(self.opts.retry_for);
         loop {
             if stop.is_raised() {
-                anyhow::bail!("stopped before the {} was fully read", self.role_name());
+                anyhow::bail!("stopped before the {} was fully read", self.side_name());
             }
             let page = async {
                 let c = match &mut conn {
                     Some(c) => c,
                     None => conn.insert(self.connect(db).await?),
                 };
-                let reply = c.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                let reply = c.cmd(&scan::command(cursor, self.opts.scan_count)).await?;
                 parse_scan(reply).with_context(|| {
                     format!(
                         "SCAN {cursor} on the {} {}",
-                        self.role_name(),
+                        self.side_name(),
                         self.server.endpoint
                     )
                 })
@@ -256,22 +258,22 @@ impl Node {
         Ok((visitor, stats))
     }
 
+    /// This side's reader, for messages (`ep`: the endpoint, printed).
+    fn reader<'a>(&self, ep: &'a str) -> Who<'a> {
+        Who {
+            side: self.side_name(),
+            ep,
+            rights: VERIFY_RIGHTS,
+        }
+    }
+
     fn refused(&self, db: u32, key: &[u8], err: &str) -> anyhow::Error {
-        let hint = if err.starts_with("NOPERM") {
-            " The ACL user needs +scan +pttl +dump +time +select +info +randomkey +dbsize and ~* (all keys), and for big keys (--big-key-bytes) +memory +type +strlen +getrange +lrange +llen +sscan +scard +zscan +zcard +hscan +hlen +xrange +xlen +xinfo +xpending."
-        } else {
-            ""
-        };
-        anyhow::anyhow!(
-            "the {} {} refused to read key {} (db {db}): {err}.{hint}",
-            self.role_name(),
-            self.server.endpoint,
-            crate::report::escape_key(key)
-        )
+        self.reader(&self.server.endpoint.to_string())
+            .refused(db, key, err)
     }
 
     /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
-    /// bytes, with the TTLs read again after a stall (see `source/expiry.rs`); big keys found
+    /// bytes, with the TTLs read again after a stall (see `read/expiry.rs`); big keys found
     /// first and read in chunks instead (`big.rs`).
     async fn fetch_with(
         &self,
@@ -327,12 +329,9 @@ impl Node {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let read = expiry::read_keys(conn, keys).await.map_err(|e| match e {
-            ReadKeysError::Conn(e) => e,
-            ReadKeysError::Reply(ReadError::Refused { index, error }) => {
-                self.refused(db, &keys[index], &error)
-            }
-            ReadKeysError::Reply(ReadError::Malformed(what)) => self.malformed(what),
+        let read = expiry::read_keys(conn, keys).await.map_err(|e| {
+            self.reader(&self.server.endpoint.to_string())
+                .read_error(db, keys, e)
         })?;
         let mut out = Vec::with_capacity(keys.len());
         let mut bytes = 0usize;
@@ -347,7 +346,7 @@ impl Node {
             let expire = read.expire_at_ms.map(|ms| ms - self.skew_ms);
             let (state, err) = KeyState::from_payload(&read.payload, expire);
             if let Some(err) = err {
-                stats.note_undecodable(self.role_name(), db, key, &err);
+                stats.note_undecodable(self.side_name(), db, key, &err);
             }
             out.push(Some(state));
         }
@@ -381,9 +380,9 @@ impl Node {
             }
             e => anyhow::anyhow!(
                 "the {} {} could not be read in chunks at key {} (db {db}): {e}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint,
-                crate::report::escape_key(key)
+                crate::display::escape_key(key)
             ),
         })?;
         match read {
@@ -409,14 +408,6 @@ impl Node {
         }
     }
 
-    fn malformed(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "the {} {} sent a reply ferry cannot read: {what}",
-            self.role_name(),
-            self.server.endpoint
-        )
-    }
-
     async fn keyspace_with(
         &self,
         conn: &mut Connection,
@@ -425,11 +416,11 @@ impl Node {
         if let Some(err) = reply.error() {
             anyhow::bail!(
                 "the {} {} refused INFO: {err}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint
             );
         }
-        Ok(parse_keyspace(&reply.to_text().unwrap_or_default()))
+        Ok(info::parse_keyspace(&reply.to_text().unwrap_or_default()))
     }
 
     async fn random_with(
@@ -443,7 +434,7 @@ impl Node {
         if let Some(err) = size.error() {
             anyhow::bail!(
                 "the {} {} refused DBSIZE: {err}",
-                self.role_name(),
+                self.side_name(),
                 self.server.endpoint
             );
         }
@@ -453,7 +444,9 @@ impl Node {
             // Small enough: take every key, exactly.
             let mut cursor = 0u64;
             loop {
-                let reply = conn.cmd(&scan_cmd(cursor, self.opts.scan_count)).await?;
+                let reply = conn
+                    .cmd(&scan::command(cursor, self.opts.scan_count))
+                    .await?;
                 let (next, page) = parse_scan(reply)?;
                 keys.extend(page.into_iter().map(|k| Bytes::copy_from_slice(&k)));
                 if next == 0 {
@@ -475,7 +468,7 @@ impl Node {
                     if let Some(err) = r.error() {
                         anyhow::bail!(
                             "the {} {} refused RANDOMKEY: {err}",
-                            self.role_name(),
+                            self.side_name(),
                             self.server.endpoint
                         );
                     }
@@ -559,48 +552,4 @@ impl Node {
 fn is_transient(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ConnError>()
         .is_some_and(ConnError::is_transient)
-}
-
-fn scan_cmd(cursor: u64, count: u32) -> [Vec<u8>; 4] {
-    [
-        b"SCAN".to_vec(),
-        cursor.to_string().into_bytes(),
-        b"COUNT".to_vec(),
-        count.to_string().into_bytes(),
-    ]
-}
-
-/// `db0:keys=5,expires=1,avg_ttl=3` lines → db → (keys, expires).
-pub fn parse_keyspace(text: &str) -> BTreeMap<u32, (u64, u64)> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some((k, v)) = line.trim_end().split_once(':') else {
-            continue;
-        };
-        let Some(db) = k.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            v.split(',')
-                .find_map(|kv| kv.strip_prefix(name))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.insert(db, (field("keys="), field("expires=")));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keyspace_lines() {
-        let k = parse_keyspace(
-            "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=3\r\ndb12:keys=2,expires=0\r\n",
-        );
-        assert_eq!(k.get(&0), Some(&(5, 1)));
-        assert_eq!(k.get(&12), Some(&(2, 0)));
-    }
 }

@@ -25,9 +25,12 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::bucket::bucket_of;
-use super::side::{Entry, LiveOptions, LiveSide, Side, StreamStats, Visit, Want};
+use super::flow::{self, compare_sides};
+use super::live_side::LiveSide;
+use super::options::Options;
+use super::report::{print_summary, VerifyReport};
+use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
-use super::{compare_sides, print_summary, Options, VerifyReport};
 use crate::cli::MigrateArgs;
 use crate::job::Job;
 use crate::rdb::reader::ResumeState;
@@ -37,7 +40,7 @@ use crate::source::rdb_file::{self, FileOptions};
 use crate::stop::Stop;
 
 /// An RDB file, read for verification.
-pub struct RdbSide {
+pub struct FileSide {
     path: PathBuf,
     product: String,
     /// Where each DB's sections start.
@@ -46,9 +49,9 @@ pub struct RdbSide {
     listed: Arc<AtomicU64>,
 }
 
-impl RdbSide {
+impl FileSide {
     /// Checks the whole file and learns its layout.
-    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<RdbSide> {
+    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<FileSide> {
         let opts = FileOptions {
             batch_keys: 1,
             batch_bytes: 1,
@@ -61,7 +64,7 @@ impl RdbSide {
         let summary = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &s))
             .await
             .map_err(|e| anyhow::anyhow!("the file check failed: {e}"))??;
-        Ok(RdbSide {
+        Ok(FileSide {
             path: path.to_path_buf(),
             product: summary.describe(),
             sections: summary.sections.clone(),
@@ -110,7 +113,7 @@ fn each_key_blocking<T>(
                     let rec = kr.record;
                     if rec
                         .expire_at_ms
-                        .is_some_and(|at| at <= crate::sink::now_ms())
+                        .is_some_and(|at| at <= crate::read::clock::now_ms())
                     {
                         continue;
                     }
@@ -125,8 +128,8 @@ fn each_key_blocking<T>(
     Ok(state)
 }
 
-impl Side for RdbSide {
-    fn role(&self) -> &'static str {
+impl Side for FileSide {
+    fn side_name(&self) -> &'static str {
         "source"
     }
 
@@ -247,15 +250,18 @@ impl Side for RdbSide {
     }
 }
 
-fn live_options(job: &Job) -> LiveOptions {
-    LiveOptions {
-        scan_count: job.tuning.scan_count,
-        batch_bytes: job.tuning.batch_bytes,
-        retry_for: job.retry_for(),
-        throttles: None,
-        share: None,
-        big_key_bytes: job.tuning.big_key_bytes,
-    }
+/// Opens the file as the source side and the job's target as a live side.
+async fn open_sides(
+    path: &Path,
+    job: &Job,
+    stop: &Stop,
+) -> anyhow::Result<(Arc<FileSide>, Arc<LiveSide>)> {
+    let target = flow::live_options(job, None, None);
+    let (src, dst) = tokio::try_join!(
+        FileSide::open(path, stop),
+        LiveSide::open(job.target.clone(), &job.target_addr_map, target)
+    )?;
+    Ok((Arc::new(src), Arc::new(dst)))
 }
 
 /// `ferry verify --rdb FILE`: compares the file with the target over the job's DBs (every DB
@@ -267,11 +273,7 @@ pub async fn verify_file(
     stop: &Stop,
     report: &mut VerifyReport,
 ) -> anyhow::Result<()> {
-    let (src, dst) = tokio::try_join!(
-        RdbSide::open(path, stop),
-        LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
-    )?;
-    let (src, dst) = (Arc::new(src), Arc::new(dst));
+    let (src, dst) = open_sides(path, job, stop).await?;
     report.source = src.name();
     report.target = dst.name();
     if !job.dbs.is_empty() {
@@ -279,7 +281,7 @@ pub async fn verify_file(
         rdb_file::check_selected_dbs(path, &job.dbs, &present)?;
     }
     let pairs = if job.dbs.is_empty() {
-        super::default_pairs(&src, &dst, job).await?
+        flow::default_pairs(&src, &dst, job).await?
     } else {
         job.dbs.iter().map(|&db| (db, job.target_db(db))).collect()
     };
@@ -304,22 +306,11 @@ pub async fn after_migrate(
     let started = Instant::now();
     eprintln!("ferry: verifying the target against the file (skip with --no-verify)");
     let result = async {
-        let (src, dst) = tokio::try_join!(
-            RdbSide::open(path, stop),
-            LiveSide::open(job.target.clone(), &job.target_addr_map, live_options(job))
-        )?;
-        compare_sides(
-            Arc::new(src),
-            Arc::new(dst),
-            db_pairs,
-            &opts,
-            stop,
-            &mut report,
-        )
-        .await
+        let (src, dst) = open_sides(path, job, stop).await?;
+        compare_sides(src, dst, db_pairs, &opts, stop, &mut report).await
     }
     .await;
-    super::finish(&mut report, result, started, stop);
+    flow::finish(&mut report, result, started, stop);
     print_summary(&report);
     report
 }

@@ -17,10 +17,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::compare::{compare, latest_expiry, Verdict};
-use super::passes::MAX_TRACKED;
 use super::report::DiffKind;
 use super::side::{Side, StreamStats};
 use crate::stop::Stop;
+
+/// Most differing keys tracked for re-checks (beyond them, differences are counted only).
+pub const MAX_TRACKED: usize = 1_000_000;
 
 /// A key that differed at its last comparison.
 #[derive(Debug, Clone)]
@@ -65,6 +67,32 @@ impl Tally {
             if self.undecodable_examples.len() < 10 {
                 self.undecodable_examples.push(e.clone());
             }
+        }
+    }
+
+    /// Counts a first comparison's `verdict` on `key` of pair `pair`: an expired key, or a
+    /// difference kept for re-checks (see [`Tally::track`]).
+    pub fn judge(
+        &mut self,
+        candidates: &mut Vec<Candidate>,
+        pair: usize,
+        key: Bytes,
+        verdict: Verdict,
+        expiry: Option<i64>,
+    ) {
+        match verdict {
+            Verdict::Same => {}
+            Verdict::Expired => self.expired += 1,
+            Verdict::Differs(kind, detail) => self.track(
+                candidates,
+                Candidate {
+                    pair,
+                    key,
+                    kind,
+                    detail,
+                    expiry,
+                },
+            ),
         }
     }
 
@@ -138,7 +166,7 @@ pub async fn recheck_once<S: Side, T: Side>(
         for chunk in group.chunks(10_000) {
             let keys: Vec<Bytes> = chunk.iter().map(|c| c.key.clone()).collect();
             let (a, b) = tokio::try_join!(src.fetch(db, &keys), dst.fetch(tdb, &keys))?;
-            let now = crate::sink::now_ms();
+            let now = crate::read::clock::now_ms();
             for ((c, sa), sb) in chunk.iter().zip(&a.0).zip(&b.0) {
                 match compare(sa.as_ref(), sb.as_ref(), tolerance_ms, now) {
                     // Gone from both sides after its TTL ran out: it expired, nobody deleted it.

@@ -9,7 +9,7 @@
 //!   If those buckets hold more than [`REREAD_BUDGET`] keys (e.g. a forgotten database, where
 //!   every bucket differs), they are split into groups and each group takes its own pass, so
 //!   memory stays bounded; the cost is one more SCAN of each side per group.
-//! - The keys found to differ are kept (up to [`MAX_TRACKED`]) to be re-checked by later rounds;
+//! - The keys found to differ are kept (up to [`MAX_TRACKED`](super::rechecks::MAX_TRACKED)) to be re-checked by later rounds;
 //!   beyond that they are counted, not tracked.
 //!
 //! Pass 2 also rebuilds the aggregates of the re-read buckets from the exact maps, so the counts
@@ -21,18 +21,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::bucket::{bucket_of, DbAggregates, TtlGrid, BUCKETS};
-use super::compare::{compare_maps, Verdict};
+use super::compare::compare_maps;
+use super::rechecks::{Candidate, Tally};
 use super::report::{BucketStats, DbCounts, Listed};
-use super::rounds::{Candidate, Tally};
 use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::stop::Stop;
 
 /// Most keys (estimated from the aggregates) re-read in one pass 2.
 pub const REREAD_BUDGET: u64 = 2_000_000;
-
-/// Most differing keys tracked for re-checks.
-pub const MAX_TRACKED: usize = 1_000_000;
 
 /// What the first round found.
 pub struct FirstRound {
@@ -55,20 +52,8 @@ pub async fn first_round<S: Side, T: Side>(
     stop: &Stop,
     tally: &mut Tally,
 ) -> anyhow::Result<FirstRound> {
-    // Pass 1: aggregates of every database pair.
     let grid = TtlGrid::new(tolerance_ms);
-    let mut aggs: Vec<(DbAggregates, DbAggregates)> = Vec::with_capacity(pairs.len());
-    let mut listed = Listed::default();
-    for &(db, tdb) in pairs {
-        let a = DbAggregates::new(grid);
-        let b = DbAggregates::new(grid);
-        let ((a, sa), (b, sb)) = both(src, dst, db, tdb, Want::All, a, b, stop).await?;
-        tally.stream(&sa);
-        tally.stream(&sb);
-        listed.source += sa.listed;
-        listed.target += sb.listed;
-        aggs.push((a, b));
-    }
+    let (mut aggs, listed) = pass_one(src, dst, pairs, grid, stop, tally).await?;
 
     // Differing buckets, with an estimate of their keys, grouped to fit the re-read budget.
     let mut differing: Vec<(usize, u16, u64)> = Vec::new();
@@ -98,48 +83,15 @@ pub async fn first_round<S: Side, T: Side>(
             by_pair.entry(i).or_default().push(bucket);
         }
         for (i, buckets) in by_pair {
-            let (db, tdb) = pairs[i];
-            let want = Want::buckets(buckets.iter().copied());
-            let ((ma, _), (mb, _)) = both(
-                src,
-                dst,
-                db,
-                tdb,
-                want,
-                KeyMap::default(),
-                KeyMap::default(),
-                stop,
-            )
-            .await?;
-            let (a, b) = &mut aggs[i];
-            for &bucket in &buckets {
-                a.clear(bucket);
-                b.clear(bucket);
-            }
-            for (k, s) in &ma.0 {
-                a.add(k, bucket_of(k), s);
-            }
-            for (k, s) in &mb.0 {
-                b.add(k, bucket_of(k), s);
-            }
-            tally.keys_compared += ma.0.len().max(mb.0.len()) as u64;
-            let now = crate::sink::now_ms();
-            for (key, verdict, expiry) in compare_maps(ma.0, mb.0, tolerance_ms, now) {
-                match verdict {
-                    Verdict::Same => {}
-                    Verdict::Expired => tally.expired += 1,
-                    Verdict::Differs(kind, detail) => tally.track(
-                        &mut candidates,
-                        Candidate {
-                            pair: i,
-                            key,
-                            kind,
-                            detail,
-                            expiry,
-                        },
-                    ),
-                }
-            }
+            let reread = Reread {
+                pair: i,
+                dbs: pairs[i],
+                buckets: &buckets,
+                tolerance_ms,
+            };
+            reread
+                .run(src, dst, &mut aggs[i], stop, tally, &mut candidates)
+                .await?;
         }
     }
     let dbs = pairs
@@ -158,6 +110,76 @@ pub async fn first_round<S: Side, T: Side>(
         buckets: stats,
         listed,
     })
+}
+
+/// Pass 1: the bucket aggregates of every database pair, and the keys listed on each side.
+async fn pass_one<S: Side, T: Side>(
+    src: &Arc<S>,
+    dst: &Arc<T>,
+    pairs: &[(u32, u32)],
+    grid: TtlGrid,
+    stop: &Stop,
+    tally: &mut Tally,
+) -> anyhow::Result<(Vec<(DbAggregates, DbAggregates)>, Listed)> {
+    let mut aggs: Vec<(DbAggregates, DbAggregates)> = Vec::with_capacity(pairs.len());
+    let mut listed = Listed::default();
+    for &(db, tdb) in pairs {
+        let a = DbAggregates::new(grid);
+        let b = DbAggregates::new(grid);
+        let ((a, sa), (b, sb)) = both(src, dst, db, tdb, Want::All, a, b, stop).await?;
+        tally.stream(&sa);
+        tally.stream(&sb);
+        listed.source += sa.listed;
+        listed.target += sb.listed;
+        aggs.push((a, b));
+    }
+    Ok((aggs, listed))
+}
+
+/// Pass 2 of one database pair: the keys of its differing `buckets`, read on both sides.
+struct Reread<'a> {
+    /// Index of the pair (for the candidates).
+    pair: usize,
+    /// (source db, target db).
+    dbs: (u32, u32),
+    buckets: &'a [u16],
+    tolerance_ms: u64,
+}
+
+impl Reread<'_> {
+    /// Reads the buckets' keys on both sides, rebuilds their aggregates in `aggs` from the
+    /// exact maps, and compares the keys (differences into `candidates`).
+    async fn run<S: Side, T: Side>(
+        &self,
+        src: &Arc<S>,
+        dst: &Arc<T>,
+        aggs: &mut (DbAggregates, DbAggregates),
+        stop: &Stop,
+        tally: &mut Tally,
+        candidates: &mut Vec<Candidate>,
+    ) -> anyhow::Result<()> {
+        let (db, tdb) = self.dbs;
+        let want = Want::buckets(self.buckets.iter().copied());
+        let (ma, mb) = (KeyMap::default(), KeyMap::default());
+        let ((ma, _), (mb, _)) = both(src, dst, db, tdb, want, ma, mb, stop).await?;
+        let (a, b) = aggs;
+        for &bucket in self.buckets {
+            a.clear(bucket);
+            b.clear(bucket);
+        }
+        for (k, s) in &ma.0 {
+            a.add(k, bucket_of(k), s);
+        }
+        for (k, s) in &mb.0 {
+            b.add(k, bucket_of(k), s);
+        }
+        tally.keys_compared += ma.0.len().max(mb.0.len()) as u64;
+        let now = crate::read::clock::now_ms();
+        for (key, verdict, expiry) in compare_maps(ma.0, mb.0, self.tolerance_ms, now) {
+            tally.judge(candidates, self.pair, key, verdict, expiry);
+        }
+        Ok(())
+    }
 }
 
 /// Splits `items` (pair, bucket, estimated keys) into consecutive groups of at most `budget`
