@@ -382,15 +382,36 @@ pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> 
     tokio::join!(source, target);
     out.append(&mut src_rows);
     out.append(&mut dst_rows);
-    match &mut src {
+    bulk_clocks_notifications(&mut src, &mut dst, job, plan, &sample, &mut facts, out).await;
+    Sides {
+        src,
+        dst: Some(dst),
+        facts,
+    }
+}
+
+/// The last rows, which depend on the source's kind: the target's `proto-max-bulk-len` against
+/// the biggest sampled keys, clock skews, and keyspace notifications for `--follow`.
+async fn bulk_clocks_notifications(
+    src: &mut Option<Source>,
+    dst: &mut connect::Probed,
+    job: &Job,
+    plan: &Plan,
+    sample: &keys::Sample,
+    facts: &mut Facts,
+    out: &mut Vec<Check>,
+) {
+    let writes = plan.purpose != Purpose::Verify;
+    let (mut src_rows, mut dst_rows) = (Vec::new(), Vec::new());
+    match src {
         Some(Source::Live(s)) => {
             if writes {
                 let tolerated = job.tuning.big_key_bytes > 0 || plan.skip_key_errors;
-                facts.max_bulk = keys::bulk_len(s, &sample, &mut dst, tolerated, out).await;
+                facts.max_bulk = keys::bulk_len(s, sample, dst, tolerated, out).await;
             }
             let (a, b) = tokio::join!(
                 server::clock(s, &mut src_rows),
-                server::clock(&mut dst, &mut dst_rows)
+                server::clock(dst, &mut dst_rows)
             );
             (facts.source_skew_ms, facts.target_skew_ms) = (a, b);
             out.append(&mut src_rows);
@@ -403,14 +424,9 @@ pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> 
             if let Some(node) = dst.nodes.first_mut() {
                 facts.max_bulk = keys::max_bulk_len(&mut node.conn).await.ok().flatten();
             }
-            facts.target_skew_ms = server::clock(&mut dst, out).await;
+            facts.target_skew_ms = server::clock(dst, out).await;
         }
         None => {}
-    }
-    Sides {
-        src,
-        dst: Some(dst),
-        facts,
     }
 }
 

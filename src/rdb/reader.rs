@@ -318,18 +318,23 @@ impl<R: Read> Source<R> {
         self.known_size.map(|k| k.saturating_sub(self.offset))
     }
 
+    /// `Err` when fewer than `n` bytes are left in a file of known size (a truncated file, or a
+    /// corrupt length), before anything is read or allocated.
+    fn check_room(&self, n: u64, what: &'static str) -> Result<()> {
+        match self.remaining() {
+            Some(rem) if n > rem => Err(RdbError::LengthPastEnd {
+                offset: self.offset,
+                len: n,
+                remaining: rem,
+                what,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Append exactly `n` bytes to `out`.
     fn read_into(&mut self, out: &mut Vec<u8>, n: u64, what: &'static str) -> Result<()> {
-        if let Some(rem) = self.remaining() {
-            if n > rem {
-                return Err(RdbError::LengthPastEnd {
-                    offset: self.offset,
-                    len: n,
-                    remaining: rem,
-                    what,
-                });
-            }
-        }
+        self.check_room(n, what)?;
         let mut left = usize::try_from(n).map_err(|_| RdbError::LengthPastEnd {
             offset: self.offset,
             len: n,
@@ -392,16 +397,7 @@ impl<R: Read> Source<R> {
 
     /// Consume `n` bytes without keeping them (they are still checksummed).
     fn skip(&mut self, n: u64, what: &'static str) -> Result<()> {
-        if let Some(rem) = self.remaining() {
-            if n > rem {
-                return Err(RdbError::LengthPastEnd {
-                    offset: self.offset,
-                    len: n,
-                    remaining: rem,
-                    what,
-                });
-            }
-        }
+        self.check_room(n, what)?;
         let mut left = n;
         while left > 0 {
             if self.pos < self.end {

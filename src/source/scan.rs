@@ -316,18 +316,7 @@ impl Reader {
     /// Sends chunks until [`IN_FLIGHT`] are in flight, then reads the oldest and hands its
     /// records on.
     async fn step(&mut self, tx: &mpsc::Sender<Batch>) -> Result<Step, StepError> {
-        // A chunk whose send fails is dropped with the others: `restart` starts over from
-        // `resume`, which only moves when a batch is handed on.
-        while self.in_flight.len() < IN_FLIGHT {
-            let Some(chunk) = self.next_chunk() else {
-                break;
-            };
-            if let Some(t) = &self.throttle {
-                t.take_keys(chunk.range.len()).await;
-            }
-            self.send(&chunk).await?;
-            self.in_flight.push_back(chunk);
-        }
+        self.fill_in_flight().await?;
         let Some(chunk) = self.in_flight.front() else {
             return Ok(Step::Done);
         };
@@ -386,6 +375,34 @@ impl Reader {
             Some(read) => Some(self.records(chunk.keys(), read).await?),
             None => None,
         };
+        self.hand_on(&chunk, fetched, tx).await
+    }
+
+    /// Sends chunks until [`IN_FLIGHT`] are on the wire (pipelined ahead of their replies).
+    async fn fill_in_flight(&mut self) -> Result<(), StepError> {
+        // A chunk whose send fails is dropped with the others: `restart` starts over from
+        // `resume`, which only moves when a batch is handed on.
+        while self.in_flight.len() < IN_FLIGHT {
+            let Some(chunk) = self.next_chunk() else {
+                break;
+            };
+            if let Some(t) = &self.throttle {
+                t.take_keys(chunk.range.len()).await;
+            }
+            self.send(&chunk).await?;
+            self.in_flight.push_back(chunk);
+        }
+        Ok(())
+    }
+
+    /// Hands the keys `chunk` fetched to the writers, in batches bounded by bytes; the last
+    /// batch of a page carries its position and big keys, and moves `resume` past the page.
+    async fn hand_on(
+        &mut self,
+        chunk: &Chunk,
+        fetched: Option<Fetched>,
+        tx: &mpsc::Sender<Batch>,
+    ) -> Result<Step, StepError> {
         let Some(page) = &chunk.page else {
             return Ok(Step::More);
         };

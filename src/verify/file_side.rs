@@ -10,6 +10,9 @@
 //! - **Streaming a DB** seeks to that DB's sections and reads only them, on a blocking thread.
 //! - **Re-reads** (`fetch`, `random_keys`) read the DB's sections again: a file does not change,
 //!   so a re-check gives the same answer, at the cost of one sequential read of the DB.
+//! - **Big values** (over `--big-key-bytes` in the file) are not read whole: their digest is
+//!   folded from the chunks the copy reads (`bigkey/file.rs`, `chunk_digest.rs`), one chunk in
+//!   memory at a time, and equals the digest of the same value read whole.
 //! - **Expiry** is the file's absolute expiry, taken to be on this machine's clock (a file has no
 //!   other); keys whose expiry has passed are not there, as on a server. Keys holding an empty
 //!   collection are not there either (Redis drops them when it loads a file, and `migrate --rdb`
@@ -25,17 +28,19 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::bucket::bucket_of;
+use super::chunk_digest::ChunkDigest;
+use super::digest::{digest_raw_payload, Kind};
 use super::flow::{self, compare_sides};
 use super::live_side::LiveSide;
 use super::options::Options;
 use super::report::{print_summary, VerifyReport};
 use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
+use crate::bigkey::file::FileChunks;
 use crate::cli::MigrateArgs;
 use crate::job::Job;
-use crate::rdb::reader::ResumeState;
+use crate::rdb::reader::{BigValue, ResumeState};
 use crate::rdb::Item;
-use crate::record::Record;
 use crate::source::rdb_file::{self, FileOptions};
 use crate::stop::Stop;
 
@@ -47,18 +52,89 @@ pub struct FileSide {
     sections: Vec<(u32, ResumeState)>,
     keyspace: BTreeMap<u32, (u64, u64)>,
     listed: Arc<AtomicU64>,
+    /// Values over this many encoded bytes are digested in chunks (`None`: all read whole).
+    big: Option<BigValues>,
+}
+
+/// How a file's big values are read: over `threshold` bytes, in chunks of `budget`.
+#[derive(Debug, Clone, Copy)]
+struct BigValues {
+    threshold: u64,
+    budget: usize,
+}
+
+/// One live key of the file: its value as a DUMP payload or, when big, where it is in the file.
+struct FileKey {
+    db: u32,
+    key: Bytes,
+    expire_at_ms: Option<i64>,
+    value: FileValue,
+}
+
+/// A key's value as the file reader handed it out.
+enum FileValue {
+    /// Read whole, as a DUMP payload.
+    Payload(Bytes),
+    /// Over the threshold: read in chunks when it is compared.
+    Big(Box<BigValue>),
+}
+
+impl FileKey {
+    /// The key's state for the comparison, and why its value could not be decoded if so.
+    fn state(&self, path: &Path, big: Option<BigValues>) -> (KeyState, Option<String>) {
+        let value = match &self.value {
+            FileValue::Payload(p) => return KeyState::from_payload(p, self.expire_at_ms),
+            FileValue::Big(v) => v,
+        };
+        let budget = big.map_or(1 << 20, |b| b.budget);
+        match big_digest(path, value, budget) {
+            Ok(digest) => (
+                KeyState {
+                    kind: digest.kind(),
+                    digest: digest.finish(),
+                    expire_at_ms: self.expire_at_ms,
+                },
+                None,
+            ),
+            Err(e) => (
+                KeyState {
+                    kind: Kind::Undecodable,
+                    digest: digest_raw_payload(&self.key),
+                    expire_at_ms: self.expire_at_ms,
+                },
+                Some(format!("{e:#}")),
+            ),
+        }
+    }
+}
+
+/// Folds the digest of a big value from its chunks, read from the file one at a time.
+fn big_digest(path: &Path, value: &BigValue, budget: usize) -> anyhow::Result<ChunkDigest> {
+    let mut chunks = FileChunks::open(path, value, budget)?;
+    let kind = crate::bigkey::file::kind_of(value.type_byte)
+        .ok_or_else(|| anyhow::anyhow!("type {} is not read in chunks", value.type_byte))?;
+    let mut digest = ChunkDigest::new(kind);
+    while let Some(chunk) = chunks.next_chunk()? {
+        digest.add(&chunk);
+    }
+    Ok(digest)
 }
 
 impl FileSide {
-    /// Checks the whole file and learns its layout.
-    pub async fn open(path: &Path, stop: &Stop) -> anyhow::Result<FileSide> {
+    /// Checks the whole file and learns its layout; values over the job's `--big-key-bytes`
+    /// will be digested in chunks of about `--batch-bytes`.
+    pub async fn open(path: &Path, job: &Job, stop: &Stop) -> anyhow::Result<FileSide> {
+        let big = (job.tuning.big_key_bytes > 0).then(|| BigValues {
+            threshold: job.tuning.big_key_bytes,
+            budget: job.tuning.batch_bytes.clamp(1024, 64 << 20),
+        });
         let opts = FileOptions {
             batch_keys: 1,
             batch_bytes: 1,
             dbs: None,
             target_rdb: None,
             skip_modules: false,
-            big_value_bytes: None,
+            big_value_bytes: big.map(|b| b.threshold),
         };
         let (p, s) = (path.to_path_buf(), stop.clone());
         let summary = tokio::task::spawn_blocking(move || rdb_file::examine(&p, &opts, &s))
@@ -74,6 +150,7 @@ impl FileSide {
                 .map(|(&db, s)| (db, (s.keys, s.with_ttl)))
                 .collect(),
             listed: Arc::new(AtomicU64::new(0)),
+            big,
         })
     }
 
@@ -82,7 +159,7 @@ impl FileSide {
         &self,
         db: u32,
         state: T,
-        f: impl FnMut(&mut T, Record) -> bool + Send + 'static,
+        f: impl FnMut(&mut T, FileKey) -> bool + Send + 'static,
     ) -> anyhow::Result<T> {
         let path = self.path.clone();
         let starts: Vec<ResumeState> = self
@@ -91,7 +168,8 @@ impl FileSide {
             .filter(|(d, _)| *d == db)
             .map(|(_, s)| *s)
             .collect();
-        tokio::task::spawn_blocking(move || each_key_blocking(&path, &starts, state, f))
+        let big = self.big.map(|b| b.threshold);
+        tokio::task::spawn_blocking(move || each_key_blocking(&path, &starts, big, state, f))
             .await
             .map_err(|e| anyhow::anyhow!("the RDB file reader thread failed: {e}"))?
     }
@@ -100,28 +178,39 @@ impl FileSide {
 fn each_key_blocking<T>(
     path: &Path,
     starts: &[ResumeState],
+    big: Option<u64>,
     mut state: T,
-    mut f: impl FnMut(&mut T, Record) -> bool,
+    mut f: impl FnMut(&mut T, FileKey) -> bool,
 ) -> anyhow::Result<T> {
     for &start in starts {
-        let mut reader = rdb_file::open(path, Some(start), false)?;
+        let mut reader = rdb_file::open_with(path, Some(start), false, big)?;
         loop {
             let item = reader.next_item().map_err(|e| rdb_file::damaged(path, e))?;
-            match item {
+            let key = match item {
                 None | Some(Item::End { .. }) | Some(Item::SelectDb(_)) => break,
                 Some(Item::Record(kr)) => {
                     let rec = kr.record;
-                    if rec
-                        .expire_at_ms
-                        .is_some_and(|at| at <= crate::read::clock::now_ms())
-                    {
-                        continue;
-                    }
-                    if !f(&mut state, rec) {
-                        return Ok(state);
+                    FileKey {
+                        db: rec.db,
+                        key: rec.key,
+                        expire_at_ms: rec.expire_at_ms,
+                        value: FileValue::Payload(rec.payload),
                     }
                 }
-                Some(_) => {}
+                Some(Item::BigValue(v)) => FileKey {
+                    db: v.db,
+                    key: Bytes::from(v.key.clone()),
+                    expire_at_ms: v.expire_at_ms,
+                    value: FileValue::Big(v),
+                },
+                Some(_) => continue,
+            };
+            let now = crate::read::clock::now_ms();
+            if key.expire_at_ms.is_some_and(|at| at <= now) {
+                continue;
+            }
+            if !f(&mut state, key) {
+                return Ok(state);
             }
         }
     }
@@ -157,6 +246,7 @@ impl Side for FileSide {
         stop: Stop,
     ) -> anyhow::Result<(V, StreamStats)> {
         let listed = self.listed.clone();
+        let (path, big) = (self.path.clone(), self.big);
         let mut n = 0u64;
         self.each_key(
             db,
@@ -171,7 +261,7 @@ impl Side for FileSide {
                 let bucket = bucket_of(&rec.key);
                 if want.wants(bucket) {
                     stats.read += 1;
-                    let (state, err) = KeyState::from_payload(&rec.payload, rec.expire_at_ms);
+                    let (state, err) = rec.state(&path, big);
                     if let Some(err) = err {
                         stats.note_undecodable("source", rec.db, &rec.key, &err);
                     }
@@ -199,6 +289,7 @@ impl Side for FileSide {
             .collect();
         let out = vec![None; keys.len()];
         let want = index.len();
+        let (path, big) = (self.path.clone(), self.big);
         let (out, stats, _, _) = self
             .each_key(
                 db,
@@ -206,7 +297,7 @@ impl Side for FileSide {
                 move |(out, stats, index, found), rec| {
                     if let Some(&i) = index.get(&rec.key) {
                         stats.read += 1;
-                        let (state, err) = KeyState::from_payload(&rec.payload, rec.expire_at_ms);
+                        let (state, err) = rec.state(&path, big);
                         if let Some(err) = err {
                             stats.note_undecodable("source", rec.db, &rec.key, &err);
                         }
@@ -258,7 +349,7 @@ async fn open_sides(
 ) -> anyhow::Result<(Arc<FileSide>, Arc<LiveSide>)> {
     let target = flow::live_options(job, None, None);
     let (src, dst) = tokio::try_join!(
-        FileSide::open(path, stop),
+        FileSide::open(path, job, stop),
         LiveSide::open(job.target.clone(), &job.target_addr_map, target)
     )?;
     Ok((Arc::new(src), Arc::new(dst)))
