@@ -253,6 +253,52 @@ fn small_evicting_target_fails_naming_maxmemory_and_eviction() {
     );
 }
 
+/// The big-key reader's commands are checked too: a source user that may DUMP but not HSCAN
+/// would stop at the first big hash; with `--big-key-bytes 0` (no big-key reads) it is ready.
+#[test]
+fn source_user_without_hscan_fails_unless_big_keys_are_off() {
+    let src = Server::plain(Version::V6_2);
+    seed_small(&src, 0);
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "reader",
+            "on",
+            ">reader-pw",
+            "~*",
+            "+@all",
+            "-hscan",
+        ])
+        .query(&mut src.conn())
+        .unwrap();
+    let dst = Server::tls_target(Version::Valkey8);
+    let work = Workdir::new();
+    let source = format!("redis://reader:reader-pw@127.0.0.1:{}", src.port);
+    let (target, ca) = (dst.url(), ca());
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--target-cacert",
+            &ca,
+        ];
+        args.extend_from_slice(extra);
+        work.run(&args)
+    };
+    assert_fails_naming(&check(&[]), &["source: ACL rights", "HSCAN", "+hscan"]);
+    let run = check(&["--big-key-bytes", "0"]);
+    assert!(
+        !rows(&run, "fail")
+            .iter()
+            .any(|r| r.starts_with("source: ACL rights")),
+        "{}",
+        run.text()
+    );
+}
+
 #[test]
 fn source_user_without_dump_fails_naming_dump_and_hides_the_password() {
     let src = Server::plain(Version::V6_2);
@@ -497,12 +543,17 @@ fn target_acl_rights_by_dryrun_or_reported_unchecked() {
     let run = check("norestore");
     assert_fails_naming(&run, &["target: ACL rights", "RESTORE", "+restore"]);
     assert!(!run.text().contains("norestore-pw"));
-    // Without it: the read-only commands are tried, RESTORE is reported unchecked.
+    // Without it: the read-only commands are tried, RESTORE and the big-key writes are
+    // reported unchecked.
     let run = check("noacl");
     assert_exit(&run, 1);
     let warns = rows(&run, "warn");
     assert!(
-        warns.len() == 1 && warns[0].starts_with("target: ACL rights (RESTORE): not checked"),
+        warns.len() == 1
+            && warns[0]
+                .starts_with("target: ACL rights (RESTORE and the big-key writes): not checked")
+            && warns[0].contains("HSET")
+            && warns[0].contains("RENAME"),
         "{warns:?}"
     );
     // A source older than 7.0 is checked by running its read-only commands: all allowed.

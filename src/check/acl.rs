@@ -29,8 +29,73 @@ fn cmd(parts: &[&[u8]]) -> Cmd {
     parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
 }
 
+/// Key name for the commands that need a consumer group or a member as well.
+const PLACEHOLDER_NAME: &[u8] = b"ferry-check";
+
+/// The read commands of the big-key reader (`bigkey/size.rs`, `bigkey/read.rs`), used on the
+/// source by the copy and on both sides by verify when `--big-key-bytes` is not 0; each bounded
+/// to one element here. Only those the server's `version` has (an absent command would read as
+/// renamed away).
+fn big_key_reads(version: (u32, u32), key: &[u8]) -> Vec<Cmd> {
+    let mut cmds = vec![
+        cmd(&[b"TYPE", key]),
+        cmd(&[b"OBJECT", b"ENCODING", key]),
+        cmd(&[b"STRLEN", key]),
+        cmd(&[b"GETRANGE", key, b"0", b"0"]),
+        cmd(&[b"LLEN", key]),
+        cmd(&[b"LRANGE", key, b"0", b"0"]),
+        cmd(&[b"SCARD", key]),
+        cmd(&[b"SRANDMEMBER", key, b"1"]),
+        cmd(&[b"SSCAN", key, b"0", b"COUNT", b"1"]),
+        cmd(&[b"ZCARD", key]),
+        cmd(&[b"ZRANGE", key, b"0", b"0", b"WITHSCORES"]),
+        cmd(&[b"ZSCAN", key, b"0", b"COUNT", b"1"]),
+        cmd(&[b"HLEN", key]),
+        cmd(&[b"HSCAN", key, b"0", b"COUNT", b"1"]),
+    ];
+    if version >= (4, 0) {
+        cmds.push(cmd(&[b"MEMORY", b"USAGE", key]));
+    }
+    if version >= (5, 0) {
+        cmds.extend([
+            cmd(&[b"XLEN", key]),
+            cmd(&[b"XRANGE", key, b"-", b"+", b"COUNT", b"1"]),
+            cmd(&[b"XINFO", b"STREAM", key]),
+            cmd(&[b"XINFO", b"GROUPS", key]),
+            cmd(&[b"XINFO", b"CONSUMERS", key, PLACEHOLDER_NAME]),
+            cmd(&[b"XPENDING", key, PLACEHOLDER_NAME, b"-", b"+", b"1"]),
+        ]);
+    }
+    cmds
+}
+
+/// The write commands of the big-key writer (`bigkey/write.rs`, `bigkey/copy.rs`) on the target.
+fn big_key_writes(key: &[u8]) -> Vec<Cmd> {
+    let name = PLACEHOLDER_NAME;
+    vec![
+        cmd(&[b"WATCH", key]),
+        cmd(&[b"UNWATCH"]),
+        cmd(&[b"DEL", key]),
+        cmd(&[b"APPEND", key, b"v"]),
+        cmd(&[b"RPUSH", key, b"v"]),
+        cmd(&[b"SADD", key, b"v"]),
+        cmd(&[b"ZADD", key, b"1", b"v"]),
+        cmd(&[b"HSET", key, b"f", b"v"]),
+        cmd(&[b"XADD", key, b"1-1", b"f", b"v"]),
+        cmd(&[b"XSETID", key, b"1-1"]),
+        cmd(&[b"XGROUP", b"CREATE", key, name, b"0"]),
+        cmd(&[b"XCLAIM", key, name, name, b"0", b"1-1"]),
+        cmd(&[b"PEXPIRE", key, b"1000"]),
+        cmd(&[b"MULTI"]),
+        cmd(&[b"RENAME", key, key]),
+        cmd(&[b"PEXPIREAT", key, b"1"]),
+        cmd(&[b"PERSIST", key]),
+        cmd(&[b"EXEC"]),
+    ]
+}
+
 /// The commands ferry sends to the source (copy and verify).
-fn source_commands(cluster: bool, db: u32, key: &[u8]) -> Vec<Cmd> {
+fn source_commands(cluster: bool, db: u32, key: &[u8], big: Option<(u32, u32)>) -> Vec<Cmd> {
     let mut cmds = vec![
         cmd(&[b"INFO", b"keyspace"]),
         cmd(&[b"TIME"]),
@@ -39,6 +104,9 @@ fn source_commands(cluster: bool, db: u32, key: &[u8]) -> Vec<Cmd> {
         cmd(&[b"PTTL", key]),
         cmd(&[b"DUMP", key]),
     ];
+    if let Some(version) = big {
+        cmds.extend(big_key_reads(version, key));
+    }
     if cluster {
         cmds.push(cmd(&[b"CLUSTER", b"SLOTS"]));
         cmds.push(cmd(&[b"CLUSTER", b"NODES"]));
@@ -48,9 +116,16 @@ fn source_commands(cluster: bool, db: u32, key: &[u8]) -> Vec<Cmd> {
     cmds
 }
 
-/// The commands ferry sends to the target (conflict check, copy, verify); RESTORE last when
-/// it `writes` (verify only reads).
-fn target_commands(cluster: bool, dbs: &[u32], key: &[u8], writes: bool) -> Vec<Cmd> {
+/// The commands ferry sends to the target (conflict check, copy, verify): the reads, and the
+/// writes when the run `writes` (verify only reads); the big-key ones when `big` (the target's
+/// version).
+fn target_commands(
+    cluster: bool,
+    dbs: &[u32],
+    key: &[u8],
+    writes: bool,
+    big: Option<(u32, u32)>,
+) -> (Vec<Cmd>, Vec<Cmd>) {
     let mut cmds = vec![
         cmd(&[b"INFO"]),
         cmd(&[b"TIME"]),
@@ -68,12 +143,19 @@ fn target_commands(cluster: bool, dbs: &[u32], key: &[u8], writes: bool) -> Vec<
             cmds.insert(0, cmd(&[b"SELECT", db.to_string().as_bytes()]));
         }
     }
+    if let Some(version) = big {
+        cmds.extend(big_key_reads(version, key));
+    }
+    let mut written = Vec::new();
     if writes {
-        cmds.push(cmd(&[
+        written.push(cmd(&[
             b"RESTORE", key, b"0", b"payload", b"ABSTTL", b"REPLACE",
         ]));
+        if big.is_some() {
+            written.extend(big_key_writes(key));
+        }
     }
-    cmds
+    (cmds, written)
 }
 
 /// What one node allows.
@@ -91,8 +173,9 @@ enum Rights {
 }
 
 /// Checks the source's rights on every master.
-pub(crate) async fn source(src: &mut Probed, sample: &Sample, out: &mut Vec<Check>) {
+pub(crate) async fn source(src: &mut Probed, job: &Job, sample: &Sample, out: &mut Vec<Check>) {
     let cluster = src.side.is_cluster();
+    let big = job.tuning.big_key_bytes > 0;
     let first_db = src.side.keyspace.keys().next().copied().unwrap_or(0);
     let mut results = Vec::new();
     for (i, node) in src.nodes.iter_mut().enumerate() {
@@ -100,7 +183,8 @@ pub(crate) async fn source(src: &mut Probed, sample: &Sample, out: &mut Vec<Chec
             Some((db, k)) => (db, k.to_vec()),
             None => (first_db, PLACEHOLDER_KEY.to_vec()),
         };
-        let cmds = source_commands(cluster, db, &key);
+        let version = big.then(|| node.info.version());
+        let cmds = source_commands(cluster, db, &key, version);
         let rights = match dryrun(node, &cmds).await {
             Ok(r) => r,
             Err(why) => Rights::Partial {
@@ -133,23 +217,32 @@ pub(crate) async fn target(
         .any()
         .map(|k| k.to_vec())
         .unwrap_or_else(|| PLACEHOLDER_KEY.to_vec());
-    let cmds = target_commands(cluster, &dbs, &key, writes);
-    // RESTORE writes: never tried for real.
-    let readonly = &cmds[..cmds.len() - usize::from(writes)];
+    let big = job.tuning.big_key_bytes > 0;
     let mut results = Vec::new();
+    let mut unchecked: Vec<String> = Vec::new();
     for node in dst.nodes.iter_mut() {
-        let rights = match dryrun(node, &cmds).await {
+        let version = big.then(|| node.info.version());
+        let (reads, writes) = target_commands(cluster, &dbs, &key, writes, version);
+        let all: Vec<Cmd> = reads.iter().chain(&writes).cloned().collect();
+        let rights = match dryrun(node, &all).await {
             Ok(r) => r,
+            // Writes are never tried for real: they are reported unchecked.
             Err(why) => Rights::Partial {
-                denied: try_for_real(node, readonly).await,
+                denied: try_for_real(node, &reads).await,
                 why,
             },
         };
+        for c in &writes {
+            let name = command_name(c);
+            if !unchecked.contains(&name) {
+                unchecked.push(name);
+            }
+        }
         results.push((node.label(), rights));
     }
     let user = login_user(dst);
-    let unchecked: &[&str] = if writes { &["RESTORE"] } else { &[] };
-    report("target", &user, results, unchecked, out);
+    let unchecked: Vec<&str> = unchecked.iter().map(String::as_str).collect();
+    report("target", &user, results, &unchecked, out);
 }
 
 /// Asks `ACL DRYRUN` about each command; `Err` says why it cannot be used.
@@ -234,7 +327,7 @@ fn is_key_pattern_denial(words: &str) -> bool {
 fn command_name(c: &Cmd) -> String {
     let name = String::from_utf8_lossy(&c[0]).to_ascii_uppercase();
     match name.as_str() {
-        "CLUSTER" | "ACL" | "CONFIG" | "MEMORY" => {
+        "CLUSTER" | "ACL" | "CONFIG" | "MEMORY" | "OBJECT" | "XINFO" | "XGROUP" => {
             let sub = c
                 .get(1)
                 .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase());
@@ -321,7 +414,11 @@ fn report(
     }
     if !partial.is_empty() && !unchecked.is_empty() {
         out.push(Check::warn(
-            format!("{side}: ACL rights ({})", unchecked.join(", ")),
+            match unchecked {
+                [only] => format!("{side}: ACL rights ({only})"),
+                [first, ..] => format!("{side}: ACL rights ({first} and the big-key writes)"),
+                [] => format!("{side}: ACL rights"),
+            },
             format!(
                 "not checked: {} cannot be tried without writing, and {}",
                 unchecked.join(", "),

@@ -359,7 +359,7 @@ pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> 
     };
     let source = async {
         if let Some(Source::Live(s)) = &mut src {
-            acl::source(s, &sample, &mut src_rows).await;
+            acl::source(s, job, &sample, &mut src_rows).await;
         }
     };
     let target = acl::target(&mut dst, job, &sample, writes, &mut dst_rows);
