@@ -53,6 +53,10 @@ pub struct BigOptions {
     pub writer: usize,
     /// How many writers the job has.
     pub writers: usize,
+    /// The source's load limits (`--max-keys-per-sec`, `--max-bytes-per-sec`,
+    /// `--source-latency-ms`), shared with the SCAN readers: a big key counts as one key and its
+    /// chunks' bytes are paid as they are read, so a big key cannot read past the caps.
+    pub throttles: Option<std::sync::Arc<crate::throttle::Throttles>>,
 }
 
 /// Reads of a key that keeps changing while it is read before ferry gives up on it.
@@ -428,7 +432,7 @@ impl Attempt<'_> {
     /// The next chunk; `Err(None)` when the key vanished from the live source.
     async fn next_chunk(&self, chunks: &mut Chunks<'_>) -> Result<Option<Chunk>, Option<Again>> {
         match chunks {
-            Chunks::Live(conn, reader) => match reader.next(conn).await {
+            Chunks::Live(conn, reader) => match self.paced(reader.next(conn)).await {
                 Ok(c) => Ok(c),
                 Err(ReadError::Vanished) => Err(None),
                 Err(e) => {
@@ -458,6 +462,27 @@ impl Attempt<'_> {
                 next.map_err(|e| Some(Again::Fatal(e)))
             }
         }
+    }
+
+    /// Reads one chunk of a live source within its load limits: waits while the source's
+    /// budget is spent (or it is slow), then pays for the chunk's bytes.
+    async fn paced(
+        &self,
+        read: impl std::future::Future<Output = Result<Option<Chunk>, ReadError>>,
+    ) -> Result<Option<Chunk>, ReadError> {
+        let throttle = match (self.from, &self.big.throttles) {
+            (ReadFrom::Server(source), Some(t)) => t.for_server(source),
+            _ => None,
+        };
+        let Some(throttle) = throttle else {
+            return read.await;
+        };
+        throttle.take_keys(0).await;
+        let chunk = read.await?;
+        if let Some(c) = &chunk {
+            throttle.pay_bytes(c.size());
+        }
+        Ok(chunk)
     }
 
     fn read_failed(&self, source: &Server, e: ReadError) -> Again {

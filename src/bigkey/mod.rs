@@ -217,6 +217,7 @@ pub fn copy_settings(
             },
             writer: 0,
             writers: 1,
+            throttles: None,
         },
     ))
 }

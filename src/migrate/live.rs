@@ -47,6 +47,8 @@ pub(super) struct Live {
     follow: Option<crate::follow::Setup>,
     /// Big-key detection, when on.
     big_probe: Option<scan::BigProbe>,
+    /// The source's load limits, shared by the SCAN readers and the big-key copies.
+    throttles: Option<Arc<Throttles>>,
     /// Cluster masters read in this run (checked for failovers after the copy).
     scanned: Vec<String>,
 }
@@ -92,6 +94,7 @@ impl Live {
             total_keys,
             follow: None,
             big_probe: None,
+            throttles: None,
             scanned: Vec::new(),
         }
     }
@@ -148,7 +151,20 @@ impl Live {
             job_id,
         );
         self.big_probe = big.as_ref().map(|b| b.0);
-        Ok(big.map(|b| b.1))
+        let throttles = self.throttles(run);
+        Ok(big.map(|(_, mut b)| {
+            b.throttles = Some(throttles);
+            b
+        }))
+    }
+
+    /// The job's throttles (made on first use): one budget per source server for its SCAN
+    /// readers and the big keys copied from it.
+    fn throttles(&mut self, run: &Run<'_>) -> Arc<Throttles> {
+        let (limits, stop) = (run.args.limits.limits(), run.stop.clone());
+        self.throttles
+            .get_or_insert_with(|| Arc::new(Throttles::new(limits, stop)))
+            .clone()
     }
 
     /// One SCAN stream per DB (or per cluster master), from its checkpointed cursor.
@@ -174,7 +190,7 @@ impl Live {
             .filter(|p| !p.is_done())
             .filter_map(|p| p.node_id.clone())
             .collect();
-        let throttles = Arc::new(Throttles::new(args.limits.limits(), run.stop.clone()));
+        let throttles = self.throttles(run);
         let filter = self.share.as_ref().and_then(|s| s.read_filter.clone());
         let readers = scan_readers(job, plans, filter, self.big_probe, &throttles, run.stop);
         let progress = Progress::new(
