@@ -566,7 +566,9 @@ fn del_racing_an_in_flight_dump_never_resurrects_the_key() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     seed(&src);
-    let follower = Follower::start(&work, &follow_args(&src, &dst, &[]));
+    // The 500k-member sets are big keys, which the follower copies in chunks; this test is
+    // about the DUMP path's race, so big-key detection is off.
+    let follower = Follower::start(&work, &follow_args(&src, &dst, &["--big-key-bytes", "0"]));
     follower.wait_following(Duration::from_secs(60));
     let mut c = src.conn();
     let mut t = dst.conn();
@@ -1110,4 +1112,99 @@ fn two_partition_workers_follow_a_cluster_and_cut_over_exact() {
         runs[1].text()
     );
     assert_cluster_exact(&src, &dst);
+}
+
+/// A big key changed while ferry follows is copied again in chunks, never DUMPed (one DUMP of
+/// a big hash blocks the source for as long as it takes, at every change); a big key deleted
+/// meanwhile is deleted on the target.
+#[test]
+fn big_keys_changed_while_following_are_copied_in_chunks() {
+    let src = source(&["--notify-keyspace-events", "KEA"]);
+    let dst = Server::tls_target(Version::V7_0);
+    seed(&src);
+    let mut c = src.conn();
+    let value = "v".repeat(100);
+    for key in ["big:hash", "big:gone"] {
+        for part in 0..20 {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(key);
+            for i in 0..1_000 {
+                cmd.arg(format!("f:{part}:{i}")).arg(&value);
+            }
+            let () = cmd.query(&mut c).expect("HSET");
+        }
+    }
+    let work = Workdir::new();
+    let follower = Follower::start(
+        &work,
+        &follow_args(&src, &dst, &["--big-key-bytes", "1048576"]),
+    );
+    follower.wait_following(Duration::from_secs(60));
+    // Every command from here on is in the slowlog, so a DUMP of a big key would show.
+    for (name, v) in [
+        ("slowlog-max-len", "100000"),
+        ("slowlog-log-slower-than", "0"),
+    ] {
+        let () = redis::cmd("CONFIG")
+            .arg(&["SET", name, v])
+            .query(&mut c)
+            .expect("CONFIG SET");
+    }
+    for round in 0..5 {
+        let () = redis::cmd("HSET")
+            .arg(&["big:hash", &format!("new:{round}"), "x"])
+            .query(&mut c)
+            .expect("HSET");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let () = redis::cmd("DEL")
+        .arg("big:gone")
+        .query(&mut c)
+        .expect("DEL");
+    std::thread::sleep(Duration::from_millis(500));
+    let verdict = cutover(&work, &[]);
+    let run = follower.wait(Duration::from_secs(90));
+    assert_eq!(verdict.code, 0, "{}\n{}", verdict.text(), run.text());
+    assert_eq!(run.code, 0, "{}", run.text());
+    // (big:gone, once deleted, is small: a DUMP of a key that is not there costs nothing.)
+    assert!(
+        slowlog_ids(&src, &["DUMP", "big:hash"]).is_empty(),
+        "big:hash was DUMPed while following"
+    );
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg(&["GET", "-1"])
+        .query(&mut c)
+        .expect("SLOWLOG GET");
+    let hscans = entries
+        .iter()
+        .filter(|e| {
+            let redis::Value::Array(parts) = e else {
+                return false;
+            };
+            let cmd: Vec<String> = parts
+                .get(3)
+                .and_then(|v| redis::from_redis_value(v.clone()).ok())
+                .unwrap_or_default();
+            cmd.len() > 1 && cmd[0].eq_ignore_ascii_case("HSCAN") && cmd[1] == "big:hash"
+        })
+        .count();
+    assert!(
+        hscans > 0,
+        "big:hash was not read in chunks while following"
+    );
+    let mut d = dst.conn();
+    let n: i64 = redis::cmd("HLEN")
+        .arg("big:hash")
+        .query(&mut d)
+        .expect("HLEN");
+    assert_eq!(
+        n, 20_005,
+        "the target's big:hash lacks the fields added while following"
+    );
+    let gone: i64 = redis::cmd("EXISTS")
+        .arg("big:gone")
+        .query(&mut d)
+        .expect("EXISTS");
+    assert_eq!(gone, 0, "big:gone was deleted on the source");
+    assert_exact(&src, &dst);
 }

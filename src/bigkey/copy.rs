@@ -45,6 +45,9 @@ use crate::source::Counts;
 pub struct BigOptions {
     /// The job's id, in temporary key names (see `write::temp_key`).
     pub job: String,
+    /// Keys estimated over this many bytes are big (`--big-key-bytes`, lowered to half the
+    /// target's `proto-max-bulk-len`).
+    pub threshold: u64,
     /// Bytes per chunk.
     pub budget: usize,
     /// What the target supports.

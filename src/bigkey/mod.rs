@@ -211,6 +211,7 @@ pub fn copy_settings(
         threshold,
         copy::BigOptions {
             job: job.to_string(),
+            threshold,
             budget,
             features: write::TargetFeatures {
                 stream_v7: target_version >= (7, 0),

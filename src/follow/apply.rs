@@ -10,12 +10,20 @@
 //!
 //! A lost connection on either side is reconnected and the whole chunk read and written again:
 //! the second read is the newer one, and RESTORE REPLACE and DEL are idempotent.
+//!
+//! Big keys (a standalone source, `--big-key-bytes` not 0): the keys of a chunk are sized first
+//! (`verify::big::classify`, the probe the copy uses), and a big one is never DUMPed — a hash
+//! updated all the time would otherwise block the source for a whole DUMP at every change. It
+//! is copied again in chunks (`bigkey::copy`, renamed in place over the old copy), after the
+//! chunk's small keys; one that is gone by then is deleted on the target. A cluster source's
+//! dirty keys are still read with DUMP.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use super::dirty::DbKey;
+use crate::bigkey::{BigKey, BigSource};
 use crate::check::Layout;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::read::expiry::{self, Bracket, Expiries, KeyRead, ReadKeysError, Ttl};
@@ -25,6 +33,7 @@ use crate::retry::Backoff;
 use crate::sink::key_error::Quarantine;
 use crate::sink::restore::{judge, restore_ttl, WriterOptions};
 use crate::sink::route::{KeyedCommands, Router};
+use crate::verify::big::{classify, BigKeys};
 
 /// Keys per source round trip.
 pub const CHUNK: usize = 500;
@@ -117,6 +126,8 @@ pub struct Applier {
     src: Source,
     target: Target,
     opts: WriterOptions,
+    /// How the source's big keys are sized (asked on first use; `None` when off).
+    big: Option<BigKeys>,
 }
 
 impl Applier {
@@ -143,6 +154,7 @@ impl Applier {
             src,
             target,
             opts,
+            big: None,
         }
     }
 
@@ -165,8 +177,12 @@ impl Applier {
         let mut backoff = Backoff::new(self.opts.retry_for);
         loop {
             let attempt = async {
-                let ops = self.read(db, keys).await?;
-                self.write(db, ops).await
+                let (ops, big) = self.read(db, keys).await?;
+                let mut done = self.write(db, ops).await?;
+                if !big.is_empty() {
+                    done.add(self.copy_big(db, &big).await?);
+                }
+                Ok::<_, anyhow::Error>(done)
             }
             .await;
             match attempt {
@@ -185,10 +201,12 @@ impl Applier {
         }
     }
 
-    /// The target commands that make `keys` of `db` what the source holds now.
-    async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<Ops> {
+    /// The target commands that make the small keys of `keys` (`db`) what the source holds
+    /// now, and the big ones, to copy in chunks.
+    async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<(Ops, Vec<BigKey>)> {
         let ep = self.source.endpoint.to_string();
-        let reads = match &mut self.src {
+        let mut bigs = Vec::new();
+        let (keys, reads) = match &mut self.src {
             Source::Standalone(conn) => {
                 if conn.is_none() {
                     *conn = Some(self.source.connect().await?);
@@ -197,13 +215,33 @@ impl Applier {
                     .as_mut()
                     .ok_or_else(|| anyhow::anyhow!("no source connection"))?;
                 conn.select(db).await?;
-                expiry::read_keys(conn, keys)
+                let small = match &self.opts.big {
+                    Some(opts) => {
+                        let big = match self.big {
+                            Some(b) => b,
+                            None => {
+                                let asked =
+                                    BigKeys::for_server(conn, None, opts.threshold, opts.budget)
+                                        .await?;
+                                *self.big.insert(asked.ok_or_else(|| {
+                                    anyhow::anyhow!("internal error: big keys off")
+                                })?)
+                            }
+                        };
+                        split_big(db, keys, classify(conn, &big, keys).await?, &mut bigs)
+                    }
+                    None => keys.to_vec(),
+                };
+                let reads = expiry::read_keys(conn, &small)
                     .await
-                    .map_err(|e| read_error(&ep, db, keys, e))?
-                    .each
+                    .map_err(|e| read_error(&ep, db, &small, e))?
+                    .each;
+                (small, reads)
             }
             Source::Cluster(router) => {
-                read_routed(router, &ep, db, keys, self.opts.clocks.source_skew_ms).await?
+                let reads =
+                    read_routed(router, &ep, db, keys, self.opts.clocks.source_skew_ms).await?;
+                (keys.to_vec(), reads)
             }
         };
         let mut ops = Vec::with_capacity(keys.len());
@@ -229,7 +267,42 @@ impl Applier {
             };
             ops.push(op);
         }
-        Ok(Ops(ops))
+        Ok((Ops(ops), bigs))
+    }
+
+    /// Copies big keys of `db` again in chunks (each renamed in place over the target's copy);
+    /// those gone from the source by then are deleted on the target.
+    async fn copy_big(&mut self, db: u32, bigs: &[BigKey]) -> anyhow::Result<Applied> {
+        // The target holds ferry's earlier copy: always replaced.
+        let mut opts = self.opts.clone();
+        opts.on_conflict = crate::cli::OnConflict::Replace;
+        let source = BigSource::Server(self.source.clone());
+        let target = match &mut self.target {
+            Target::Standalone(server, _) => crate::bigkey::copy::Target::Standalone(server),
+            Target::Cluster(router) => crate::bigkey::copy::Target::Cluster(router),
+        };
+        let counts = crate::bigkey::copy::copy_keys(bigs, &source, target, &opts).await?;
+        let mut done = Applied {
+            written: counts.written,
+            deleted: 0,
+        };
+        let Source::Standalone(Some(conn)) = &mut self.src else {
+            return Ok(done);
+        };
+        let mut p = Pipeline::new();
+        for b in bigs {
+            p.cmd(&[b"EXISTS".as_slice(), &b.key]);
+        }
+        let gone: Vec<Op> = bigs
+            .iter()
+            .zip(conn.run(&p).await?)
+            .filter(|(_, r)| matches!(r, Reply::Int(0)))
+            .map(|(b, _)| Op::Del(b.key.clone()))
+            .collect();
+        if !gone.is_empty() {
+            done.add(self.write(db, Ops(gone)).await?);
+        }
+        Ok(done)
     }
 
     async fn write(&mut self, db: u32, ops: Ops) -> anyhow::Result<Applied> {
@@ -273,6 +346,28 @@ impl Applier {
         q.flush(&mut crate::source::Counts::default())?;
         Ok(done)
     }
+}
+
+/// The keys of `keys` that `kinds` does not mark big; the big ones go to `bigs`.
+fn split_big(
+    db: u32,
+    keys: &[Bytes],
+    kinds: Vec<Option<crate::bigkey::Kind>>,
+    bigs: &mut Vec<BigKey>,
+) -> Vec<Bytes> {
+    let mut small = Vec::with_capacity(keys.len());
+    for (key, kind) in keys.iter().zip(kinds) {
+        match kind {
+            Some(kind) => bigs.push(BigKey {
+                db,
+                key: key.clone(),
+                kind,
+                estimate: 0,
+            }),
+            None => small.push(key.clone()),
+        }
+    }
+    small
 }
 
 fn is_transient(e: &anyhow::Error) -> bool {

@@ -41,19 +41,23 @@ pub struct BigKeys {
 }
 
 impl BigKeys {
-    /// The settings for the server on `conn` (its version picks the probe); `None` when
-    /// `--big-key-bytes 0` turned detection off.
+    /// The settings for the server on `conn` (its version picks the probe: read with INFO
+    /// unless `version` is known); `None` when `--big-key-bytes 0` turned detection off.
     pub async fn for_server(
         conn: &mut Connection,
+        version: Option<(u32, u32)>,
         big_key_bytes: u64,
         batch_bytes: usize,
     ) -> anyhow::Result<Option<BigKeys>> {
         if big_key_bytes == 0 {
             return Ok(None);
         }
-        let info = crate::endpoint::info::read(conn).await?;
+        let version = match version {
+            Some(v) => v,
+            None => crate::endpoint::info::read(conn).await?.version(),
+        };
         Ok(Some(BigKeys {
-            probe: size::Probe::choose(conn, info.version()).await?,
+            probe: size::Probe::choose(conn, version).await?,
             threshold: big_key_bytes,
             budget: batch_bytes.clamp(MIN_BUDGET, MAX_BUDGET),
         }))

@@ -114,10 +114,12 @@ macro_rules! with_conn {
 }
 
 impl Node {
-    /// Wraps an open connection to `server`, measuring its clock skew on it.
+    /// Wraps an open connection to `server` (of `version` when known), measuring its clock skew
+    /// on it.
     pub async fn new(
         server: Server,
         mut conn: Connection,
+        version: Option<(u32, u32)>,
         opts: LiveOptions,
         listed: Arc<AtomicU64>,
     ) -> anyhow::Result<Node> {
@@ -130,7 +132,8 @@ impl Node {
             );
         }
         let throttle = opts.throttles.as_ref().and_then(|t| t.for_server(&server));
-        let big = BigKeys::for_server(&mut conn, opts.big_key_bytes, opts.batch_bytes).await?;
+        let big =
+            BigKeys::for_server(&mut conn, version, opts.big_key_bytes, opts.batch_bytes).await?;
         Ok(Node {
             throttle,
             big,

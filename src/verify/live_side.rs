@@ -62,7 +62,7 @@ impl LiveSide {
         let listed = Arc::new(AtomicU64::new(0));
         let name = server.endpoint.to_string();
         if !info.cluster {
-            let node = Node::new(server, conn, opts, listed.clone()).await?;
+            let node = Node::new(server, conn, Some(info.version()), opts, listed.clone()).await?;
             return Ok(LiveSide {
                 side,
                 name,
@@ -110,7 +110,7 @@ impl LiveSide {
                     m.addr
                 )
             })?;
-            nodes.push(Node::new(node_server, c, opts.clone(), listed.clone()).await?);
+            nodes.push(Node::new(node_server, c, None, opts.clone(), listed.clone()).await?);
             for &(a, b) in &m.slots {
                 for slot in a..=b {
                     if let Some(o) = owners.get_mut(usize::from(slot)) {
