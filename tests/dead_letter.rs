@@ -376,6 +376,68 @@ fn oversized_values_are_dead_lettered() {
     }
 }
 
+/// A hash too big for one RESTORE, dead-lettered by a run with big-key detection off, is copied
+/// by `--keys-from` in chunks (not DUMPed and refused again).
+#[test]
+fn a_dead_lettered_big_key_is_copied_in_chunks_from_the_list() {
+    let src = Server::plain(Version::V6_2);
+    let mut c = src.conn();
+    data::seed_bulk(&mut c, 0, 200, "small:");
+    // Random values: DUMP compresses repetitive ones with LZF, and this hash must stay big.
+    for part in 0..30 {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg("big:hash");
+        for i in 0..1_000 {
+            let value: Vec<u8> = (0..100).map(|_| rand::random::<u8>()).collect();
+            cmd.arg(format!("f:{part}:{i}")).arg(value);
+        }
+        let () = cmd.query(&mut c).expect("HSET");
+    }
+    let dst = Server::start(
+        Version::Valkey8,
+        support::servers::ServerOpts {
+            extra_args: vec!["--proto-max-bulk-len".into(), "1mb".into()],
+            ..support::servers::ServerOpts::tls()
+        },
+    );
+    let ca = ca_cert().to_string_lossy().into_owned();
+    let work = Workdir::new();
+    let dl = work.file("refused.jsonl");
+    let dl = dl.to_str().expect("utf-8 path");
+    let (source, target) = (src.url(), dst.url());
+    let base = [
+        "migrate",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--target-cacert",
+        &ca,
+    ];
+    let mut first = base.to_vec();
+    first.extend([
+        "--on-key-error",
+        "skip",
+        "--dead-letter",
+        dl,
+        "--big-key-bytes",
+        "0",
+    ]);
+    let run = work.run(&first);
+    assert_eq!(run.code, 1, "{}", run.text());
+    assert_eq!(run.num("keys.dead_lettered"), 1, "{}", run.text());
+    let mut again = base.to_vec();
+    again.extend(["--keys-from", dl, "--big-key-bytes", "1048576"]);
+    let run = work.run(&again);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.num("keys.big_keys"), 1, "{}", run.text());
+    data::assert_same(
+        &data::snapshot_all(&mut src.conn()),
+        &data::snapshot_all(&mut dst.conn()),
+        2_000,
+    );
+}
+
 /// `--keys-from` a plain list (a plain line, a quoted line with escapes, a key no longer on the
 /// source) into another DB with `--db-map`: the listed keys copied, the missing one counted as
 /// vanished, nothing else written.

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::flow::{CheckpointWording, Run};
 use super::source::CopyPlan;
 use super::writers::Target;
+use crate::bigkey::{BigKey, BigSource};
 use crate::check::{Conflicts, Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
 use crate::cli::MigrateArgs;
@@ -37,6 +38,7 @@ use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
+use crate::verify::big::{classify, BigKeys};
 
 /// Keys per source round trip (and per batch). Listed keys are few; a small chunk keeps the
 /// memory of big values in flight small.
@@ -101,6 +103,16 @@ pub(super) struct Listed {
     clocks: Clocks,
     /// The listed keys by source DB; kept for the verification of the same keys.
     lists: Arc<BTreeMap<u32, Vec<Bytes>>>,
+    /// Listed keys over this many bytes are copied in chunks, not DUMPed (`None`: off).
+    big: Option<BigSizing>,
+}
+
+/// When a listed key is big (a standalone source): over `threshold` bytes, read in chunks of
+/// `budget`.
+#[derive(Debug, Clone, Copy)]
+struct BigSizing {
+    threshold: u64,
+    budget: usize,
 }
 
 impl OpenedList {
@@ -139,6 +151,7 @@ impl OpenedList {
             layout: sinfo.layout,
             clocks: target.clocks,
             lists: Arc::new(list.by_db),
+            big: None,
         }
     }
 }
@@ -151,6 +164,33 @@ pub(super) const WORDING: CheckpointWording = CheckpointWording {
 };
 
 impl Listed {
+    /// Big listed keys (a standalone source, `--big-key-bytes` not 0) are copied in chunks as
+    /// the copy's are: a key dead-lettered by an earlier run may be one. Returns how the
+    /// writers copy them.
+    pub fn big_keys(
+        &mut self,
+        run: &Run<'_>,
+        target: &Target,
+        job_id: &str,
+    ) -> Option<crate::bigkey::copy::BigOptions> {
+        if !matches!(self.layout, Layout::Standalone(_)) {
+            return None;
+        }
+        let job = run.job;
+        let (threshold, opts) = crate::bigkey::copy_settings(
+            job.tuning.big_key_bytes,
+            job.tuning.batch_bytes,
+            target.max_bulk,
+            target.info.info.version(),
+            job_id,
+        )?;
+        self.big = Some(BigSizing {
+            threshold,
+            budget: opts.budget,
+        });
+        Some(opts)
+    }
+
     /// `--on-conflict fail`: refuses to start when any listed key is on the target already.
     pub async fn check_conflicts(&self, run: &Run<'_>, target: &Target) -> anyhow::Result<()> {
         let mut probe = super::writers::probe(target, run.job.retry_for());
@@ -176,7 +216,7 @@ impl Listed {
             names.iter().map(|n| cp.streams.get(n).copied()).collect();
         let tracker = Tracker::new(names.iter().cloned().zip(resume.iter().copied()).collect());
         let retry_for = run.job.retry_for();
-        let make = || KeyReader::new(&self.server, &self.layout, self.clocks, retry_for);
+        let make = || KeyReader::new(&self.server, &self.layout, self.clocks, retry_for, self.big);
         let readers = list_readers((*self.lists).clone(), resume, make, run.stop);
         let total = self.lists.values().map(Vec::len).sum::<usize>() as u64;
         let args = run.args;
@@ -267,6 +307,16 @@ fn refuse_same_file(args: &MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What reading a chunk of listed keys gave.
+struct ListRead {
+    /// Each key's payload and expiry (`None`: gone, or big).
+    each: Vec<Option<KeyRead>>,
+    /// How exact the expiries are, ms.
+    uncertainty_ms: u64,
+    /// The big keys: index in the chunk, and kind.
+    bigs: Vec<(usize, crate::bigkey::Kind)>,
+}
+
 /// The listed keys of one DB, from index `start` on (the checkpointed position).
 struct ListTask {
     stream: usize,
@@ -283,6 +333,9 @@ enum KeyReader {
         server: Server,
         conn: Option<Connection>,
         retry_for: Duration,
+        /// How big keys are told apart, and the probe once asked.
+        big: Option<BigSizing>,
+        probe: Option<BigKeys>,
     },
     Cluster {
         router: Box<Router>,
@@ -292,12 +345,28 @@ enum KeyReader {
 }
 
 impl KeyReader {
-    fn new(source: &Server, layout: &Layout, clocks: Clocks, retry_for: Duration) -> KeyReader {
+    /// The source server big keys are read from (`None` for a cluster: none are chunked).
+    fn server(&self) -> Option<&Server> {
+        match self {
+            KeyReader::Standalone { server, .. } => Some(server),
+            KeyReader::Cluster { .. } => None,
+        }
+    }
+
+    fn new(
+        source: &Server,
+        layout: &Layout,
+        clocks: Clocks,
+        retry_for: Duration,
+        big: Option<BigSizing>,
+    ) -> KeyReader {
         match layout {
             Layout::Standalone(server) => KeyReader::Standalone {
                 server: server.clone(),
                 conn: None,
                 retry_for,
+                big,
+                probe: None,
             },
             Layout::Cluster { cluster, topology } => KeyReader::Cluster {
                 router: Box::new(Router::new(cluster.clone(), topology, retry_for)),
@@ -307,17 +376,16 @@ impl KeyReader {
         }
     }
 
-    /// Each key's payload and expiry (`None`: gone), and how exact the expiries are.
-    async fn read(
-        &mut self,
-        db: u32,
-        keys: &[Bytes],
-    ) -> anyhow::Result<(Vec<Option<KeyRead>>, u64)> {
+    /// Each key's payload and expiry (`None`: gone, or big), how exact the expiries are, and
+    /// the big keys (their index in `keys`), never DUMPed.
+    async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<ListRead> {
         match self {
             KeyReader::Standalone {
                 server,
                 conn,
                 retry_for,
+                big,
+                probe,
             } => {
                 let ep = server.endpoint.to_string();
                 let mut backoff = Backoff::new(*retry_for);
@@ -328,13 +396,57 @@ impl KeyReader {
                             None => conn.insert(server.connect().await?),
                         };
                         c.select(db).await?;
-                        expiry::read_keys(c, keys)
+                        let kinds = match big {
+                            Some(b) => {
+                                let p = match probe {
+                                    Some(p) => *p,
+                                    None => {
+                                        let asked =
+                                            BigKeys::for_server(c, None, b.threshold, b.budget)
+                                                .await?;
+                                        *probe.insert(asked.ok_or_else(|| {
+                                            anyhow::anyhow!("internal error: big keys off")
+                                        })?)
+                                    }
+                                };
+                                classify(c, &p, keys).await?
+                            }
+                            None => vec![None; keys.len()],
+                        };
+                        let small: Vec<Bytes> = keys
+                            .iter()
+                            .zip(&kinds)
+                            .filter(|(_, k)| k.is_none())
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        let read = expiry::read_keys(c, &small)
                             .await
-                            .map_err(|e| crate::follow::apply::read_error(&ep, db, keys, e))
+                            .map_err(|e| crate::follow::apply::read_error(&ep, db, keys, e))?;
+                        let mut reads = read.each.into_iter();
+                        let each = kinds
+                            .iter()
+                            .map(|k| {
+                                if k.is_some() {
+                                    None
+                                } else {
+                                    reads.next().flatten()
+                                }
+                            })
+                            .collect();
+                        let bigs = kinds
+                            .into_iter()
+                            .enumerate()
+                            .filter_map(|(i, k)| k.map(|k| (i, k)))
+                            .collect();
+                        Ok::<_, anyhow::Error>(ListRead {
+                            each,
+                            uncertainty_ms: read.uncertainty_ms,
+                            bigs,
+                        })
                     }
                     .await;
                     match attempt {
-                        Ok(read) => return Ok((read.each, read.uncertainty_ms)),
+                        Ok(read) => return Ok(read),
                         Err(e) if crate::retry::is_transient(&e) => {
                             *conn = None;
                             backoff.wait(e).await?;
@@ -350,7 +462,11 @@ impl KeyReader {
             } => {
                 let each =
                     crate::follow::apply::read_routed(router, ep, db, keys, *skew_ms).await?;
-                Ok((each, 0))
+                Ok(ListRead {
+                    each,
+                    uncertainty_ms: 0,
+                    bigs: Vec::new(),
+                })
             }
         }
     }
@@ -378,7 +494,11 @@ async fn read_list(
         }
         let end = (at + CHUNK).min(keys.len());
         let chunk = &keys[at..end];
-        let (reads, uncertainty_ms) = reader.read(db, chunk).await?;
+        let ListRead {
+            each: reads,
+            uncertainty_ms,
+            bigs,
+        } = reader.read(db, chunk).await?;
         let mut batch = Batch {
             stream,
             seq,
@@ -390,16 +510,27 @@ async fn read_list(
             }),
             scanned: chunk.len() as u64,
             vanished: 0,
-            // Listed keys are DUMPed: a big key that was dead-lettered is refused again (with
-            // the target's reason) rather than chunked; see the closing note of #14.
-            big: Vec::new(),
-            big_source: None,
+            big: bigs
+                .iter()
+                .filter_map(|&(i, kind)| {
+                    Some(BigKey {
+                        db,
+                        key: chunk.get(i)?.clone(),
+                        kind,
+                        estimate: 0,
+                    })
+                })
+                .collect(),
+            big_source: reader.server().map(|s| BigSource::Server(s.clone())),
             noted: Counts {
                 expiry_uncertainty_ms: uncertainty_ms,
                 ..Counts::default()
             },
         };
-        for (key, read) in chunk.iter().zip(reads) {
+        for (i, (key, read)) in chunk.iter().zip(reads).enumerate() {
+            if bigs.iter().any(|&(b, _)| b == i) {
+                continue;
+            }
             match read {
                 Some(KeyRead {
                     payload,

@@ -221,7 +221,7 @@ impl Ready {
         match &mut self.source {
             Source::Live(l) => l.big_keys(run, &self.target, job_id).await,
             Source::File(f) => Ok(f.big_keys(run, &self.target, job_id)),
-            Source::List(_) => Ok(None),
+            Source::List(l) => Ok(l.big_keys(run, &self.target, job_id)),
         }
     }
 
