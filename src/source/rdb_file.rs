@@ -375,18 +375,7 @@ fn examine_pass(
     loop {
         n += 1;
         if n % 4096 == 0 {
-            if stop.is_raised() {
-                anyhow::bail!("stopped while checking --rdb {}", path.display());
-            }
-            if last_log.elapsed() >= Duration::from_secs(10) {
-                last_log = Instant::now();
-                eprintln!(
-                    "ferry: checking {}: {} of {}",
-                    path.display(),
-                    human_bytes(reader.offset()),
-                    human_bytes(size)
-                );
-            }
+            check_in(path, stop, &mut last_log, reader.offset(), size)?;
         }
         let item = reader.next_item().map_err(|e| damaged(path, e))?;
         let Some(item) = item else {
@@ -400,35 +389,9 @@ fn examine_pass(
                 s.checksum = checksum;
                 return Ok(s);
             }
-            Item::Aux { key, value } => {
-                if key == b"redis-ver" || key == b"valkey-ver" {
-                    let who = if key == b"valkey-ver" {
-                        "valkey"
-                    } else {
-                        "redis"
-                    };
-                    s.writer = Some(format!("{who} {}", String::from_utf8_lossy(&value)));
-                }
-            }
             Item::SelectDb(_) => {
                 section_db = None;
                 pending_start = Some(reader.resume_state());
-            }
-            Item::Function(code) => s.functions.push((library_name(&code), code)),
-            Item::FunctionPreGa {
-                name, engine, code, ..
-            } => {
-                // Rebuilt the way Redis 7.0 loads it, then migrated like any library.
-                let code = crate::rdb::function::pre_ga_library(&name, &engine, &code);
-                let name = library_name(&code);
-                s.pre_ga_functions.push(name.clone());
-                s.functions.push((name, code));
-            }
-            Item::ModuleAux { module_name, .. } => {
-                s.module_aux.insert(module_name);
-            }
-            Item::EmptyKey { db, .. } => {
-                s.dbs.entry(db).or_default().empty += 1;
             }
             Item::BigValue(v) => {
                 let sections = (&mut section_db, &mut pending_start);
@@ -460,12 +423,72 @@ fn examine_pass(
                     s.reencode += 1;
                 }
             }
-            Item::ResizeDb { .. } | Item::SlotInfo { .. } | Item::SlotImport { .. } => {}
+            other => s.note(other),
         }
     }
 }
 
+/// Every few thousand items of the whole-file check: stops when asked, and says how far it is
+/// every 10 s.
+fn check_in(
+    path: &Path,
+    stop: &Stop,
+    last_log: &mut Instant,
+    offset: u64,
+    size: u64,
+) -> anyhow::Result<()> {
+    if stop.is_raised() {
+        anyhow::bail!("stopped while checking --rdb {}", path.display());
+    }
+    if last_log.elapsed() >= Duration::from_secs(10) {
+        *last_log = Instant::now();
+        eprintln!(
+            "ferry: checking {}: {} of {}",
+            path.display(),
+            human_bytes(offset),
+            human_bytes(size)
+        );
+    }
+    Ok(())
+}
+
 impl FileSummary {
+    /// Notes what an item other than a key, a DB switch or the end says about the file: its
+    /// writer, function libraries, module data, empty keys.
+    fn note(&mut self, item: Item) {
+        match item {
+            Item::Aux { key, value } => {
+                if key == b"redis-ver" || key == b"valkey-ver" {
+                    let who = if key == b"valkey-ver" {
+                        "valkey"
+                    } else {
+                        "redis"
+                    };
+                    self.writer = Some(format!("{who} {}", String::from_utf8_lossy(&value)));
+                }
+            }
+            Item::Function(code) => self.functions.push((library_name(&code), code)),
+            Item::FunctionPreGa {
+                name, engine, code, ..
+            } => {
+                // Rebuilt the way Redis 7.0 loads it, then migrated like any library.
+                let code = crate::rdb::function::pre_ga_library(&name, &engine, &code);
+                let name = library_name(&code);
+                self.pre_ga_functions.push(name.clone());
+                self.functions.push((name, code));
+            }
+            Item::ModuleAux { module_name, .. } => {
+                self.module_aux.insert(module_name);
+            }
+            Item::EmptyKey { db, .. } => {
+                self.dbs.entry(db).or_default().empty += 1;
+            }
+            Item::ResizeDb { .. } | Item::SlotInfo { .. } | Item::SlotImport { .. } => {}
+            // Handled by `examine_pass` itself.
+            Item::End { .. } | Item::SelectDb(_) | Item::BigValue(_) | Item::Record(_) => {}
+        }
+    }
+
     /// Counts a key of `db` (a section starts at its first key); false when it expired.
     fn count_key(
         &mut self,
