@@ -171,31 +171,17 @@ impl Chunk {
     }
 }
 
-/// Big-key settings for a live job: how the reader probes and how writers copy, or `None` when
-/// `--big-key-bytes 0` turned detection off. The threshold and the chunks stay well under the
-/// target's `proto-max-bulk-len` when it is known (estimates err; a DUMP may exceed one).
-pub fn settings(
-    big_key_bytes: u64,
-    batch_bytes: usize,
-    max_bulk: Option<u64>,
-    probe: size::Probe,
-    target_version: (u32, u32),
-    job: &str,
-) -> Option<(crate::source::scan::BigProbe, copy::BigOptions)> {
-    let (threshold, opts) =
-        copy_settings(big_key_bytes, batch_bytes, max_bulk, target_version, job)?;
-    Some((crate::source::scan::BigProbe { probe, threshold }, opts))
-}
-
-/// The big-key threshold and how writers copy big keys (both for a live source and a file), or
-/// `None` when `--big-key-bytes 0` turned big keys off; see [`settings`].
+/// How writers copy big keys, with the threshold over which a key is big (for every source), or
+/// `None` when `--big-key-bytes 0` turned big keys off. The threshold and the chunks stay well
+/// under the target's `proto-max-bulk-len` when it is known (estimates err; a DUMP may exceed
+/// one).
 pub fn copy_settings(
     big_key_bytes: u64,
     batch_bytes: usize,
     max_bulk: Option<u64>,
     target_version: (u32, u32),
     job: &str,
-) -> Option<(u64, copy::BigOptions)> {
+) -> Option<copy::BigOptions> {
     if big_key_bytes == 0 {
         return None;
     }
@@ -207,20 +193,17 @@ pub fn copy_settings(
         (m / 2).max(1)
     });
     let budget = (batch_bytes as u64).min(chunk_limit).clamp(1024, 64 << 20) as usize;
-    Some((
+    Some(copy::BigOptions {
+        job: job.to_string(),
         threshold,
-        copy::BigOptions {
-            job: job.to_string(),
-            threshold,
-            budget,
-            features: write::TargetFeatures {
-                stream_v7: target_version >= (7, 0),
-            },
-            writer: 0,
-            writers: 1,
-            throttles: None,
+        budget,
+        features: write::TargetFeatures {
+            stream_v7: target_version >= (7, 0),
         },
-    ))
+        writer: 0,
+        writers: 1,
+        throttles: None,
+    })
 }
 
 /// A key the reader found too big to DUMP, handed to a writer to copy in chunks.

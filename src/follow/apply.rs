@@ -33,7 +33,7 @@ use crate::retry::Backoff;
 use crate::sink::key_error::Quarantine;
 use crate::sink::restore::{judge, restore_ttl, WriterOptions};
 use crate::sink::route::{KeyedCommands, Router};
-use crate::verify::big::{classify, BigKeys};
+use crate::verify::big::Detector;
 
 /// Keys per source round trip.
 pub const CHUNK: usize = 500;
@@ -126,8 +126,8 @@ pub struct Applier {
     src: Source,
     target: Target,
     opts: WriterOptions,
-    /// How the source's big keys are sized (asked on first use; `None` when off).
-    big: Option<BigKeys>,
+    /// Which dirty keys are big (`None`: detection off, or a cluster source).
+    big: Option<Detector>,
 }
 
 impl Applier {
@@ -149,12 +149,16 @@ impl Applier {
                 opts.retry_for,
             ))),
         };
+        let big = match (&src, &opts.big) {
+            (Source::Standalone(_), Some(b)) => Some(Detector::new(b.threshold, b.budget)),
+            _ => None,
+        };
         Applier {
             source,
             src,
             target,
             opts,
-            big: None,
+            big,
         }
     }
 
@@ -215,20 +219,11 @@ impl Applier {
                     .as_mut()
                     .ok_or_else(|| anyhow::anyhow!("no source connection"))?;
                 conn.select(db).await?;
-                let small = match &self.opts.big {
-                    Some(opts) => {
-                        let big = match self.big {
-                            Some(b) => b,
-                            None => {
-                                let asked =
-                                    BigKeys::for_server(conn, None, opts.threshold, opts.budget)
-                                        .await?;
-                                *self.big.insert(asked.ok_or_else(|| {
-                                    anyhow::anyhow!("internal error: big keys off")
-                                })?)
-                            }
-                        };
-                        split_big(db, keys, classify(conn, &big, keys).await?, &mut bigs)
+                let small = match &mut self.big {
+                    Some(detector) => {
+                        let (small, big) = detector.split(conn, db, keys).await?;
+                        bigs = big;
+                        small
                     }
                     None => keys.to_vec(),
                 };
@@ -346,28 +341,6 @@ impl Applier {
         q.flush(&mut crate::source::Counts::default())?;
         Ok(done)
     }
-}
-
-/// The keys of `keys` that `kinds` does not mark big; the big ones go to `bigs`.
-fn split_big(
-    db: u32,
-    keys: &[Bytes],
-    kinds: Vec<Option<crate::bigkey::Kind>>,
-    bigs: &mut Vec<BigKey>,
-) -> Vec<Bytes> {
-    let mut small = Vec::with_capacity(keys.len());
-    for (key, kind) in keys.iter().zip(kinds) {
-        match kind {
-            Some(kind) => bigs.push(BigKey {
-                db,
-                key: key.clone(),
-                kind,
-                estimate: 0,
-            }),
-            None => small.push(key.clone()),
-        }
-    }
-    small
 }
 
 fn is_transient(e: &anyhow::Error) -> bool {

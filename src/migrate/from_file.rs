@@ -245,16 +245,9 @@ impl FileSource {
         target: &Target,
         job_id: &str,
     ) -> Option<crate::bigkey::copy::BigOptions> {
-        let job = run.job;
-        let big = crate::bigkey::copy_settings(
-            job.tuning.big_key_bytes,
-            job.tuning.batch_bytes,
-            target.max_bulk,
-            target.info.info.version(),
-            job_id,
-        );
-        self.fopts.big_value_bytes = big.as_ref().map(|b| b.0);
-        big.map(|b| b.1)
+        let big = target.big_copy(run.job, job_id);
+        self.fopts.big_value_bytes = big.as_ref().map(|b| b.threshold);
+        big
     }
 
     /// `--on-conflict fail`: every key of the file looked up on the target (see

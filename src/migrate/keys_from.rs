@@ -38,7 +38,7 @@ use crate::sink::route::Router;
 use crate::sink::Clocks;
 use crate::source::{Batch, Counts, Position};
 use crate::stop::Stop;
-use crate::verify::big::{classify, BigKeys};
+use crate::verify::big::Detector;
 
 /// Keys per source round trip (and per batch). Listed keys are few; a small chunk keeps the
 /// memory of big values in flight small.
@@ -103,16 +103,8 @@ pub(super) struct Listed {
     clocks: Clocks,
     /// The listed keys by source DB; kept for the verification of the same keys.
     lists: Arc<BTreeMap<u32, Vec<Bytes>>>,
-    /// Listed keys over this many bytes are copied in chunks, not DUMPed (`None`: off).
-    big: Option<BigSizing>,
-}
-
-/// When a listed key is big (a standalone source): over `threshold` bytes, read in chunks of
-/// `budget`.
-#[derive(Debug, Clone, Copy)]
-struct BigSizing {
-    threshold: u64,
-    budget: usize,
+    /// Which listed keys are big, copied in chunks, not DUMPed (`None`: off).
+    big: Option<Detector>,
 }
 
 impl OpenedList {
@@ -176,18 +168,8 @@ impl Listed {
         if !matches!(self.layout, Layout::Standalone(_)) {
             return None;
         }
-        let job = run.job;
-        let (threshold, opts) = crate::bigkey::copy_settings(
-            job.tuning.big_key_bytes,
-            job.tuning.batch_bytes,
-            target.max_bulk,
-            target.info.info.version(),
-            job_id,
-        )?;
-        self.big = Some(BigSizing {
-            threshold,
-            budget: opts.budget,
-        });
+        let opts = target.big_copy(run.job, job_id)?;
+        self.big = Some(Detector::new(opts.threshold, opts.budget));
         Some(opts)
     }
 
@@ -309,12 +291,14 @@ fn refuse_same_file(args: &MigrateArgs) -> anyhow::Result<()> {
 
 /// What reading a chunk of listed keys gave.
 struct ListRead {
-    /// Each key's payload and expiry (`None`: gone, or big).
+    /// The keys read with DUMP (all but the big ones).
+    small: Vec<Bytes>,
+    /// Each small key's payload and expiry (`None`: gone).
     each: Vec<Option<KeyRead>>,
     /// How exact the expiries are, ms.
     uncertainty_ms: u64,
-    /// The big keys: index in the chunk, and kind.
-    bigs: Vec<(usize, crate::bigkey::Kind)>,
+    /// The big keys, copied in chunks by the writer.
+    bigs: Vec<BigKey>,
 }
 
 /// The listed keys of one DB, from index `start` on (the checkpointed position).
@@ -333,9 +317,8 @@ enum KeyReader {
         server: Server,
         conn: Option<Connection>,
         retry_for: Duration,
-        /// How big keys are told apart, and the probe once asked.
-        big: Option<BigSizing>,
-        probe: Option<BigKeys>,
+        /// Which keys are big.
+        big: Option<Detector>,
     },
     Cluster {
         router: Box<Router>,
@@ -358,7 +341,7 @@ impl KeyReader {
         layout: &Layout,
         clocks: Clocks,
         retry_for: Duration,
-        big: Option<BigSizing>,
+        big: Option<Detector>,
     ) -> KeyReader {
         match layout {
             Layout::Standalone(server) => KeyReader::Standalone {
@@ -366,7 +349,6 @@ impl KeyReader {
                 conn: None,
                 retry_for,
                 big,
-                probe: None,
             },
             Layout::Cluster { cluster, topology } => KeyReader::Cluster {
                 router: Box::new(Router::new(cluster.clone(), topology, retry_for)),
@@ -376,8 +358,8 @@ impl KeyReader {
         }
     }
 
-    /// Each key's payload and expiry (`None`: gone, or big), how exact the expiries are, and
-    /// the big keys (their index in `keys`), never DUMPed.
+    /// The small keys with their payload and expiry (`None`: gone), how exact the expiries
+    /// are, and the big keys, never DUMPed.
     async fn read(&mut self, db: u32, keys: &[Bytes]) -> anyhow::Result<ListRead> {
         match self {
             KeyReader::Standalone {
@@ -385,7 +367,6 @@ impl KeyReader {
                 conn,
                 retry_for,
                 big,
-                probe,
             } => {
                 let ep = server.endpoint.to_string();
                 let mut backoff = Backoff::new(*retry_for);
@@ -396,50 +377,16 @@ impl KeyReader {
                             None => conn.insert(server.connect().await?),
                         };
                         c.select(db).await?;
-                        let kinds = match big {
-                            Some(b) => {
-                                let p = match probe {
-                                    Some(p) => *p,
-                                    None => {
-                                        let asked =
-                                            BigKeys::for_server(c, None, b.threshold, b.budget)
-                                                .await?;
-                                        *probe.insert(asked.ok_or_else(|| {
-                                            anyhow::anyhow!("internal error: big keys off")
-                                        })?)
-                                    }
-                                };
-                                classify(c, &p, keys).await?
-                            }
-                            None => vec![None; keys.len()],
+                        let (small, bigs) = match big {
+                            Some(detector) => detector.split(c, db, keys).await?,
+                            None => (keys.to_vec(), Vec::new()),
                         };
-                        let small: Vec<Bytes> = keys
-                            .iter()
-                            .zip(&kinds)
-                            .filter(|(_, k)| k.is_none())
-                            .map(|(k, _)| k.clone())
-                            .collect();
                         let read = expiry::read_keys(c, &small)
                             .await
                             .map_err(|e| crate::follow::apply::read_error(&ep, db, keys, e))?;
-                        let mut reads = read.each.into_iter();
-                        let each = kinds
-                            .iter()
-                            .map(|k| {
-                                if k.is_some() {
-                                    None
-                                } else {
-                                    reads.next().flatten()
-                                }
-                            })
-                            .collect();
-                        let bigs = kinds
-                            .into_iter()
-                            .enumerate()
-                            .filter_map(|(i, k)| k.map(|k| (i, k)))
-                            .collect();
                         Ok::<_, anyhow::Error>(ListRead {
-                            each,
+                            small,
+                            each: read.each,
                             uncertainty_ms: read.uncertainty_ms,
                             bigs,
                         })
@@ -463,6 +410,7 @@ impl KeyReader {
                 let each =
                     crate::follow::apply::read_routed(router, ep, db, keys, *skew_ms).await?;
                 Ok(ListRead {
+                    small: keys.to_vec(),
                     each,
                     uncertainty_ms: 0,
                     bigs: Vec::new(),
@@ -495,10 +443,14 @@ async fn read_list(
         let end = (at + CHUNK).min(keys.len());
         let chunk = &keys[at..end];
         let ListRead {
+            small,
             each: reads,
             uncertainty_ms,
             bigs,
         } = reader.read(db, chunk).await?;
+        let big_source = (!bigs.is_empty())
+            .then(|| reader.server().map(|s| BigSource::Server(s.clone())))
+            .flatten();
         let mut batch = Batch {
             stream,
             seq,
@@ -510,27 +462,14 @@ async fn read_list(
             }),
             scanned: chunk.len() as u64,
             vanished: 0,
-            big: bigs
-                .iter()
-                .filter_map(|&(i, kind)| {
-                    Some(BigKey {
-                        db,
-                        key: chunk.get(i)?.clone(),
-                        kind,
-                        estimate: 0,
-                    })
-                })
-                .collect(),
-            big_source: reader.server().map(|s| BigSource::Server(s.clone())),
+            big: bigs,
+            big_source,
             noted: Counts {
                 expiry_uncertainty_ms: uncertainty_ms,
                 ..Counts::default()
             },
         };
-        for (i, (key, read)) in chunk.iter().zip(reads).enumerate() {
-            if bigs.iter().any(|&(b, _)| b == i) {
-                continue;
-            }
+        for (key, read) in small.iter().zip(reads) {
             match read {
                 Some(KeyRead {
                     payload,

@@ -136,26 +136,21 @@ impl Live {
         job_id: &str,
     ) -> anyhow::Result<Option<crate::bigkey::copy::BigOptions>> {
         let job = run.job;
+        let Some(mut big) = target.big_copy(job, job_id) else {
+            return Ok(None);
+        };
         let probe = crate::retry::retrying(job.retry_for(), || async {
             let mut src = self.server.connect().await?;
             let version = self.sinfo.info.version();
             Ok(crate::bigkey::size::Probe::choose(&mut src, version).await?)
         })
         .await?;
-        let big = crate::bigkey::settings(
-            job.tuning.big_key_bytes,
-            job.tuning.batch_bytes,
-            target.max_bulk,
+        self.big_probe = Some(scan::BigProbe {
             probe,
-            target.info.info.version(),
-            job_id,
-        );
-        self.big_probe = big.as_ref().map(|b| b.0);
-        let throttles = self.throttles(run);
-        Ok(big.map(|(_, mut b)| {
-            b.throttles = Some(throttles);
-            b
-        }))
+            threshold: big.threshold,
+        });
+        big.throttles = Some(self.throttles(run));
+        Ok(Some(big))
     }
 
     /// The job's throttles (made on first use): one budget per source server for its SCAN

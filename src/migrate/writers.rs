@@ -24,6 +24,20 @@ pub(super) struct Target {
     pub max_bulk: Option<u64>,
 }
 
+impl Target {
+    /// How the writers copy big keys into this target (every source's threshold and chunk
+    /// size), or `None` when `--big-key-bytes 0`.
+    pub fn big_copy(&self, job: &Job, job_id: &str) -> Option<crate::bigkey::copy::BigOptions> {
+        crate::bigkey::copy_settings(
+            job.tuning.big_key_bytes,
+            job.tuning.batch_bytes,
+            self.max_bulk,
+            self.info.info.version(),
+            job_id,
+        )
+    }
+}
+
 /// `n` writers for the target: one connection each to a standalone server, or one per master of
 /// a cluster.
 pub(super) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Sink> {

@@ -75,6 +75,63 @@ pub enum BigRead {
     Dump,
 }
 
+/// Big-key detection for a reader that DUMPs the keys it is handed (the follower, `--keys-from`):
+/// the probe is chosen on the first connection it sees, then every batch of keys is split into
+/// the small ones to DUMP and the big ones to copy in chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct Detector {
+    /// Keys estimated above this many bytes are big.
+    threshold: u64,
+    /// Bytes per chunk when they are read.
+    budget: usize,
+    /// The probe, once asked.
+    probe: Option<BigKeys>,
+}
+
+impl Detector {
+    /// Detection of keys over `threshold` bytes, read in chunks of `budget`.
+    pub fn new(threshold: u64, budget: usize) -> Detector {
+        Detector {
+            threshold,
+            budget,
+            probe: None,
+        }
+    }
+
+    /// Splits `keys` of `db` (selected on `conn`) into the small ones and the big ones.
+    pub async fn split(
+        &mut self,
+        conn: &mut Connection,
+        db: u32,
+        keys: &[Bytes],
+    ) -> anyhow::Result<(Vec<Bytes>, Vec<crate::bigkey::BigKey>)> {
+        let probe = match self.probe {
+            Some(p) => p,
+            None => {
+                let asked = BigKeys::for_server(conn, None, self.threshold, self.budget).await?;
+                *self
+                    .probe
+                    .insert(asked.ok_or_else(|| anyhow::anyhow!("internal error: big keys off"))?)
+            }
+        };
+        let kinds = classify(conn, &probe, keys).await?;
+        let mut small = Vec::with_capacity(keys.len());
+        let mut big = Vec::new();
+        for (key, kind) in keys.iter().zip(kinds) {
+            match kind {
+                Some(kind) => big.push(crate::bigkey::BigKey {
+                    db,
+                    key: key.clone(),
+                    kind,
+                    estimate: 0,
+                }),
+                None => small.push(key.clone()),
+            }
+        }
+        Ok((small, big))
+    }
+}
+
 /// Which of `keys` (in the DB selected on `conn`) are big, and their kinds: one round trip, and
 /// a second for the keys the first cannot decide.
 pub async fn classify(
