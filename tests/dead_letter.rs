@@ -384,15 +384,7 @@ fn a_dead_lettered_big_key_is_copied_in_chunks_from_the_list() {
     let mut c = src.conn();
     data::seed_bulk(&mut c, 0, 200, "small:");
     // Random values: DUMP compresses repetitive ones with LZF, and this hash must stay big.
-    for part in 0..30 {
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg("big:hash");
-        for i in 0..1_000 {
-            let value: Vec<u8> = (0..100).map(|_| rand::random::<u8>()).collect();
-            cmd.arg(format!("f:{part}:{i}")).arg(value);
-        }
-        let () = cmd.query(&mut c).expect("HSET");
-    }
+    support::bigkey_data::big_hash(&mut c, "big:hash", 30_000, true);
     let dst = Server::start(
         Version::Valkey8,
         support::servers::ServerOpts {

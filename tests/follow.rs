@@ -1123,16 +1123,8 @@ fn big_keys_changed_while_following_are_copied_in_chunks() {
     let dst = Server::tls_target(Version::V7_0);
     seed(&src);
     let mut c = src.conn();
-    let value = "v".repeat(100);
     for key in ["big:hash", "big:gone"] {
-        for part in 0..20 {
-            let mut cmd = redis::cmd("HSET");
-            cmd.arg(key);
-            for i in 0..1_000 {
-                cmd.arg(format!("f:{part}:{i}")).arg(&value);
-            }
-            let () = cmd.query(&mut c).expect("HSET");
-        }
+        support::bigkey_data::big_hash(&mut c, key, 20_000, false);
     }
     let work = Workdir::new();
     let follower = Follower::start(

@@ -140,15 +140,7 @@ fn bytes_per_sec_limit_holds_for_a_big_key() {
     {
         let mut c = src.conn();
         data::seed_bulk(&mut c, 0, 100, "small:");
-        let value = "v".repeat(100);
-        for part in 0..60 {
-            let mut cmd = redis::cmd("HSET");
-            cmd.arg("big:hash");
-            for i in 0..1_000 {
-                cmd.arg(format!("field:{part}:{i}")).arg(&value);
-            }
-            let () = cmd.query(&mut c).expect("HSET");
-        }
+        support::bigkey_data::big_hash(&mut c, "big:hash", 60_000, false);
     }
     let work = Workdir::new();
     let started = Instant::now();

@@ -44,6 +44,25 @@ pub fn big_string(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Writes a hash of `fields` fields (`f:PART:I`) of 100-byte values under `key`, 1,000 fields
+/// per HSET. `random` values do not compress, so its DUMP payload stays as big as the hash
+/// (a repeated byte would shrink under LZF).
+pub fn big_hash(conn: &mut Connection, key: &str, fields: usize, random: bool) {
+    for part in 0..fields.div_ceil(1_000) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key);
+        for i in 0..1_000.min(fields - part * 1_000) {
+            let value: Vec<u8> = if random {
+                (0..100).map(|_| rand::random::<u8>()).collect()
+            } else {
+                vec![b'v'; 100]
+            };
+            cmd.arg(format!("f:{part}:{i}")).arg(value);
+        }
+        let () = cmd.query(conn).expect("HSET");
+    }
+}
+
 /// Writes the big keys into the selected DB of `conn`; `streams`: whether the server has them.
 /// The hash and the string get a TTL of an hour.
 pub fn seed_big(conn: &mut Connection, sizes: BigSizes, streams: bool) {
