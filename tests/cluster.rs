@@ -209,6 +209,28 @@ fn redis_5_0_standalone_into_redis_7_0_tls_cluster() {
     assert_same(&source, &target);
 }
 
+/// Valkey 8 writes RDB 11 payloads, which Redis 7.0 (RDB 10) refuses: the cluster writer
+/// re-encodes each refused key for RDB 10 and writes it again, as the standalone writer does
+/// (tests/errors.rs). Before, the first refusal stopped the copy.
+#[test]
+fn valkey_8_standalone_into_redis_7_0_tls_cluster_is_reencoded() {
+    let src = Server::plain(Version::Valkey8);
+    seed_standalone(&src, 0, "", 2_000);
+    let dst = Cluster::start(Version::V7_0, true);
+    let work = Workdir::new();
+    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    assert_ok(&r);
+    assert_eq!(
+        r.num("keys.reencoded"),
+        r.num("keys.written"),
+        "every payload is RDB 11: {}",
+        r.text()
+    );
+    let source = data::snapshot(&mut src.conn(), 0);
+    let target = cluster_data::snapshot_cluster(&dst);
+    assert_same(&source, &target);
+}
+
 #[test]
 fn standalone_with_several_dbs_into_a_cluster_needs_an_explicit_db_map() {
     let src = Server::plain(Version::V6_2);

@@ -2,7 +2,8 @@
 //!
 //! It writes exactly what the standalone writer (`restore.rs`) writes, with the same expiry and
 //! size rules; the only difference is the routing, which [`Router`] does (MOVED/ASK, refreshes,
-//! retries). A cluster has only DB 0, so no `SELECT` is ever sent: the DB map was checked
+//! retries). A payload a node refuses as too new for it is re-encoded and written again, as
+//! the standalone writer does. A cluster has only DB 0, so no `SELECT` is ever sent: the DB map was checked
 //! before the first write to send every source DB to 0.
 
 use crate::cli::OnConflict;
@@ -13,7 +14,8 @@ use crate::source::{Batch, Counts};
 use super::bulk_limit;
 use super::key_error::{Cause, Quarantine};
 use super::restore::{
-    judge, over_limit, push_restore, restore_ttl, too_large_reason, WriterOptions,
+    judge, over_limit, push_restore, reencode_refused, restore_ttl, too_large_reason,
+    WriterOptions,
 };
 use super::route::{KeyedCommands, Router};
 
@@ -57,6 +59,35 @@ impl KeyedCommands for Restores<'_> {
     }
 }
 
+impl<'a> Restores<'a> {
+    /// Queues the RESTOREs of `records`: a value over the target's known limit is refused
+    /// (dead-lettered or fatal, see `key_error.rs`) and an expired one counted, neither sent.
+    fn admit(
+        &mut self,
+        records: &'a [Record],
+        opts: &WriterOptions,
+        seed: &str,
+        q: &mut Quarantine,
+        counts: &mut Counts,
+    ) -> anyhow::Result<()> {
+        for rec in records {
+            if let Some(e) = over_limit(opts, rec, seed) {
+                let reason = too_large_reason(opts, rec);
+                q.refuse(rec, 0, Cause::TooLarge, &reason, e)?;
+                continue;
+            }
+            match restore_ttl(opts, rec, seed)? {
+                None => counts.expired_skipped += 1,
+                Some(ttl) => {
+                    self.records.push(rec);
+                    self.ttls.push(ttl);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ClusterWriter {
     /// A writer routing through `router`.
     pub fn new(router: Router, opts: WriterOptions) -> ClusterWriter {
@@ -84,26 +115,37 @@ impl ClusterWriter {
             replace: self.opts.on_conflict != OnConflict::Skip,
             limit_unknown: self.opts.max_bulk.is_none(),
         };
-        for rec in &batch.records {
-            if let Some(e) = over_limit(&self.opts, rec, &seed) {
-                let reason = too_large_reason(&self.opts, rec);
-                q.refuse(rec, 0, Cause::TooLarge, &reason, e)?;
-                continue;
-            }
-            match restore_ttl(&self.opts, rec, &seed)? {
-                None => counts.expired_skipped += 1,
-                Some(ttl) => {
-                    cmds.records.push(rec);
-                    cmds.ttls.push(ttl);
-                }
-            }
+        cmds.admit(&batch.records, &self.opts, &seed, &mut q, &mut counts)?;
+        let again = self.restore(&mut cmds, &mut q, &mut counts, true).await?;
+        if !again.is_empty() {
+            let mut cmds = Restores {
+                records: Vec::with_capacity(again.len()),
+                ttls: Vec::with_capacity(again.len()),
+                ..cmds
+            };
+            cmds.admit(&again, &self.opts, &seed, &mut q, &mut counts)?;
+            self.restore(&mut cmds, &mut q, &mut counts, false).await?;
         }
+        q.flush(&mut counts)?;
+        Ok(counts)
+    }
+
+    /// Runs `cmds` through the router and counts the replies. On the first pass (`reencode`), a
+    /// payload the target refuses as too new for it is re-encoded and returned, to be written
+    /// again, as the standalone writer does (`restore::reencode_refused`); any other refusal is
+    /// judged (`restore::judge`).
+    async fn restore(
+        &mut self,
+        cmds: &mut Restores<'_>,
+        q: &mut Quarantine,
+        counts: &mut Counts,
+        reencode: bool,
+    ) -> anyhow::Result<Vec<Record>> {
         let replies = loop {
             if cmds.records.is_empty() {
-                q.flush(&mut counts)?;
-                return Ok(counts);
+                return Ok(Vec::new());
             }
-            match self.router.run(&cmds).await {
+            match self.router.run(&*cmds).await {
                 Ok(r) => break r,
                 Err(e) => {
                     // A value over the node's unknown limit: that key's own fault.
@@ -124,22 +166,27 @@ impl ClusterWriter {
                 }
             }
         };
+        let mut again = Vec::new();
         for (rec, reply) in cmds.records.iter().zip(replies) {
-            match reply {
-                Reply::Error(err) if ErrorKind::of(&err) == ErrorKind::BusyKey => {
-                    counts.conflicts += 1
+            let Reply::Error(err) = reply else {
+                counts.written += 1;
+                counts.bytes += rec.size() as u64;
+                counts.reencoded += u64::from(!reencode);
+                continue;
+            };
+            if ErrorKind::of(&err) == ErrorKind::BusyKey {
+                counts.conflicts += 1;
+                continue;
+            }
+            match reencode.then(|| reencode_refused(&self.opts, rec, &err)).flatten() {
+                Some(Ok(r)) => again.push(r),
+                Some(Err(e)) => {
+                    let reason = format!("{err}; {e:#}");
+                    q.refuse(rec, 0, Cause::NotRepresentable, &reason, e)?
                 }
-                Reply::Error(err) => {
-                    let node = self.router.node_of(&rec.key);
-                    judge(&mut q, &node, 0, rec, &err)?;
-                }
-                _ => {
-                    counts.written += 1;
-                    counts.bytes += rec.size() as u64;
-                }
+                None => judge(q, &self.router.node_of(&rec.key), 0, rec, &err)?,
             }
         }
-        q.flush(&mut counts)?;
-        Ok(counts)
+        Ok(again)
     }
 }
