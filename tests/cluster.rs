@@ -231,6 +231,27 @@ fn valkey_8_standalone_into_redis_7_0_tls_cluster_is_reencoded() {
     assert_same(&source, &target);
 }
 
+/// `--on-conflict skip` into a cluster: a second run over ferry's own copies (`--fresh`)
+/// counts them as written, not as conflicts (routed read-backs, `sink/resent.rs`).
+#[test]
+fn skip_into_a_cluster_does_not_count_ferrys_own_copies_as_conflicts() {
+    let src = Server::plain(Version::V6_2);
+    seed_standalone(&src, 0, "", 1_000);
+    let dst = Cluster::start(Version::V7_0, true);
+    let work = Workdir::new();
+    let skip = ["--on-conflict", "skip", "--no-verify"];
+    let r = run(&work, &args(&src.url(), &dst.url(), &skip));
+    assert_ok(&r);
+    assert_eq!(r.num("keys.conflicts"), 0, "{}", r.text());
+    let fresh = [&skip[..], &["--fresh"]].concat();
+    let r = run(&work, &args(&src.url(), &dst.url(), &fresh));
+    assert_ok(&r);
+    assert_eq!(r.num("keys.conflicts"), 0, "{}", r.text());
+    let source = data::snapshot(&mut src.conn(), 0);
+    let target = cluster_data::snapshot_cluster(&dst);
+    assert_same(&source, &target);
+}
+
 #[test]
 fn standalone_with_several_dbs_into_a_cluster_needs_an_explicit_db_map() {
     let src = Server::plain(Version::V6_2);

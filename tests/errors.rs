@@ -522,6 +522,81 @@ fn conflicts_fail_replace_skip() {
     assert_eq!(v, "from-source");
 }
 
+/// Under `--on-conflict skip`, keys ferry re-sends (after a lost connection, on a resume, or
+/// here on a second run with `--fresh`) find their own copy on the target: they count as
+/// written, not as conflicts. Only keys whose value or expiry differ are conflicts. Before, the
+/// second run reported every key as a conflict.
+#[test]
+fn skip_does_not_count_ferrys_own_copies_as_conflicts() {
+    let src = Server::plain(Version::V6_2);
+    let mut s = src.conn();
+    for i in 0..200 {
+        let k = format!("k{i}");
+        let _: () = redis::cmd("SET")
+            .arg(&k)
+            .arg("from-source")
+            .query(&mut s)
+            .unwrap();
+        if i % 2 == 0 {
+            let _: () = redis::cmd("PEXPIRE")
+                .arg(&k)
+                .arg(600_000)
+                .query(&mut s)
+                .unwrap();
+        }
+    }
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut s)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("l")
+        .arg("a")
+        .arg("b")
+        .query(&mut s)
+        .unwrap();
+    let dst = Server::tls_target(Version::Valkey8);
+    let mut t = dst.conn();
+    // A different value, and the same value without the source's TTL: both real conflicts.
+    let _: () = redis::cmd("SET")
+        .arg("k7")
+        .arg("from-target")
+        .query(&mut t)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k8")
+        .arg("from-source")
+        .query(&mut t)
+        .unwrap();
+    let work = Workdir::new();
+    let base = work
+        .migrate(&src, &dst)
+        .args(&["--no-verify", "--on-conflict", "skip"]);
+
+    let first = base.run();
+    assert_eq!(first.code, 0, "{}", first.text());
+    assert_eq!(first.num("keys.conflicts"), 2, "{}", first.text());
+    assert_eq!(first.num("keys.written"), 200, "{}", first.text());
+
+    let again = base.clone().arg("--fresh").run();
+    assert_eq!(again.code, 0, "{}", again.text());
+    assert_eq!(
+        again.num("keys.conflicts"),
+        2,
+        "ferry's own copies are no conflicts: {}",
+        again.text()
+    );
+    assert_eq!(again.num("keys.written"), 200, "{}", again.text());
+    let v: String = redis::cmd("GET").arg("k7").query(&mut t).unwrap();
+    assert_eq!(v, "from-target");
+    let ttl: i64 = redis::cmd("PTTL").arg("k8").query(&mut t).unwrap();
+    assert_eq!(ttl, -1, "the target's own k8 is kept");
+    let ttl: i64 = redis::cmd("PTTL").arg("k10").query(&mut t).unwrap();
+    assert!(ttl > 500_000, "k10 keeps its TTL: {ttl}");
+}
+
 #[test]
 fn db_selection_copies_only_chosen_dbs() {
     let src = Server::plain(Version::V5_0);

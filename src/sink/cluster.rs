@@ -13,9 +13,9 @@ use crate::source::{Batch, Counts};
 
 use super::bulk_limit;
 use super::key_error::{Cause, Quarantine};
+use super::resent;
 use super::restore::{
-    judge, over_limit, push_restore, reencode_refused, restore_ttl, too_large_reason,
-    WriterOptions,
+    judge, over_limit, push_restore, reencode_refused, restore_ttl, too_large_reason, WriterOptions,
 };
 use super::route::{KeyedCommands, Router};
 
@@ -167,6 +167,7 @@ impl ClusterWriter {
             }
         };
         let mut again = Vec::new();
+        let mut busy: Vec<&Record> = Vec::new();
         for (rec, reply) in cmds.records.iter().zip(replies) {
             let Reply::Error(err) = reply else {
                 counts.written += 1;
@@ -175,10 +176,13 @@ impl ClusterWriter {
                 continue;
             };
             if ErrorKind::of(&err) == ErrorKind::BusyKey {
-                counts.conflicts += 1;
+                busy.push(rec);
                 continue;
             }
-            match reencode.then(|| reencode_refused(&self.opts, rec, &err)).flatten() {
+            match reencode
+                .then(|| reencode_refused(&self.opts, rec, &err))
+                .flatten()
+            {
                 Some(Ok(r)) => again.push(r),
                 Some(Err(e)) => {
                     let reason = format!("{err}; {e:#}");
@@ -186,6 +190,11 @@ impl ClusterWriter {
                 }
                 None => judge(q, &self.router.node_of(&rec.key), 0, rec, &err)?,
             }
+        }
+        if !busy.is_empty() {
+            // Ferry's own copy (re-sent after a retry or a resume) or a conflict: `resent.rs`.
+            let own = resent::own_copies(&mut self.router, &busy, &self.opts.clocks).await?;
+            resent::count(&busy, &own, counts);
         }
         Ok(again)
     }

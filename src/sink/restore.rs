@@ -255,8 +255,14 @@ impl Round<'_> {
         if pass == Pass::Reencoded {
             counts.reencoded += sent.len() as u64;
         }
-        self.judge_refusals(&sent, unusual, to, pass)
-            .map_err(Failure::Fatal)
+        let (again, busy) = self
+            .judge_refusals(&sent, unusual, to, pass)
+            .map_err(Failure::Fatal)?;
+        if !busy.is_empty() {
+            let own = super::resent::own_copies(&mut *to.conn, &busy, &self.opts.clocks).await?;
+            super::resent::count(&busy, &own, self.counts);
+        }
+        Ok(again)
     }
 
     /// Appends a RESTORE for each of `records` to the pipeline; returns the records sent, in
@@ -287,17 +293,19 @@ impl Round<'_> {
         Ok(sent)
     }
 
-    /// The error replies of a round (`unusual`, by index in `sent`): a `BUSYKEY` is a
-    /// conflict kept; a payload too new for the target is re-encoded (returned, first pass
-    /// only); any other refusal is judged (`judge`).
-    fn judge_refusals(
+    /// The error replies of a round (`unusual`, by index in `sent`): a `BUSYKEY` is returned
+    /// second (ferry's own copy or a conflict kept, `resent.rs` decides); a payload too new for
+    /// the target is re-encoded (returned first, first pass only); any other refusal is judged
+    /// (`judge`).
+    fn judge_refusals<'r>(
         &mut self,
-        sent: &[&Record],
+        sent: &[&'r Record],
         unusual: Vec<(usize, Reply)>,
         to: &Dest<'_>,
         pass: Pass,
-    ) -> anyhow::Result<Vec<Record>> {
+    ) -> anyhow::Result<(Vec<Record>, Vec<&'r Record>)> {
         let mut again: Vec<Record> = Vec::new();
+        let mut busy: Vec<&Record> = Vec::new();
         for (i, reply) in unusual {
             // A reply that is neither `+OK` nor an error still means the key was written.
             let Reply::Error(err) = reply else { continue };
@@ -309,7 +317,7 @@ impl Round<'_> {
                 counts.reencoded -= 1;
             }
             if ErrorKind::of(&err) == ErrorKind::BusyKey {
-                counts.conflicts += 1;
+                busy.push(rec);
                 continue;
             }
             let reencoded = match pass {
@@ -326,7 +334,7 @@ impl Round<'_> {
                 None => judge(self.q, to.ep, to.db, rec, &err)?,
             }
         }
-        Ok(again)
+        Ok((again, busy))
     }
 }
 
