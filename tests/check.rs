@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 use support::ferry::{Run, Workdir};
 
-use support::servers::{ca_cert, tls_dir, Cluster, Server, ServerOpts, Version};
+use support::servers::{tls_dir, Cluster, Server, ServerOpts, Version};
 
 /// Keys per DB on a server (all 16 DBs), to show that `check` wrote nothing.
 fn dbsizes(s: &Server) -> Vec<i64> {
@@ -33,10 +33,6 @@ fn keys(s: &Server, db: u32) -> Vec<Vec<u8>> {
 fn seed_small(s: &Server, db: u32) {
     let mut c = s.conn();
     support::data::seed_bulk(&mut c, db, 200, "small:");
-}
-
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
 }
 
 /// The check rows whose status is `status`, as "name: detail | fix" lines.
@@ -114,15 +110,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
     let (src_before, dst_before) = (dbsizes(&src), dbsizes(&dst));
     let src_keys = keys(&src, 0);
     let work = Workdir::new();
-    let run = work.run(&[
-        "check",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.between("check", &src, &dst).run();
     assert_exit(&run, 0);
     let report = run.report.as_ref().unwrap();
     let checks = report["checks"].as_array().unwrap();
@@ -171,15 +159,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
     let file = work.file("dump.rdb");
     std::fs::copy(src.dir().join("dump.rdb"), &file).expect("copy dump.rdb");
     let file = file.to_string_lossy().into_owned();
-    let run = work.run(&[
-        "check",
-        "--rdb",
-        &file,
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.ferry("check").args(&["--rdb", &file]).to(&dst).run();
     assert_exit(&run, 1);
     let warns = rows(&run, "warn");
     assert!(
@@ -194,23 +174,10 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
         .arg("old")
         .query(&mut d)
         .unwrap();
-    let args = [
-        "check",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ];
-    let run = work.run(&args);
+    let check = work.between("check", &src, &dst);
+    let run = check.run();
     assert_fails_naming(&run, &["target: existing keys", "--on-conflict replace"]);
-    let replace: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain(["--on-conflict", "replace"])
-        .collect();
-    assert_exit(&work.run(&replace), 0);
+    assert_exit(&check.args(&["--on-conflict", "replace"]).run(), 0);
     assert_eq!(dbsizes(&dst)[0], 2, "check wrote to the target");
 }
 
@@ -235,15 +202,7 @@ fn small_evicting_target_fails_naming_maxmemory_and_eviction() {
         .query(&mut d)
         .unwrap();
     let work = Workdir::new();
-    let run = work.run(&[
-        "check",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.between("check", &src, &dst).run();
     assert_row_fails(&run, "target: maxmemory");
     assert_fails_naming(&run, &["target: maxmemory-policy", "evict", "noeviction"]);
     assert_eq!(
@@ -274,19 +233,12 @@ fn source_user_without_hscan_fails_unless_big_keys_are_off() {
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     let source = format!("redis://reader:reader-pw@127.0.0.1:{}", src.port);
-    let (target, ca) = (dst.url(), ca());
     let check = |extra: &[&str]| {
-        let mut args = vec![
-            "check",
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--target-cacert",
-            &ca,
-        ];
-        args.extend_from_slice(extra);
-        work.run(&args)
+        work.ferry("check")
+            .source(&source)
+            .to(&dst)
+            .args(extra)
+            .run()
     };
     assert_fails_naming(&check(&[]), &["source: ACL rights", "HSCAN", "+hscan"]);
     let run = check(&["--big-key-bytes", "0"]);
@@ -319,15 +271,7 @@ fn source_user_without_dump_fails_naming_dump_and_hides_the_password() {
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     let source = format!("redis://reader:reader-secret-pw@127.0.0.1:{}", src.port);
-    let run = work.run(&[
-        "check",
-        "--source",
-        &source,
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.ferry("check").source(&source).to(&dst).run();
     assert_fails_naming(&run, &["source: ACL rights", "DUMP", "+dump"]);
     let report = run.report.as_ref().unwrap().to_string();
     for (what, text) in [
@@ -342,15 +286,7 @@ fn source_user_without_dump_fails_naming_dump_and_hides_the_password() {
     }
     // A wrong password is a fail row with the server's words, not the password.
     let source = format!("redis://reader:wrong-secret-pw@127.0.0.1:{}", src.port);
-    let run = work.run(&[
-        "check",
-        "--source",
-        &source,
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.ferry("check").source(&source).to(&dst).run();
     assert_fails_naming(&run, &["source: connection", "authentication"]);
     assert!(
         !run.text().contains("wrong-secret-pw")
@@ -364,23 +300,20 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
     seed_small(&src, 3);
     let cluster = Cluster::start(Version::Valkey8, false);
     let work = Workdir::new();
-    let base = ["check", "--source", &src.url(), "--target", &cluster.url()];
-    let run = work.run(&base);
+    let base = work.between("check", &src, &cluster);
+    let run = base.run();
     assert_fails_naming(&run, &["DB layout", "--db-map 3:0"]);
-    let mapped: Vec<&str> = base.iter().copied().chain(["--db-map", "3:0"]).collect();
-    let run = work.run(&mapped);
+    let mapped = base.args(&["--db-map", "3:0"]);
+    let run = mapped.run();
     assert_exit(&run, 0);
 
     // The cluster as a source, into a standalone target.
     let dst = Server::plain(Version::V7_0);
-    let from_cluster = [
-        "check",
-        "--source",
-        &cluster.url(),
-        "--target",
-        &dst.url_without_password(),
-    ];
-    let run = work.run(&from_cluster);
+    let from_cluster = work
+        .ferry("check")
+        .from(&cluster)
+        .target(&dst.url_without_password());
+    let run = from_cluster.run();
     assert_exit(&run, 0);
 
     // Unassign slots 0-99 in every node's view (DELSLOTS is not gossiped).
@@ -392,10 +325,10 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
             .query(&mut node.conn())
             .unwrap();
     }
-    let run = work.run(&mapped);
+    let run = mapped.run();
     assert_fails_naming(&run, &["target: cluster", "0-99"]);
     // A source cluster with unassigned slots: its keys there cannot be read (a warning).
-    let run = work.run(&from_cluster);
+    let run = from_cluster.run();
     assert_exit(&run, 1);
     assert!(
         rows(&run, "warn")
@@ -482,15 +415,7 @@ fn certificate_expiring_soon_is_a_warning_with_its_date() {
     let mut opts = ServerOpts::tls();
     opts.extra_args = vec!["--tls-cert-file".into(), crt, "--tls-key-file".into(), key];
     let dst = Server::start(Version::Valkey8, opts);
-    let run = work.run(&[
-        "check",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.between("check", &src, &dst).run();
     assert_exit(&run, 1);
     let warns = rows(&run, "warn");
     assert_eq!(warns.len(), 1, "{warns:?}");
@@ -529,15 +454,11 @@ fn target_acl_rights_by_dryrun_or_reported_unchecked() {
     let work = Workdir::new();
     let target = |user: &str| format!("rediss://{user}:{user}-pw@127.0.0.1:{}", dst.port);
     let check = |user: &str| {
-        work.run(&[
-            "check",
-            "--source",
-            &src.url(),
-            "--target",
-            &target(user),
-            "--target-cacert",
-            &ca(),
-        ])
+        work.ferry("check")
+            .from(&src)
+            .target(&target(user))
+            .target_ca()
+            .run()
     };
     // 7.0+ with the right to run ACL: DRYRUN finds RESTORE denied.
     let run = check("norestore");
@@ -571,20 +492,9 @@ fn follow_needs_keyspace_notifications_or_says_why_not() {
     seed_small(&src, 0);
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
-    let (target, cacert) = (dst.url(), ca());
     let check = |source: &str, extra: &[&str]| {
-        let mut args = vec![
-            "check",
-            "--source",
-            source,
-            "--target",
-            &target,
-            "--target-cacert",
-            &cacert,
-            "--follow",
-        ];
-        args.extend(extra);
-        work.run(&args)
+        let check = work.ferry("check").source(source).to(&dst);
+        check.arg("--follow").args(extra).run()
     };
     let mut s = src.conn();
     let acl = |c: &mut redis::Connection, args: &[&str]| {

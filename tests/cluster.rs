@@ -12,43 +12,19 @@ use std::time::{Duration, Instant};
 
 use support::cluster_data::{self, cluster_dbsize, reshard, slot_layout};
 use support::data::{self, Caps, KeyState};
-use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::ferry::{finish, Endpoint, Ferry, Run, Workdir};
+use support::servers::{Cluster, Server, ServerOpts, Version};
 
 const TTL_TOLERANCE_MS: i64 = 1_000;
 
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
+/// `ferry migrate` from `src` to `dst` (the test CA for a TLS side), progress as log lines.
+fn migrate<'w>(work: &'w Workdir, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'w> {
+    work.migrate(src, dst).args(&["--progress", "log"])
 }
 
-/// `migrate --source S --target T --target-cacert CA` plus `extra`.
-fn args(source: &str, target: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "migrate",
-        "--source",
-        source,
-        "--target",
-        target,
-        "--target-cacert",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.push(ca());
-    a.extend(["--progress", "log"].map(String::from));
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-fn run(work: &Workdir, args: &[String]) -> Run {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    work.run(&args)
-}
-
-/// Starts ferry in the background.
-fn spawn(work: &Workdir, args: &[String]) -> (Child, std::path::PathBuf) {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
+/// Starts ferry in the background, logging the router's redirections.
+fn spawn(ferry: &Ferry) -> (Child, std::path::PathBuf) {
+    let (mut cmd, report) = ferry.command();
     let child = cmd
         .env("FERRY_LOG", "info,ferry::sink::route=debug")
         .stdout(Stdio::piped())
@@ -58,7 +34,6 @@ fn spawn(work: &Workdir, args: &[String]) -> (Child, std::path::PathBuf) {
     (child, report)
 }
 
-/// Waits until `cond` holds, or panics after `secs`.
 fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
@@ -123,7 +98,7 @@ fn cluster_into_cluster(target_version: Version) {
     seed_cluster(&src, 6_000);
     let work = Workdir::new();
     // With verification (the default): ferry's own check across both clusters must pass too.
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_ok(&r);
     assert!(r.text().contains("cluster of 3 masters"), "{}", r.text());
     let source = cluster_data::snapshot_cluster(&src);
@@ -184,7 +159,7 @@ fn redis_5_0_standalone_into_redis_7_0_tls_cluster() {
         .arg("already here")
         .query::<()>(&mut dst.conn())
         .expect("SET on the target");
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(
         r.text().contains("already holds 1 of the source's keys")
@@ -202,7 +177,7 @@ fn redis_5_0_standalone_into_redis_7_0_tls_cluster() {
         .query::<()>(&mut dst.conn())
         .expect("DEL");
 
-    let r = run(&work, &args(&src.url(), &dst.url(), &["--fresh"]));
+    let r = migrate(&work, &src, &dst).args(&["--fresh"]).run();
     assert_ok(&r);
     let source = data::snapshot(&mut src.conn(), 0);
     let target = cluster_data::snapshot_cluster(&dst);
@@ -218,7 +193,7 @@ fn valkey_8_standalone_into_redis_7_0_tls_cluster_is_reencoded() {
     seed_standalone(&src, 0, "", 2_000);
     let dst = Cluster::start(Version::V7_0, true);
     let work = Workdir::new();
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_ok(&r);
     assert_eq!(
         r.num("keys.reencoded"),
@@ -240,11 +215,11 @@ fn skip_into_a_cluster_does_not_count_ferrys_own_copies_as_conflicts() {
     let dst = Cluster::start(Version::V7_0, true);
     let work = Workdir::new();
     let skip = ["--on-conflict", "skip", "--no-verify"];
-    let r = run(&work, &args(&src.url(), &dst.url(), &skip));
+    let r = migrate(&work, &src, &dst).args(&skip).run();
     assert_ok(&r);
     assert_eq!(r.num("keys.conflicts"), 0, "{}", r.text());
     let fresh = [&skip[..], &["--fresh"]].concat();
-    let r = run(&work, &args(&src.url(), &dst.url(), &fresh));
+    let r = migrate(&work, &src, &dst).args(&fresh).run();
     assert_ok(&r);
     assert_eq!(r.num("keys.conflicts"), 0, "{}", r.text());
     let source = data::snapshot(&mut src.conn(), 0);
@@ -261,7 +236,7 @@ fn standalone_with_several_dbs_into_a_cluster_needs_an_explicit_db_map() {
     let work = Workdir::new();
 
     // DB 3 has nowhere to go.
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(
         r.text().contains("only DB 0") && r.text().contains("--db-map 3:0"),
@@ -269,7 +244,7 @@ fn standalone_with_several_dbs_into_a_cluster_needs_an_explicit_db_map() {
         r.text()
     );
     // Mapped, but DBs 0 and 3 would share DB 0: refused unless a conflict policy says how.
-    let r = run(&work, &args(&src.url(), &dst.url(), &["--db-map", "3:0"]));
+    let r = migrate(&work, &src, &dst).args(&["--db-map", "3:0"]).run();
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(
         r.text()
@@ -285,23 +260,17 @@ fn standalone_with_several_dbs_into_a_cluster_needs_an_explicit_db_map() {
     );
 
     // One DB alone, mapped: fine.
-    let r = run(
-        &work,
-        &args(&src.url(), &dst.url(), &["--db", "3", "--db-map", "3:0"]),
-    );
+    let r = migrate(&work, &src, &dst)
+        .args(&["--db", "3", "--db-map", "3:0"])
+        .run();
     assert_ok(&r);
     let three = data::snapshot(&mut src.conn(), 3);
     assert_same(&three, &cluster_data::snapshot_cluster(&dst));
 
     // Both, with --on-conflict replace: the union (their key names differ).
-    let r = run(
-        &work,
-        &args(
-            &src.url(),
-            &dst.url(),
-            &["--db-map", "3:0", "--on-conflict", "replace", "--no-verify"],
-        ),
-    );
+    let r = migrate(&work, &src, &dst)
+        .args(&["--db-map", "3:0", "--on-conflict", "replace", "--no-verify"])
+        .run();
     assert_ok(&r);
     let mut both = data::snapshot(&mut src.conn(), 0);
     both.extend(three);
@@ -314,7 +283,7 @@ fn redis_6_2_cluster_into_standalone_tls_target() {
     seed_cluster(&src, 6_000);
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_ok(&r);
     let source = cluster_data::snapshot_cluster(&src);
     let target = data::snapshot(&mut dst.conn(), 0);
@@ -328,7 +297,7 @@ fn redis_3_2_cluster_into_redis_7_0_tls_standalone() {
     seed_cluster(&src, 3_000);
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let r = run(&work, &args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_ok(&r);
     let source = cluster_data::snapshot_cluster(&src);
     let target = data::snapshot(&mut dst.conn(), 0);
@@ -343,27 +312,21 @@ fn slow_source() -> Server {
     src
 }
 
-fn slow_args(src: &Server, dst: &Cluster) -> Vec<String> {
-    args(
-        &src.url(),
-        &dst.url(),
-        &[
-            "--batch-keys",
-            "3",
-            "--scan-count",
-            "30",
-            "--writers",
-            "1",
-            "--no-verify",
-        ],
-    )
+fn slow<'w>(work: &'w Workdir, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'w> {
+    migrate(work, src, dst).args(&[
+        "--batch-keys",
+        "3",
+        "--scan-count",
+        "30",
+        "--writers",
+        "1",
+        "--no-verify",
+    ])
 }
 
 /// `ferry verify` between the two, which must find them equal.
 fn verify(work: &Workdir, src: &Server, dst: &Cluster) {
-    let mut a = args(&src.url(), &dst.url(), &[]);
-    a[0] = "verify".into();
-    let r = run(work, &a);
+    let r = work.between("verify", src, dst).run();
     assert_eq!(r.code, 0, "ferry verify:\n{}", r.text());
 }
 
@@ -378,7 +341,7 @@ fn resharding_the_target_while_ferry_writes_keeps_the_copy_exact() {
     let from = cluster_data::owner_of(&dst, hot);
     let to = (from + 1) % 3;
     cluster_data::begin_slot_migration(&dst, hot, from, to);
-    let (mut child, report) = spawn(&work, &slow_args(&src, &dst));
+    let (mut child, report) = spawn(&slow(&work, &src, &dst));
     wait_until("writes to the importing node", 60, || {
         cluster_data::keys_in_slot(&dst.nodes[to], hot) > 200
     });
@@ -444,7 +407,7 @@ fn restarting_target_masters_while_ferry_writes_keeps_the_copy_exact() {
         .to_vec();
     let mut dst = Cluster::start_with(Version::V7_0, opts);
     let work = Workdir::new();
-    let (mut child, report) = spawn(&work, &slow_args(&src, &dst));
+    let (mut child, report) = spawn(&slow(&work, &src, &dst));
     let mut restarted_while_running = 0;
     for (node, at) in [(1usize, 3_000u64), (2, 12_000), (0, 20_000)] {
         wait_until("ferry's progress", 120, || {
@@ -482,20 +445,8 @@ fn resharding_the_source_during_a_run_is_caught_and_the_rerun_rescans_those_slot
     seed_cluster(&src, 40_000);
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
-    let slow = args(
-        &src.url(),
-        &dst.url(),
-        &[
-            "--batch-keys",
-            "3",
-            "--scan-count",
-            "30",
-            "--writers",
-            "1",
-            "--no-verify",
-        ],
-    );
-    let (mut child, report) = spawn(&work, &slow);
+    let slow = slow(&work, &src, &dst);
+    let (mut child, report) = spawn(&slow);
     wait_until("ferry's first writes", 60, || {
         cluster_data::dbsize(&dst) > 500
     });
@@ -513,7 +464,7 @@ fn resharding_the_source_during_a_run_is_caught_and_the_rerun_rescans_those_slot
         r.text()
     );
     // The rerun says what it rescans, and ends exact.
-    let r = run(&work, &slow);
+    let r = slow.run();
     assert_ok(&r);
     assert!(
         r.text().contains("scanned again from the start"),
@@ -549,7 +500,8 @@ fn throughput_cluster_vs_standalone() {
     let cluster = Cluster::start(Version::V7_0, true);
     for (name, url) in [("standalone", standalone.url()), ("cluster", cluster.url())] {
         let work = Workdir::new();
-        let r = run(&work, &args(&src.url(), &url, &["--no-verify"]));
+        let to = work.ferry("migrate").from(&src).target(&url).target_ca();
+        let r = to.args(&["--progress", "log", "--no-verify"]).run();
         assert_ok(&r);
         let ms = r.num("elapsed_ms").max(1);
         println!(

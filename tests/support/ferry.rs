@@ -1,6 +1,6 @@
 //! Running the real `ferry` binary from integration tests.
 //!
-//! [`Workdir::ferry`] / [`Workdir::migrate`] build one invocation (a [`Ferry`]) so that a test
+//! [`Workdir::ferry`] / [`Workdir::migrate`] / [`Workdir::between`] build one invocation (a [`Ferry`]) so that a test
 //! states only what differs from the usual source, target and CA; [`kill_runs`] is the
 //! kill-and-resume loop of the crash tests. Uses `servers` for URLs and the test CA.
 #![allow(dead_code)] // each test binary uses a different part of this module
@@ -115,6 +115,35 @@ pub struct Ferry<'w> {
     env: Vec<(String, String)>,
 }
 
+/// A side ferry can be pointed at: a standalone [`Server`](super::servers::Server) or a
+/// [`Cluster`](super::servers::Cluster) (its seed URL; ferry discovers the rest).
+pub trait Endpoint {
+    /// The URL ferry is given (with the password, as a user would type it).
+    fn url(&self) -> String;
+    /// Whether it speaks TLS (then the test CA is passed).
+    fn tls(&self) -> bool;
+}
+
+impl Endpoint for super::servers::Server {
+    fn url(&self) -> String {
+        super::servers::Server::url(self)
+    }
+
+    fn tls(&self) -> bool {
+        self.tls
+    }
+}
+
+impl Endpoint for super::servers::Cluster {
+    fn url(&self) -> String {
+        super::servers::Cluster::url(self)
+    }
+
+    fn tls(&self) -> bool {
+        self.tls
+    }
+}
+
 impl Workdir {
     /// `ferry COMMAND` in this directory, nothing else yet.
     pub fn ferry(&self, command: &str) -> Ferry<'_> {
@@ -126,8 +155,13 @@ impl Workdir {
     }
 
     /// `ferry migrate --source SRC --target DST`, with the test CA for a TLS side.
-    pub fn migrate(&self, src: &super::servers::Server, dst: &super::servers::Server) -> Ferry<'_> {
-        self.ferry("migrate").from(src).to(dst)
+    pub fn migrate(&self, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'_> {
+        self.between("migrate", src, dst)
+    }
+
+    /// `ferry COMMAND --source SRC --target DST`, with the test CA for a TLS side.
+    pub fn between(&self, command: &str, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'_> {
+        self.ferry(command).from(src).to(dst)
     }
 }
 
@@ -143,9 +177,9 @@ impl<'w> Ferry<'w> {
     }
 
     /// `--source` of `server` (and `--source-cacert` with the test CA when it speaks TLS).
-    pub fn from(self, server: &super::servers::Server) -> Self {
+    pub fn from(self, server: &impl Endpoint) -> Self {
         let s = self.source(&server.url());
-        if server.tls {
+        if server.tls() {
             s.source_ca()
         } else {
             s
@@ -153,9 +187,9 @@ impl<'w> Ferry<'w> {
     }
 
     /// `--target` of `server` (and `--target-cacert` with the test CA when it speaks TLS).
-    pub fn to(self, server: &super::servers::Server) -> Self {
+    pub fn to(self, server: &impl Endpoint) -> Self {
         let s = self.target(&server.url());
-        if server.tls {
+        if server.tls() {
             s.target_ca()
         } else {
             s
