@@ -38,7 +38,7 @@ use crate::read::dump_size;
 use crate::read::expiry;
 use crate::read::refusal::{Who, VERIFY_RIGHTS};
 use crate::read::scan::{self, parse_scan};
-use crate::retry::Backoff;
+use crate::retry::{retrying, Backoff};
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
 
@@ -114,16 +114,19 @@ macro_rules! with_conn {
 }
 
 impl Node {
-    /// Wraps an open connection to `server` (of `version` when known), measuring its clock skew
-    /// on it.
+    /// A node reading `server` (of `version` when known): its clock skew measured and its size
+    /// probe chosen; connections are opened when reads need them.
     pub async fn new(
         server: Server,
-        mut conn: Connection,
         version: Option<(u32, u32)>,
         opts: LiveOptions,
         listed: Arc<AtomicU64>,
     ) -> anyhow::Result<Node> {
-        let skew_ms = clock_skew(&mut conn).await?;
+        // Each step on a connection of its own, retried alone: see `LiveSide::open`.
+        let skew_ms = retrying(opts.retry_for, || async {
+            clock_skew(&mut server.connect().await?).await
+        })
+        .await?;
         if skew_ms.abs() > 2_000 {
             tracing::warn!(
                 "the {} {}'s clock is {skew_ms} ms off this machine's; TTLs are compared after correcting for it",
@@ -132,8 +135,12 @@ impl Node {
             );
         }
         let throttle = opts.throttles.as_ref().and_then(|t| t.for_server(&server));
-        let big =
-            BigKeys::for_server(&mut conn, version, opts.big_key_bytes, opts.batch_bytes).await?;
+        let (big_key_bytes, batch_bytes) = (opts.big_key_bytes, opts.batch_bytes);
+        let big = retrying(opts.retry_for, || async {
+            let mut conn = server.connect().await?;
+            BigKeys::for_server(&mut conn, version, big_key_bytes, batch_bytes).await
+        })
+        .await?;
         Ok(Node {
             throttle,
             big,
@@ -146,7 +153,7 @@ impl Node {
             skew_ms,
             listed,
             avg_size: AtomicUsize::new(dump_size::FIRST_GUESS),
-            idle: Mutex::new(vec![conn]),
+            idle: Mutex::new(Vec::new()),
         })
     }
 

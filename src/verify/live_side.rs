@@ -18,6 +18,7 @@ use super::side::{Side, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::cluster::{self, Addr, AddrMap, Cluster};
 use crate::endpoint::{info, Server};
+use crate::retry::retrying;
 use crate::stop::Stop;
 
 /// A live standalone server or cluster.
@@ -38,31 +39,25 @@ pub struct LiveSide {
 
 impl LiveSide {
     /// Connects to `server`; for a cluster node, discovers the masters (addresses rewritten by
-    /// `map`) and connects to each. Measures every node's clock. Opening only reads, so a lost
-    /// connection opens the side again (for `--retry-for`).
+    /// `map`) and connects to each. Measures every node's clock. Opening only reads, so each of
+    /// its steps (INFO, the cluster's topology, each node's clock and size probe) is retried
+    /// alone on a new connection when the connection is lost (for `--retry-for`): what was
+    /// learned stays learned, so a connection killed every few ms still lets the open progress
+    /// one round trip at a time (tests/stalls.rs kills them every 10 ms).
     pub async fn open(
         server: Server,
         map: &AddrMap,
         opts: LiveOptions,
     ) -> anyhow::Result<LiveSide> {
-        crate::retry::retrying(opts.retry_for, || {
-            LiveSide::open_once(server.clone(), map, opts.clone())
-        })
-        .await
-    }
-
-    async fn open_once(
-        server: Server,
-        map: &AddrMap,
-        opts: LiveOptions,
-    ) -> anyhow::Result<LiveSide> {
         let side = server.endpoint.side.name();
-        let mut conn = server.connect().await?;
-        let info = info::read(&mut conn).await?;
+        let info = retrying(opts.retry_for, || async {
+            info::read(&mut server.connect().await?).await
+        })
+        .await?;
         let listed = Arc::new(AtomicU64::new(0));
         let name = server.endpoint.to_string();
         if !info.cluster {
-            let node = Node::new(server, conn, Some(info.version()), opts, listed.clone()).await?;
+            let node = Node::new(server, Some(info.version()), opts, listed.clone()).await?;
             return Ok(LiveSide {
                 side,
                 name,
@@ -74,8 +69,10 @@ impl LiveSide {
             });
         }
         let connected = Addr::new(&server.endpoint.host, server.endpoint.port);
-        let topology = cluster::topology_of(&mut conn, &connected).await?;
-        drop(conn);
+        let topology = retrying(opts.retry_for, || async {
+            cluster::topology_of(&mut server.connect().await?, &connected).await
+        })
+        .await?;
         if topology.masters.is_empty() {
             anyhow::bail!("the {side} {name} is a cluster node but no master serves any slot");
         }
@@ -103,14 +100,14 @@ impl LiveSide {
         let mut owners = vec![u16::MAX; BUCKETS];
         for (i, m) in topology.masters.iter().enumerate() {
             let node_server = cl.server(&m.addr);
-            let c = node_server.connect().await.with_context(|| {
+            let node = Node::new(node_server, None, opts.clone(), listed.clone()).await;
+            nodes.push(node.with_context(|| {
                 format!(
                     "the {side} cluster announces master {} at {} (map it with --{side}-map-addr if it is not reachable from here)",
                     m.short_id(),
                     m.addr
                 )
-            })?;
-            nodes.push(Node::new(node_server, c, None, opts.clone(), listed.clone()).await?);
+            })?);
             for &(a, b) in &m.slots {
                 for slot in a..=b {
                     if let Some(o) = owners.get_mut(usize::from(slot)) {
