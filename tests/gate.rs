@@ -5,11 +5,7 @@
 mod support;
 
 use support::ferry::{Run, Workdir};
-use support::servers::{ca_cert, Server, Version, TEST_PASSWORD};
-
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
-}
+use support::servers::{Server, Version, TEST_PASSWORD};
 
 /// Keys in every DB of a server.
 fn total_keys(s: &Server) -> i64 {
@@ -68,15 +64,7 @@ fn migrate_into_a_small_evicting_target_stops_before_writing() {
             .unwrap();
     }
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.between("migrate", &src, &dst).run();
     assert_stopped(
         &run,
         &[
@@ -111,15 +99,14 @@ fn verify_with_a_source_user_without_dump_stops_naming_dump() {
         .unwrap();
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
-    let run = work.run(&[
-        "verify",
-        "--source",
-        &format!("redis://reader:reader-secret-pw@127.0.0.1:{}", src.port),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("verify")
+        .source(&format!(
+            "redis://reader:reader-secret-pw@127.0.0.1:{}",
+            src.port
+        ))
+        .to(&dst)
+        .run();
     assert_stopped(
         &run,
         &[
@@ -155,15 +142,13 @@ fn verify_of_a_file_with_a_target_user_without_dump_stops_naming_dump() {
         ])
         .query(&mut dst.conn())
         .unwrap();
-    let run = work.run(&[
-        "verify",
-        "--rdb",
-        &file.to_string_lossy(),
-        "--target",
-        &format!("rediss://checker:checker-secret-pw@127.0.0.1:{}", dst.port),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let checker = format!("rediss://checker:checker-secret-pw@127.0.0.1:{}", dst.port);
+    let run = work
+        .ferry("verify")
+        .args(&["--rdb", &file.to_string_lossy()])
+        .target(&checker)
+        .target_ca()
+        .run();
     assert_stopped(
         &run,
         &[
@@ -187,15 +172,7 @@ fn a_warning_is_printed_and_migrate_goes_on() {
         .query(&mut dst.conn())
         .unwrap();
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work.between("migrate", &src, &dst).run();
     assert_eq!(run.code, 0, "{}", run.text());
     let warning = "ferry: warning: target: maxmemory-policy: allkeys-lru: no maxmemory now";
     assert!(run.stderr.contains(warning), "{}", run.text());

@@ -160,21 +160,12 @@ fn oversized_value_case(mib: usize, reset: bool, target: &str) {
     let dumped: Vec<u8> = redis::cmd("DUMP").arg("big\x01one").query(&mut c).unwrap();
     let work = Workdir::new();
     let started = Instant::now();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        target,
-        "--target-cacert",
-        &ca(),
-        "--retry-for",
-        "60",
-        // The RESTORE path's refusal is what this tests: big-key chunks (bigkeys.rs) would
-        // write the value in pieces and meet "string exceeds maximum allowed size" instead.
-        "--big-key-bytes",
-        "0",
-    ]);
+    // The RESTORE path's refusal is what this tests: big-key chunks (bigkeys.rs) would write
+    // the value in pieces and meet "string exceeds maximum allowed size" instead.
+    let migrate = work.ferry("migrate").from(&src).target(target).target_ca();
+    let run = migrate
+        .args(&["--retry-for", "60", "--big-key-bytes", "0"])
+        .run();
     let took = started.elapsed();
     assert_refused(
         &run,
@@ -256,15 +247,7 @@ fn rdb_path_that_is_not_a_file_is_named() {
         (dir.as_str(), "is a directory"),
         ("/dev/null", "is a character device"),
     ] {
-        let run = work.run(&[
-            "migrate",
-            "--rdb",
-            path,
-            "--target",
-            &dst.url(),
-            "--target-cacert",
-            &ca(),
-        ]);
+        let run = work.ferry("migrate").args(&["--rdb", path]).to(&dst).run();
         assert_refused(&run, &[path, needle]);
         assert!(!run.text().contains("no such file"), "{}", run.text());
     }
@@ -285,15 +268,12 @@ fn gzip_rdb_file_is_copied() {
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
     let size = std::fs::metadata(&rdb).unwrap().len();
     let dst = Server::tls_target(Version::V7_0);
-    let args = [
-        "--rdb",
-        gz.to_str().unwrap(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-    ];
-    let run = work.run(&[&["migrate"][..], &args].concat());
+    let from_gz = |cmd| {
+        work.ferry(cmd)
+            .args(&["--rdb", gz.to_str().unwrap()])
+            .to(&dst)
+    };
+    let run = from_gz("migrate").run();
     assert_eq!(run.code, 0, "{}", run.text());
     let spool = spool_path(&run);
     assert!(
@@ -307,7 +287,7 @@ fn gzip_rdb_file_is_copied() {
         spool.display()
     );
     assert_copied(&src, &dst);
-    let run = work.run(&[&["verify"][..], &args].concat());
+    let run = from_gz("verify").run();
     assert_eq!(run.code, 0, "{}", run.text());
 }
 
@@ -382,15 +362,11 @@ fn rdb_from_standard_input_and_named_pipe() {
         let bytes = std::fs::read(rdb2).unwrap();
         std::fs::write(fifo2, bytes).unwrap();
     });
-    let run = work.run(&[
-        "migrate",
-        "--rdb",
-        fifo.to_str().unwrap(),
-        "--target",
-        &dst2.url(),
-        "--target-cacert",
-        &ca(),
-    ]);
+    let run = work
+        .ferry("migrate")
+        .args(&["--rdb", fifo.to_str().unwrap()])
+        .to(&dst2)
+        .run();
     writer.join().unwrap();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(run.stderr.contains("spooled into"), "{}", run.text());
@@ -404,21 +380,11 @@ fn logs_plain_and_filtered_by_rust_log_or_ferry_log() {
     let src = rich_source();
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let args = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--on-conflict",
-        "replace",
-        "--no-verify",
-    ];
+    let migrate = work.migrate(&src, &dst);
+    let migrate = migrate.args(&["--on-conflict", "replace", "--no-verify"]);
     // The preflight's info line: "source redis://… (Redis 6.2.…), target …".
     let info_line = "(Redis 6.2";
-    let run = work.run(&args);
+    let run = migrate.run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(run.stderr.contains(info_line), "{}", run.stderr);
     assert!(
@@ -426,14 +392,15 @@ fn logs_plain_and_filtered_by_rust_log_or_ferry_log() {
         "colour codes in a piped log:\n{:?}",
         run.stderr
     );
-    let run = work.run_env(&args, &[("RUST_LOG", "error")]);
+    let quiet = migrate.env("RUST_LOG", "error");
+    let run = quiet.run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(
         !run.stderr.contains(info_line),
         "RUST_LOG ignored:\n{}",
         run.stderr
     );
-    let run = work.run_env(&args, &[("RUST_LOG", "error"), ("FERRY_LOG", "info")]);
+    let run = quiet.env("FERRY_LOG", "info").run();
     assert!(
         run.stderr.contains(info_line),
         "FERRY_LOG lost:\n{}",
@@ -469,19 +436,10 @@ fn verify_progress_figures_are_honest() {
     populate(&src, 10);
     populate(&dst, 12);
     let work = Workdir::new();
-    let run = work.run(&[
-        "verify",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--progress",
-        "log",
-        "--log-every",
-        "1",
-        "--rounds",
-        "0",
-    ]);
+    let run = work
+        .between("verify", &src, &dst)
+        .args(&["--progress", "log", "--log-every", "1", "--rounds", "0"])
+        .run();
     assert_eq!(run.code, 1, "{}", run.text());
     let lines: Vec<&str> = run
         .stderr
@@ -543,19 +501,12 @@ fn password_source_is_named_and_ambiguity_refused() {
     let plain = format!("rediss://127.0.0.1:{}", dst.port);
     let file = work.file("target.pass");
     std::fs::write(&file, "wrong-file-pass\n").unwrap();
-    let base = ["migrate", "--source", &src.url(), "--target-cacert", &ca()];
-    let run = work.run(
-        &[
-            &base[..],
-            &[
-                "--target",
-                &plain,
-                "--target-password-file",
-                file.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
+    let base = work.ferry("migrate").from(&src).target_ca();
+    let run = base
+        .clone()
+        .target(&plain)
+        .args(&["--target-password-file", file.to_str().unwrap()])
+        .run();
     assert_refused(
         &run,
         &[
@@ -570,10 +521,11 @@ fn password_source_is_named_and_ambiguity_refused() {
         "{}",
         run.text()
     );
-    let run = work.run_env(
-        &[&base[..], &["--target", &plain]].concat(),
-        &[("FERRY_TARGET_PASSWORD", "wrong-env-pass")],
-    );
+    let run = base
+        .clone()
+        .target(&plain)
+        .env("FERRY_TARGET_PASSWORD", "wrong-env-pass")
+        .run();
     assert_refused(
         &run,
         &["authentication to the target", "FERRY_TARGET_PASSWORD"],
@@ -581,10 +533,10 @@ fn password_source_is_named_and_ambiguity_refused() {
     assert!(!run.text().contains("wrong-env-pass"));
 
     // The right password in the URL, another in the environment: refused, not guessed.
-    let run = work.run_env(
-        &[&base[..], &["--target", &dst.url()]].concat(),
-        &[("FERRY_TARGET_PASSWORD", "other-env-pass")],
-    );
+    let run = base
+        .target(&dst.url())
+        .env("FERRY_TARGET_PASSWORD", "other-env-pass")
+        .run();
     assert_refused(&run, &["given twice", "URL", "FERRY_TARGET_PASSWORD"]);
     assert!(!run.text().contains("other-env-pass"));
     assert_eq!(target_keys(&dst), 0);
@@ -597,49 +549,30 @@ fn missing_db_is_blamed_on_the_source() {
     let src = rich_source();
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db",
-        "0,99",
-    ]);
+    let run = work
+        .between("migrate", &src, &dst)
+        .args(&["--db", "0,99"])
+        .run();
     assert_refused(
         &run,
         &["--db 99", "the source", "no database 99", "0 to 15"],
     );
     assert!(!run.text().contains("the target"), "{}", run.text());
     assert_eq!(target_keys(&dst), 0);
-    let run = work.run(&[
-        "verify",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db",
-        "99",
-    ]);
+    let run = work
+        .between("verify", &src, &dst)
+        .args(&["--db", "99"])
+        .run();
     assert_refused(&run, &["--db 99", "the source", "no database 99"]);
     assert!(!run.text().contains("the target"), "{}", run.text());
 
     let rdb = save(&src, &work, "dump.rdb");
-    let run = work.run(&[
-        "migrate",
-        "--rdb",
-        rdb.to_str().unwrap(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db",
-        "7",
-    ]);
+    let run = work
+        .ferry("migrate")
+        .args(&["--rdb", rdb.to_str().unwrap()])
+        .to(&dst)
+        .args(&["--db", "7"])
+        .run();
     assert_refused(
         &run,
         &[
@@ -650,32 +583,19 @@ fn missing_db_is_blamed_on_the_source() {
         ],
     );
     assert_eq!(target_keys(&dst), 0);
-    let run = work.run(&[
-        "verify",
-        "--rdb",
-        rdb.to_str().unwrap(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db",
-        "7",
-    ]);
+    let run = work
+        .ferry("verify")
+        .args(&["--rdb", rdb.to_str().unwrap()])
+        .to(&dst)
+        .args(&["--db", "7"])
+        .run();
     assert_refused(&run, &["--db 7", "database 7", "with keys: 0"]);
 
     // A DB the source has but the target does not: the target, and the flag, are named.
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--db-map",
-        "0:40",
-        "--fresh",
-    ]);
+    let run = work
+        .between("migrate", &src, &dst)
+        .args(&["--db-map", "0:40", "--fresh"])
+        .run();
     assert_refused(&run, &["--db-map 0:40", "the target", "no database 40"]);
     assert_eq!(target_keys(&dst), 0);
 }
