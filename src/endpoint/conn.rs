@@ -159,6 +159,15 @@ impl Pipeline {
         resp::encode_key_commands(&mut self.buf, cmd, keys);
     }
 
+    /// Appends `PTTL key`, `DUMP key` for each of `keys` (see [`resp::encode_pttl_dump_pairs`]).
+    pub fn pttl_dump_pairs<'a>(&mut self, keys: impl ExactSizeIterator<Item = &'a [u8]>) {
+        if self.count == 0 {
+            self.head = "PTTL";
+        }
+        self.count += 2 * keys.len();
+        resp::encode_pttl_dump_pairs(&mut self.buf, keys);
+    }
+
     /// Appends only the start of `ECHO <len bytes>`: the bulk's length line without its bytes.
     /// A server checks that length against `proto-max-bulk-len` as soon as it reads the line,
     /// so this asks whether it takes a value of `len` bytes without sending one
