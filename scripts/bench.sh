@@ -26,6 +26,8 @@
 #   FERRY_BENCH_SKIP   methods to leave out, comma list (e.g. baseline)
 #   FERRY_BENCH_ARGS   extra flags for both ferry runs (e.g. "--writers 8 --batch-keys 500")
 #   FERRY_BIN          ferry binary to test (default: cargo build --release, CARGO_TARGET_DIR honoured)
+#   FERRY_BIN_BEFORE   an older ferry binary: also measured in the same run, as methods `live-before`
+#                      and `rdb-before` in the same rotation (a before/after table on the same load)
 #   FERRY_BENCH_OUT    where e2e.json goes (target/bench); FERRY_BENCH_WORK: data files (/tmp/ferry-bench)
 #   FERRY_BENCH_PORT   source port (26379); the target is PORT+1
 #   FERRY_BENCH_PERF   "live" or "rdb": record that run under `perf record -g` (rep 1) into WORK
@@ -95,6 +97,7 @@ setup() {
     FERRY_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
   fi
   [ -x "$FERRY_BIN" ] || die "no ferry binary at $FERRY_BIN"
+  [ -z "${FERRY_BIN_BEFORE:-}" ] || [ -x "$FERRY_BIN_BEFORE" ] || die "no ferry binary at FERRY_BIN_BEFORE=$FERRY_BIN_BEFORE"
   mkdir -p "$WORK" "$OUT"
   HAVE_NO_VERIFY=0
   "$FERRY_BIN" migrate --help | grep -q -- '--no-verify' && HAVE_NO_VERIFY=1
@@ -188,20 +191,20 @@ latency_stop() { # -> LATENCY: "worst-ping-ms<TAB>slowest-command-us<TAB>slowest
 
 # ------------------------------------------------------------------ one measured run
 # Each prints nothing; run_method appends a row to $ROWS.
-ferry_run() { # KIND(live|rdb) REP -> sets STATUS WALL CPU RSS
-  local kind=$1 rep=$2 src_args err=$WORK/ferry.err tv=$WORK/time.txt rc=0 t0
+ferry_run() { # KIND(live|rdb) REP [BIN] -> sets STATUS WALL CPU RSS
+  local kind=$1 rep=$2 bin=${3:-$FERRY_BIN} src_args err=$WORK/ferry.err tv=$WORK/time.txt rc=0 t0
   if [ "$kind" = live ]; then src_args=(--source "redis://127.0.0.1:$SRC"); else src_args=(--rdb "$WORK/$SHAPE.rdb"); fi
   local args=(migrate "${src_args[@]}" --target "rediss://127.0.0.1:$DST" --target-cacert "$CA"
     --progress none --fresh --checkpoint "$WORK/$kind.checkpoint.json" --report "$WORK/$kind.report.json")
   [ "$HAVE_NO_VERIFY" = 1 ] && args+=(--no-verify)
   args+=("${EXTRA[@]}")
   local pre=()
-  if [ "${FERRY_BENCH_PERF:-}" = "$kind" ] && [ "$rep" = 1 ] && [ "$SCALE" = 1 ]; then
+  if [ "${FERRY_BENCH_PERF:-}" = "$kind" ] && [ "$rep" = 1 ] && [ "$SCALE" = 1 ] && [ "$bin" = "$FERRY_BIN" ]; then
     pre=(perf record -F 999 -e cpu-clock -g -o "$WORK/perf-$SHAPE-$kind.data" --)
   fi
   [ "$SHAPE" = bigkeys ] && [ "$kind" = live ] && latency_start
   t0=$(now)
-  FERRY_TARGET_PASSWORD=$PASS /usr/bin/time -v -o "$tv" "${pre[@]}" "$FERRY_BIN" "${args[@]}" >/dev/null 2>"$err" || rc=$?
+  FERRY_TARGET_PASSWORD=$PASS /usr/bin/time -v -o "$tv" "${pre[@]}" "$bin" "${args[@]}" >/dev/null 2>"$err" || rc=$?
   WALL=$(since "$t0")
   [ "$SHAPE" = bigkeys ] && [ "$kind" = live ] && latency_stop
   if [ "$rc" != 0 ]; then
@@ -232,6 +235,9 @@ run_method() { # METHOD REP
       if [ "$m" = rdb ] && [ "${RDB_NA:-0}" = 1 ]; then STATUS=n/a; fi
       [ "$STATUS" = n/a ] || ferry_run "$m" "$rep"
       [ "$m" = rdb ] && [ "$STATUS" = n/a ] && RDB_NA=1
+      ;;
+    live-before | rdb-before)
+      ferry_run "${m%-before}" "$rep" "$FERRY_BIN_BEFORE"
       ;;
     limit)
       t0=$(now)
@@ -276,7 +282,11 @@ ROWS=$WORK/results.tsv
 T_START=$(now)
 IFS=, read -r -a SHAPE_LIST <<<"$SHAPES"
 ALL_METHODS=()
-for m in live rdb limit baseline; do skipped "$m" || ALL_METHODS+=("$m"); done
+for m in live rdb limit baseline; do
+  skipped "$m" || ALL_METHODS+=("$m")
+  # The older binary's runs sit beside the newer's in the rotation.
+  if [ -n "${FERRY_BIN_BEFORE:-}" ] && [[ $m == live || $m == rdb ]]; then skipped "$m" || ALL_METHODS+=("$m-before"); fi
+done
 for SHAPE in "${SHAPE_LIST[@]}"; do
   METHODS=("${ALL_METHODS[@]}")
   # Big keys: ferry live against the RESTORE replay; --rdb and the Python baseline hold whole values.
@@ -306,6 +316,7 @@ cat >"$WORK/meta.json" <<EOF
 {"ferry_version": "$("$FERRY_BIN" --version | awk '{print $2}')",
  "ferry_commit": "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)",
  "ferry_args": "${FERRY_BENCH_ARGS:-}",
+ "ferry_before": "${FERRY_BIN_BEFORE:+$("$FERRY_BIN_BEFORE" --version | awk '{print $2}') ($FERRY_BIN_BEFORE)}",
  "source": "Redis $SRC_VER (plain TCP)", "target": "Valkey $DST_VER (TLS, password)",
  "cores": $(nproc), "reps": $REPS, "small_keys": $KEYS,
  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "duration_s": $(printf %.0f "$(since "$T_START")")}

@@ -4,7 +4,8 @@
     report.py RESULTS.tsv META.json OUT.json
 
 RESULTS.tsv columns: shape scale method rep wall_s cpu_s rss_kb keys bytes src_cpu_s dst_cpu_s status
-[ping_ms slowest_us slowest_command] (method: live, rdb, limit, baseline, and `dumps` for the
+[ping_ms slowest_us slowest_command] (method: live, rdb, limit, baseline, live-before and rdb-before
+for FERRY_BIN_BEFORE's runs, and `dumps` for the
 DUMPs that wrote the RESTORE file; scale: 1 or 4; cpu_s/rss_kb only for ferry's runs; the
 source-latency columns only where measured: `bigkeys`' live runs and its dumps).
 Every headline figure is a ratio of medians measured in the same run:
@@ -18,6 +19,8 @@ import statistics
 import sys
 
 METHODS = ["live", "rdb", "limit", "baseline"]
+# FERRY_BIN_BEFORE's runs (an older binary, same rotation), when there are any.
+BEFORE = ["live-before", "rdb-before"]
 
 
 def med(xs):
@@ -62,7 +65,8 @@ def main():
         keys = max((r["keys"] for r in one), default=0)
         size = max((r["bytes"] for r in one), default=0)
         methods = {}
-        for m in METHODS:
+        ran = {r["method"] for r in one}
+        for m in METHODS + [b for b in BEFORE if b in ran]:
             ok = [r for r in one if r["method"] == m and r["status"] == "ok"]
             bad = [r["status"] for r in one if r["method"] == m and r["status"] != "ok"]
             if not ok:
@@ -71,7 +75,7 @@ def main():
             t = med([r["wall_s"] for r in ok])
             d = {"status": "ok", "runs_s": [round(r["wall_s"], 3) for r in ok], "median_s": round(t, 3),
                  "keys_per_s": round(keys / t), "mb_per_s": round(size / t / 1e6, 1)}
-            if m in ("live", "rdb"):
+            if m in ("live", "rdb") or m in BEFORE:
                 cpu = med([r["cpu_s"] for r in ok if r["cpu_s"] is not None])
                 rss = max(r["rss_kb"] for r in ok if r["rss_kb"] is not None)
                 d["cpu_s"] = round(cpu, 3)
@@ -92,6 +96,9 @@ def main():
                             "rdb_over_limit": ratio(t["rdb"], t["limit"]),
                             "baseline_over_live": ratio(t["baseline"], t["live"]),
                             "baseline_over_rdb": ratio(t["baseline"], t["rdb"])}}
+        for b in BEFORE:
+            if b in methods:
+                entry["ratios"][b.replace("-", "_") + "_over_limit"] = ratio(methods[b].get("median_s"), t["limit"])
         if latency:
             entry["reference_dumps_source_latency"] = latency.get("dumps")
             live, dumps = latency.get("live") or {}, latency.get("dumps") or {}
@@ -147,6 +154,16 @@ def main():
                           s(rdb.get("keys_per_s"), "{:.0f}"), s(rdb.get("mb_per_s"), "{:.1f}"),
                           s(rdb.get("cpu_s_per_million_keys")), s(rdb.get("peak_rss_mb"), "{:.1f}"),
                           s(rx4.get("peak_rss_mb"), "{:.1f}")])
+        for b in BEFORE:
+            before = m.get(b, {})
+            if before.get("status") == "ok":
+                ratio_key = b.replace("-", "_") + "_over_limit"
+                table.append([f"  ({b})", "", "", s(before.get("median_s")) if b == "live-before" else "",
+                              s(before.get("median_s")) if b == "rdb-before" else "", "", "",
+                              s(e["ratios"].get(ratio_key)) if b == "live-before" else "",
+                              s(e["ratios"].get(ratio_key)) if b == "rdb-before" else "", "", "",
+                              s(before.get("keys_per_s"), "{:.0f}"), s(before.get("mb_per_s"), "{:.1f}"),
+                              s(before.get("cpu_s_per_million_keys")), s(before.get("peak_rss_mb"), "{:.1f}"), ""])
     widths = [max(len(r[i]) for r in table) for i in range(len(hdr))]
     for i, r in enumerate(table):
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))

@@ -20,6 +20,7 @@
 use bytes::Bytes;
 
 use super::Kind;
+use crate::endpoint::resp::KeyCommand;
 use crate::endpoint::{Pipeline, Reply};
 
 /// Elements sampled for a collection's average element size.
@@ -92,12 +93,11 @@ pub enum Verdict {
 
 /// Appends the probe of `keys` to `p`.
 pub fn ask(p: &mut Pipeline, probe: Probe, keys: &[Bytes]) {
-    for k in keys {
-        match probe {
-            Probe::Memory => {
-                p.cmd(&[b"MEMORY".as_slice(), b"USAGE", k]);
-            }
-            Probe::Encoding => {
+    match probe {
+        // Pre-encoded: asked of every key, the generic encoder cost ~2 % of a live copy's CPU.
+        Probe::Memory => p.per_key(KeyCommand::MemoryUsage, keys.iter().map(|k| &k[..])),
+        Probe::Encoding => {
+            for k in keys {
                 p.cmd(&[b"OBJECT".as_slice(), b"ENCODING", k]);
                 p.cmd(&[b"STRLEN".as_slice(), k]);
             }

@@ -125,10 +125,7 @@ pub fn ask<'a>(p: &mut Pipeline, keys: impl ExactSizeIterator<Item = &'a [u8]>) 
 /// Appends `TIME, PTTL k1, DUMP k1, …, TIME` to `p`: the keys' values with their expiries.
 pub fn ask_with_values(p: &mut Pipeline, keys: &[Bytes]) {
     p.cmd(&[b"TIME"]);
-    for k in keys {
-        p.per_key(KeyCommand::Pttl, std::iter::once(&k[..]));
-        p.per_key(KeyCommand::Dump, std::iter::once(&k[..]));
-    }
+    p.pttl_dump_pairs(keys.iter().map(|k| &k[..]));
     p.cmd(&[b"TIME"]);
 }
 
@@ -386,6 +383,11 @@ pub async fn read_expiries(
 
 /// Each key's DUMP reply with its expiry: `None` for a key gone by either command.
 pub fn pair(dumps: Vec<Reply>, expiries: Vec<Expiry>) -> Vec<Option<KeyRead>> {
+    pairs(dumps, expiries).collect()
+}
+
+/// [`pair`] as an iterator, for a caller that turns each into a record at once.
+pub fn pairs(dumps: Vec<Reply>, expiries: Vec<Expiry>) -> impl Iterator<Item = Option<KeyRead>> {
     dumps
         .into_iter()
         .zip(expiries)
@@ -396,7 +398,6 @@ pub fn pair(dumps: Vec<Reply>, expiries: Vec<Expiry>) -> Vec<Option<KeyRead>> {
             }),
             _ => None,
         })
-        .collect()
 }
 
 fn expiry(bracket: &Bracket, ttl: Ttl) -> Expiry {

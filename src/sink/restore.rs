@@ -53,12 +53,64 @@ impl WriterOptions {
     }
 }
 
+/// How long a target takes per RESTORE, from the batches written so far: a writer sleeps
+/// through most of a batch's expected time before reading its replies.
+///
+/// Why: the target answers a batch in bursts, one per pass of its event loop (~100 RESTOREs,
+/// a ~500-byte TLS record), and each burst woke ferry: ~3,500 of a live copy's ~5,400
+/// wake-ups per 1M keys after the reader's were cut (see `endpoint/conn.rs`, `LowWater`).
+/// Sleeping through [`Pace::SHARE`] of the expected time leaves the other writers' batches
+/// to keep the target busy, and the replies are read in a few large reads. A sleep after
+/// which every reply was already there says only that the batch took less: the estimate is
+/// lowered, so the sleep never grows to the whole batch (the target would wait for ferry).
+#[derive(Debug, Default)]
+struct Pace {
+    /// Nanoseconds per RESTORE of the last batches (0: none measured yet).
+    per_key_ns: u64,
+}
+
+impl Pace {
+    /// The part of a batch's expected time slept through.
+    const SHARE: f64 = 0.6;
+
+    /// Replies read within this after the sleep were all there already: slept too long.
+    const OVERSLEPT: Duration = Duration::from_micros(500);
+
+    /// The longest sleep, whatever the estimate (a stalled batch is not a measure).
+    const MAX: Duration = Duration::from_millis(200);
+
+    /// How long to sleep before reading the replies of `n` RESTOREs.
+    fn quiet_for(&self, n: usize) -> Duration {
+        let ns = self.per_key_ns as f64 * n as f64 * Self::SHARE;
+        Duration::from_nanos(ns as u64).min(Self::MAX)
+    }
+
+    /// Notes that `n` RESTOREs took `took` from sending to their last reply, of which `read`
+    /// after the sleep.
+    fn note(&mut self, n: usize, took: Duration, read: Duration) {
+        if n < 100 {
+            return; // too small to say anything
+        }
+        if read < Self::OVERSLEPT {
+            self.per_key_ns -= self.per_key_ns / 4;
+            return;
+        }
+        let now = (took.as_nanos() / n as u128).min(u128::from(u32::MAX)) as u64;
+        self.per_key_ns = if self.per_key_ns == 0 {
+            now
+        } else {
+            (self.per_key_ns + now) / 2
+        };
+    }
+}
+
 /// One writer task's connection and reusable buffers.
 pub struct Writer {
     server: Server,
     conn: Option<Connection>,
     opts: WriterOptions,
     pipeline: Pipeline,
+    pace: Pace,
     backoff: Backoff,
     /// The largest payload this writer has written: the target takes values that large.
     largest_written: usize,
@@ -78,6 +130,7 @@ impl Writer {
             conn: None,
             opts,
             pipeline: Pipeline::new(),
+            pace: Pace::default(),
             backoff,
             largest_written: 0,
         }
@@ -168,6 +221,7 @@ impl Writer {
             conn,
             opts,
             pipeline,
+            pace,
             ..
         } = self;
         let conn = conn
@@ -180,6 +234,7 @@ impl Writer {
             opts,
             q,
             counts: &mut counts,
+            pace,
         };
         let again = round.restore(&mut to, records, Pass::First).await?;
         if !again.is_empty() {
@@ -211,6 +266,7 @@ struct Round<'a> {
     opts: &'a WriterOptions,
     q: &'a mut Quarantine,
     counts: &'a mut Counts,
+    pace: &'a mut Pace,
 }
 
 impl Round<'_> {
@@ -232,6 +288,7 @@ impl Round<'_> {
         if sent.is_empty() {
             return Ok(Vec::new());
         }
+        let started = std::time::Instant::now();
         to.conn.send(self.pipeline).await?;
         if select {
             let mut reply = Vec::with_capacity(1);
@@ -246,9 +303,13 @@ impl Round<'_> {
         }
         // Replies other than `+OK`, by the index of their record in `sent`: usually none.
         let mut unusual: Vec<(usize, Reply)> = Vec::new();
+        to.conn.wait_quietly(self.pace.quiet_for(sent.len())).await;
+        let woke = std::time::Instant::now();
         to.conn
             .recv_statuses(sent.len(), |i, reply| unusual.push((i, reply)))
             .await?;
+        let pace = &mut *self.pace;
+        pace.note(sent.len(), started.elapsed(), woke.elapsed());
         let counts = &mut *self.counts;
         counts.written += sent.len() as u64;
         counts.bytes += sent.iter().map(|r| r.size() as u64).sum::<u64>();

@@ -334,7 +334,7 @@ impl Reader {
             self.replies = replies;
             return Err(e);
         }
-        let Some(chunk) = self.in_flight.pop_front() else {
+        let Some(mut chunk) = self.in_flight.pop_front() else {
             return Ok(Step::Done);
         };
         let mut it = replies.drain(..);
@@ -349,11 +349,11 @@ impl Reader {
                 self.server.endpoint
             ))
         };
-        let probed = match (&chunk.probe, self.opts.big) {
+        let probed = match (chunk.probe.take(), self.opts.big) {
             (Some(page), Some(big)) => {
                 let n = page.keys.len();
                 let verdicts = size::read(&mut it, big.probe, n, big.threshold);
-                Some((page.clone(), verdicts.ok_or_else(short)?))
+                Some((page, verdicts.ok_or_else(short)?))
             }
             _ => None,
         };
@@ -365,7 +365,7 @@ impl Reader {
         self.replies = replies;
         // The probed page is queued before the page the SCAN lists (which is probed next).
         if let Some((page, verdicts)) = probed {
-            let page = self.classify(&page, verdicts).await?;
+            let page = self.classify(page, verdicts).await?;
             self.todo.push_back(Todo::Page { page, from: 0 });
         }
         if let Some((cursor, reply)) = scanned_page {
@@ -502,7 +502,7 @@ impl Reader {
     /// the second connection: the first has round trips in flight).
     async fn classify(
         &mut self,
-        page: &Page,
+        page: Arc<Page>,
         verdicts: Vec<size::Verdict>,
     ) -> Result<Arc<Page>, StepError> {
         let Some(big_probe) = self.opts.big else {
@@ -510,15 +510,19 @@ impl Reader {
                 "internal: probe without options"
             )));
         };
-        let mut keys = Vec::with_capacity(page.keys.len());
+        let (cursor, next) = (page.cursor, page.next);
+        // The probe's chunk held the page's only reference: its keys are moved, not cloned
+        // (a reference count up and down per key saved).
+        let listed = Arc::try_unwrap(page).map_or_else(|p| p.keys.clone(), |p| p.keys);
+        let mut keys = Vec::with_capacity(listed.len());
         let mut big = Vec::new();
-        let mut checks: Vec<(&Bytes, Option<u64>)> = Vec::new();
-        for (key, v) in page.keys.iter().zip(verdicts) {
+        let mut checks: Vec<(Bytes, Option<u64>)> = Vec::new();
+        for (key, v) in listed.into_iter().zip(verdicts) {
             match v {
-                size::Verdict::Small => keys.push(key.clone()),
+                size::Verdict::Small => keys.push(key),
                 size::Verdict::Big(kind, estimate) => big.push(BigKey {
                     db: self.db,
-                    key: key.clone(),
+                    key,
                     kind,
                     estimate,
                 }),
@@ -527,7 +531,7 @@ impl Reader {
         }
         if !checks.is_empty() {
             let mut p = Pipeline::new();
-            let asked: Vec<&Bytes> = checks.iter().map(|c| c.0).collect();
+            let asked: Vec<&Bytes> = checks.iter().map(|c| &c.0).collect();
             size::ask_details(&mut p, &asked);
             let ep = self.server.endpoint.to_string();
             let replies = self.reread_conn().await?.run(&p).await?;
@@ -541,17 +545,17 @@ impl Reader {
                 match details {
                     Some((kind, estimate)) if estimate > big_probe.threshold => big.push(BigKey {
                         db: self.db,
-                        key: key.clone(),
+                        key,
                         kind,
                         estimate,
                     }),
-                    _ => keys.push(key.clone()),
+                    _ => keys.push(key),
                 }
             }
         }
         Ok(Arc::new(Page {
-            cursor: page.cursor,
-            next: page.next,
+            cursor,
+            next,
             keys,
             big,
         }))
@@ -699,7 +703,7 @@ impl Reader {
             uncertainty_ms: expiries.uncertainty_ms,
         };
         let mut bytes = 0;
-        for (key, read) in keys.iter().zip(expiry::pair(read.dumps, expiries.each)) {
+        for (key, read) in keys.iter().zip(expiry::pairs(read.dumps, expiries.each)) {
             let Some(expiry::KeyRead {
                 payload,
                 expire_at_ms,
