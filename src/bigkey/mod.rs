@@ -224,6 +224,10 @@ pub struct BigKey {
 pub enum BigSource {
     /// The live source server (printed without credentials).
     Server(crate::endpoint::Server),
+    /// A live cluster source: each key is read on the master of its slot, as this router
+    /// (shared by the readers and writers of a job) knows it; a read answered MOVED or ASK
+    /// refreshes it and reads the key again.
+    Cluster(std::sync::Arc<tokio::sync::Mutex<crate::sink::route::Router>>),
     /// An `.rdb` file: `values[i]` locates the value of the batch's `big[i]`.
     File {
         /// The file.
@@ -237,6 +241,7 @@ impl std::fmt::Debug for BigSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BigSource::Server(s) => write!(f, "BigSource({})", s.endpoint),
+            BigSource::Cluster(_) => write!(f, "BigSource(cluster)"),
             BigSource::File { path, values } => {
                 write!(f, "BigSource({}, {} values)", path.display(), values.len())
             }
