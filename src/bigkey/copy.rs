@@ -448,6 +448,9 @@ impl Attempt<'_> {
                 }
                 Err(Some(e)) => return Err(e),
             };
+            if let Some(why) = write::unwritable(&chunk, self.big.features) {
+                return Err(self.unwritable(&why));
+            }
             p.clear();
             if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
                 continue;
@@ -465,6 +468,7 @@ impl Attempt<'_> {
                     )))
                 }
                 Err(ChunkError::Refused(e)) => return Err(self.write_refused(dst.endpoint(), &e)),
+                Err(ChunkError::Unwritable(why)) => return Err(self.unwritable(why)),
             }
         }
         Ok(any.then_some(bytes))
@@ -556,6 +560,20 @@ impl Attempt<'_> {
             reason: err.to_string(),
             fatal,
         }
+    }
+
+    /// A key the chunked copy cannot reproduce on this target (`write::unwritable`): a per-key
+    /// failure, never a silent difference.
+    fn unwritable(&self, why: &str) -> Again {
+        let fatal = anyhow::anyhow!(
+            "big key {} (db {}) cannot be copied in chunks exactly: {why}. Copy it whole with one \
+             RESTORE (rerun with --big-key-bytes above its size; the target's proto-max-bulk-len \
+             must accept its DUMP), or rerun with --on-key-error skip to copy every other key and \
+             list it in the dead-letter file",
+            escape_key(&self.key.key),
+            self.key.db
+        );
+        self.key_fault(Cause::NotRepresentable, why, fatal)
     }
 
     fn write_refused(&self, ep: &str, err: &str) -> Again {

@@ -133,6 +133,9 @@ pub struct StreamGroup {
     pub entries_read: Option<u64>,
     /// Consumer names, including those with no pending entries.
     pub consumers: Vec<Bytes>,
+    /// The consumers that have no pending entries (a target without `XGROUP CREATECONSUMER`,
+    /// before 6.2, can only create consumers by claiming an entry for them).
+    pub without_pending: Vec<Bytes>,
 }
 
 /// One pending entry of a group.
@@ -199,6 +202,7 @@ pub fn copy_settings(
         budget,
         features: write::TargetFeatures {
             stream_v7: target_version >= (7, 0),
+            create_consumer: target_version >= (6, 2),
         },
         writer: 0,
         writers: 1,
