@@ -61,6 +61,9 @@ impl Probe {
             .await?;
         Ok(match reply.error() {
             None => Probe::Memory,
+            // A cluster node that does not serve the key's slot: the command passed its ACL
+            // check (made before the redirection) and exists.
+            Some(e) if crate::endpoint::ErrorKind::of(e).is_redirect() => Probe::Memory,
             Some(e) => {
                 tracing::info!(
                     "the source refused MEMORY USAGE ({e}); big keys are found by OBJECT ENCODING and type lengths instead"
