@@ -529,3 +529,98 @@ fn refused_keys_from_an_rdb_file_are_dead_lettered() {
     data::assert_same(&rest, &data::snapshot_all(&mut dst.conn()), 2_000);
     assert_no_password(&work, &[&run]);
 }
+
+/// The commands in `SLOWLOG GET -1` of `node` on `key`, by command name (upper case).
+fn slowlog_on(node: &Server, key: &str) -> BTreeMap<String, usize> {
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg(&["GET", "-1"])
+        .query(&mut node.conn())
+        .expect("SLOWLOG GET");
+    let mut out = BTreeMap::new();
+    for e in &entries {
+        let redis::Value::Array(parts) = e else {
+            continue;
+        };
+        let Some(cmd) = parts
+            .get(3)
+            .and_then(|v| redis::from_redis_value::<Vec<String>>(v.clone()).ok())
+        else {
+            continue;
+        };
+        if cmd.len() > 1 && cmd[1] == key {
+            *out.entry(cmd[0].to_ascii_uppercase()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// `--keys-from` with a *cluster* source: a big listed hash (2 MB, over one RESTORE for a
+/// target with proto-max-bulk-len 1mb) is sized and read in chunks on the master of its slot,
+/// never DUMPed there (by the copy or by the verification); the target equals the source.
+#[test]
+fn keys_from_a_cluster_source_copies_big_keys_in_chunks() {
+    let src = Cluster::start(Version::V6_2, false);
+    let owner = src.node_for_key(b"big:hash");
+    let mut c = owner.conn();
+    // Random values: DUMP compresses repetitive ones, and this hash must stay big.
+    support::bigkey_data::big_hash(&mut c, "big:hash", 20_000, true);
+    let mut cc = src.conn();
+    let small: Vec<String> = (0..50).map(|i| format!("small:{i}")).collect();
+    for (i, k) in small.iter().enumerate() {
+        let () = redis::cmd("SET").arg(k).arg(i).query(&mut cc).expect("SET");
+    }
+    let () = redis::cmd("PEXPIRE")
+        .arg(&["big:hash", "3600000"])
+        .query(&mut c)
+        .expect("PEXPIRE");
+    let dst = Server::start(
+        Version::Valkey8,
+        support::servers::ServerOpts {
+            extra_args: vec!["--proto-max-bulk-len".into(), "1mb".into()],
+            ..support::servers::ServerOpts::tls()
+        },
+    );
+    let work = Workdir::new();
+    let list = work.file("keys.txt");
+    let mut lines = small.join("\n");
+    lines.push_str("\nbig:hash\n");
+    std::fs::write(&list, lines).expect("write list");
+    for (name, v) in [
+        ("slowlog-max-len", "100000"),
+        ("slowlog-log-slower-than", "0"),
+    ] {
+        let () = redis::cmd("CONFIG")
+            .arg(&["SET", name, v])
+            .query(&mut c)
+            .expect("CONFIG SET");
+    }
+    let ca = ca_cert().to_string_lossy().into_owned();
+    let run = work.run(&[
+        "migrate",
+        "--source",
+        &src.url(),
+        "--target",
+        &dst.url(),
+        "--target-cacert",
+        &ca,
+        "--keys-from",
+        list.to_str().expect("utf-8 path"),
+        "--big-key-bytes",
+        "1048576",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.text());
+    assert_eq!(run.num("keys.big_keys"), 1, "{}", run.text());
+    // Read before the test's own reads of the source below.
+    let log = slowlog_on(owner, "big:hash");
+    assert_eq!(log.get("DUMP"), None, "big:hash was DUMPed: {log:?}");
+    assert!(
+        log.contains_key("HSCAN"),
+        "big:hash was not read in chunks: {log:?}"
+    );
+    let a: BTreeMap<(u32, Vec<u8>), KeyState> = support::cluster_data::snapshot_cluster(&src)
+        .into_iter()
+        .map(|(k, v)| ((0, k), v))
+        .collect();
+    assert_eq!(a.len(), 51);
+    data::assert_same(&a, &data::snapshot_all(&mut dst.conn()), 2_000);
+}

@@ -178,18 +178,37 @@ pub async fn copy_keys(
     let mut counts = Counts::default();
     let mut letters = Vec::new();
     let mut src: Option<Connection> = None;
+    // A cluster source's key is read on the master of its slot, asked again at every attempt.
+    let mut owner: Option<Server> = None;
     for (i, key) in keys.iter().enumerate() {
-        let from = match source {
-            BigSource::Server(s) => ReadFrom::Server(s),
-            BigSource::File { path, values } => match values.get(i) {
-                Some(v) => ReadFrom::File(path, v),
-                None => anyhow::bail!("internal error: a big key of the file without its place"),
-            },
-        };
         let mut backoff = Backoff::new(opts.retry_for);
         let mut rereads = 0;
         let mut kind = Some(key.kind);
         let outcome = loop {
+            let from = match source {
+                BigSource::Server(s) => ReadFrom::Server(s),
+                BigSource::Cluster(router) => {
+                    src = None;
+                    match router.lock().await.server_for(&key.key) {
+                        Some(s) => ReadFrom::Server(owner.insert(s)),
+                        None => {
+                            let e = anyhow::anyhow!(
+                                "no master of the source cluster serves the slot of big key {} (CLUSTERDOWN?)",
+                                escape_key(&key.key)
+                            );
+                            refresh_source(source).await;
+                            backoff.wait(e).await?;
+                            continue;
+                        }
+                    }
+                }
+                BigSource::File { path, values } => match values.get(i) {
+                    Some(v) => ReadFrom::File(path, v),
+                    None => {
+                        anyhow::bail!("internal error: a big key of the file without its place")
+                    }
+                },
+            };
             let attempt = Attempt {
                 key,
                 kind,
@@ -220,6 +239,7 @@ pub async fn copy_keys(
                 Err(Again::Transient(e)) => {
                     src = None;
                     target.refresh().await;
+                    refresh_source(source).await;
                     backoff.wait(e).await?;
                 }
                 Err(Again::Changed(e)) => {
@@ -256,6 +276,15 @@ pub async fn copy_keys(
         counts.dead_lettered += letters.len() as u64;
     }
     Ok(counts)
+}
+
+/// A cluster source's slot map read again (after a redirection or a lost master).
+async fn refresh_source(source: &BigSource) {
+    if let BigSource::Cluster(router) = source {
+        if let Err(e) = router.lock().await.refresh().await {
+            tracing::warn!("{e:#}");
+        }
+    }
 }
 
 /// One try at one key.
@@ -380,6 +409,15 @@ impl Attempt<'_> {
         match expiry::read_expiries(conn, key).await {
             Ok(e) => Ok(e.each.first().copied().unwrap_or(Expiry::Gone)),
             Err(ReadKeysError::Conn(e)) => Err(e.into()),
+            // A cluster's slot moved: read it where it is now.
+            Err(ReadKeysError::Reply(expiry::ReadError::Refused { error, .. }))
+                if ErrorKind::of(&error).is_cluster_transient() =>
+            {
+                Err(Again::Transient(anyhow::anyhow!(
+                    "the source answered {error} for big key {}",
+                    escape_key(&self.key.key)
+                )))
+            }
             Err(ReadKeysError::Reply(e)) => Err(Again::Fatal(anyhow::anyhow!(
                 "the source {} refused to read the expiry of big key {} (db {}): {e:?}",
                 source.endpoint,
@@ -410,6 +448,9 @@ impl Attempt<'_> {
                 }
                 Err(Some(e)) => return Err(e),
             };
+            if let Some(why) = write::unwritable(&chunk, self.big.features) {
+                return Err(self.unwritable(&why));
+            }
             p.clear();
             if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
                 continue;
@@ -427,6 +468,7 @@ impl Attempt<'_> {
                     )))
                 }
                 Err(ChunkError::Refused(e)) => return Err(self.write_refused(dst.endpoint(), &e)),
+                Err(ChunkError::Unwritable(why)) => return Err(self.unwritable(why)),
             }
         }
         Ok(any.then_some(bytes))
@@ -497,6 +539,11 @@ impl Attempt<'_> {
         );
         match e {
             ReadError::Conn(c) => Again::from(c),
+            // A cluster's slot moved (or is moving) away from this master: read it again where
+            // it is then (a key being migrated is read once its slot has moved).
+            ReadError::Refused { error, .. } if ErrorKind::of(&error).is_cluster_transient() => {
+                Again::Transient(anyhow::anyhow!("{what}: the source answered {error}"))
+            }
             ReadError::Changed { .. } | ReadError::TypeChanged(Some(_)) | ReadError::Vanished => {
                 Again::Changed(anyhow::Error::from(e).context(what))
             }
@@ -513,6 +560,20 @@ impl Attempt<'_> {
             reason: err.to_string(),
             fatal,
         }
+    }
+
+    /// A key the chunked copy cannot reproduce on this target (`write::unwritable`): a per-key
+    /// failure, never a silent difference.
+    fn unwritable(&self, why: &str) -> Again {
+        let fatal = anyhow::anyhow!(
+            "big key {} (db {}) cannot be copied in chunks exactly: {why}. Copy it whole with one \
+             RESTORE (rerun with --big-key-bytes above its size; the target's proto-max-bulk-len \
+             must accept its DUMP), or rerun with --on-key-error skip to copy every other key and \
+             list it in the dead-letter file",
+            escape_key(&self.key.key),
+            self.key.db
+        );
+        self.key_fault(Cause::NotRepresentable, why, fatal)
     }
 
     fn write_refused(&self, ep: &str, err: &str) -> Again {

@@ -144,6 +144,17 @@ impl FileChunks {
             _ => anyhow::bail!("{}: internal error: an element of another type", self.what),
         };
         let name = Bytes::from(g.name);
+        let claimed: std::collections::HashSet<&[u8]> = g
+            .pending
+            .iter()
+            .filter_map(|p| p.consumer.as_deref())
+            .collect();
+        let without_pending = g
+            .consumers
+            .iter()
+            .filter(|c| !claimed.contains(&c.name[..]))
+            .map(|c| Bytes::from(c.name.clone()))
+            .collect();
         self.ready.push_back(Chunk::StreamGroup(StreamGroup {
             name: name.clone(),
             last_delivered: g.last_delivered,
@@ -153,6 +164,7 @@ impl FileChunks {
                 .into_iter()
                 .map(|c| Bytes::from(c.name))
                 .collect(),
+            without_pending,
         }));
         let now = crate::sink::now_ms();
         let mut entries = Vec::new();

@@ -133,6 +133,9 @@ pub struct StreamGroup {
     pub entries_read: Option<u64>,
     /// Consumer names, including those with no pending entries.
     pub consumers: Vec<Bytes>,
+    /// The consumers that have no pending entries (a target without `XGROUP CREATECONSUMER`,
+    /// before 6.2, can only create consumers by claiming an entry for them).
+    pub without_pending: Vec<Bytes>,
 }
 
 /// One pending entry of a group.
@@ -199,6 +202,7 @@ pub fn copy_settings(
         budget,
         features: write::TargetFeatures {
             stream_v7: target_version >= (7, 0),
+            create_consumer: target_version >= (6, 2),
         },
         writer: 0,
         writers: 1,
@@ -224,6 +228,10 @@ pub struct BigKey {
 pub enum BigSource {
     /// The live source server (printed without credentials).
     Server(crate::endpoint::Server),
+    /// A live cluster source: each key is read on the master of its slot, as this router
+    /// (shared by the readers and writers of a job) knows it; a read answered MOVED or ASK
+    /// refreshes it and reads the key again.
+    Cluster(std::sync::Arc<tokio::sync::Mutex<crate::sink::route::Router>>),
     /// An `.rdb` file: `values[i]` locates the value of the batch's `big[i]`.
     File {
         /// The file.
@@ -237,6 +245,7 @@ impl std::fmt::Debug for BigSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BigSource::Server(s) => write!(f, "BigSource({})", s.endpoint),
+            BigSource::Cluster(_) => write!(f, "BigSource(cluster)"),
             BigSource::File { path, values } => {
                 write!(f, "BigSource({}, {} values)", path.display(), values.len())
             }

@@ -450,7 +450,7 @@ impl ChunkReader {
                 &[b"XINFO", b"CONSUMERS", &self.key, &group.name],
             )
             .await?;
-        group.consumers = parse_consumers(reply)?;
+        (group.consumers, group.without_pending) = parse_consumers(reply)?;
         self.group = Some(group.name.clone());
         self.step = Step::Stream(StreamStep::Pending(StreamId::default()));
         Ok(Some(Chunk::StreamGroup(group)))
@@ -727,22 +727,27 @@ pub fn parse_groups(r: Reply) -> Result<Vec<StreamGroup>, ReadError> {
                 last_delivered,
                 entries_read: optional_int(&m, "entries-read"),
                 consumers: Vec::new(),
+                without_pending: Vec::new(),
             })
         })
         .collect()
 }
 
-/// `XINFO CONSUMERS` → the consumer names.
-pub fn parse_consumers(r: Reply) -> Result<Vec<Bytes>, ReadError> {
-    array(r, "XINFO CONSUMERS")?
-        .into_iter()
-        .map(|c| {
-            let m = map(c, "XINFO CONSUMERS")?;
-            field(&m, "name")
-                .ok_or_else(|| malformed("XINFO CONSUMERS", "no name"))
-                .and_then(|r| bulk(r, "XINFO CONSUMERS"))
-        })
-        .collect()
+/// `XINFO CONSUMERS` → the consumer names, and those with no pending entries.
+pub fn parse_consumers(r: Reply) -> Result<(Vec<Bytes>, Vec<Bytes>), ReadError> {
+    let mut names = Vec::new();
+    let mut without_pending = Vec::new();
+    for c in array(r, "XINFO CONSUMERS")? {
+        let m = map(c, "XINFO CONSUMERS")?;
+        let name = field(&m, "name")
+            .ok_or_else(|| malformed("XINFO CONSUMERS", "no name"))
+            .and_then(|r| bulk(r, "XINFO CONSUMERS"))?;
+        if optional_int(&m, "pending") == Some(0) {
+            without_pending.push(name.clone());
+        }
+        names.push(name);
+    }
+    Ok((names, without_pending))
 }
 
 /// The extended `XPENDING` form: `[[id, consumer, idle ms, deliveries]…]`.
@@ -923,7 +928,7 @@ mod tests {
         ])]);
         assert_eq!(
             parse_consumers(c).expect("parses"),
-            vec![Bytes::from("alice")]
+            (vec![Bytes::from("alice")], vec![])
         );
     }
 

@@ -26,6 +26,9 @@ use crate::endpoint::{Pipeline, Reply};
 /// Elements sampled for a collection's average element size.
 const SAMPLE: usize = 16;
 
+/// The key [`Probe::choose`] asks about (it need not exist; on a cluster, ask its slot's master).
+pub const PROBE_KEY: &[u8] = b"ferry:no-such-key";
+
 /// How a source is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
@@ -55,10 +58,13 @@ impl Probe {
             return Ok(Probe::Encoding);
         }
         let reply = conn
-            .cmd(&[b"MEMORY".as_slice(), b"USAGE", b"ferry:no-such-key"])
+            .cmd(&[b"MEMORY".as_slice(), b"USAGE", PROBE_KEY])
             .await?;
         Ok(match reply.error() {
             None => Probe::Memory,
+            // A cluster node that does not serve the key's slot: the command passed its ACL
+            // check (made before the redirection) and exists.
+            Some(e) if crate::endpoint::ErrorKind::of(e).is_redirect() => Probe::Memory,
             Some(e) => {
                 tracing::info!(
                     "the source refused MEMORY USAGE ({e}); big keys are found by OBJECT ENCODING and type lengths instead"
@@ -98,11 +104,22 @@ pub fn ask(p: &mut Pipeline, probe: Probe, keys: &[Bytes]) {
         Probe::Memory => p.per_key(KeyCommand::MemoryUsage, keys.iter().map(|k| &k[..])),
         Probe::Encoding => {
             for k in keys {
-                p.cmd(&[b"OBJECT".as_slice(), b"ENCODING", k]);
-                p.cmd(&[b"STRLEN".as_slice(), k]);
+                for part in 0..probe.commands_per_key() {
+                    ask_part(p, probe, k, part);
+                }
             }
         }
     }
+}
+
+/// Appends command `part` (of [`Probe::commands_per_key`]) of the probe of `key` to `p`: one
+/// command at a time, so a cluster's router can send each to the master of the key's slot.
+pub fn ask_part(p: &mut Pipeline, probe: Probe, key: &[u8], part: usize) {
+    match (probe, part) {
+        (Probe::Memory, _) => p.cmd(&[b"MEMORY".as_slice(), b"USAGE", key]),
+        (Probe::Encoding, 0) => p.cmd(&[b"OBJECT".as_slice(), b"ENCODING", key]),
+        (Probe::Encoding, _) => p.cmd(&[b"STRLEN".as_slice(), key]),
+    };
 }
 
 /// Reads the replies of [`ask`] for `n` keys; keys over `threshold` bytes are not `Small`.
@@ -153,33 +170,33 @@ pub const DETAIL_COMMANDS: usize = 12;
 /// type (the ones of other types answer `WRONGTYPE` at no cost): one round trip whatever the
 /// types.
 pub fn ask_details(p: &mut Pipeline, keys: &[&Bytes]) {
+    for k in keys {
+        for part in 0..DETAIL_COMMANDS {
+            ask_detail(p, k, part);
+        }
+    }
+}
+
+/// Appends command `part` (of [`DETAIL_COMMANDS`]) of [`ask_details`] for `k` to `p`.
+pub fn ask_detail(p: &mut Pipeline, k: &[u8], part: usize) {
+    const LENGTHS: [&[u8]; 6] = [b"STRLEN", b"HLEN", b"LLEN", b"SCARD", b"ZCARD", b"XLEN"];
     let n = SAMPLE.to_string();
     let last = (SAMPLE - 1).to_string();
-    for k in keys {
-        let k = &k[..];
-        p.cmd(&[b"TYPE".as_slice(), k]);
-        for cmd in [
-            &b"STRLEN"[..],
-            b"HLEN",
-            b"LLEN",
-            b"SCARD",
-            b"ZCARD",
-            b"XLEN",
-        ] {
-            p.cmd(&[cmd, k]);
-        }
-        p.cmd(&[b"LRANGE".as_slice(), k, b"0", last.as_bytes()]);
-        p.cmd(&[b"HSCAN".as_slice(), k, b"0", b"COUNT", n.as_bytes()]);
-        p.cmd(&[b"SRANDMEMBER".as_slice(), k, n.as_bytes()]);
-        p.cmd(&[
+    match part {
+        0 => p.cmd(&[b"TYPE".as_slice(), k]),
+        1..=6 => p.cmd(&[LENGTHS[part - 1], k]),
+        7 => p.cmd(&[b"LRANGE".as_slice(), k, b"0", last.as_bytes()]),
+        8 => p.cmd(&[b"HSCAN".as_slice(), k, b"0", b"COUNT", n.as_bytes()]),
+        9 => p.cmd(&[b"SRANDMEMBER".as_slice(), k, n.as_bytes()]),
+        10 => p.cmd(&[
             b"ZRANGE".as_slice(),
             k,
             b"0",
             last.as_bytes(),
             b"WITHSCORES",
-        ]);
-        p.cmd(&[b"XRANGE".as_slice(), k, b"-", b"+", b"COUNT", n.as_bytes()]);
-    }
+        ]),
+        _ => p.cmd(&[b"XRANGE".as_slice(), k, b"-", b"+", b"COUNT", n.as_bytes()]),
+    };
 }
 
 /// Reads one key's [`ask_details`] replies: its kind and estimated size (`None`: gone, or a

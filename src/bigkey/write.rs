@@ -14,6 +14,14 @@
 //!   transaction sets the key's real expiry (`PEXPIREAT`) or removes the safety one (`PERSIST`).
 //! - Element writes are not idempotent (`RPUSH` twice doubles a list), so any failure restarts
 //!   the key from an empty temporary key, never from the middle.
+//!
+//! A stream is `XADD`ed entry by entry, then `XSETID` (the stream made first, so one with no
+//! entries left keeps its last ID), `XGROUP CREATE` (+ `CREATECONSUMER` on 6.2+) and `XCLAIM …
+//! FORCE` for each pending entry. Two states cannot be rebuilt that way, and are reported as the
+//! key's own failure (`--on-key-error`) rather than copied different: a pending entry whose
+//! message was deleted (`XCLAIM` ignores IDs not in the stream — rebuilding it would need a
+//! placeholder entry `XADD`ed at that ID in order, i.e. the deleted IDs known before the
+//! entries are written), and a consumer with no pending entries on a target before 6.2.
 
 use std::sync::OnceLock;
 
@@ -97,7 +105,36 @@ pub fn score_text(score: f64) -> String {
 pub struct TargetFeatures {
     /// Redis/Valkey 7.0+: `XSETID … ENTRIESADDED … MAXDELETEDID`, `XGROUP CREATE … ENTRIESREAD`.
     pub stream_v7: bool,
+    /// Redis 6.2+: `XGROUP CREATECONSUMER` (before, a consumer is only created by claiming an
+    /// entry for it).
+    pub create_consumer: bool,
 }
+
+/// Why `chunk` cannot be written into this target the chunked way, if it cannot: a consumer
+/// with no pending entries on a target without `XGROUP CREATECONSUMER` (one RESTORE would
+/// carry it; leaving it out would be a silent difference).
+pub fn unwritable(chunk: &Chunk, features: TargetFeatures) -> Option<String> {
+    let Chunk::StreamGroup(g) = chunk else {
+        return None;
+    };
+    let idle = g.without_pending.first()?;
+    if features.create_consumer {
+        return None;
+    }
+    Some(format!(
+        "consumer {} of group {} has no pending entries, and the target (before Redis 6.2) has \
+         no XGROUP CREATECONSUMER to create it ({} such consumer(s) in the group)",
+        escape_key(idle),
+        escape_key(&g.name),
+        g.without_pending.len()
+    ))
+}
+
+/// The reason given when `XCLAIM … FORCE` claimed nothing: the pending entry's message was
+/// deleted from the stream (`XDEL`), and XCLAIM ignores IDs that are not in the stream.
+pub const PENDING_WITHOUT_ENTRY: &str = "a pending entry refers to a message deleted from the \
+     stream (XDEL): it cannot be recreated on the target by XCLAIM, which ignores IDs not in \
+     the stream";
 
 /// Appends the commands writing `chunk` into `tmp` to `p`; returns how many it added.
 pub fn encode_chunk(
@@ -159,7 +196,24 @@ fn xadd(p: &mut Pipeline, tmp: &[u8], e: &StreamEntry) {
     p.cmd(&args);
 }
 
+/// A consumer group that exists only for an instant (below): no real group has this name when
+/// it is created (the real ones come after the metadata).
+const SCRATCH_GROUP: &[u8] = b"ferry:scratch";
+
+/// `XSETID` (with the 7.0 counters where the target has them), after making sure the stream
+/// exists: a stream whose entries were all deleted (`XDEL`, `XTRIM`) or never added has none to
+/// create it, and `XSETID` refuses a missing key. `XGROUP CREATE … MKSTREAM` of a scratch group,
+/// destroyed at once, creates it empty whatever its last ID (`XADD` cannot take `0-0`).
 fn xsetid(p: &mut Pipeline, tmp: &[u8], m: &StreamMeta, features: TargetFeatures) {
+    p.cmd(&[
+        b"XGROUP".as_slice(),
+        b"CREATE",
+        tmp,
+        SCRATCH_GROUP,
+        b"$",
+        b"MKSTREAM",
+    ]);
+    p.cmd(&[b"XGROUP".as_slice(), b"DESTROY", tmp, SCRATCH_GROUP]);
     let last = id_text(&m.last_id);
     let mut args: Vec<Vec<u8>> = vec![b"XSETID".to_vec(), tmp.to_vec(), last.into_bytes()];
     if features.stream_v7 {
@@ -190,8 +244,12 @@ fn group(p: &mut Pipeline, tmp: &[u8], g: &StreamGroup, features: TargetFeatures
         args.push(n.to_string().into_bytes());
     }
     p.cmd(&args);
-    for c in &g.consumers {
-        p.cmd(&[b"XGROUP".as_slice(), b"CREATECONSUMER", tmp, &g.name, c]);
+    // Before 6.2 the consumers with pending entries are created by their XCLAIMs, and a group
+    // with others is refused first (`unwritable`).
+    if features.create_consumer {
+        for c in &g.consumers {
+            p.cmd(&[b"XGROUP".as_slice(), b"CREATECONSUMER", tmp, &g.name, c]);
+        }
     }
 }
 
@@ -231,6 +289,9 @@ pub enum ChunkError {
     TempLost,
     /// The target refused a command: the key cannot be written this way.
     Refused(String),
+    /// The target took every command, but the key would not be the source's (see
+    /// [`PENDING_WITHOUT_ENTRY`]).
+    Unwritable(&'static str),
 }
 
 /// Checks the replies of a round trip built with [`encode_chunk`]s and a final
@@ -238,6 +299,13 @@ pub enum ChunkError {
 pub fn check_replies(replies: &[Reply]) -> Result<(), ChunkError> {
     if let Some(err) = replies.iter().find_map(Reply::error) {
         return Err(ChunkError::Refused(err.to_string()));
+    }
+    // Only `XCLAIM … JUSTID` answers with an array: an empty one claimed nothing.
+    if replies
+        .iter()
+        .any(|r| matches!(r, Reply::Array(Some(ids)) if ids.is_empty()))
+    {
+        return Err(ChunkError::Unwritable(PENDING_WITHOUT_ENTRY));
     }
     match replies.last().and_then(Reply::as_int) {
         Some(1) => Ok(()),
@@ -319,6 +387,35 @@ mod tests {
     }
 
     #[test]
+    fn idle_consumers_need_createconsumer_and_unclaimed_entries_are_reported() {
+        let g = Chunk::StreamGroup(StreamGroup {
+            name: Bytes::from("g"),
+            consumers: vec![Bytes::from("busy"), Bytes::from("idle")],
+            without_pending: vec![Bytes::from("idle")],
+            ..StreamGroup::default()
+        });
+        let old = TargetFeatures {
+            stream_v7: false,
+            create_consumer: false,
+        };
+        let why = unwritable(&g, old).expect("refused before 6.2");
+        assert!(
+            why.contains("idle") && why.contains("CREATECONSUMER"),
+            "{why}"
+        );
+        let new = TargetFeatures {
+            create_consumer: true,
+            ..old
+        };
+        assert_eq!(unwritable(&g, new), None);
+        let claimed_nothing = [Reply::Array(Some(vec![])), Reply::Int(1)];
+        assert!(matches!(
+            check_replies(&claimed_nothing),
+            Err(ChunkError::Unwritable(_))
+        ));
+    }
+
+    #[test]
     fn every_slot_has_a_tag() {
         let t = tags();
         assert_eq!(t.len(), 16384);
@@ -349,7 +446,10 @@ mod tests {
 
     #[test]
     fn chunks_become_commands() {
-        let f = TargetFeatures { stream_v7: true };
+        let f = TargetFeatures {
+            stream_v7: true,
+            create_consumer: true,
+        };
         let mut p = Pipeline::new();
         let tmp = b"t".as_slice();
         let n = encode_chunk(&mut p, tmp, &Chunk::List(vec![]), f);
@@ -366,6 +466,7 @@ mod tests {
             last_delivered: StreamId { ms: 5, seq: 1 },
             entries_read: Some(3),
             consumers: vec![Bytes::from("c1"), Bytes::from("c2")],
+            without_pending: vec![Bytes::from("c2")],
         };
         assert_eq!(encode_chunk(&mut p, tmp, &Chunk::StreamGroup(g), f), 3);
         let pending = Chunk::StreamPending {

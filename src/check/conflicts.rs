@@ -69,7 +69,7 @@ impl Probe {
 }
 
 /// `EXISTS key` for each key, routable through a cluster.
-struct Exists<'a>(&'a [Bytes]);
+pub(crate) struct Exists<'a>(pub(crate) &'a [Bytes]);
 
 impl KeyedCommands for Exists<'_> {
     fn count(&self) -> usize {

@@ -53,8 +53,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-pub(crate) use conflicts::Conflicts;
 pub use conflicts::{check_conflicts, Probe};
+pub(crate) use conflicts::{Conflicts, Exists};
 pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on, shared_target};
 pub use gate::{gate, Gate, Gated};
 pub use keys::max_bulk_len;

@@ -11,20 +11,21 @@
 //! A lost connection on either side is reconnected and the whole chunk read and written again:
 //! the second read is the newer one, and RESTORE REPLACE and DEL are idempotent.
 //!
-//! Big keys (a standalone source, `--big-key-bytes` not 0): the keys of a chunk are sized first
-//! (`verify::big::classify`, the probe the copy uses), and a big one is never DUMPed — a hash
-//! updated all the time would otherwise block the source for a whole DUMP at every change. It
-//! is copied again in chunks (`bigkey::copy`, renamed in place over the old copy), after the
-//! chunk's small keys; one that is gone by then is deleted on the target. A cluster source's
-//! dirty keys are still read with DUMP.
+//! Big keys (`--big-key-bytes` not 0): the keys of a chunk are sized first
+//! (`verify::big::classify`, the probe the copy uses; on a cluster, each on the master of its
+//! slot), and a big one is never DUMPed — a hash updated all the time would otherwise block the
+//! source for a whole DUMP at every change. It is copied again in chunks (`bigkey::copy`, a
+//! cluster's read on the master of its slot, renamed in place over the old copy), after the
+//! chunk's small keys; one that is gone by then is deleted on the target.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::dirty::DbKey;
 use crate::bigkey::{BigKey, BigSource};
-use crate::check::Layout;
+use crate::check::{Exists, Layout};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::read::expiry::{self, Bracket, Expiries, KeyRead, ReadKeysError, Ttl};
 use crate::read::refusal::{Who, COPY_RIGHTS};
@@ -126,20 +127,24 @@ pub struct Applier {
     src: Source,
     target: Target,
     opts: WriterOptions,
-    /// Which dirty keys are big (`None`: detection off, or a cluster source).
+    /// Which dirty keys are big (`None`: detection off).
     big: Option<Detector>,
+    /// Where big keys are read: the server, or a cluster's masters (a router of their own).
+    big_source: BigSource,
 }
 
 impl Applier {
     /// An applier from `source` (laid out as `layout`) into the target laid out as `target`.
     pub fn new(source: Server, layout: &Layout, target: &Layout, opts: WriterOptions) -> Applier {
-        let src = match layout {
-            Layout::Standalone(_) => Source::Standalone(None),
-            Layout::Cluster { cluster, topology } => Source::Cluster(Box::new(Router::new(
-                cluster.clone(),
-                topology,
-                opts.retry_for,
-            ))),
+        let (src, big_source) = match layout {
+            Layout::Standalone(_) => (Source::Standalone(None), BigSource::Server(source.clone())),
+            Layout::Cluster { cluster, topology } => {
+                let router = || Router::new(cluster.clone(), topology, opts.retry_for);
+                (
+                    Source::Cluster(Box::new(router())),
+                    BigSource::Cluster(Arc::new(tokio::sync::Mutex::new(router()))),
+                )
+            }
         };
         let target = match target {
             Layout::Standalone(s) => Target::Standalone(s.clone(), None),
@@ -149,16 +154,17 @@ impl Applier {
                 opts.retry_for,
             ))),
         };
-        let big = match (&src, &opts.big) {
-            (Source::Standalone(_), Some(b)) => Some(Detector::new(b.threshold, b.budget)),
-            _ => None,
-        };
+        let big = opts
+            .big
+            .as_ref()
+            .map(|b| Detector::new(b.threshold, b.budget));
         Applier {
             source,
             src,
             target,
             opts,
             big,
+            big_source,
         }
     }
 
@@ -234,9 +240,17 @@ impl Applier {
                 (small, reads)
             }
             Source::Cluster(router) => {
-                let reads =
-                    read_routed(router, &ep, db, keys, self.opts.clocks.source_skew_ms).await?;
-                (keys.to_vec(), reads)
+                let small = match &mut self.big {
+                    Some(detector) => {
+                        let (small, big) = detector.split_routed(router, db, keys).await?;
+                        bigs = big;
+                        small
+                    }
+                    None => keys.to_vec(),
+                };
+                let skew_ms = self.opts.clocks.source_skew_ms;
+                let reads = read_routed(router, &ep, db, &small, skew_ms).await?;
+                (small, reads)
             }
         };
         let mut ops = Vec::with_capacity(keys.len());
@@ -271,28 +285,32 @@ impl Applier {
         // The target holds ferry's earlier copy: always replaced.
         let mut opts = self.opts.clone();
         opts.on_conflict = crate::cli::OnConflict::Replace;
-        let source = BigSource::Server(self.source.clone());
         let target = match &mut self.target {
             Target::Standalone(server, _) => crate::bigkey::copy::Target::Standalone(server),
             Target::Cluster(router) => crate::bigkey::copy::Target::Cluster(router),
         };
-        let counts = crate::bigkey::copy::copy_keys(bigs, &source, target, &opts).await?;
+        let counts = crate::bigkey::copy::copy_keys(bigs, &self.big_source, target, &opts).await?;
         let mut done = Applied {
             written: counts.written,
             deleted: 0,
         };
-        let Source::Standalone(Some(conn)) = &mut self.src else {
-            return Ok(done);
+        let keys: Vec<Bytes> = bigs.iter().map(|b| b.key.clone()).collect();
+        let exists = match &mut self.src {
+            Source::Standalone(Some(conn)) => {
+                let mut p = Pipeline::new();
+                for k in &keys {
+                    p.cmd(&[b"EXISTS".as_slice(), k]);
+                }
+                conn.run(&p).await?
+            }
+            Source::Standalone(None) => return Ok(done),
+            Source::Cluster(router) => router.run(&Exists(&keys)).await?,
         };
-        let mut p = Pipeline::new();
-        for b in bigs {
-            p.cmd(&[b"EXISTS".as_slice(), &b.key]);
-        }
-        let gone: Vec<Op> = bigs
-            .iter()
-            .zip(conn.run(&p).await?)
+        let gone: Vec<Op> = keys
+            .into_iter()
+            .zip(exists)
             .filter(|(_, r)| matches!(r, Reply::Int(0)))
-            .map(|(b, _)| Op::Del(b.key.clone()))
+            .map(|(k, _)| Op::Del(k))
             .collect();
         if !gone.is_empty() {
             done.add(self.write(db, Ops(gone)).await?);

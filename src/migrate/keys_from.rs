@@ -156,18 +156,15 @@ pub(super) const WORDING: CheckpointWording = CheckpointWording {
 };
 
 impl Listed {
-    /// Big listed keys (a standalone source, `--big-key-bytes` not 0) are copied in chunks as
-    /// the copy's are: a key dead-lettered by an earlier run may be one. Returns how the
-    /// writers copy them.
+    /// Big listed keys (`--big-key-bytes` not 0) are copied in chunks as the copy's are (a
+    /// cluster's on the master of their slot): a key dead-lettered by an earlier run may be
+    /// one. Returns how the writers copy them.
     pub fn big_keys(
         &mut self,
         run: &Run<'_>,
         target: &Target,
         job_id: &str,
     ) -> Option<crate::bigkey::copy::BigOptions> {
-        if !matches!(self.layout, Layout::Standalone(_)) {
-            return None;
-        }
         let opts = target.big_copy(run.job, job_id)?;
         self.big = Some(Detector::new(opts.threshold, opts.budget));
         Some(opts)
@@ -324,15 +321,17 @@ enum KeyReader {
         router: Box<Router>,
         ep: String,
         skew_ms: i64,
+        /// Which keys are big, and where they are read (`None`: off).
+        big: Option<(Detector, BigSource)>,
     },
 }
 
 impl KeyReader {
-    /// The source server big keys are read from (`None` for a cluster: none are chunked).
-    fn server(&self) -> Option<&Server> {
+    /// Where the big keys are read from: the server, or a cluster's masters by slot.
+    fn big_source(&self) -> Option<BigSource> {
         match self {
-            KeyReader::Standalone { server, .. } => Some(server),
-            KeyReader::Cluster { .. } => None,
+            KeyReader::Standalone { server, .. } => Some(BigSource::Server(server.clone())),
+            KeyReader::Cluster { big, .. } => big.as_ref().map(|(_, s)| s.clone()),
         }
     }
 
@@ -350,11 +349,17 @@ impl KeyReader {
                 retry_for,
                 big,
             },
-            Layout::Cluster { cluster, topology } => KeyReader::Cluster {
-                router: Box::new(Router::new(cluster.clone(), topology, retry_for)),
-                ep: source.endpoint.to_string(),
-                skew_ms: clocks.source_skew_ms,
-            },
+            Layout::Cluster { cluster, topology } => {
+                let router = || Router::new(cluster.clone(), topology, retry_for);
+                // The writers read big keys through a router of their own, shared.
+                let shared = || BigSource::Cluster(Arc::new(tokio::sync::Mutex::new(router())));
+                KeyReader::Cluster {
+                    router: Box::new(router()),
+                    ep: source.endpoint.to_string(),
+                    skew_ms: clocks.source_skew_ms,
+                    big: big.map(|d| (d, shared())),
+                }
+            }
         }
     }
 
@@ -406,14 +411,19 @@ impl KeyReader {
                 router,
                 ep,
                 skew_ms,
+                big,
             } => {
+                let (small, bigs) = match big {
+                    Some((detector, _)) => detector.split_routed(router, db, keys).await?,
+                    None => (keys.to_vec(), Vec::new()),
+                };
                 let each =
-                    crate::follow::apply::read_routed(router, ep, db, keys, *skew_ms).await?;
+                    crate::follow::apply::read_routed(router, ep, db, &small, *skew_ms).await?;
                 Ok(ListRead {
-                    small: keys.to_vec(),
+                    small,
                     each,
                     uncertainty_ms: 0,
-                    bigs: Vec::new(),
+                    bigs,
                 })
             }
         }
@@ -448,9 +458,7 @@ async fn read_list(
             uncertainty_ms,
             bigs,
         } = reader.read(db, chunk).await?;
-        let big_source = (!bigs.is_empty())
-            .then(|| reader.server().map(|s| BigSource::Server(s.clone())))
-            .flatten();
+        let big_source = (!bigs.is_empty()).then(|| reader.big_source()).flatten();
         let mut batch = Batch {
             stream,
             seq,

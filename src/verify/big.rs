@@ -19,8 +19,9 @@ use super::chunk_digest::ChunkDigest;
 use super::state::KeyState;
 use crate::bigkey::read::{ChunkReader, ReadError};
 use crate::bigkey::{size, Kind};
-use crate::endpoint::{Connection, Pipeline};
+use crate::endpoint::{Connection, Pipeline, Reply};
 use crate::read::expiry::{self, Expiry};
+use crate::sink::route::{KeyedCommands, Router};
 
 /// Reads of a key that keeps changing before the last one is taken as it is.
 const ATTEMPTS: usize = 3;
@@ -105,30 +106,126 @@ impl Detector {
         db: u32,
         keys: &[Bytes],
     ) -> anyhow::Result<(Vec<Bytes>, Vec<crate::bigkey::BigKey>)> {
+        let probe = self.probe(conn).await?;
+        let kinds = classify_on(On::Conn(conn), &probe, keys).await?;
+        Ok(split_by(db, keys, kinds))
+    }
+
+    /// [`Detector::split`] for a cluster source: each key is sized on the master of its slot
+    /// (the router follows MOVED and ASK).
+    pub async fn split_routed(
+        &mut self,
+        router: &mut Router,
+        db: u32,
+        keys: &[Bytes],
+    ) -> anyhow::Result<(Vec<Bytes>, Vec<crate::bigkey::BigKey>)> {
         let probe = match self.probe {
             Some(p) => p,
             None => {
-                let asked = BigKeys::for_server(conn, None, self.threshold, self.budget).await?;
-                *self
-                    .probe
-                    .insert(asked.ok_or_else(|| anyhow::anyhow!("internal error: big keys off"))?)
+                // Asked of the master of the probe's key: another node would answer MOVED.
+                let server = router.server_for(size::PROBE_KEY).ok_or_else(|| {
+                    anyhow::anyhow!("no master of the source cluster serves the slot of the size probe's key (CLUSTERDOWN?)")
+                })?;
+                self.probe(&mut server.connect().await?).await?
             }
         };
-        let kinds = classify(conn, &probe, keys).await?;
-        let mut small = Vec::with_capacity(keys.len());
-        let mut big = Vec::new();
-        for (key, kind) in keys.iter().zip(kinds) {
-            match kind {
-                Some(kind) => big.push(crate::bigkey::BigKey {
-                    db,
-                    key: key.clone(),
-                    kind,
-                    estimate: 0,
-                }),
-                None => small.push(key.clone()),
-            }
+        let kinds = classify_on(On::Cluster(router), &probe, keys).await?;
+        Ok(split_by(db, keys, kinds))
+    }
+
+    /// The probe, asked on `conn` the first time.
+    async fn probe(&mut self, conn: &mut Connection) -> anyhow::Result<BigKeys> {
+        if let Some(p) = self.probe {
+            return Ok(p);
         }
-        Ok((small, big))
+        let asked = BigKeys::for_server(conn, None, self.threshold, self.budget).await?;
+        Ok(*self
+            .probe
+            .insert(asked.ok_or_else(|| anyhow::anyhow!("internal error: big keys off"))?))
+    }
+}
+
+/// `keys` of `db` split by their `kinds` (`Some`: big) into the small ones and the big ones.
+fn split_by(
+    db: u32,
+    keys: &[Bytes],
+    kinds: Vec<Option<Kind>>,
+) -> (Vec<Bytes>, Vec<crate::bigkey::BigKey>) {
+    let mut small = Vec::with_capacity(keys.len());
+    let mut big = Vec::new();
+    for (key, kind) in keys.iter().zip(kinds) {
+        match kind {
+            Some(kind) => big.push(crate::bigkey::BigKey {
+                db,
+                key: key.clone(),
+                kind,
+                estimate: 0,
+            }),
+            None => small.push(key.clone()),
+        }
+    }
+    (small, big)
+}
+
+/// Where a size probe is sent: one server (its DB selected), or a cluster's masters by slot.
+pub enum On<'a> {
+    /// One server's connection.
+    Conn(&'a mut Connection),
+    /// A cluster, each key's commands on the master of its slot.
+    Cluster(&'a mut Router),
+}
+
+impl On<'_> {
+    async fn run(&mut self, cmds: &impl KeyedCommands) -> anyhow::Result<Vec<Reply>> {
+        match self {
+            On::Conn(conn) => {
+                let mut p = Pipeline::new();
+                for i in 0..cmds.count() {
+                    cmds.encode(i, &mut p);
+                }
+                Ok(conn.run(&p).await?)
+            }
+            On::Cluster(router) => router.run(cmds).await,
+        }
+    }
+}
+
+/// The size probe of some keys, one command at a time (`size::ask`).
+struct Probes<'a> {
+    probe: size::Probe,
+    keys: &'a [Bytes],
+}
+
+impl KeyedCommands for Probes<'_> {
+    fn count(&self) -> usize {
+        self.keys.len() * self.probe.commands_per_key()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.keys[i / self.probe.commands_per_key()]
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        let per = self.probe.commands_per_key();
+        size::ask_part(p, self.probe, &self.keys[i / per], i % per);
+    }
+}
+
+/// The second probe of the keys the first could not decide (`size::ask_details`).
+struct Details<'a>(Vec<&'a Bytes>);
+
+impl KeyedCommands for Details<'_> {
+    fn count(&self) -> usize {
+        self.0.len() * size::DETAIL_COMMANDS
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        self.0[i / size::DETAIL_COMMANDS]
+    }
+
+    fn encode(&self, i: usize, p: &mut Pipeline) {
+        let per = size::DETAIL_COMMANDS;
+        size::ask_detail(p, self.0[i / per], i % per);
     }
 }
 
@@ -139,10 +236,21 @@ pub async fn classify(
     big: &BigKeys,
     keys: &[Bytes],
 ) -> anyhow::Result<Vec<Option<Kind>>> {
+    classify_on(On::Conn(conn), big, keys).await
+}
+
+/// [`classify`] on a server or a cluster.
+pub async fn classify_on(
+    mut on: On<'_>,
+    big: &BigKeys,
+    keys: &[Bytes],
+) -> anyhow::Result<Vec<Option<Kind>>> {
     let malformed = || anyhow::anyhow!("fewer replies than commands to the size probe");
-    let mut p = Pipeline::new();
-    size::ask(&mut p, big.probe, keys);
-    let replies = conn.run(&p).await?;
+    let probes = Probes {
+        probe: big.probe,
+        keys,
+    };
+    let replies = on.run(&probes).await?;
     let verdicts = size::read(
         &mut replies.into_iter(),
         big.probe,
@@ -162,10 +270,8 @@ pub async fn classify(
     if checks.is_empty() {
         return Ok(out);
     }
-    let asked: Vec<&Bytes> = checks.iter().map(|(i, _)| &keys[*i]).collect();
-    let mut p = Pipeline::new();
-    size::ask_details(&mut p, &asked);
-    let mut replies = conn.run(&p).await?.into_iter();
+    let asked = Details(checks.iter().map(|(i, _)| &keys[*i]).collect());
+    let mut replies = on.run(&asked).await?.into_iter();
     for (i, known) in checks {
         match size::read_details(&mut replies, known).ok_or_else(malformed)? {
             Some((kind, estimate)) if estimate > big.threshold => out[i] = Some(kind),

@@ -323,6 +323,7 @@ mod tests {
                 last_delivered: g.last_delivered,
                 entries_read: None,
                 consumers: g.consumers.iter().map(|c| b(c)).collect(),
+                without_pending: Vec::new(),
             }));
             for page in g.pending.chunks(1) {
                 chunks.push(Chunk::StreamPending {
