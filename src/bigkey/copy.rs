@@ -427,7 +427,7 @@ impl Attempt<'_> {
         let mut pack = Some(PackedString::new(self.big.packed_cap()));
         let mut string_len = 0u64;
         loop {
-            let chunk = match self.next_chunk(chunks).await {
+            let mut chunk = match self.next_chunk(chunks).await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(None) => {
@@ -436,44 +436,83 @@ impl Attempt<'_> {
                 }
                 Err(Some(e)) => return Err(e),
             };
+            bytes += chunk.size() as u64;
             if let Chunk::String(piece) = &chunk {
                 string_len += piece.len() as u64;
                 if let Some(packed) = pack.as_mut() {
                     if packed.push(piece).is_ok() {
-                        bytes += piece.len() as u64;
                         continue;
                     }
-                    // Full: no RESTORE of a prefix when the rest cannot be appended anyway.
-                    self.check_string_len(dst.endpoint(), string_len)?;
-                    if let Some(packed) = pack.take() {
-                        any |= self.restore_packed(dst, tmp, packed).await?;
-                    }
+                    // Full: what is packed goes in, what is not (this piece too) is appended.
+                    chunk = Chunk::String(self.unpack_rest(dst, tmp, &mut pack, string_len).await?);
+                    any = true;
                 }
                 self.check_string_len(dst.endpoint(), string_len)?;
             }
-            p.clear();
-            if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
-                continue;
-            }
-            bytes += chunk.size() as u64;
-            drop(chunk);
-            write::push_keepalive(&mut p, tmp);
-            let replies = dst.run(&p).await?;
-            match write::check_replies(&replies) {
-                Ok(()) => any = true,
-                Err(ChunkError::TempLost) => {
-                    return Err(Again::Transient(anyhow::anyhow!(
-                        "the temporary key of big key {} disappeared from the target while it was written; writing it again",
-                        escape_key(&self.key.key)
-                    )))
-                }
-                Err(ChunkError::Refused(e)) => return Err(self.write_refused(dst.endpoint(), &e)),
-            }
+            any |= self.write_chunk(dst, &mut p, tmp, chunk).await?;
         }
-        if let Some(packed) = pack {
-            any |= self.restore_packed(dst, tmp, packed).await?;
+        if let Some(packed) = pack.as_mut() {
+            let rest = match packed.finish() {
+                Ok(()) => Vec::new(),
+                Err(_) => self
+                    .unpack_rest(dst, tmp, &mut pack, string_len)
+                    .await?
+                    .to_vec(),
+            };
+            if let Some(packed) = pack.take() {
+                any |= self.restore_packed(dst, tmp, packed).await?;
+            }
+            if !rest.is_empty() {
+                any |= self
+                    .write_chunk(dst, &mut p, tmp, Chunk::String(rest.into()))
+                    .await?;
+            }
         }
         Ok(any.then_some(bytes))
+    }
+
+    /// After the packed string filled its cap: RESTOREs what is packed onto `tmp` (`pack` is
+    /// done) and returns the bytes that were not, to be appended — unless the string is already
+    /// too long for the target, which no RESTORE of a prefix can help.
+    async fn unpack_rest(
+        &self,
+        dst: &mut Connection,
+        tmp: &Bytes,
+        pack: &mut Option<PackedString>,
+        string_len: u64,
+    ) -> Result<Bytes, Again> {
+        self.check_string_len(dst.endpoint(), string_len)?;
+        let Some(mut packed) = pack.take() else {
+            return Ok(Bytes::new());
+        };
+        let rest = packed.take_pending();
+        self.restore_packed(dst, tmp, packed).await?;
+        Ok(Bytes::from(rest))
+    }
+
+    /// Writes one chunk into `tmp` (with the keepalive); false when it held nothing.
+    async fn write_chunk(
+        &self,
+        dst: &mut Connection,
+        p: &mut Pipeline,
+        tmp: &Bytes,
+        chunk: Chunk,
+    ) -> Result<bool, Again> {
+        p.clear();
+        if write::encode_chunk(p, tmp, &chunk, self.big.features) == 0 {
+            return Ok(false);
+        }
+        drop(chunk);
+        write::push_keepalive(p, tmp);
+        let replies = dst.run(p).await?;
+        match write::check_replies(&replies) {
+            Ok(()) => Ok(true),
+            Err(ChunkError::TempLost) => Err(Again::Transient(anyhow::anyhow!(
+                "the temporary key of big key {} disappeared from the target while it was written; writing it again",
+                escape_key(&self.key.key)
+            ))),
+            Err(ChunkError::Refused(e)) => Err(self.write_refused(dst.endpoint(), &e)),
+        }
     }
 
     /// `RESTORE tmp <safety ttl> <packed payload> REPLACE`; false when nothing was packed.

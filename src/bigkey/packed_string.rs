@@ -44,30 +44,47 @@ const MAX_LITERAL: usize = 32;
 /// writer at most adds this).
 pub const MAX_PACKED_BYTES: usize = 32 << 20;
 
-/// The compressed bytes of a string so far (behind room for the header), and its length.
+/// Bytes compressed at a time: the chunks are gathered into blocks this big first, since LZF
+/// finds repeats only within what it is given (8 KiB back at most) and a small chunk (a small
+/// `--batch-bytes`) would restart it too often — 16 KiB pieces of a 1.7 KiB pattern packed
+/// eight times worse than whole blocks.
+pub const BLOCK: usize = 1 << 20;
+
+/// The compressed bytes of a string so far (behind room for the header), its length, and the
+/// bytes not compressed yet.
 #[derive(Debug)]
 pub struct PackedString {
     /// `HEADER_ROOM` bytes, then the LZF stream.
     buf: Vec<u8>,
     /// Bytes of the string compressed so far.
     raw_len: u64,
+    /// The string's next bytes, compressed once they make a [`BLOCK`].
+    pending: Vec<u8>,
     /// Largest payload allowed.
     cap: usize,
+    /// Bytes compressed at a time ([`BLOCK`]).
+    block: usize,
 }
 
-/// The chunk does not fit under the cap: nothing of it was added.
+/// The pending bytes do not fit under the cap compressed: they stay pending
+/// ([`PackedString::take_pending`]), for the caller to write another way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
 impl PackedString {
     /// An empty string whose payload must stay at most `cap` bytes.
     pub fn new(cap: usize) -> PackedString {
-        let mut buf = Vec::with_capacity(HEADER_ROOM + 4096);
-        buf.resize(HEADER_ROOM, 0);
+        PackedString::with_block(cap, BLOCK)
+    }
+
+    /// The same, compressing `block` bytes at a time (tests: many blocks of little data).
+    fn with_block(cap: usize, block: usize) -> PackedString {
         PackedString {
-            buf,
+            buf: vec![0; HEADER_ROOM],
             raw_len: 0,
+            pending: Vec::new(),
             cap,
+            block: block.max(1),
         }
     }
 
@@ -81,26 +98,67 @@ impl PackedString {
         self.buf.len() - HEADER_ROOM
     }
 
-    /// Compresses `piece` (the string's next bytes) onto the end; [`Full`], with nothing added,
-    /// when the payload would then pass the cap.
+    /// Adds the string's next bytes, compressing a block once there is one; [`Full`] when that
+    /// block would pass the cap (nothing of it is packed then).
     pub fn push(&mut self, piece: &[u8]) -> Result<(), Full> {
-        let before = self.buf.len();
-        let room = self.cap.saturating_sub(before + FOOTER_LEN);
-        if piece.is_empty() {
+        self.pending.extend_from_slice(piece);
+        if self.pending.len() < self.block {
             return Ok(());
         }
-        match lzf::compress(piece) {
-            Ok(c) if c.len() <= room => self.buf.extend_from_slice(&c),
+        self.finish()
+    }
+
+    /// Compresses the pending bytes; [`Full`] when they would pass the cap.
+    pub fn finish(&mut self) -> Result<(), Full> {
+        let block = std::mem::take(&mut self.pending);
+        let packed = self.compress(&block);
+        if packed.is_err() {
+            self.pending = block;
+        }
+        packed
+    }
+
+    /// The bytes not packed (after [`Full`]): the string goes on with them.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Compresses `block` onto the end; [`Full`], with nothing added, when the payload would
+    /// then pass the cap.
+    fn compress(&mut self, block: &[u8]) -> Result<(), Full> {
+        let room = self.cap.saturating_sub(self.buf.len() + FOOTER_LEN);
+        if block.is_empty() {
+            return Ok(());
+        }
+        match lzf::compress(block) {
+            Ok(c) if c.len() <= room => {
+                self.grow_for(c.len());
+                self.buf.extend_from_slice(&c);
+            }
             Ok(_) => return Err(Full),
             // LZF cannot shrink it (or it is 1 byte): literal runs.
-            Err(_) if literal_len(piece.len()) <= room => push_literals(&mut self.buf, piece),
+            Err(_) if literal_len(block.len()) <= room => {
+                self.grow_for(literal_len(block.len()));
+                push_literals(&mut self.buf, block);
+            }
             Err(_) => return Err(Full),
         }
-        self.raw_len += piece.len() as u64;
+        self.raw_len += block.len() as u64;
         Ok(())
     }
 
-    /// The `RESTORE` payload of the string packed so far (`None` when nothing was).
+    /// Makes room for `extra` more bytes and the footer, doubling as a `Vec` does but never past
+    /// the cap (a packed string near the cap must not take twice its size).
+    fn grow_for(&mut self, extra: usize) {
+        let need = self.buf.len() + extra + FOOTER_LEN;
+        if need > self.buf.capacity() {
+            let want = need.max(self.buf.capacity() * 2).min(self.cap.max(need));
+            self.buf.reserve_exact(want - self.buf.len());
+        }
+    }
+
+    /// The `RESTORE` payload of the string packed so far (`None` when nothing was); pending
+    /// bytes are not in it ([`PackedString::finish`] first).
     pub fn into_payload(self) -> Option<Bytes> {
         if self.raw_len == 0 {
             return None;
@@ -148,8 +206,8 @@ mod tests {
         };
         let (t, value, version) = crate::rdb::payload::split(payload).unwrap();
         assert_eq!((t, version), (types::STRING, PAYLOAD_RDB_VERSION));
-        let mut r = crate::rdb::elements::ElementReader::new(value, t, 0, value.len() as u64)
-            .unwrap();
+        let mut r =
+            crate::rdb::elements::ElementReader::new(value, t, 0, value.len() as u64).unwrap();
         let mut streamed = Vec::new();
         while let Some(e) = r.next(1000).unwrap() {
             match e {
@@ -161,14 +219,33 @@ mod tests {
         whole
     }
 
+    /// Packs `data` in pieces of `chunk` bytes as `copy.rs` does; the packer and how many bytes
+    /// it holds packed (the rest would be appended).
     fn pack(data: &[u8], chunk: usize, cap: usize) -> (PackedString, usize) {
-        let mut p = PackedString::new(cap);
-        let mut taken = 0;
+        pack_blocks(data, chunk, BLOCK, cap)
+    }
+
+    /// [`pack`] compressing `block` bytes at a time.
+    fn pack_blocks(data: &[u8], chunk: usize, block: usize, cap: usize) -> (PackedString, usize) {
+        let mut p = PackedString::with_block(cap, block);
+        let mut full = false;
         for piece in data.chunks(chunk.max(1)) {
             if p.push(piece).is_err() {
+                full = true;
                 break;
             }
-            taken += piece.len();
+        }
+        if !full && p.finish().is_err() {
+            full = true;
+        }
+        let taken = p.raw_len() as usize;
+        let pending = p.take_pending();
+        if full {
+            assert!(!pending.is_empty());
+            assert_eq!(&data[taken..taken + pending.len()], &pending[..]);
+        } else {
+            assert!(pending.is_empty());
+            assert_eq!(taken, data.len());
         }
         (p, taken)
     }
@@ -183,6 +260,23 @@ mod tests {
     }
 
     #[test]
+    fn small_chunks_compress_as_well_as_blocks() {
+        // The bytes of tests/bigkeys.rs: a 1.7 KiB period.
+        let data: Vec<u8> = (0..4_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 251 % 7) as u8)
+            .collect();
+        let (small, _) = pack(&data, 16_384, 16 << 20);
+        let (whole, _) = pack(&data, 4 << 20, 16 << 20);
+        assert!(small.packed_len() <= whole.packed_len() + whole.packed_len() / 10);
+        assert!(
+            small.packed_len() < data.len() / 15,
+            "{}",
+            small.packed_len()
+        );
+        assert_eq!(unpack(&small.into_payload().unwrap()), data);
+    }
+
+    #[test]
     fn incompressible_data_is_literal_runs_and_stops_at_the_cap() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let data: Vec<u8> = (0..200_000)
@@ -194,7 +288,10 @@ mod tests {
             })
             .collect();
         let (p, taken) = pack(&data, 10_000, 100_000);
-        assert!(taken < 100_000 && taken > 80_000, "{taken}");
+        assert_eq!(taken, 0, "a block of random bytes is over the cap");
+        assert!(p.into_payload().is_none());
+        let (p, taken) = pack(&data[..90_000], 10_000, 100_000);
+        assert_eq!(taken, 90_000);
         let payload = p.into_payload().unwrap();
         assert!(payload.len() <= 100_000);
         assert_eq!(unpack(&payload), &data[..taken]);
@@ -208,16 +305,20 @@ mod tests {
         let mut p = PackedString::new(100);
         assert_eq!(p.push(b""), Ok(()));
         assert_eq!(p.push(&[7u8; 200]), Ok(()));
+        assert_eq!(p.finish(), Ok(()));
         let distinct: Vec<u8> = (0..100).collect();
-        assert_eq!(p.push(&distinct), Err(Full));
+        assert_eq!(p.push(&distinct), Ok(()));
+        assert_eq!(p.finish(), Err(Full));
+        assert_eq!(p.take_pending(), distinct);
         assert_eq!(unpack(&p.into_payload().unwrap()), vec![7u8; 200]);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// Any data in any chunk sizes: the concatenated pieces decode to the bytes taken, and
-        /// the payload stays within the cap.
+        /// Any data in any chunk and block sizes: the blocks compressed one by one decode as
+        /// one LZF string to the bytes packed, the rest is pending in order, and the payload
+        /// stays within the cap.
         #[test]
         fn pieces_concatenate_into_one_lzf_string(
             data in prop_oneof![
@@ -228,9 +329,10 @@ mod tests {
                 }),
             ],
             chunk in 1usize..9000,
+            block in 1usize..12_000,
             cap in 40usize..50_000,
         ) {
-            let (p, taken) = pack(&data, chunk, cap);
+            let (p, taken) = pack_blocks(&data, chunk, block, cap);
             match p.into_payload() {
                 None => prop_assert_eq!(taken, 0),
                 Some(payload) => {
