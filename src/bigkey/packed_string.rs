@@ -10,13 +10,14 @@
 //! times; and one RESTORE is also faster than thousands of APPENDs.
 //!
 //! LZF is a stream of self-contained tokens — a literal run (`000LLLLL` + 1–32 bytes) or a
-//! back-reference to output already produced (at most 8 KiB back) — so chunks compressed one by
-//! one, each referring only to its own bytes, concatenate into one valid LZF stream. A chunk LZF
-//! cannot shrink is written as literal runs (1 byte more per 32). Memory is the compressed bytes
-//! so far, bounded by the cap [`PackedString::new`] is given: [`PackedString::push`] refuses a
-//! chunk as soon as the payload would pass it, and the caller decides what happens then (see
-//! `copy.rs`: the packed prefix is restored and the rest appended, which the target accepts while
-//! the string stays within its limit).
+//! back-reference to output already produced (at most 8 KiB back) — so blocks compressed one by
+//! one, each referring only to its own bytes, concatenate into one valid LZF stream (checked
+//! against real servers by `tests/bigkey_strings.rs`). The chunks are gathered into [`BLOCK`]s
+//! first; a block LZF cannot shrink is written as literal runs (1 byte more per 32). Memory is
+//! the compressed bytes so far plus one block, bounded by the cap [`PackedString::new`] is given:
+//! a block that would pass it is not packed ([`Full`]), and the caller decides what happens then
+//! (see `copy.rs`: the packed prefix is restored and the rest appended, which the target accepts
+//! while the string stays within its limit).
 //!
 //! The payload's footer says RDB [`PAYLOAD_RDB_VERSION`]: an LZF string is the same in every RDB
 //! version, and every server ferry writes to (Redis 2.8+, Valkey 9's refusal of Redis' 12–79
