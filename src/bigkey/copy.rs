@@ -10,6 +10,7 @@
 //!  source: TIME, PTTL key, TIME (expiry, as for every key: read/expiry.rs)
 //!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
 //!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
+//!          (a string's chunks are LZF-packed instead: RESTORE tmp <safety> <payload> at its end)
 //!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
 //! ```
 //! Any failure restarts the key from an empty temporary key (element writes are not
@@ -25,6 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::file::FileChunks;
+use super::packed_string::{PackedString, MAX_PACKED_BYTES};
 use super::read::{ChunkReader, ReadError};
 use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::{BigKey, BigSource, Chunk};
@@ -33,8 +35,9 @@ use crate::dead_letter::Letter;
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::rdb::reader::BigValue;
 use crate::read::expiry::{self, Expiry, ReadKeysError};
-use crate::report::escape_key;
+use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
+use crate::sink::bulk_limit::PROBE_FLOOR;
 use crate::sink::key_error::{Cause, KeyErrors};
 use crate::sink::restore::WriterOptions;
 use crate::sink::route::Router;
@@ -60,6 +63,21 @@ pub struct BigOptions {
     /// `--source-latency-ms`), shared with the SCAN readers: a big key counts as one key and its
     /// chunks' bytes are paid as they are read, so a big key cannot read past the caps.
     pub throttles: Option<std::sync::Arc<crate::throttle::Throttles>>,
+    /// The target's `proto-max-bulk-len`, when known: no string can be longer on the target
+    /// than that, except one RESTOREd compressed (see `packed_string.rs`).
+    pub max_bulk: Option<u64>,
+}
+
+impl BigOptions {
+    /// The largest packed string payload sent to the target: under its `proto-max-bulk-len`
+    /// (under the smallest a server accepts when it is unknown), and never more than
+    /// [`MAX_PACKED_BYTES`] in memory.
+    pub fn packed_cap(&self) -> usize {
+        let limit = self
+            .max_bulk
+            .map_or(PROBE_FLOOR, |m| usize::try_from(m).unwrap_or(usize::MAX));
+        limit.min(MAX_PACKED_BYTES)
+    }
 }
 
 /// Reads of a key that keeps changing while it is read before ferry gives up on it.
@@ -429,6 +447,12 @@ impl Attempt<'_> {
 
     /// Writes every chunk of the key into `tmp`; the bytes written, or `None` when the key
     /// vanished (nothing is left under `tmp` then).
+    ///
+    /// A string is packed (`packed_string.rs`) and RESTOREd onto `tmp` in one command at its
+    /// end — the only way a string longer than the target's `proto-max-bulk-len` can be
+    /// written, and faster than APPENDs. When the packed form would pass its cap, what is packed
+    /// is RESTOREd then and the rest APPENDed, which the target accepts while the string stays
+    /// within its limit; past the limit the key is refused (`string_too_long`).
     async fn fill(
         &self,
         dst: &mut Connection,
@@ -438,8 +462,10 @@ impl Attempt<'_> {
         let mut p = Pipeline::new();
         let mut bytes = self.key.key.len() as u64;
         let mut any = false;
+        let mut pack = Some(PackedString::new(self.big.packed_cap()));
+        let mut string_len = 0u64;
         loop {
-            let chunk = match self.next_chunk(chunks).await {
+            let mut chunk = match self.next_chunk(chunks).await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(None) => {
@@ -451,27 +477,141 @@ impl Attempt<'_> {
             if let Some(why) = write::unwritable(&chunk, self.big.features) {
                 return Err(self.unwritable(&why));
             }
-            p.clear();
-            if write::encode_chunk(&mut p, tmp, &chunk, self.big.features) == 0 {
-                continue;
-            }
             bytes += chunk.size() as u64;
-            drop(chunk);
-            write::push_keepalive(&mut p, tmp);
-            let replies = dst.run(&p).await?;
-            match write::check_replies(&replies) {
-                Ok(()) => any = true,
-                Err(ChunkError::TempLost) => {
-                    return Err(Again::Transient(anyhow::anyhow!(
-                        "the temporary key of big key {} disappeared from the target while it was written; writing it again",
-                        escape_key(&self.key.key)
-                    )))
+            if let Chunk::String(piece) = &chunk {
+                string_len += piece.len() as u64;
+                if let Some(packed) = pack.as_mut() {
+                    if packed.push(piece).is_ok() {
+                        continue;
+                    }
+                    // Full: what is packed goes in, what is not (this piece too) is appended.
+                    chunk = Chunk::String(self.unpack_rest(dst, tmp, &mut pack, string_len).await?);
+                    any = true;
                 }
-                Err(ChunkError::Refused(e)) => return Err(self.write_refused(dst.endpoint(), &e)),
-                Err(ChunkError::Unwritable(why)) => return Err(self.unwritable(why)),
+                self.check_string_len(dst.endpoint(), string_len)?;
+            }
+            any |= self.write_chunk(dst, &mut p, tmp, chunk).await?;
+        }
+        if let Some(packed) = pack.as_mut() {
+            let rest = match packed.finish() {
+                Ok(()) => Vec::new(),
+                Err(_) => self
+                    .unpack_rest(dst, tmp, &mut pack, string_len)
+                    .await?
+                    .to_vec(),
+            };
+            if let Some(packed) = pack.take() {
+                any |= self.restore_packed(dst, tmp, packed).await?;
+            }
+            if !rest.is_empty() {
+                any |= self
+                    .write_chunk(dst, &mut p, tmp, Chunk::String(rest.into()))
+                    .await?;
             }
         }
         Ok(any.then_some(bytes))
+    }
+
+    /// After the packed string filled its cap: RESTOREs what is packed onto `tmp` (`pack` is
+    /// done) and returns the bytes that were not, to be appended — unless the string is already
+    /// too long for the target, which no RESTORE of a prefix can help.
+    async fn unpack_rest(
+        &self,
+        dst: &mut Connection,
+        tmp: &Bytes,
+        pack: &mut Option<PackedString>,
+        string_len: u64,
+    ) -> Result<Bytes, Again> {
+        self.check_string_len(dst.endpoint(), string_len)?;
+        let Some(mut packed) = pack.take() else {
+            return Ok(Bytes::new());
+        };
+        let rest = packed.take_pending();
+        self.restore_packed(dst, tmp, packed).await?;
+        Ok(Bytes::from(rest))
+    }
+
+    /// Writes one chunk into `tmp` (with the keepalive); false when it held nothing.
+    async fn write_chunk(
+        &self,
+        dst: &mut Connection,
+        p: &mut Pipeline,
+        tmp: &Bytes,
+        chunk: Chunk,
+    ) -> Result<bool, Again> {
+        p.clear();
+        if write::encode_chunk(p, tmp, &chunk, self.big.features) == 0 {
+            return Ok(false);
+        }
+        drop(chunk);
+        write::push_keepalive(p, tmp);
+        let replies = dst.run(p).await?;
+        match write::check_replies(&replies) {
+            Ok(()) => Ok(true),
+            Err(ChunkError::TempLost) => Err(Again::Transient(anyhow::anyhow!(
+                "the temporary key of big key {} disappeared from the target while it was written; writing it again",
+                escape_key(&self.key.key)
+            ))),
+            Err(ChunkError::Refused(e)) => Err(self.write_refused(dst.endpoint(), &e)),
+            Err(ChunkError::Unwritable(why)) => Err(self.unwritable(why)),
+        }
+    }
+
+    /// `RESTORE tmp <safety ttl> <packed payload> REPLACE`; false when nothing was packed.
+    async fn restore_packed(
+        &self,
+        dst: &mut Connection,
+        tmp: &Bytes,
+        packed: PackedString,
+    ) -> Result<bool, Again> {
+        let Some(payload) = packed.into_payload() else {
+            return Ok(false);
+        };
+        let ttl = write::TEMP_TTL_MS.to_string();
+        let mut p = Pipeline::new();
+        p.cmd(&[
+            b"RESTORE".as_slice(),
+            tmp,
+            ttl.as_bytes(),
+            &payload,
+            b"REPLACE",
+        ]);
+        drop(payload);
+        match dst.run(&p).await?.first() {
+            Some(Reply::Error(e)) => Err(self.write_refused(dst.endpoint(), e)),
+            Some(_) => Ok(true),
+            None => Err(Again::Fatal(anyhow::anyhow!(
+                "the target {} did not answer RESTORE",
+                dst.endpoint()
+            ))),
+        }
+    }
+
+    /// Refuses a string already longer than the target's `proto-max-bulk-len` that did not pack
+    /// under it: no APPEND can make it, and the target would refuse the first one past it.
+    fn check_string_len(&self, ep: &str, len: u64) -> Result<(), Again> {
+        let Some(limit) = self.big.max_bulk.filter(|&m| len > m) else {
+            return Ok(());
+        };
+        let key = escape_key(&self.key.key);
+        let db = self.key.db;
+        let cap = self.big.packed_cap();
+        let reason = format!(
+            "string of at least {len} bytes, longer than the target's proto-max-bulk-len \
+             ({limit} bytes) and not compressible under {cap} bytes: raise proto-max-bulk-len on the target"
+        );
+        let fatal = anyhow::anyhow!(
+            "big key {key} (db {db}) is a string of at least {} ({len} bytes read so far), longer than the \
+             target {ep}'s proto-max-bulk-len of {} ({limit} bytes), and it does not compress under {} \
+             (LZF, one RESTORE): no command can build it there. Raise proto-max-bulk-len on the target \
+             above the string's size (CONFIG SET proto-max-bulk-len, or the parameter group of a managed \
+             service), then rerun the same command; or rerun with --on-key-error skip to copy every other \
+             key and list this one in the dead-letter file",
+            human_bytes(len),
+            human_bytes(limit),
+            human_bytes(cap as u64)
+        );
+        Err(self.key_fault(Cause::TooLarge, &reason, fatal))
     }
 
     /// The next chunk; `Err(None)` when the key vanished from the live source.
@@ -602,7 +742,7 @@ impl Attempt<'_> {
         }
         Again::Fatal(anyhow::anyhow!(
             "the target {ep} refused to write big key {} (db {}) into its temporary key: {err}. Big keys are \
-             written with HSET/SADD/ZADD/RPUSH/APPEND/XADD/XSETID/XGROUP/XCLAIM, PEXPIRE, DEL, EXISTS, MULTI, RENAME, \
+             written with RESTORE/HSET/SADD/ZADD/RPUSH/APPEND/XADD/XSETID/XGROUP/XCLAIM, PEXPIRE, DEL, EXISTS, MULTI, RENAME, \
              PEXPIREAT, PERSIST, EXEC (and WATCH with --on-conflict skip): the target's ACL user needs them on all keys",
             escape_key(&self.key.key),
             self.key.db

@@ -15,12 +15,15 @@
 //!  write.rs  Chunks → temporary key in the same slot → MULTI RENAME + expiry EXEC on the target
 //!  size.rs   which keys are big: MEMORY USAGE (4.0+), else type lengths (3.2)
 //!  file.rs   an `.rdb` file's big value → Chunks, read element by element from its offset
+//!  packed_string.rs  a big string's chunks → one LZF-compressed RESTORE payload (a string may be
+//!            longer than the target's proto-max-bulk-len, which APPEND can never build)
 //! ```
 //! Scores travel as `f64` parsed from the 17-significant-digit text Redis prints, which round
 //! trips exactly; `±inf` included.
 
 pub mod copy;
 pub mod file;
+pub mod packed_string;
 pub mod read;
 pub mod size;
 pub mod write;
@@ -207,6 +210,7 @@ pub fn copy_settings(
         writer: 0,
         writers: 1,
         throttles: None,
+        max_bulk,
     })
 }
 
