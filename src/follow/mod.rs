@@ -82,6 +82,7 @@ use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
+use crate::read::refusal::Resharding;
 use crate::report::{MigrateReport, Status};
 use crate::sink::now_ms;
 use crate::sink::restore::WriterOptions;
@@ -347,8 +348,19 @@ impl Follower {
             if let Some((h, gaps_at_start)) = passes.task.take() {
                 let outcome = h
                     .await
-                    .map_err(|e| anyhow::anyhow!("a reconciliation pass failed: {e}"))??;
-                self.pass_done(&outcome, gaps_at_start);
+                    .map_err(|e| anyhow::anyhow!("a reconciliation pass failed: {e}"))?;
+                match outcome {
+                    Ok(outcome) => self.pass_done(&outcome, gaps_at_start),
+                    // A source cluster being resharded moved a key under the pass: it proved
+                    // nothing, and the next one (after --reconcile-every) reads the new layout.
+                    Err(e) if e.chain().any(|c| c.is::<Resharding>()) => {
+                        tracing::warn!(
+                            "a reconciliation pass stopped: {e:#}; the next one reads the new layout"
+                        );
+                        self.shared.marks().ledger.pass_ended(false);
+                    }
+                    Err(e) => return Err(e),
+                }
                 passes.last = Some(Instant::now());
             }
         }

@@ -16,6 +16,13 @@ pub const VERIFY_RIGHTS: &str = "+scan +pttl +dump +time +select +info +randomke
      (all keys), and for big keys (--big-key-bytes) +memory +type +strlen +getrange +lrange +llen \
      +sscan +scard +zscan +zcard +hscan +hlen +xrange +xlen +xinfo +xpending";
 
+/// A read a cluster answered with a redirection (`MOVED`/`ASK`) where ferry cannot follow it:
+/// the cluster is being resharded. Typed so that a caller that can simply try again later (the
+/// follower's background reconciliation pass) tells it from a real refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Resharding(String);
+
 /// Who read, for messages: `side` ("source"/"target") and endpoint (without password), and the
 /// rights it needs.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +39,8 @@ impl Who<'_> {
     /// `key` (of `db`) refused with `err`.
     pub fn refused(&self, db: u32, key: &[u8], err: &str) -> anyhow::Error {
         let Who { side, ep, rights } = *self;
-        let hint = match ErrorKind::of(err) {
+        let kind = ErrorKind::of(err);
+        let hint = match kind {
             ErrorKind::NoPerm(_) => format!(" The {side}'s ACL user needs {rights}."),
             k if k.is_redirect() => format!(
                 " The {side} cluster is being resharded: rerun the same command when it is over; \
@@ -40,10 +48,15 @@ impl Who<'_> {
             ),
             _ => String::new(),
         };
-        anyhow::anyhow!(
+        let message = format!(
             "the {side} {ep} refused to read key {} (db {db}): {err}.{hint}",
             escape_key(key)
-        )
+        );
+        if kind.is_redirect() {
+            anyhow::Error::new(Resharding(message))
+        } else {
+            anyhow::anyhow!(message)
+        }
     }
 
     /// A reply ferry cannot read.
