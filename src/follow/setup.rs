@@ -11,9 +11,9 @@ use super::events::{self, Notify, Subscription};
 use super::state::Shared;
 use super::{cutover, watch};
 use crate::check::{Layout, SideInfo};
-use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
 use crate::partition::KeyShare;
+use crate::plan::MigratePlan;
 use crate::sink::now_ms;
 use crate::stop::Stop;
 
@@ -35,7 +35,7 @@ pub struct Setup {
 /// `--partition`, its share's masters) and `share` the keys it follows (`None`: every key of
 /// `dbs`).
 pub async fn prepare(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     source: &Server,
     sinfo: &SideInfo,
     layout: &Layout,
@@ -43,7 +43,7 @@ pub async fn prepare(
     share: Option<Arc<KeyShare>>,
     cp_path: &std::path::Path,
 ) -> anyhow::Result<Setup> {
-    if args.on_conflict == crate::cli::OnConflict::Skip {
+    if plan.on_conflict == crate::policy::OnConflict::Skip {
         anyhow::bail!(
             "--follow keeps the target equal to the source, which --on-conflict skip contradicts; use fail or replace"
         );
@@ -56,7 +56,7 @@ pub async fn prepare(
     for m in &masters {
         let mut conn = m.connect().await?;
         let mut n = events::probe(&mut conn, streams).await;
-        if let (Notify::Off(flags), true) = (&n, args.follow.enable_notifications) {
+        if let (Notify::Off(flags), true) = (&n, plan.follow.enable_notifications) {
             n = enable(&mut conn, m, flags).await?;
         }
         if notify == Notify::On {
@@ -81,7 +81,7 @@ pub async fn prepare(
             false
         }
     };
-    let shared = Arc::new(Shared::new(dbs.to_vec(), share, args.follow.dirty_budget));
+    let shared = Arc::new(Shared::new(dbs.to_vec(), share, plan.follow.dirty_budget));
     let stop_tasks = Stop::new();
     let mut subs = Vec::new();
     for m in &masters {
