@@ -45,7 +45,7 @@ mod dbs;
 mod gate;
 mod keys;
 mod layout;
-mod notify;
+pub mod notify;
 mod server;
 mod side;
 

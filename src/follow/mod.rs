@@ -68,9 +68,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::check::notify::Notify;
 use apply::{Applied, Applier};
 use dirty::DbKey;
-use events::{Notify, Subscription};
+use events::Subscription;
 use reconcile::PassOutcome;
 use setup::source_masters;
 pub use setup::{prepare, Setup};

@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::events::{self, Notify, Subscription};
+use super::events::Subscription;
 use super::state::Shared;
 use super::{cutover, watch};
+use crate::check::notify::{self as notifications, Notify};
 use crate::check::{Layout, SideInfo};
 use crate::endpoint::Server;
 use crate::partition::KeyShare;
@@ -55,7 +56,7 @@ pub async fn prepare(
     let mut notify = Notify::On;
     for m in &masters {
         let mut conn = m.connect().await?;
-        let mut n = events::probe(&mut conn, streams).await;
+        let mut n = notifications::probe(&mut conn, streams).await;
         if let (Notify::Off(flags), true) = (&n, plan.follow.enable_notifications) {
             n = enable(&mut conn, m, flags).await?;
         }
@@ -63,7 +64,7 @@ pub async fn prepare(
             notify = n;
         }
     }
-    let how = events::how_to_enable();
+    let how = notifications::how_to_enable();
     let reliable = match &notify {
         Notify::On => true,
         Notify::Off(flags) => {
