@@ -68,7 +68,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::check::notify::Notify;
 use apply::{Applied, Applier};
 use dirty::DbKey;
 use events::Subscription;
@@ -77,6 +76,7 @@ use setup::source_masters;
 pub use setup::{prepare, Setup};
 use state::Shared;
 
+use crate::check::notify::Notify;
 use crate::check::{Layout, SideInfo};
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
