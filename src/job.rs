@@ -108,7 +108,8 @@ impl Job {
     }
 
     /// Spools an `--rdb` input that must be (standard input, a pipe, a gzip file): call once
-    /// after [`Job::resolve`], before the identity is taken. Nothing to do for a live source.
+    /// after the job is resolved (`resolve.rs`), before the identity is taken. Nothing to do for
+    /// a live source.
     pub async fn prepare_source(&mut self, stop: &crate::stop::Stop) -> anyhow::Result<()> {
         match &mut self.source {
             SourceSpec::Rdb(input) => input.prepare(stop).await,
