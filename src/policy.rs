@@ -26,3 +26,19 @@ pub enum OnKeyError {
     /// Write the key to the dead-letter file and go on (exit 1 at the end).
     Skip,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The job's identity (so every checkpoint's fingerprint) holds `on_conflict` by these
+    /// names: an old checkpoint stops matching if they change.
+    #[test]
+    fn serialised_names_are_stable() {
+        let names: Vec<String> = [OnConflict::Fail, OnConflict::Replace, OnConflict::Skip]
+            .iter()
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["\"fail\"", "\"replace\"", "\"skip\""]);
+    }
+}

@@ -365,4 +365,85 @@ mod tests {
         assert!(parse_db_map(&["x".into()]).is_err());
         assert!(parse_db_map(&["1:0".into(), "1:2".into()]).is_err());
     }
+
+    /// The command line as clap parses it.
+    fn parse(args: &[&str]) -> Command {
+        use clap::Parser;
+        crate::cli::Cli::try_parse_from(args)
+            .expect("the test's command line parses")
+            .command
+    }
+
+    /// Seconds and milliseconds become durations; the policies their plain twins.
+    #[test]
+    fn migrate_plan_holds_durations_and_policies() {
+        let Planned::Migrate(Ok(plan)) = plan(parse(&[
+            "ferry",
+            "migrate",
+            "--source",
+            "redis://127.0.0.1:1",
+            "--target",
+            "redis://127.0.0.1:2",
+            "--retry-for",
+            "7",
+            "--round-pause",
+            "250",
+            "--reconcile-every",
+            "9",
+            "--follow",
+            "--on-conflict",
+            "replace",
+            "--on-key-error",
+            "skip",
+            "--progress",
+            "json",
+        ])) else {
+            panic!("migrate resolves")
+        };
+        assert_eq!(plan.job.retry_for(), Duration::from_secs(7));
+        assert_eq!(plan.verify.round_pause, Duration::from_millis(250));
+        assert_eq!(plan.follow.reconcile_every, Some(Duration::from_secs(9)));
+        assert_eq!(plan.on_conflict, crate::policy::OnConflict::Replace);
+        assert_eq!(plan.on_key_error, crate::policy::OnKeyError::Skip);
+        assert_eq!(plan.output.progress, crate::progress::ProgressMode::Json);
+        assert_eq!(plan.output.log_every, Duration::from_secs(5));
+    }
+
+    /// A command line that cannot become a plan names both sides without their password.
+    #[test]
+    fn refused_plan_keeps_passwords_out() {
+        let Planned::Migrate(Err(refused)) = plan(parse(&[
+            "ferry",
+            "migrate",
+            "--source",
+            "redis://app:s3cret-pw@127.0.0.1:1",
+            "--target",
+            "redis://127.0.0.1:2",
+            "--db-map",
+            "nonsense",
+        ])) else {
+            panic!("a bad --db-map is refused")
+        };
+        let shown = format!("{refused:?} {:#}", refused.error);
+        assert!(shown.contains("--db-map"), "{shown}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+    }
+
+    /// `ferry cutover`'s seconds become durations (sent back as seconds in the request).
+    #[test]
+    fn cutover_plan() {
+        let Planned::Cutover(plan) = plan(parse(&[
+            "ferry",
+            "cutover",
+            "--checkpoint",
+            "a.json",
+            "--pause-source",
+            "3",
+        ])) else {
+            panic!("cutover resolves")
+        };
+        assert_eq!(plan.timeout, Duration::from_secs(60));
+        assert_eq!(plan.quiet, Duration::from_secs(2));
+        assert_eq!(plan.pause_source, Some(Duration::from_secs(3)));
+    }
 }
