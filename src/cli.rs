@@ -1,11 +1,15 @@
 //! What the user typed: the command line, parsed by clap.
 //!
-//! This is the "low-level" stage (in ripgrep's terms): flags exactly as given, no I/O. `job.rs`
-//! turns it into a plan, reading password files and certificates and checking combinations.
+//! This is the "low-level" stage (in ripgrep's terms): flags exactly as given, no I/O.
+//! `resolve.rs` turns it into a plan (`plan.rs`), reading password files and certificates and
+//! checking combinations; nothing else reads these types. The policies have clap-facing twins
+//! here, converted into the plain enums of `policy.rs` and `progress.rs`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{policy, progress};
 
 /// Move a Redis dataset from an old server or cluster into a new (TLS) one, and prove nothing
 /// was lost.
@@ -598,17 +602,6 @@ pub struct LimitArgs {
     pub source_latency_ms: Option<u64>,
 }
 
-impl LimitArgs {
-    /// The limits as the throttle takes them.
-    pub fn limits(&self) -> crate::throttle::Limits {
-        crate::throttle::Limits {
-            keys_per_sec: self.max_keys_per_sec,
-            bytes_per_sec: self.max_bytes_per_sec,
-            latency_ms: self.source_latency_ms,
-        }
-    }
-}
-
 /// How results are shown.
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Output")]
@@ -631,9 +624,8 @@ pub struct OutputArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// `--on-conflict` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// `--on-conflict` values (the clap twin of [`policy::OnConflict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnConflict {
     /// Refuse to start when target keys would be overwritten.
     Fail,
@@ -643,9 +635,18 @@ pub enum OnConflict {
     Skip,
 }
 
-/// `--on-key-error` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl From<OnConflict> for policy::OnConflict {
+    fn from(v: OnConflict) -> policy::OnConflict {
+        match v {
+            OnConflict::Fail => policy::OnConflict::Fail,
+            OnConflict::Replace => policy::OnConflict::Replace,
+            OnConflict::Skip => policy::OnConflict::Skip,
+        }
+    }
+}
+
+/// `--on-key-error` values (the clap twin of [`policy::OnKeyError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnKeyError {
     /// Stop the job, naming the key and the reason (exit 2).
     Stop,
@@ -653,7 +654,16 @@ pub enum OnKeyError {
     Skip,
 }
 
-/// `--progress` values.
+impl From<OnKeyError> for policy::OnKeyError {
+    fn from(v: OnKeyError) -> policy::OnKeyError {
+        match v {
+            OnKeyError::Stop => policy::OnKeyError::Stop,
+            OnKeyError::Skip => policy::OnKeyError::Skip,
+        }
+    }
+}
+
+/// `--progress` values (the clap twin of [`progress::ProgressMode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
     /// A bar when stderr is a terminal, log lines otherwise.
@@ -666,6 +676,18 @@ pub enum ProgressMode {
     Json,
     /// Nothing until the summary.
     None,
+}
+
+impl From<ProgressMode> for progress::ProgressMode {
+    fn from(v: ProgressMode) -> progress::ProgressMode {
+        match v {
+            ProgressMode::Auto => progress::ProgressMode::Auto,
+            ProgressMode::Bar => progress::ProgressMode::Bar,
+            ProgressMode::Log => progress::ProgressMode::Log,
+            ProgressMode::Json => progress::ProgressMode::Json,
+            ProgressMode::None => progress::ProgressMode::None,
+        }
+    }
 }
 
 #[cfg(test)]

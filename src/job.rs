@@ -1,20 +1,18 @@
-//! A job: the command line resolved into endpoints, TLS, DB selection and a fingerprint.
+//! A job: endpoints, TLS, DB selection, tuning, and the fingerprint that names it.
 //!
-//! This is the "high-level" stage after `cli.rs`: password files are read, certificates loaded,
-//! combinations checked, so that everything after it can assume a consistent plan. The
+//! `resolve.rs` builds it from the command line (password files read, certificates loaded,
+//! combinations checked), so that everything after it can assume a consistent job. The
 //! fingerprint names the job in its checkpoint: a rerun of the same command matches it, a
-//! different command does not.
+//! different command does not. May call: endpoint (types), source::rdb_input, partition
+//! (the `--partition` type), policy, report (a share's entry).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
-
-use crate::cli::{EndpointArgs, OnConflict, ReadTuningArgs, SelectionArgs, TuningArgs};
 use crate::endpoint::cluster::AddrMap;
-use crate::endpoint::tls::{self, TlsOptions};
-use crate::endpoint::{url, PasswordOrigin, Secret, Server, Side};
+use crate::endpoint::Server;
+use crate::policy::OnConflict;
+use crate::report::ShareOf;
 use crate::source::rdb_input::RdbInput;
 
 /// Where the keys come from.
@@ -45,6 +43,9 @@ pub struct Job {
     pub target_addr_map: AddrMap,
     /// `--partition I/N`: this worker's share of the job.
     pub partition: Option<crate::partition::Partition>,
+    /// (`--source-insecure`, `--target-insecure`): TLS certificates not verified, which the
+    /// checks warn about.
+    pub insecure: (bool, bool),
     /// `migrate --keys-from`: a digest of the list's contents, which makes the copy of those
     /// keys a job of its own (own checkpoint), set by `migrate.rs`.
     pub keys_from: Option<String>,
@@ -61,43 +62,18 @@ pub struct Tuning {
     pub batch_bytes: usize,
     /// `--writers`: parallel writer connections to the target.
     pub writers: usize,
-    /// `--retry-for`, in seconds (see [`Job::retry_for`]).
-    pub retry_for: u64,
+    /// `--retry-for` (see [`Job::retry_for`]).
+    pub retry_for: Duration,
     /// `--threads`.
     pub threads: Option<u16>,
     /// `--big-key-bytes`: keys above this are copied and verified in chunks (0: never).
     pub big_key_bytes: u64,
 }
 
-impl From<&ReadTuningArgs> for Tuning {
-    /// A reading command's knobs; the writing ones keep their defaults (nothing is written).
-    fn from(read: &ReadTuningArgs) -> Tuning {
-        Tuning {
-            scan_count: read.scan_count,
-            batch_keys: crate::cli::DEFAULT_BATCH_KEYS,
-            batch_bytes: read.batch_bytes,
-            writers: crate::cli::DEFAULT_WRITERS,
-            retry_for: read.retry_for,
-            threads: read.threads,
-            big_key_bytes: read.big_key_bytes,
-        }
-    }
-}
-
-impl From<&TuningArgs> for Tuning {
-    fn from(args: &TuningArgs) -> Tuning {
-        Tuning {
-            batch_keys: args.batch_keys,
-            writers: args.writers,
-            ..Tuning::from(&args.read)
-        }
-    }
-}
-
 impl Job {
     /// `--retry-for`: how long a lost connection is retried before the run gives up.
     pub fn retry_for(&self) -> Duration {
-        Duration::from_secs(self.tuning.retry_for)
+        self.tuning.retry_for
     }
 
     /// Refuses the flags that only mean something for a live source (load limits,
@@ -126,73 +102,14 @@ impl Job {
         Ok(())
     }
 
-    /// Resolves endpoints, passwords, TLS and DB selection; `tuning` is a command's
-    /// [`TuningArgs`] or [`ReadTuningArgs`].
-    pub fn resolve(
-        ep: &EndpointArgs,
-        sel: &SelectionArgs,
-        tuning: impl Into<Tuning>,
-    ) -> anyhow::Result<Job> {
-        let tuning = tuning.into();
-        let source = match (&ep.source, &ep.rdb) {
-            (Some(raw), None) => {
-                let password = password_from(Side::Source, ep.source_password_file.as_deref())?;
-                let endpoint = url::parse(raw, Side::Source, password)?;
-                let tls = TlsOptions {
-                    cacert: ep.source_cacert.clone(),
-                    cert: ep.source_cert.clone(),
-                    key: ep.source_key.clone(),
-                    sni: ep.source_sni.clone(),
-                    insecure: ep.source_insecure,
-                };
-                SourceSpec::Live(server(endpoint, &tls, &tuning)?)
-            }
-            (None, Some(path)) => SourceSpec::Rdb(RdbInput::new(path)?),
-            _ => anyhow::bail!("give the source as --source URL or --rdb FILE"),
-        };
-        let password = password_from(Side::Target, ep.target_password_file.as_deref())?;
-        let endpoint = url::parse(&ep.target, Side::Target, password)?;
-        let tls = TlsOptions {
-            cacert: ep.target_cacert.clone(),
-            cert: ep.target_cert.clone(),
-            key: ep.target_key.clone(),
-            sni: ep.target_sni.clone(),
-            insecure: ep.target_insecure,
-        };
-        let target = server(endpoint, &tls, &tuning)?;
-        if let SourceSpec::Live(src) = &source {
-            if src.endpoint.host == target.endpoint.host
-                && src.endpoint.port == target.endpoint.port
-            {
-                anyhow::bail!("--source and --target are the same server ({}); ferry copies between two servers", target.endpoint);
-            }
-        }
-        if tuning.writers == 0 || tuning.batch_keys == 0 || tuning.scan_count == 0 {
-            anyhow::bail!("--writers, --batch-keys and --scan-count must be at least 1");
-        }
-        let mut dbs = sel.db.clone();
-        dbs.sort_unstable();
-        dbs.dedup();
-        Ok(Job {
-            source,
-            target,
-            dbs,
-            db_map: parse_db_map(&sel.db_map)?,
-            tuning,
-            source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
-            target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
-            partition: sel.partition,
-            keys_from: None,
-        })
-    }
-
     /// The target DB for source DB `db`.
     pub fn target_db(&self, db: u32) -> u32 {
         self.db_map.get(&db).copied().unwrap_or(db)
     }
 
     /// Spools an `--rdb` input that must be (standard input, a pipe, a gzip file): call once
-    /// after [`Job::resolve`], before the identity is taken. Nothing to do for a live source.
+    /// after the job is resolved (`resolve.rs`), before the identity is taken. Nothing to do for
+    /// a live source.
     pub async fn prepare_source(&mut self, stop: &crate::stop::Stop) -> anyhow::Result<()> {
         match &mut self.source {
             SourceSpec::Rdb(input) => input.prepare(stop).await,
@@ -223,108 +140,34 @@ impl Job {
         id
     }
 
+    /// The id of the whole job a share belongs to: what every worker of one split job has alike
+    /// (source, target, DB selection and mapping), whatever its share or command.
+    pub fn whole_job_id(&self) -> String {
+        let mut id = self.identity(OnConflict::Fail);
+        if let Some(map) = id.as_object_mut() {
+            map.remove("partition");
+            map.remove("on_conflict");
+        }
+        format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(id.to_string().as_bytes())
+        )
+    }
+
+    /// What a worker's report says about its share `p` (`--partition`), for `ferry report
+    /// merge`; `command` is `migrate` or `verify`.
+    pub fn share_of(&self, command: &str, p: crate::partition::Partition) -> ShareOf {
+        ShareOf {
+            command: command.into(),
+            job: self.whole_job_id(),
+            index: p.index,
+            count: p.count,
+        }
+    }
+
     /// A short hex id of [`Job::identity`], used in the default checkpoint name.
     pub fn fingerprint(&self, on_conflict: OnConflict) -> String {
         let text = self.identity(on_conflict).to_string();
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
-    }
-}
-
-fn server(endpoint: url::Endpoint, opts: &TlsOptions, tuning: &Tuning) -> anyhow::Result<Server> {
-    let flag = endpoint.side.name();
-    let tls = if endpoint.tls {
-        if opts.insecure {
-            tracing::warn!(
-                "!!! --{flag}-insecure: the {flag}'s TLS certificate is NOT verified. Anyone on the \
-                 network path can impersonate {} and read the data and the password. Use \
-                 --{flag}-cacert instead outside of tests. !!!",
-                endpoint
-            );
-        }
-        Some(tls::build(opts, flag)?)
-    } else {
-        let given =
-            opts.cacert.is_some() || opts.cert.is_some() || opts.sni.is_some() || opts.insecure;
-        if given {
-            anyhow::bail!(
-                "TLS flags were given for the {flag}, but its URL {endpoint} is plain redis://; use rediss:// to connect with TLS"
-            );
-        }
-        None
-    };
-    Ok(Server {
-        endpoint,
-        tls,
-        answer_timeout: crate::retry::answer_timeout(Duration::from_secs(tuning.retry_for)),
-    })
-}
-
-/// The password from `--*-password-file` or `FERRY_*_PASSWORD`, with where it came from. Both
-/// at once are refused as ambiguous (and `url::parse` refuses either with a URL password).
-fn password_from(
-    side: Side,
-    file: Option<&Path>,
-) -> anyhow::Result<Option<(Secret, PasswordOrigin)>> {
-    let var = format!("FERRY_{}_PASSWORD", side.name().to_uppercase());
-    let env = std::env::var(&var).ok().filter(|s| !s.is_empty());
-    if let Some(path) = file {
-        if env.is_some() {
-            anyhow::bail!(
-                "the {side} password is given twice: in --{side}-password-file {} and in the environment \
-                 variable {var}. Give it in one place only (unset {var}, or drop the flag)",
-                path.display(),
-                side = side.name()
-            );
-        }
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "--{}-password-file {}: cannot read the file",
-                side.name(),
-                path.display()
-            )
-        })?;
-        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        if line.is_empty() {
-            anyhow::bail!(
-                "--{}-password-file {}: the file is empty",
-                side.name(),
-                path.display()
-            );
-        }
-        let origin = PasswordOrigin::File(
-            format!("--{}-password-file", side.name()),
-            path.to_path_buf(),
-        );
-        return Ok(Some((Secret::new(line), origin)));
-    }
-    Ok(env.map(|pw| (Secret::new(pw), PasswordOrigin::Env(var))))
-}
-
-fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u32, u32>> {
-    let mut map = BTreeMap::new();
-    for item in items {
-        let parsed = item.split_once(':').and_then(|(s, t)| {
-            Some((s.trim().parse::<u32>().ok()?, t.trim().parse::<u32>().ok()?))
-        });
-        let Some((s, t)) = parsed else {
-            anyhow::bail!("--db-map {item:?}: expected SOURCE_DB:TARGET_DB, e.g. 3:0");
-        };
-        if map.insert(s, t).is_some() {
-            anyhow::bail!("--db-map maps source DB {s} twice");
-        }
-    }
-    Ok(map)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn db_map_parses_and_rejects() {
-        let m = parse_db_map(&["3:0".into(), "1:2".into()]).unwrap();
-        assert_eq!(m.get(&3), Some(&0));
-        assert!(parse_db_map(&["x".into()]).is_err());
-        assert!(parse_db_map(&["1:0".into(), "1:2".into()]).is_err());
     }
 }

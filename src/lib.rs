@@ -24,7 +24,9 @@
 //!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
 //!                    reconciliation pass (verify's bucket digests); `ferry cutover` ─► GO/NO-GO
 //! ```
-//! `cli.rs` is what the user typed; `job.rs` resolves it (passwords, TLS, DBs, fingerprint);
+//! `cli.rs` is what the user typed (the only module that knows clap); `resolve.rs` turns it into
+//! the command's plan (`plan.rs`: the `job.rs` job with passwords, TLS, DBs and fingerprint, the
+//! policies of `policy.rs`, durations, limits, output), which is all the commands below see;
 //! `check/` checks the servers before anything is written: `ferry check` prints every check a
 //! job can fail as a table, and `migrate` and `verify` run the same checks as their gate
 //! (`check/gate.rs`) before their first write.
@@ -64,12 +66,15 @@ pub mod metrics;
 pub mod migrate;
 pub mod partition;
 pub mod pipeline;
+pub mod plan;
+pub mod policy;
 pub mod progress;
 pub mod rdb;
 pub mod read;
 pub mod record;
 pub mod report;
 pub mod report_merge;
+pub mod resolve;
 pub mod retry;
 pub mod sink;
 pub mod source;

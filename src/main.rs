@@ -1,11 +1,14 @@
-//! The `ferry` binary: parse the command line, run, map the outcome to an exit code.
+//! The `ferry` binary: parse the command line, resolve it into a plan (`resolve.rs`), run,
+//! map the outcome to an exit code.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
 use ferry::cli::{Cli, Command, ReportCommand};
 use ferry::report::{self, Status};
+use ferry::resolve::{self, Planned};
 use ferry::stop::Stop;
 
 fn main() {
@@ -17,15 +20,15 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let report_path = match &cli.command {
-        Command::Migrate(args) => args.output.report.as_deref(),
-        Command::Verify(args) => args.output.report.as_deref(),
-        Command::Cutover(args) => args.report.as_deref(),
-        Command::Check(args) => args.report.as_deref(),
-        Command::Report(ReportCommand::Merge(args)) => args.report.as_deref(),
+    let report_path: Option<PathBuf> = match &cli.command {
+        Command::Migrate(args) => args.output.report.clone(),
+        Command::Verify(args) => args.output.report.clone(),
+        Command::Cutover(args) => args.report.clone(),
+        Command::Check(args) => args.report.clone(),
+        Command::Report(ReportCommand::Merge(args)) => args.report.clone(),
     };
     // A report that cannot be written would only be found out after the whole copy.
-    if let Some(path) = report_path {
+    if let Some(path) = &report_path {
         if let Err(e) = report::check_writable(path) {
             eprintln!("ferry: error: {e:#}. Nothing was done");
             std::process::exit(2);
@@ -41,7 +44,13 @@ fn main() {
             }
         }
     }
-    let runtime = match runtime(&cli.command) {
+    let metrics_addr = match &cli.command {
+        Command::Migrate(args) => args.output.metrics_addr,
+        Command::Verify(args) => args.output.metrics_addr,
+        Command::Cutover(_) | Command::Check(_) | Command::Report(_) => None,
+    };
+    let planned = resolve::plan(cli.command);
+    let runtime = match runtime(&planned) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: error: cannot start the async runtime: {e}");
@@ -51,51 +60,61 @@ fn main() {
     let code = runtime.block_on(async {
         let stop = Stop::new();
         watch_signals(stop.clone());
-        let metrics_addr = match &cli.command {
-            Command::Migrate(args) => args.output.metrics_addr,
-            Command::Verify(args) => args.output.metrics_addr,
-            Command::Cutover(_) | Command::Check(_) | Command::Report(_) => None,
-        };
         if let Some(addr) = metrics_addr {
             if let Err(e) = ferry::metrics::serve(addr).await {
                 eprintln!("ferry: error: {e:#}");
                 return 2;
             }
         }
-        match cli.command {
-            Command::Migrate(args) => {
-                let report = ferry::migrate::run(&args, stop).await;
-                ferry::migrate::print_summary(&report);
-                finish(args.output.report.as_deref(), &report, report.status)
-            }
-            Command::Verify(args) => {
-                let report = ferry::verify::run(&args, stop).await;
-                ferry::verify::print_summary(&report);
-                finish(args.output.report.as_deref(), &report, report.status)
-            }
-            Command::Cutover(args) => {
-                let verdict = ferry::follow::cutover::command(&args).await;
-                ferry::follow::cutover::print_verdict(&verdict);
-                let status = match verdict.code {
-                    0 => Status::Ok,
-                    1 => Status::Mismatch,
-                    _ => Status::Error,
-                };
-                finish(args.report.as_deref(), &verdict, status)
-            }
-            Command::Check(args) => {
-                let report = ferry::check::run(&args).await;
-                ferry::check::print_table(&report);
-                let code = finish(args.report.as_deref(), &report, Status::Ok);
-                if code != 0 {
-                    return code;
-                }
-                report.status.exit_code()
-            }
-            Command::Report(ReportCommand::Merge(args)) => merge_reports(&args),
-        }
+        run(planned, report_path.as_deref(), stop).await
     });
     std::process::exit(code);
+}
+
+/// Runs the resolved command (or reports why its command line was refused); returns the exit
+/// code. `report_path` is the command's `--report`.
+async fn run(planned: Planned, report_path: Option<&Path>, stop: Stop) -> i32 {
+    match planned {
+        Planned::Migrate(plan) => {
+            let report = match plan {
+                Ok(plan) => ferry::migrate::run(&plan, stop).await,
+                Err(refused) => ferry::migrate::refused(refused),
+            };
+            ferry::migrate::print_summary(&report);
+            finish(report_path, &report, report.status)
+        }
+        Planned::Verify(plan) => {
+            let report = match plan {
+                Ok(plan) => ferry::verify::run(&plan, stop).await,
+                Err(refused) => ferry::verify::refused(refused),
+            };
+            ferry::verify::print_summary(&report);
+            finish(report_path, &report, report.status)
+        }
+        Planned::Cutover(plan) => {
+            let verdict = ferry::follow::cutover::command(&plan).await;
+            ferry::follow::cutover::print_verdict(&verdict);
+            let status = match verdict.code {
+                0 => Status::Ok,
+                1 => Status::Mismatch,
+                _ => Status::Error,
+            };
+            finish(report_path, &verdict, status)
+        }
+        Planned::Check(plan) => {
+            let report = match plan {
+                Ok(plan) => ferry::check::run(&plan).await,
+                Err(refused) => ferry::check::refused(refused),
+            };
+            ferry::check::print_table(&report);
+            let code = finish(report_path, &report, Status::Ok);
+            if code != 0 {
+                return code;
+            }
+            report.status.exit_code()
+        }
+        Planned::Merge(args) => merge_reports(&args),
+    }
 }
 
 /// The log filter from `FERRY_LOG`, else `RUST_LOG` (FERRY_LOG wins when both are set), else
@@ -146,14 +165,18 @@ fn merge_reports(args: &ferry::cli::MergeArgs) -> i32 {
 /// current-thread runtime, which costs the least CPU; more threads spread readers and writers
 /// (each a spawned task) over N workers. CPU-heavy RDB parsing runs on `spawn_blocking` threads
 /// either way.
-fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime(planned: &Planned) -> std::io::Result<tokio::runtime::Runtime> {
     use ferry::threads;
-    let threads = match command {
-        Command::Migrate(a) => threads::for_migrate(a),
-        Command::Verify(a) => {
-            threads::choose(a.tuning.threads, threads::cores(), threads::VERIFY_STREAMS)
-        }
-        Command::Cutover(_) | Command::Check(_) | Command::Report(_) => 1,
+    let threads = match planned {
+        Planned::Migrate(Ok(plan)) => threads::for_migrate(plan),
+        Planned::Verify(Ok(plan)) => threads::choose(
+            plan.job.tuning.threads,
+            threads::cores(),
+            threads::VERIFY_STREAMS,
+        ),
+        // A refused command line only prints why.
+        Planned::Migrate(Err(_)) | Planned::Verify(Err(_)) => 1,
+        Planned::Cutover(_) | Planned::Check(_) | Planned::Merge(_) => 1,
     };
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

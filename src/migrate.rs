@@ -22,48 +22,19 @@ mod writers;
 
 use std::time::Instant;
 
-use crate::cli::MigrateArgs;
+use crate::plan::{MigratePlan, Names, Refused};
 use crate::report::{human_bytes, KeyCounts, MigrateReport, Status};
 use crate::stop::Stop;
 
 /// Runs `ferry migrate` and returns its report (never panics on bad input; errors land in it).
-pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
+pub async fn run(plan: &MigratePlan, stop: Stop) -> MigrateReport {
     let started = Instant::now();
-    let mut report = MigrateReport {
-        status: Status::Error,
-        source: args
-            .endpoints
-            .source
-            .as_deref()
-            .map(crate::endpoint::url::redact)
-            .unwrap_or_else(|| {
-                args.endpoints
-                    .rdb
-                    .as_ref()
-                    .map(|p| format!("rdb:{}", p.display()))
-                    .unwrap_or_default()
-            }),
-        target: crate::endpoint::url::redact(&args.endpoints.target),
-        resumed: false,
-        keys: KeyCounts::default(),
-        bytes: 0,
-        expiry_uncertainty_ms: 0,
-        elapsed_ms: 0,
-        checkpoint: None,
-        dead_letter: None,
-        error: None,
-        verify: None,
-        notes: Vec::new(),
-        peak_rss_bytes: None,
-        follow: None,
-        cutover: None,
-        partition: None,
-    };
+    let mut report = new_report(&plan.names);
     // After a signal, a phase stuck on a server that does not answer is abandoned (the copy
     // saves its checkpoint first, see `pipeline.rs`).
     match stop
         .clone()
-        .or_abandon(flow::run(args, stop.clone(), &mut report))
+        .or_abandon(flow::run(plan, stop.clone(), &mut report))
         .await
     {
         Some(Ok(())) => {}
@@ -82,6 +53,37 @@ pub async fn run(args: &MigrateArgs, stop: Stop) -> MigrateReport {
     report
 }
 
+/// The report of a command line that could not become a plan: nothing was done.
+pub fn refused(refused: Refused) -> MigrateReport {
+    let mut report = new_report(&refused.names);
+    report.error = Some(format!("{:#}", refused.error));
+    report.peak_rss_bytes = crate::report::peak_rss_bytes();
+    report
+}
+
+/// A report that names both sides and says nothing happened yet (status `error` until set).
+fn new_report(names: &Names) -> MigrateReport {
+    MigrateReport {
+        status: Status::Error,
+        source: names.source.clone(),
+        target: names.target.clone(),
+        resumed: false,
+        keys: KeyCounts::default(),
+        bytes: 0,
+        expiry_uncertainty_ms: 0,
+        elapsed_ms: 0,
+        checkpoint: None,
+        dead_letter: None,
+        error: None,
+        verify: None,
+        notes: Vec::new(),
+        peak_rss_bytes: None,
+        follow: None,
+        cutover: None,
+        partition: None,
+    }
+}
+
 /// The report of a run abandoned after a signal while a server did not answer.
 fn interrupted(report: &mut MigrateReport) {
     report.status = Status::Interrupted;
@@ -98,14 +100,6 @@ fn interrupted(report: &mut MigrateReport) {
 pub(crate) fn set_phase(phase: &str) {
     if let Some(m) = crate::metrics::get() {
         m.set_phase(phase);
-    }
-}
-
-/// The flag that sends keys into target DB `t`, for messages: `--db-map S:T` or `--db T`.
-pub(crate) fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
-    match pairs.iter().find(|p| p.1 == t) {
-        Some(&(s, t)) if s != t => format!("--db-map {s}:{t}"),
-        _ => format!("--db {t}"),
     }
 }
 

@@ -32,12 +32,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::check::Layout;
-use crate::cli::OnConflict;
 use crate::endpoint::cluster::{Topology, SLOTS};
+use crate::endpoint::layout::Layout;
 use crate::endpoint::slot::key_slot;
-use crate::job::Job;
-use crate::report_merge::ShareOf;
 
 /// `--partition I/N`: this worker's share index and the number of shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -80,30 +77,6 @@ pub fn parse(text: &str) -> Result<Partition, String> {
         ));
     }
     Ok(Partition { index, count })
-}
-
-/// The id of the whole job a share belongs to: what every worker of one split job has alike
-/// (source, target, DB selection and mapping), whatever its share or command.
-pub fn job_id(job: &Job) -> String {
-    let mut id = job.identity(OnConflict::Fail);
-    if let Some(map) = id.as_object_mut() {
-        map.remove("partition");
-        map.remove("on_conflict");
-    }
-    format!(
-        "{:016x}",
-        xxhash_rust::xxh3::xxh3_64(id.to_string().as_bytes())
-    )
-}
-
-/// What a worker's report says about its share, for `ferry report merge`.
-pub fn share_of(command: &str, job: &Job, p: Partition) -> ShareOf {
-    ShareOf {
-        command: command.into(),
-        job: job_id(job),
-        index: p.index,
-        count: p.count,
-    }
 }
 
 /// Which keys belong to a share, key by key.

@@ -7,10 +7,24 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::ProgressMode;
 use crate::report::human_bytes;
 use crate::source::Counts;
 use crate::throttle::{self, Throttles};
+
+/// How progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, log lines otherwise.
+    Auto,
+    /// Always a bar.
+    Bar,
+    /// Always log lines.
+    Log,
+    /// One JSON object per line on stderr, every `--log-every` (for job runners).
+    Json,
+    /// Nothing until the summary.
+    None,
+}
 
 /// Shows how far the copy has got.
 pub struct Progress {

@@ -80,7 +80,7 @@ pub struct MigrateReport {
     pub cutover: Option<serde_json::Value>,
     /// `--partition`: which share of which job this report is (read by `ferry report merge`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<crate::report_merge::ShareOf>,
+    pub partition: Option<ShareOf>,
 }
 
 /// This process's peak resident set size so far (`VmHWM` of `/proc/self/status`, Linux only).
@@ -198,6 +198,20 @@ pub fn check_writable_as(path: &Path, flag: &str) -> anyhow::Result<()> {
 }
 
 pub use crate::display::{escape_key, human_bytes};
+
+/// What identifies a worker's report, written into it by `migrate` and `verify` with
+/// `--partition` (the `partition` field).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShareOf {
+    /// `migrate` or `verify`.
+    pub command: String,
+    /// The job without its partition (source, target, DBs; see [`crate::job::Job::whole_job_id`]).
+    pub job: String,
+    /// The share, `0..count`.
+    pub index: u32,
+    /// Number of shares.
+    pub count: u32,
+}
 
 #[cfg(test)]
 mod tests {

@@ -14,21 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use crate::report::Status;
-
-/// What identifies a worker's report, written into it by `migrate` and `verify` with
-/// `--partition` (the `partition` field).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ShareOf {
-    /// `migrate` or `verify`.
-    pub command: String,
-    /// The job without its partition (source, target, DBs; see [`crate::partition::job_id`]).
-    pub job: String,
-    /// The share, `0..count`.
-    pub index: u32,
-    /// Number of shares.
-    pub count: u32,
-}
+use crate::report::{ShareOf, Status};
 
 /// Fields whose merged value is the largest, not the sum.
 const MAX_FIELDS: [&str; 6] = [

@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use crate::check::{self, Layout};
-use crate::cli::MigrateArgs;
-use crate::job::{Job, SourceSpec};
+use crate::job::SourceSpec;
 use crate::partition::Share;
+use crate::plan::MigratePlan;
 
 /// Streams `ferry verify` reads at once: the source and the target, each in its own task.
 pub const VERIFY_STREAMS: usize = 2;
@@ -40,14 +40,16 @@ pub fn choose(given: Option<u16>, cores: usize, streams: usize) -> usize {
 }
 
 /// `ferry migrate`'s thread count: `--threads`, else the default (see the module doc).
-pub fn for_migrate(args: &MigrateArgs) -> usize {
+pub fn for_migrate(plan: &MigratePlan) -> usize {
     // An RDB file is one stream (parsed on blocking threads whatever the runtime), and a probe
     // must not touch it (`--rdb -` is standard input).
-    if args.tuning.read.threads.is_some() || cores() <= 1 || args.endpoints.rdb.is_some() {
-        return choose(args.tuning.read.threads, cores(), 1);
+    let given = plan.job.tuning.threads;
+    let rdb = matches!(plan.job.source, SourceSpec::Rdb(_));
+    if given.is_some() || cores() <= 1 || rdb {
+        return choose(given, cores(), 1);
     }
     let probe = async {
-        tokio::time::timeout(PROBE_FOR, source_streams(args))
+        tokio::time::timeout(PROBE_FOR, source_streams(plan))
             .await
             .ok()
             .flatten()
@@ -67,8 +69,8 @@ pub fn for_migrate(args: &MigrateArgs) -> usize {
 }
 
 /// How many streams the copy of this worker's share reads at once (`None`: unknown).
-async fn source_streams(args: &MigrateArgs) -> Option<usize> {
-    let job = Job::resolve(&args.endpoints, &args.selection, &args.tuning).ok()?;
+async fn source_streams(plan: &MigratePlan) -> Option<usize> {
+    let job = &plan.job;
     let SourceSpec::Live(source) = &job.source else {
         return Some(1);
     };

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use super::side::SideInfo;
-use crate::cli::OnConflict;
 use crate::endpoint::info;
 use crate::endpoint::{Connection, Endpoint, Reply, Server};
+use crate::policy::OnConflict;
 
 /// Refuses DB selections the target cannot take: a cluster has only DB 0, and two source DBs
 /// written into one target DB overwrite each other's keys unless a conflict policy says how.
@@ -122,4 +122,12 @@ pub async fn check_dbs_on(
         return Ok(());
     }
     check_dbs_exist(&mut conn, dbs, flag).await
+}
+
+/// The flag that sends keys into target DB `t`, for messages: `--db-map S:T` or `--db T`.
+pub fn target_db_flag(pairs: &[(u32, u32)], t: u32) -> String {
+    match pairs.iter().find(|p| p.1 == t) {
+        Some(&(s, t)) if s != t => format!("--db-map {s}:{t}"),
+        _ => format!("--db {t}"),
+    }
 }

@@ -13,11 +13,11 @@
 //! `--on-conflict fail`), as it did before the gate; a resumed run whose checkpoint says it passed
 //! skips it, since the target then holds ferry's own keys.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{run_checks, Check, Lost, Plan, Purpose, SideInfo, Source, Status};
-use crate::cli::OnConflict;
 use crate::job::Job;
+use crate::policy::OnConflict;
 use crate::retry::Backoff;
 use crate::source::rdb_file::FileSummary;
 
@@ -75,7 +75,7 @@ pub async fn gate(g: Gate<'_>) -> anyhow::Result<Gated> {
     // The checks only read, so a connection lost on the way redoes them all on new
     // connections, within --retry-for (as every other phase); a first contact that nothing
     // accepts is a wrong address, reported at once.
-    let mut backoff = Backoff::new(Duration::from_secs(g.job.tuning.retry_for));
+    let mut backoff = Backoff::new(g.job.tuning.retry_for);
     let mut first = true;
     let (rows, sides) = loop {
         let mut rows = Vec::new();

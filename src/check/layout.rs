@@ -12,9 +12,9 @@ use super::connect::Probed;
 use super::dbs::{check_db_plan, check_dbs_exist};
 use super::side::{Layout, SideInfo};
 use super::{Check, Plan, Purpose, Source};
-use crate::cli::OnConflict;
 use crate::job::Job;
 use crate::partition::Share;
+use crate::policy::OnConflict;
 use crate::sink::route::Router;
 use crate::source::rdb_file::{self, FileOptions, FileSummary};
 use crate::stop::Stop;
@@ -176,7 +176,7 @@ async fn dbs_exist(
     if !dst.side.is_cluster() {
         if let Some(node) = dst.nodes.first_mut() {
             let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-            let flag = |t| crate::migrate::target_db_flag(pairs, t);
+            let flag = |t| crate::check::target_db_flag(pairs, t);
             check_dbs_exist(&mut node.conn, &tdbs, &flag).await?;
         }
     }

@@ -45,7 +45,7 @@ mod dbs;
 mod gate;
 mod keys;
 mod layout;
-mod notify;
+pub mod notify;
 mod server;
 mod side;
 
@@ -55,13 +55,14 @@ use serde::Serialize;
 
 pub use conflicts::{check_conflicts, Probe};
 pub(crate) use conflicts::{Conflicts, Exists};
-pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on, shared_target};
+pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on, shared_target, target_db_flag};
 pub use gate::{gate, Gate, Gated};
 pub use keys::max_bulk_len;
 pub use side::{examine, inspect, Layout, SideInfo};
 
-use crate::cli::{CheckArgs, OnConflict};
 use crate::job::{Job, SourceSpec};
+use crate::plan::{CheckPlan, Refused};
+use crate::policy::OnConflict;
 use crate::source::rdb_file::FileSummary;
 
 /// The outcome of one check.
@@ -208,31 +209,22 @@ pub struct CheckReport {
 }
 
 /// Runs every check and returns the result (never panics on bad input: it becomes a row).
-pub async fn run(args: &CheckArgs) -> CheckReport {
+pub async fn run(check: &CheckPlan) -> CheckReport {
     let started = Instant::now();
     let mut checks = Vec::new();
-    let source = match (&args.endpoints.source, &args.endpoints.rdb) {
-        (Some(url), _) => crate::endpoint::url::redact(url),
-        (None, Some(path)) => format!("rdb:{}", path.display()),
-        (None, None) => String::new(),
-    };
-    let target = crate::endpoint::url::redact(&args.endpoints.target);
     let job = async {
-        let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+        let mut job = check.job.clone();
         // `--rdb -` and gzip files are spooled to a plain file first, as migrate does.
         job.prepare_source(&crate::stop::Stop::new()).await?;
         anyhow::Ok(job)
     };
     let plan = Plan {
         purpose: Purpose::Check,
-        on_conflict: args.on_conflict,
+        on_conflict: check.on_conflict,
         conflicts: true,
         copied_keys: 0,
-        follow: args.follow.then_some(args.enable_notifications),
-        insecure: (
-            args.endpoints.source_insecure,
-            args.endpoints.target_insecure,
-        ),
+        follow: check.follow,
+        insecure: check.job.insecure,
         file: None,
         skip_key_errors: false,
     };
@@ -240,19 +232,35 @@ pub async fn run(args: &CheckArgs) -> CheckReport {
         Ok(job) => {
             run_checks(&plan, &job, &mut checks).await;
         }
-        Err(e) => checks.push(Check::fail(
-            "command line",
-            format!("{e:#}"),
-            "fix the flags as the detail says",
-        )),
+        Err(e) => checks.push(command_line_failed(&e)),
     }
     CheckReport {
         status: checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok),
-        source,
-        target,
+        source: check.names.source.clone(),
+        target: check.names.target.clone(),
         checks,
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// The report of a `ferry check` whose command line could not become a plan: one failed row.
+pub fn refused(refused: Refused) -> CheckReport {
+    CheckReport {
+        status: Status::Fail,
+        source: refused.names.source,
+        target: refused.names.target,
+        checks: vec![command_line_failed(&refused.error)],
+        elapsed_ms: 0,
+    }
+}
+
+/// The row of a command line that does not resolve (or an `--rdb` input that cannot be read).
+fn command_line_failed(e: &anyhow::Error) -> Check {
+    Check::fail(
+        "command line",
+        format!("{e:#}"),
+        "fix the flags as the detail says",
+    )
 }
 
 /// Which command the checks are for: what it sends decides which rows apply.

@@ -1,7 +1,7 @@
 //! Keyspace notifications on the source, for `--follow`.
 //!
 //! `migrate --follow` follows by keyspace events only when every master publishes the classes
-//! it needs (`follow/events.rs` decides, `follow/setup.rs` acts); otherwise it follows by
+//! it needs ([`probe`] here decides, `follow/setup.rs` acts); otherwise it follows by
 //! reconciliation passes alone, each of which reads both sides — a real cost on production,
 //! worth knowing before the job. With `--enable-notifications` ferry turns them on itself
 //! (`CONFIG SET`), and stops before the copy when the server refuses: that refusal is knowable
@@ -12,7 +12,61 @@
 use super::acl::may_run;
 use super::connect::Probed;
 use super::Check;
-use crate::follow::events::{self, how_to_enable, Notify};
+use crate::endpoint::{Connection, Reply};
+
+/// What the source's `notify-keyspace-events` allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notify {
+    /// Key-event notifications of every class that changes keys.
+    On,
+    /// Off or missing classes; the text says what is set.
+    Off(String),
+    /// `CONFIG GET` is refused (renamed, ACL, a managed service): unknown.
+    Unknown(String),
+}
+
+/// The classes needed: key events (`E`) of generic, string, list, set, hash, zset, expired and
+/// evicted (`A`, or each of `g$lshzxe`), and stream (`t`) from 5.0 on.
+pub fn sufficient(flags: &str, streams: bool) -> bool {
+    if !flags.contains('E') {
+        return false;
+    }
+    if flags.contains('A') {
+        return true;
+    }
+    let needed = if streams { "g$lshzxet" } else { "g$lshzxe" };
+    needed.chars().all(|c| flags.contains(c))
+}
+
+/// Reads `notify-keyspace-events` (never changes it).
+pub async fn probe(conn: &mut Connection, streams: bool) -> Notify {
+    let reply = match conn
+        .cmd(&[b"CONFIG".as_slice(), b"GET", b"notify-keyspace-events"])
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Notify::Unknown(e.to_string()),
+    };
+    if let Some(err) = reply.error() {
+        return Notify::Unknown(err.to_string());
+    }
+    let flags = match &reply {
+        Reply::Array(Some(parts)) => parts.get(1).and_then(Reply::to_text).unwrap_or_default(),
+        _ => String::new(),
+    };
+    if sufficient(&flags, streams) {
+        Notify::On
+    } else {
+        Notify::Off(flags)
+    }
+}
+
+/// The one line that says how to turn notifications on.
+pub fn how_to_enable() -> &'static str {
+    "set notify-keyspace-events to KEA (at least Eg$lshzxet): CONFIG SET notify-keyspace-events KEA \
+     on a self-hosted server (or rerun with --enable-notifications to let ferry do it), or the \
+     notify-keyspace-events parameter of the cluster's parameter group on ElastiCache"
+}
 
 /// The row: ok when ferry can follow by events, a warning when it would fall back to
 /// reconciliation passes, a failure when `--enable-notifications` would be refused.
@@ -27,7 +81,7 @@ pub(crate) async fn notifications(src: &mut Probed, follow: Option<bool>, out: &
     let mut seen = Vec::new();
     for node in src.nodes.iter_mut() {
         let label = node.label();
-        match events::probe(&mut node.conn, streams).await {
+        match probe(&mut node.conn, streams).await {
             Notify::On => seen.push(format!("on{label}")),
             Notify::Unknown(why) => unknown.push(format!("{}{label}", why.trim())),
             Notify::Off(flags) => {
@@ -92,4 +146,19 @@ pub(crate) async fn notifications(src: &mut Probed, follow: Option<bool>, out: &
     } else {
         Check::ok(name, format!("{}: --follow follows by keyspace events", seen.join(", ")))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert!(sufficient("AKE", true));
+        assert!(sufficient("Eg$lshzxet", true));
+        assert!(!sufficient("Eg$lshzxe", true));
+        assert!(sufficient("Eg$lshzxe", false));
+        assert!(!sufficient("KA", true));
+        assert!(!sufficient("", true));
+    }
 }

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 
-use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology};
+use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{Connection, Server, Side};
+
+pub use crate::endpoint::layout::Layout;
 
 /// Reads `INFO` and refuses servers ferry cannot use in this role.
 pub async fn inspect(conn: &mut Connection, server: &Server) -> anyhow::Result<ServerInfo> {
@@ -22,34 +24,6 @@ pub async fn inspect(conn: &mut Connection, server: &Server) -> anyhow::Result<S
         );
     }
     Ok(info)
-}
-
-/// A side as ferry found it: one server, or a cluster and its masters.
-#[derive(Clone)]
-pub enum Layout {
-    /// A standalone server (or a primary with replicas).
-    Standalone(Server),
-    /// A Redis Cluster, reached through the node the user named.
-    Cluster {
-        /// How to reach its nodes.
-        cluster: Cluster,
-        /// Its masters at start.
-        topology: Topology,
-    },
-}
-
-impl Layout {
-    /// Every server the side's data lives on: the server, or each master of the cluster.
-    pub fn servers(&self) -> Vec<Server> {
-        match self {
-            Layout::Standalone(s) => vec![s.clone()],
-            Layout::Cluster { cluster, topology } => topology
-                .masters
-                .iter()
-                .map(|m| cluster.server(&m.addr))
-                .collect(),
-        }
-    }
 }
 
 /// What the checks learned about one side.

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod conn;
 pub mod error_kind;
 pub mod info;
+pub mod layout;
 pub mod resp;
 pub mod secret;
 pub mod server;

@@ -284,7 +284,7 @@ impl Applier {
     async fn copy_big(&mut self, db: u32, bigs: &[BigKey]) -> anyhow::Result<Applied> {
         // The target holds ferry's earlier copy: always replaced.
         let mut opts = self.opts.clone();
-        opts.on_conflict = crate::cli::OnConflict::Replace;
+        opts.on_conflict = crate::policy::OnConflict::Replace;
         let target = match &mut self.target {
             Target::Standalone(server, _) => crate::bigkey::copy::Target::Standalone(server),
             Target::Cluster(router) => crate::bigkey::copy::Target::Cluster(router),

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::dirty::DbKey;
 use super::{unlimited, Follower};
 use crate::checkpoint::write_atomic;
-use crate::cli::CutoverArgs;
+use crate::plan::CutoverPlan;
 use crate::sink::now_ms;
 use crate::verify::rechecks::{recheck_once, Candidate, Tally};
 use crate::verify::DiffKind;
@@ -161,11 +161,11 @@ pub fn take_request(cp: &Path, since_ms: i64) -> Option<Request> {
 /// Runs `ferry cutover`: asks the follower of every `--checkpoint` (one per `--partition`
 /// worker) at once and waits for all their verdicts; several verdicts are combined, GO only when
 /// every follower answered GO.
-pub async fn command(args: &CutoverArgs) -> Verdict {
+pub async fn command(plan: &CutoverPlan) -> Verdict {
     let id = format!("{}-{}", std::process::id(), now_ms());
-    let cps = &args.checkpoint;
+    let cps = &plan.checkpoints;
     for (i, cp) in cps.iter().enumerate() {
-        if let Err(e) = request(cp, &id, args) {
+        if let Err(e) = request(cp, &id, plan) {
             // Nobody acts on part of a cutover: withdraw the requests already made.
             for cp in &cps[..i] {
                 let _ = std::fs::remove_file(request_path(cp));
@@ -219,14 +219,14 @@ fn alive(cp: &Path) -> Result<(), String> {
 }
 
 /// Leaves the request `id` for the follower of `cp`, if one runs.
-fn request(cp: &Path, id: &str, args: &CutoverArgs) -> Result<(), String> {
+fn request(cp: &Path, id: &str, plan: &CutoverPlan) -> Result<(), String> {
     alive(cp)?;
     let req = Request {
         id: id.to_string(),
-        timeout_secs: args.timeout,
-        pause_source_secs: args.pause_source,
-        full_verify: args.full_verify,
-        quiet_secs: args.quiet,
+        timeout_secs: plan.timeout.as_secs(),
+        pause_source_secs: plan.pause_source.map(|d| d.as_secs()),
+        full_verify: plan.full_verify,
+        quiet_secs: plan.quiet.as_secs(),
         created_ms: now_ms(),
     };
     let _ = std::fs::remove_file(result_path(cp));

@@ -18,7 +18,7 @@
 //! [`Subscription::barrier`] returns (replies on one connection arrive in order).
 //!
 //! Without notifications (`notify-keyspace-events` lacks the classes needed) no event comes, and
-//! the follower follows by reconciliation passes alone; see [`probe`].
+//! the follower follows by reconciliation passes alone; see `check::notify::probe`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,60 +35,6 @@ const PATTERN: &[u8] = b"__keyevent@*__:*";
 
 /// A `PING` unanswered for this long means the connection is dead.
 const PING_DEADLINE: Duration = Duration::from_secs(15);
-
-/// What the source's `notify-keyspace-events` allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notify {
-    /// Key-event notifications of every class that changes keys.
-    On,
-    /// Off or missing classes; the text says what is set.
-    Off(String),
-    /// `CONFIG GET` is refused (renamed, ACL, a managed service): unknown.
-    Unknown(String),
-}
-
-/// The classes needed: key events (`E`) of generic, string, list, set, hash, zset, expired and
-/// evicted (`A`, or each of `g$lshzxe`), and stream (`t`) from 5.0 on.
-pub fn sufficient(flags: &str, streams: bool) -> bool {
-    if !flags.contains('E') {
-        return false;
-    }
-    if flags.contains('A') {
-        return true;
-    }
-    let needed = if streams { "g$lshzxet" } else { "g$lshzxe" };
-    needed.chars().all(|c| flags.contains(c))
-}
-
-/// Reads `notify-keyspace-events` (never changes it).
-pub async fn probe(conn: &mut Connection, streams: bool) -> Notify {
-    let reply = match conn
-        .cmd(&[b"CONFIG".as_slice(), b"GET", b"notify-keyspace-events"])
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return Notify::Unknown(e.to_string()),
-    };
-    if let Some(err) = reply.error() {
-        return Notify::Unknown(err.to_string());
-    }
-    let flags = match &reply {
-        Reply::Array(Some(parts)) => parts.get(1).and_then(Reply::to_text).unwrap_or_default(),
-        _ => String::new(),
-    };
-    if sufficient(&flags, streams) {
-        Notify::On
-    } else {
-        Notify::Off(flags)
-    }
-}
-
-/// The one line that says how to turn notifications on.
-pub fn how_to_enable() -> &'static str {
-    "set notify-keyspace-events to KEA (at least Eg$lshzxet): CONFIG SET notify-keyspace-events KEA \
-     on a self-hosted server (or rerun with --enable-notifications to let ferry do it), or the \
-     notify-keyspace-events parameter of the cluster's parameter group on ElastiCache"
-}
 
 /// A running subscription.
 pub struct Subscription {
@@ -248,15 +194,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channels_and_flags() {
+    fn channels() {
         assert_eq!(channel_db(b"__keyevent@3__:del"), Some(3));
         assert_eq!(channel_db(b"__keyevent@12__:expired"), Some(12));
         assert_eq!(channel_db(b"__keyspace@3__:k"), None);
-        assert!(sufficient("AKE", true));
-        assert!(sufficient("Eg$lshzxet", true));
-        assert!(!sufficient("Eg$lshzxe", true));
-        assert!(sufficient("Eg$lshzxe", false));
-        assert!(!sufficient("KA", true));
-        assert!(!sufficient("", true));
     }
 }

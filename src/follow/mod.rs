@@ -70,18 +70,19 @@ use serde::Serialize;
 
 use apply::{Applied, Applier};
 use dirty::DbKey;
-use events::{Notify, Subscription};
+use events::Subscription;
 use reconcile::PassOutcome;
 use setup::source_masters;
 pub use setup::{prepare, Setup};
 use state::Shared;
 
+use crate::check::notify::Notify;
 use crate::check::{Layout, SideInfo};
-use crate::cli::MigrateArgs;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
+use crate::plan::MigratePlan;
 use crate::read::refusal::Resharding;
 use crate::report::{MigrateReport, Status};
 use crate::sink::now_ms;
@@ -194,8 +195,8 @@ pub(crate) struct Follower {
 
 /// Everything the follow loop needs from `ferry migrate`.
 pub struct Context<'a> {
-    /// The command line.
-    pub args: &'a MigrateArgs,
+    /// The resolved command line.
+    pub plan: &'a MigratePlan,
     /// The job.
     pub job: &'a Job,
     /// The (standalone) source.
@@ -233,9 +234,13 @@ pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut Migrat
         job: ctx.job.clone(),
         pairs: ctx.pairs.clone(),
         share: ctx.share.clone(),
-        tolerance_ms: ctx.args.verify.ttl_tolerance.min(FOLLOW_TTL_TOLERANCE_MS),
-        rounds: ctx.args.verify.rounds.max(1),
-        round_pause: Duration::from_millis(ctx.args.verify.round_pause),
+        tolerance_ms: ctx
+            .plan
+            .verify
+            .ttl_tolerance_ms
+            .min(FOLLOW_TTL_TOLERANCE_MS),
+        rounds: ctx.plan.verify.rounds.max(1),
+        round_pause: ctx.plan.verify.round_pause,
         stop: stop.clone(),
         stats: Stats {
             mode: if setup.reliable {
@@ -252,8 +257,8 @@ pub async fn run(setup: Setup, ctx: Context<'_>, stop: Stop, report: &mut Migrat
             ..Stats::default()
         },
     };
-    let every = ctx.args.follow.reconcile_every;
-    let log_every = Duration::from_secs(ctx.args.output.log_every.max(1));
+    let every = ctx.plan.follow.reconcile_every;
+    let log_every = ctx.plan.output.log_every.max(Duration::from_secs(1));
     let topology = match &ctx.sinfo.layout {
         Layout::Cluster { cluster, topology } => Some((cluster, topology)),
         Layout::Standalone(_) => None,
@@ -286,7 +291,7 @@ impl Follower {
     async fn follow(
         &mut self,
         setup: &Setup,
-        every: Option<u64>,
+        every: Option<Duration>,
         topology: Option<(&Cluster, &Topology)>,
         log_every: Duration,
         report: &mut MigrateReport,
@@ -342,7 +347,7 @@ impl Follower {
     async fn run_passes(
         &mut self,
         passes: &mut PassSlot,
-        every: Option<u64>,
+        every: Option<Duration>,
     ) -> anyhow::Result<()> {
         if passes.task.as_ref().is_some_and(|(h, _)| h.is_finished()) {
             if let Some((h, gaps_at_start)) = passes.task.take() {
@@ -365,7 +370,7 @@ impl Follower {
             }
         }
         let gaps = self.shared.gap_count();
-        let every = Duration::from_secs(every.unwrap_or(if self.reliable {
+        let every = every.unwrap_or(Duration::from_secs(if self.reliable {
             PASS_EVERY_WITH_EVENTS
         } else {
             PASS_EVERY_WITHOUT_EVENTS
@@ -577,7 +582,11 @@ impl Follower {
 /// `ferry migrate --reconcile`: one reconciliation pass, and the keys it found re-copied or
 /// deleted; returns a line for the report's notes.
 pub async fn reconcile_once(ctx: Context<'_>, stop: &Stop) -> anyhow::Result<String> {
-    let tolerance = ctx.args.verify.ttl_tolerance.min(FOLLOW_TTL_TOLERANCE_MS);
+    let tolerance = ctx
+        .plan
+        .verify
+        .ttl_tolerance_ms
+        .min(FOLLOW_TTL_TOLERANCE_MS);
     eprintln!("ferry: --reconcile: comparing both sides by bucket digests");
     let outcome = reconcile::pass(
         ctx.source.clone(),

@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::events::{self, Notify, Subscription};
+use super::events::Subscription;
 use super::state::Shared;
 use super::{cutover, watch};
+use crate::check::notify::{self as notifications, Notify};
 use crate::check::{Layout, SideInfo};
-use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
 use crate::partition::KeyShare;
+use crate::plan::MigratePlan;
 use crate::sink::now_ms;
 use crate::stop::Stop;
 
@@ -35,7 +36,7 @@ pub struct Setup {
 /// `--partition`, its share's masters) and `share` the keys it follows (`None`: every key of
 /// `dbs`).
 pub async fn prepare(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     source: &Server,
     sinfo: &SideInfo,
     layout: &Layout,
@@ -43,7 +44,7 @@ pub async fn prepare(
     share: Option<Arc<KeyShare>>,
     cp_path: &std::path::Path,
 ) -> anyhow::Result<Setup> {
-    if args.on_conflict == crate::cli::OnConflict::Skip {
+    if plan.on_conflict == crate::policy::OnConflict::Skip {
         anyhow::bail!(
             "--follow keeps the target equal to the source, which --on-conflict skip contradicts; use fail or replace"
         );
@@ -55,15 +56,15 @@ pub async fn prepare(
     let mut notify = Notify::On;
     for m in &masters {
         let mut conn = m.connect().await?;
-        let mut n = events::probe(&mut conn, streams).await;
-        if let (Notify::Off(flags), true) = (&n, args.follow.enable_notifications) {
+        let mut n = notifications::probe(&mut conn, streams).await;
+        if let (Notify::Off(flags), true) = (&n, plan.follow.enable_notifications) {
             n = enable(&mut conn, m, flags).await?;
         }
         if notify == Notify::On {
             notify = n;
         }
     }
-    let how = events::how_to_enable();
+    let how = notifications::how_to_enable();
     let reliable = match &notify {
         Notify::On => true,
         Notify::Off(flags) => {
@@ -81,7 +82,7 @@ pub async fn prepare(
             false
         }
     };
-    let shared = Arc::new(Shared::new(dbs.to_vec(), share, args.follow.dirty_budget));
+    let shared = Arc::new(Shared::new(dbs.to_vec(), share, plan.follow.dirty_budget));
     let stop_tasks = Stop::new();
     let mut subs = Vec::new();
     for m in &masters {

@@ -19,20 +19,20 @@ use std::path::PathBuf;
 use super::source::{Opened, Ready};
 use super::writers::{key_errors, writer_options, writers};
 use crate::checkpoint::Checkpoint;
-use crate::cli::{MigrateArgs, OnConflict};
 use crate::job::Job;
-use crate::partition;
 use crate::pipeline::{self, CheckpointSink};
+use crate::plan::MigratePlan;
+use crate::policy::OnConflict;
 use crate::report::{KeyCounts, MigrateReport, Status};
 use crate::sink::restore::WriterOptions;
 use crate::source::Counts;
 use crate::stop::Stop;
 
-/// What every step of the flow reads: the command line, the resolved job, the stop signal.
+/// What every step of the flow reads: the plan, the job prepared from it, the stop signal.
 pub(super) struct Run<'a> {
-    /// The command line.
-    pub args: &'a MigrateArgs,
-    /// The job, resolved from it.
+    /// The resolved command line.
+    pub plan: &'a MigratePlan,
+    /// The plan's job, its source prepared (and `--keys-from`'s digest added).
     pub job: &'a Job,
     /// Raised by a signal or a failed task.
     pub stop: &'a Stop,
@@ -40,37 +40,35 @@ pub(super) struct Run<'a> {
 
 /// Runs the migration, filling `report`; see the module docs for the steps.
 pub(super) async fn run(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     stop: Stop,
     report: &mut MigrateReport,
 ) -> anyhow::Result<()> {
-    let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
+    let mut job = plan.job.clone();
     report.target = job.target.endpoint.to_string();
     super::set_phase("preflight");
-    job.refuse_live_only(&args.limits.limits(), "migrate")?;
-    report.partition = job
-        .partition
-        .map(|p| partition::share_of("migrate", &job, p));
+    job.refuse_live_only(&plan.limits, "migrate")?;
+    report.partition = job.partition.map(|p| job.share_of("migrate", p));
     job.prepare_source(&stop).await?;
-    let Some(opened) = Opened::open(args, &mut job, &stop, report).await? else {
+    let Some(opened) = Opened::open(plan, &mut job, &stop, report).await? else {
         // Interrupted while the file was checked: nothing was written.
         return Ok(());
     };
     let run = Run {
-        args,
+        plan,
         job: &job,
         stop: &stop,
     };
-    let (mut cp, cp_path) = open_checkpoint(args, &job, report, &opened.wording())?;
+    let (mut cp, cp_path) = open_checkpoint(plan, &job, report, &opened.wording())?;
     let mut ready = gate(&run, opened, &cp, report).await?;
-    if needs_conflict_check(args, &cp) {
+    if needs_conflict_check(plan, &cp) {
         ready.check_conflicts(&run).await?;
         cp.conflict_check_passed = true;
     }
     cp.save(&cp_path)?;
     ready.before_copy(&run, &cp_path, report).await?;
-    let key_errors = key_errors(args, &cp_path, report)?;
-    let mut writer_opts = writer_options(args, &job, &ready.target, key_errors);
+    let key_errors = key_errors(plan, &cp_path, report)?;
+    let mut writer_opts = writer_options(plan, &job, &ready.target, key_errors);
     writer_opts.big = ready.big_keys(&run, &cp.job_id).await?;
     let already_done = cp.completed;
     if already_done {
@@ -94,8 +92,8 @@ pub(super) async fn run(
 }
 
 /// `--on-conflict fail` and the checkpoint does not say the conflict check passed.
-fn needs_conflict_check(args: &MigrateArgs, cp: &Checkpoint) -> bool {
-    args.on_conflict == OnConflict::Fail && !cp.conflict_check_passed
+fn needs_conflict_check(plan: &MigratePlan, cp: &Checkpoint) -> bool {
+    plan.on_conflict == OnConflict::Fail && !cp.conflict_check_passed
 }
 
 /// The checks before the first write (their warnings go to the report's notes), then the
@@ -106,7 +104,7 @@ async fn gate(
     cp: &Checkpoint,
     report: &mut MigrateReport,
 ) -> anyhow::Result<Ready> {
-    let conflicts = needs_conflict_check(run.args, cp);
+    let conflicts = needs_conflict_check(run.plan, cp);
     let gated = crate::check::gate(opened.gate(run, cp, conflicts)).await?;
     report.notes.extend(gated.warnings.iter().cloned());
     opened.ready(run, gated, report).await
@@ -171,14 +169,14 @@ fn fill_counts(report: &mut MigrateReport, totals: &Counts, written_this_run: u6
 /// completed already), then the status and the source's closing notes.
 async fn finish(run: &Run<'_>, ready: &Ready, already_done: bool, report: &mut MigrateReport) {
     let closing = !already_done || ready.rechecks_completed_job();
-    let verified = if run.args.no_verify || !closing {
+    let verified = if run.plan.no_verify || !closing {
         None
     } else {
         super::set_phase("verify");
         Some(ready.verify(run).await)
     };
     if closing {
-        ready.note_before_status(run.args, report);
+        ready.note_before_status(run.plan, report);
     }
     finish_with(report, verified);
     ready.note_after_status(report);
@@ -204,24 +202,24 @@ impl CheckpointWording {
 /// Loads the job's checkpoint to resume it, refuses another job's, or starts a new one (always
 /// with `--fresh`). Returns it with its path, which the report records.
 fn open_checkpoint(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     job: &Job,
     report: &mut MigrateReport,
     wording: &CheckpointWording,
 ) -> anyhow::Result<(Checkpoint, PathBuf)> {
-    let job_id = job.fingerprint(args.on_conflict);
-    let cp_path = args
+    let job_id = job.fingerprint(plan.on_conflict);
+    let cp_path = plan
         .checkpoint
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("ferry-{job_id}.checkpoint.json")));
     report.checkpoint = Some(cp_path.display().to_string());
-    let cp = match if args.fresh { None } else { Checkpoint::load(&cp_path)? } {
+    let cp = match if plan.fresh { None } else { Checkpoint::load(&cp_path)? } {
         Some(cp) if cp.job_id != job_id => anyhow::bail!(
             "the checkpoint {} belongs to a different job ({}); this command is {}.{} \
              Use --checkpoint to pick another file, or --fresh to start this job over and overwrite it",
             cp_path.display(),
             cp.job,
-            job.identity(args.on_conflict),
+            job.identity(plan.on_conflict),
             wording.mismatch_hint
         ),
         Some(cp) => {
@@ -246,7 +244,7 @@ fn open_checkpoint(
                 "ferry: checkpoint: {} (rerun the same command to resume)",
                 cp_path.display()
             );
-            Checkpoint::new(job_id, job.identity(args.on_conflict))
+            Checkpoint::new(job_id, job.identity(plan.on_conflict))
         }
     };
     Ok((cp, cp_path))

@@ -26,10 +26,11 @@ use super::source::CopyPlan;
 use super::writers::Target;
 use crate::check::{self, Conflicts, Gated, Layout, Probe, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
-use crate::cli::{MigrateArgs, OnConflict};
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
 use crate::pipeline::ReaderFactory;
+use crate::plan::MigratePlan;
+use crate::policy::OnConflict;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
 use crate::sink::route::Router;
@@ -71,7 +72,7 @@ impl OpenedFile {
     /// Examines the target, then checks the whole file of `input` (its regular file or spool)
     /// and the DBs it goes into. `None` when a signal interrupted the check (the report says so).
     pub async fn open(
-        args: &MigrateArgs,
+        plan: &MigratePlan,
         job: &Job,
         input: &RdbInput,
         stop: &Stop,
@@ -94,7 +95,7 @@ impl OpenedFile {
             batch_bytes: job.tuning.batch_bytes,
             dbs: selected.clone(),
             target_rdb,
-            skip_modules: args.skip_modules,
+            skip_modules: plan.skip_modules,
             big_value_bytes: (job.tuning.big_key_bytes > 0).then_some(job.tuning.big_key_bytes),
         };
         let Some(summary) = examine_file(path, &fopts, stop, report).await? else {
@@ -108,7 +109,7 @@ impl OpenedFile {
             tinfo,
             dst,
         };
-        file.plan_dbs(args, job, selected.as_ref(), report).await?;
+        file.plan_dbs(plan, job, selected.as_ref(), report).await?;
         Ok(Some(file))
     }
 
@@ -116,7 +117,7 @@ impl OpenedFile {
     /// selected DB or the target cannot take them.
     async fn plan_dbs(
         &mut self,
-        args: &MigrateArgs,
+        plan: &MigratePlan,
         job: &Job,
         selected: Option<&BTreeSet<u32>>,
         report: &mut MigrateReport,
@@ -156,10 +157,10 @@ impl OpenedFile {
             ));
         }
         let pairs: Vec<(u32, u32)> = dbs.iter().map(|&db| (db, job.target_db(db))).collect();
-        check_db_plan(&pairs, tinfo, args.on_conflict)?;
+        check_db_plan(&pairs, tinfo, plan.on_conflict)?;
         if !tinfo.is_cluster() {
             let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-            let flag = |t| crate::migrate::target_db_flag(&pairs, t);
+            let flag = |t| crate::check::target_db_flag(&pairs, t);
             check::check_dbs_exist(&mut self.dst, &tdbs, &flag).await?;
         }
         self.pairs = pairs;
@@ -182,8 +183,8 @@ impl OpenedFile {
             tinfo,
             mut dst,
         } = self;
-        check_modules(run.args, &summary, &mut dst, report).await?;
-        let functions = plan_functions(run.args, &summary, &tinfo, &mut dst, report).await?;
+        check_modules(run.plan, &summary, &mut dst, report).await?;
+        let functions = plan_functions(run.plan, &summary, &tinfo, &mut dst, report).await?;
         // The file's expiries are on the clock of the machine that wrote it; ferry can only take
         // that to be this machine's.
         let target = Target {
@@ -293,10 +294,10 @@ impl FileSource {
                 Box::pin(rdb_file::read_file(task, o, tx, s))
             }));
         }
-        let args = run.args;
+        let plan = run.plan;
         let progress = Progress::for_file(
-            args.output.progress,
-            Duration::from_secs(args.output.log_every),
+            plan.output.progress,
+            plan.output.log_every,
             self.summary.size,
         );
         CopyPlan {
@@ -336,7 +337,7 @@ impl FileSource {
     /// The verification of the target against the file.
     pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
         let (path, pairs) = (&self.path, &self.pairs);
-        crate::verify::file_side::after_migrate(path, run.job, pairs, run.args, run.stop).await
+        crate::verify::file_side::after_migrate(path, run.job, pairs, run.plan, run.stop).await
     }
 }
 
@@ -383,7 +384,7 @@ fn check_db_plan(
 
 /// Module data: aux data can never go through RESTORE; module keys need the module on the target.
 async fn check_modules(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     summary: &FileSummary,
     dst: &mut Connection,
     report: &mut MigrateReport,
@@ -394,7 +395,7 @@ async fn check_modules(
         .iter()
         .map(|(m, n)| format!("{m} ({n} keys)"))
         .collect();
-    if args.skip_modules {
+    if plan.skip_modules {
         if !aux.is_empty() {
             report.notes.push(format!(
                 "module aux data of {} was not copied (--skip-modules)",
@@ -448,7 +449,7 @@ struct Library {
 /// Decides about the file's function libraries before anything is written: compares each with
 /// the target's library of the same name (same code: nothing to do, as on a resumed run).
 async fn plan_functions(
-    args: &MigrateArgs,
+    migrate: &MigratePlan,
     summary: &FileSummary,
     tinfo: &SideInfo,
     dst: &mut Connection,
@@ -459,7 +460,7 @@ async fn plan_functions(
     if names.is_empty() {
         return Ok(plan);
     }
-    if args.skip_functions {
+    if migrate.skip_functions {
         report.notes.push(format!(
             "function libraries {} were not copied (--skip-functions)",
             names.join(", ")
@@ -492,7 +493,7 @@ async fn plan_functions(
                 replace: false,
             }),
             Some(c) if &c == code => {}
-            Some(_) => match args.on_conflict {
+            Some(_) => match migrate.on_conflict {
                 OnConflict::Fail => differ.push(name.as_str()),
                 OnConflict::Replace => plan.load.push(Library {
                     name: name.clone(),

@@ -25,10 +25,10 @@ use super::writers::Target;
 use crate::bigkey::{BigKey, BigSource};
 use crate::check::{Conflicts, Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
-use crate::cli::MigrateArgs;
 use crate::endpoint::{Connection, Server};
 use crate::job::Job;
 use crate::pipeline::ReaderFactory;
+use crate::plan::MigratePlan;
 use crate::progress::Progress;
 use crate::read::expiry::{self, KeyRead};
 use crate::record::Record;
@@ -111,14 +111,14 @@ impl OpenedList {
     /// Reads the list at `path`, whose contents become part of the job's identity (so it has a
     /// checkpoint of its own).
     pub fn open(
-        args: &MigrateArgs,
+        plan: &MigratePlan,
         job: &mut Job,
         path: &std::path::Path,
         server: Server,
     ) -> anyhow::Result<OpenedList> {
         let list = KeyList::read(path, &job.dbs)?;
         job.keys_from = Some(digest(&list));
-        refuse_same_file(args)?;
+        refuse_same_file(plan)?;
         Ok(OpenedList { server, list })
     }
 
@@ -198,12 +198,8 @@ impl Listed {
         let make = || KeyReader::new(&self.server, &self.layout, self.clocks, retry_for, self.big);
         let readers = list_readers((*self.lists).clone(), resume, make, run.stop);
         let total = self.lists.values().map(Vec::len).sum::<usize>() as u64;
-        let args = run.args;
-        let progress = Progress::new(
-            args.output.progress,
-            Duration::from_secs(args.output.log_every),
-            total,
-        );
+        let plan = run.plan;
+        let progress = Progress::new(plan.output.progress, plan.output.log_every, total);
         CopyPlan {
             readers,
             parallel: 1,
@@ -215,18 +211,18 @@ impl Listed {
     /// The verification of the listed keys.
     pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
         let lists = self.lists.clone();
-        crate::verify::after_keys_from(&self.server, run.job, lists, run.args, run.stop).await
+        crate::verify::after_keys_from(&self.server, run.job, lists, run.plan, run.stop).await
     }
 
     /// Keys no longer on the source, and that only the listed keys were looked at.
-    pub fn note_before_status(&self, args: &MigrateArgs, report: &mut MigrateReport) {
+    pub fn note_before_status(&self, plan: &MigratePlan, report: &mut MigrateReport) {
         if report.keys.vanished > 0 {
             report.notes.push(format!(
                 "{} listed keys were no longer on the source (deleted or expired): counted as vanished, nothing written for them",
                 report.keys.vanished
             ));
         }
-        let done = if args.no_verify {
+        let done = if plan.no_verify {
             "copied"
         } else {
             "copied and verified"
@@ -269,8 +265,8 @@ fn list_readers(
 
 /// Refuses `--dead-letter` naming the `--keys-from` file: a new job empties its dead-letter
 /// file, which would destroy the list being copied.
-fn refuse_same_file(args: &MigrateArgs) -> anyhow::Result<()> {
-    let (Some(from), Some(to)) = (&args.keys_from, &args.dead_letter) else {
+fn refuse_same_file(plan: &MigratePlan) -> anyhow::Result<()> {
+    let (Some(from), Some(to)) = (&plan.keys_from, &plan.dead_letter) else {
         return Ok(());
     };
     let same = match (from.canonicalize(), to.canonicalize()) {

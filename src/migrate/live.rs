@@ -7,7 +7,6 @@
 //! cluster whose topology must not have changed under the copy.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::flow::Run;
 use super::source::CopyPlan;
@@ -110,11 +109,11 @@ impl Live {
         run: &Run<'_>,
         cp_path: &std::path::Path,
     ) -> anyhow::Result<()> {
-        if !run.args.follow.follow {
+        if !run.plan.follow.follow {
             return Ok(());
         }
         let setup = crate::follow::prepare(
-            run.args,
+            run.plan,
             &self.server,
             &self.sinfo,
             &self.layout,
@@ -156,7 +155,7 @@ impl Live {
     /// The job's throttles (made on first use): one budget per source server for its SCAN
     /// readers and the big keys copied from it.
     fn throttles(&mut self, run: &Run<'_>) -> Arc<Throttles> {
-        let (limits, stop) = (run.args.limits.limits(), run.stop.clone());
+        let (limits, stop) = (run.plan.limits, run.stop.clone());
         self.throttles
             .get_or_insert_with(|| Arc::new(Throttles::new(limits, stop)))
             .clone()
@@ -164,7 +163,7 @@ impl Live {
 
     /// One SCAN stream per DB (or per cluster master), from its checkpointed cursor.
     pub fn copy_plan(&mut self, run: &Run<'_>, cp: &Checkpoint) -> CopyPlan {
-        let (job, args) = (run.job, run.args);
+        let job = run.job;
         let plans = match &self.layout {
             Layout::Standalone(server) => plan::standalone(server, &self.dbs, &cp.streams),
             Layout::Cluster { cluster, topology } => {
@@ -189,8 +188,8 @@ impl Live {
         let filter = self.share.as_ref().and_then(|s| s.read_filter.clone());
         let readers = scan_readers(job, plans, filter, self.big_probe, &throttles, run.stop);
         let progress = Progress::new(
-            args.output.progress,
-            Duration::from_secs(args.output.log_every),
+            run.plan.output.progress,
+            run.plan.output.log_every,
             self.total_keys,
         )
         .with_throttles(throttles);
@@ -225,7 +224,7 @@ impl Live {
         report: &mut MigrateReport,
     ) -> anyhow::Result<bool> {
         let ctx = crate::follow::Context {
-            args: run.args,
+            plan: run.plan,
             job: run.job,
             source: &self.server,
             sinfo: &self.sinfo,
@@ -239,7 +238,7 @@ impl Live {
             crate::follow::run(setup, ctx, run.stop.clone(), report).await;
             return Ok(true);
         }
-        if run.args.follow.reconcile {
+        if run.plan.follow.reconcile {
             let line = crate::follow::reconcile_once(ctx, run.stop).await?;
             report.notes.push(line);
         }
@@ -248,9 +247,9 @@ impl Live {
 
     /// The verification of the copied DBs (of this worker's share).
     pub async fn verify(&self, run: &Run<'_>) -> crate::verify::VerifyReport {
-        let (job, args, stop) = (run.job, run.args, run.stop);
+        let (job, plan, stop) = (run.job, run.plan, run.stop);
         let share = self.share_keys();
-        crate::verify::after_migrate(&self.server, job, &self.pairs, share, args, stop).await
+        crate::verify::after_migrate(&self.server, job, &self.pairs, share, plan, stop).await
     }
 }
 

@@ -20,10 +20,10 @@ use super::live::Live;
 use super::writers::Target;
 use crate::check::{Gate, Gated, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
-use crate::cli::MigrateArgs;
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::pipeline::ReaderFactory;
+use crate::plan::MigratePlan;
 use crate::progress::Progress;
 use crate::report::MigrateReport as Report;
 use crate::sink::restore::WriterOptions;
@@ -86,7 +86,7 @@ impl Opened {
     /// (the list becomes part of the job's identity), or the live source. `None` when a signal
     /// interrupted the file's check (the report says so).
     pub async fn open(
-        args: &MigrateArgs,
+        plan: &MigratePlan,
         job: &mut Job,
         stop: &Stop,
         report: &mut Report,
@@ -94,13 +94,13 @@ impl Opened {
         let server = match &job.source {
             SourceSpec::Live(s) => s.clone(),
             SourceSpec::Rdb(input) => {
-                let file = OpenedFile::open(args, job, input, stop, report).await?;
+                let file = OpenedFile::open(plan, job, input, stop, report).await?;
                 return Ok(file.map(|f| Opened::File(Box::new(f))));
             }
         };
         report.source = server.endpoint.to_string();
-        Ok(Some(match &args.keys_from {
-            Some(path) => Opened::List(Box::new(OpenedList::open(args, job, path, server)?)),
+        Ok(Some(match &plan.keys_from {
+            Some(path) => Opened::List(Box::new(OpenedList::open(plan, job, path, server)?)),
             None => Opened::Live(server),
         }))
     }
@@ -116,29 +116,26 @@ impl Opened {
 
     /// What the gate checks for this source; `conflicts`: the conflict check is still to do.
     pub fn gate<'a>(&'a self, run: &Run<'a>, cp: &Checkpoint, conflicts: bool) -> Gate<'a> {
-        let args = run.args;
+        let plan = run.plan;
         let live = Gate {
             job: run.job,
             purpose: crate::check::Purpose::Migrate,
-            on_conflict: args.on_conflict,
+            on_conflict: plan.on_conflict,
             conflicts,
             copied_keys: cp.totals.written,
-            follow: args
+            follow: plan
                 .follow
                 .follow
-                .then_some(args.follow.enable_notifications),
-            insecure: (
-                args.endpoints.source_insecure,
-                args.endpoints.target_insecure,
-            ),
+                .then_some(plan.follow.enable_notifications),
+            insecure: run.job.insecure,
             file: None,
-            skip_key_errors: args.on_key_error == crate::cli::OnKeyError::Skip,
+            skip_key_errors: plan.on_key_error == crate::policy::OnKeyError::Skip,
         };
         match self {
             Opened::Live(_) => live,
             Opened::File(f) => Gate {
                 follow: None,
-                insecure: (false, args.endpoints.target_insecure),
+                insecure: (false, run.job.insecure.1),
                 file: Some(&f.summary),
                 ..live
             },
@@ -278,9 +275,9 @@ impl Ready {
     }
 
     /// Notes the report needs before its status is set.
-    pub fn note_before_status(&self, args: &MigrateArgs, report: &mut Report) {
+    pub fn note_before_status(&self, plan: &MigratePlan, report: &mut Report) {
         if let Source::List(l) = &self.source {
-            l.note_before_status(args, report);
+            l.note_before_status(plan, report);
         }
     }
 

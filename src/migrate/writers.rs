@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::check::{Layout, Probe, SideInfo};
-use crate::cli::{MigrateArgs, OnKeyError};
 use crate::job::Job;
+use crate::plan::MigratePlan;
+use crate::policy::OnKeyError;
 use crate::report::MigrateReport;
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::key_error::KeyErrors;
@@ -62,12 +63,12 @@ pub(super) fn writers(layout: &Layout, n: usize, opts: &WriterOptions) -> Vec<Si
 /// dead-letter file (`--dead-letter`, or beside the checkpoint `cp_path`) is checked writable
 /// now, and emptied when this run starts a new job (not when it resumes one).
 pub(super) fn key_errors(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     cp_path: &std::path::Path,
     report: &mut MigrateReport,
 ) -> anyhow::Result<KeyErrors> {
-    if args.on_key_error == OnKeyError::Stop {
-        if let Some(p) = &args.dead_letter {
+    if plan.on_key_error == OnKeyError::Stop {
+        if let Some(p) = &plan.dead_letter {
             anyhow::bail!(
                 "--dead-letter {} is only used with --on-key-error skip; add that flag, or leave --dead-letter out",
                 p.display()
@@ -75,7 +76,7 @@ pub(super) fn key_errors(
         }
         return Ok(KeyErrors::Stop);
     }
-    let path = args
+    let path = plan
         .dead_letter
         .clone()
         .unwrap_or_else(|| crate::dead_letter::default_path(cp_path));
@@ -85,18 +86,18 @@ pub(super) fn key_errors(
         "ferry: keys the target refuses for a reason of their own go to the dead-letter file {}",
         path.display()
     );
-    Ok(KeyErrors::new(args.on_key_error, Some(Arc::new(letters))))
+    Ok(KeyErrors::new(plan.on_key_error, Some(Arc::new(letters))))
 }
 
 /// How the writers write into `target` (big keys are the source's to add).
 pub(super) fn writer_options(
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     job: &Job,
     target: &Target,
     key_errors: KeyErrors,
 ) -> WriterOptions {
     WriterOptions {
-        on_conflict: args.on_conflict,
+        on_conflict: plan.on_conflict,
         db_map: job.db_map.clone(),
         clocks: target.clocks,
         max_bulk: target.max_bulk,

@@ -6,8 +6,8 @@
 //! the standalone writer does. A cluster has only DB 0, so no `SELECT` is ever sent: the DB map was checked
 //! before the first write to send every source DB to 0.
 
-use crate::cli::OnConflict;
 use crate::endpoint::{ErrorKind, Pipeline, Reply};
+use crate::policy::OnConflict;
 use crate::record::Record;
 use crate::source::{Batch, Counts};
 

@@ -13,9 +13,9 @@
 //! to the dead-letter file (fsynced) *before* the batch is acknowledged, so the checkpoint never
 //! counts a batch as done whose dead letters could still be lost in a crash.
 
-use crate::cli::OnKeyError;
 use crate::dead_letter::{DeadLetters, Letter};
 use crate::endpoint::{Denied, ErrorKind};
+use crate::policy::OnKeyError;
 use crate::record::Record;
 use crate::source::Counts;
 

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use crate::cli::OnConflict;
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
+use crate::policy::OnConflict;
 use crate::record::Record;
 use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;

@@ -37,8 +37,8 @@ use super::report::{print_summary, VerifyReport};
 use super::side::{Entry, Side, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::bigkey::file::FileChunks;
-use crate::cli::MigrateArgs;
 use crate::job::Job;
+use crate::plan::MigratePlan;
 use crate::rdb::reader::{BigValue, ResumeState};
 use crate::rdb::Item;
 use crate::source::rdb_file::{self, FileOptions};
@@ -384,10 +384,10 @@ pub async fn after_migrate(
     path: &Path,
     job: &Job,
     db_pairs: &[(u32, u32)],
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     stop: &Stop,
 ) -> VerifyReport {
-    let opts = Options::new(&args.verify, &args.output, None);
+    let opts = Options::new(&plan.verify, &plan.output, None);
     let mut report = VerifyReport::new(
         format!("rdb:{}", path.display()),
         job.target.endpoint.to_string(),

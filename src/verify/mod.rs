@@ -95,31 +95,27 @@ pub use options::Options;
 pub use report::{print_summary, DiffKind, Difference, VerifyReport};
 use side::Side;
 
-use crate::cli::{MigrateArgs, VerifyArgs};
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::partition::KeyShare;
+use crate::plan::{MigratePlan, Refused, VerifyPlan};
 use crate::stop::Stop;
 use crate::throttle::Throttles;
 
 /// Runs `ferry verify`. Never panics on bad input: errors land in the report (status `error`).
-pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
-    let opts = Options::new(&args.verify, &args.output, args.sample);
+pub async fn run(plan: &VerifyPlan, stop: Stop) -> VerifyReport {
+    let opts = Options::new(&plan.verify, &plan.output, plan.sample);
     let mut report = VerifyReport::new(
-        args.endpoints
-            .source
-            .as_deref()
-            .map(crate::endpoint::url::redact)
-            .unwrap_or_default(),
-        crate::endpoint::url::redact(&args.endpoints.target),
+        plan.names.source.clone(),
+        plan.names.target.clone(),
         opts.tolerance_ms,
         opts.rounds,
     );
     let started = Instant::now();
     crate::metrics::set_phase("verify");
     let work = async {
-        let mut job = Job::resolve(&args.endpoints, &args.selection, &args.tuning)?;
-        let limits = args.limits.limits();
+        let mut job = plan.job.clone();
+        let limits = plan.limits;
         job.refuse_live_only(&limits, "verify")?;
         job.prepare_source(&stop).await?;
         // The checks of `ferry check` that apply to a reading job (reach, TLS, login, ACL
@@ -128,14 +124,11 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
         crate::check::gate(crate::check::Gate {
             job: &job,
             purpose: crate::check::Purpose::Verify,
-            on_conflict: crate::cli::OnConflict::Replace,
+            on_conflict: crate::policy::OnConflict::Replace,
             conflicts: false,
             copied_keys: 0,
             follow: None,
-            insecure: (
-                args.endpoints.source_insecure,
-                args.endpoints.target_insecure,
-            ),
+            insecure: job.insecure,
             file: None,
             skip_key_errors: false,
         })
@@ -154,9 +147,7 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
             Some(p) => Some(share::of_source(p, &source, &job).await?),
             None => None,
         };
-        report.partition = job
-            .partition
-            .map(|p| crate::partition::share_of("verify", &job, p));
+        report.partition = job.partition.map(|p| job.share_of("verify", p));
         let keys = share.as_ref().and_then(|s| s.share.keys.clone());
         let throttles = Arc::new(Throttles::new(limits, stop.clone()));
         let (src, dst) = open_sides(&source, &job, throttles, keys).await?;
@@ -177,6 +168,23 @@ pub async fn run(args: &VerifyArgs, stop: Stop) -> VerifyReport {
     report
 }
 
+/// The report of a `ferry verify` whose command line could not become a plan.
+pub fn refused(refused: Refused) -> VerifyReport {
+    let Refused {
+        names,
+        verify,
+        error,
+    } = refused;
+    let mut report = VerifyReport::new(
+        names.source,
+        names.target,
+        verify.ttl_tolerance_ms,
+        verify.rounds.max(1),
+    );
+    finish(&mut report, Err(error), Instant::now(), &Stop::new());
+    report
+}
+
 /// Runs the verification at the end of `ferry migrate` between the servers just copied, prints
 /// its summary, and returns its report.
 pub async fn after_migrate(
@@ -184,12 +192,12 @@ pub async fn after_migrate(
     job: &Job,
     db_pairs: &[(u32, u32)],
     share: Option<Arc<KeyShare>>,
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     stop: &Stop,
 ) -> VerifyReport {
-    let opts = Options::new(&args.verify, &args.output, None);
+    let opts = Options::new(&plan.verify, &plan.output, None);
     let announce = "verifying the target against the source";
-    let limits = args.limits.limits();
+    let limits = plan.limits;
     flow::after_copy(source, job, db_pairs, share, &opts, limits, announce, stop).await
 }
 
@@ -199,13 +207,13 @@ pub async fn after_keys_from(
     source: &Server,
     job: &Job,
     lists: Arc<listed::KeyLists>,
-    args: &MigrateArgs,
+    plan: &MigratePlan,
     stop: &Stop,
 ) -> VerifyReport {
-    let mut opts = Options::new(&args.verify, &args.output, None);
+    let mut opts = Options::new(&plan.verify, &plan.output, None);
     opts.listed = Some(lists.clone());
     let pairs: Vec<(u32, u32)> = lists.keys().map(|&db| (db, job.target_db(db))).collect();
     let announce = "verifying the listed keys on both sides";
-    let limits = args.limits.limits();
+    let limits = plan.limits;
     flow::after_copy(source, job, &pairs, None, &opts, limits, announce, stop).await
 }

@@ -1,11 +1,12 @@
 //! How a verification runs: the settings every kind of verification (full, sample, listed; live
-//! or file side) takes from the command line.
+//! or file side) takes from the command's plan.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::listed::KeyLists;
-use crate::cli::{OutputArgs, ProgressMode, VerifyTuning};
+use crate::plan::{Output, VerifySettings};
+use crate::progress::ProgressMode;
 
 /// How a verification runs.
 #[derive(Debug, Clone)]
@@ -27,15 +28,15 @@ pub struct Options {
 }
 
 impl Options {
-    /// From the shared flags.
-    pub fn new(tuning: &VerifyTuning, output: &OutputArgs, sample: Option<u64>) -> Options {
+    /// From the plan's shared settings.
+    pub fn new(verify: &VerifySettings, output: &Output, sample: Option<u64>) -> Options {
         Options {
-            tolerance_ms: tuning.ttl_tolerance,
-            rounds: tuning.rounds.max(1),
-            round_pause: Duration::from_millis(tuning.round_pause),
+            tolerance_ms: verify.ttl_tolerance_ms,
+            rounds: verify.rounds.max(1),
+            round_pause: verify.round_pause,
             sample,
             progress: output.progress,
-            log_every: Duration::from_secs(output.log_every.max(1)),
+            log_every: output.log_every.max(Duration::from_secs(1)),
             listed: None,
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::ProgressMode;
+use crate::progress::ProgressMode;
 
 /// A background task that shows progress until dropped.
 pub struct Ticker {

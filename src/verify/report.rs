@@ -224,7 +224,7 @@ pub struct VerifyReport {
     pub error: Option<String>,
     /// `--partition`: which share of which job this report is (read by `ferry report merge`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<crate::report_merge::ShareOf>,
+    pub partition: Option<crate::report::ShareOf>,
 }
 
 impl VerifyReport {
