@@ -4,7 +4,7 @@
 //!
 //! May call: `endpoint` (connections; refusals through `ErrorKind`), `read` (clocks), `rdb`
 //! (re-encoding for an older target), `bigkey` (big keys of a batch), `dead_letter`, `record`,
-//! `source` (the `Batch` and its counts), `verify::state` (value digests, `resent.rs`), `report`, `retry`, `cli` (flag enums, until the plan of
+//! `source` (the `Batch` and its counts), `report`, `retry`, `cli` (flag enums, until the plan of
 //! issue #12 item 2 replaces them).
 
 pub mod bulk_limit;

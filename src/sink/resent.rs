@@ -7,7 +7,7 @@
 //! target were kept when they were ferry's. So each key refused as busy is read back: `PTTL` and
 //! `MEMORY USAGE` first, then `DUMP` when the value is not far bigger than the one ferry holds
 //! (a big value of the target's own is not serialized for nothing), and it counts as written
-//! when its kind, canonical value digest (any encoding, `verify::state`) and expiry match.
+//! when its value (decoded, any encoding or order) and expiry match.
 //! Only `BUSYKEY` replies pay this: a run without conflicts sends nothing more.
 //!
 //! A key ferry copied in an earlier run and the source changed since still counts as a
@@ -16,7 +16,8 @@
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
 use crate::record::Record;
 use crate::source::Counts;
-use crate::verify::state::KeyState;
+use crate::rdb::decode_payload;
+use crate::rdb::value::Value;
 
 use super::route::{KeyedCommands, Router};
 use super::Clocks;
@@ -168,11 +169,33 @@ fn small_enough(rec: &Record, usage: Option<&Reply>) -> bool {
 }
 
 /// The target's DUMP `payload` holds the record's value (compared decoded: the target may
-/// encode it differently, in another RDB version).
+/// encode it differently, in another RDB version, with its elements in another order).
 fn same_value(rec: &Record, payload: &[u8]) -> bool {
-    let (ours, our_err) = KeyState::from_payload(&rec.payload, None);
-    let (theirs, their_err) = KeyState::from_payload(payload, None);
-    our_err.is_none() && their_err.is_none() && ours == theirs
+    match (decode_payload(&rec.payload), decode_payload(payload)) {
+        (Ok(ours), Ok(theirs)) => canonical(ours) == canonical(theirs),
+        _ => false,
+    }
+}
+
+/// `v` with the elements of its unordered collections sorted: two encodings of one set, hash
+/// or sorted set list them in different orders (an intset and a hashtable, a listpack and a
+/// dict). Lists and streams keep their order, which is part of their value.
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Set(mut members) => {
+            members.sort_unstable();
+            Value::Set(members)
+        }
+        Value::Hash(mut fields) => {
+            fields.sort_unstable_by(|a, b| a.field.cmp(&b.field));
+            Value::Hash(fields)
+        }
+        Value::ZSet(mut members) => {
+            members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Value::ZSet(members)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +221,13 @@ mod tests {
         assert!(same_value(&rec, &target));
         let other = encode_value(&Value::Set(vec![b"a".to_vec()]), 11).expect("encode");
         assert!(!same_value(&rec, &other));
+        // Another encoding lists the members in another order: still the same set.
+        let reordered = Value::Set(vec![b"b".to_vec(), b"a".to_vec()]);
+        assert!(same_value(&rec, &encode_value(&reordered, 11).expect("encode")));
+        // A list's order is its value.
+        let list = record(&Value::List(vec![b"a".to_vec(), b"b".to_vec()]), 9, None);
+        let swapped = Value::List(vec![b"b".to_vec(), b"a".to_vec()]);
+        assert!(!same_value(&list, &encode_value(&swapped, 9).expect("encode")));
     }
 
     #[test]
