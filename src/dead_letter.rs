@@ -17,9 +17,35 @@ use std::sync::Mutex;
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::display::escape_key;
+use crate::read::clock::now_ms;
 use crate::record::Record;
-use crate::report::escape_key;
-use crate::sink::key_error::Cause;
+
+/// Why a key was refused for a reason of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The target's ACL user may not write this key name (a key pattern, `NOPERM`).
+    AclDenied,
+    /// The value is larger than the target's `proto-max-bulk-len`.
+    TooLarge,
+    /// The target cannot load this payload (`Bad data format`, a payload version or checksum it
+    /// refuses, a module type it does not have).
+    BadPayload,
+    /// The value cannot be expressed in the target's RDB version (re-encoding failed).
+    NotRepresentable,
+}
+
+impl Cause {
+    /// A stable name, for the dead-letter file and the `reason` label of the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::AclDenied => "acl_denied",
+            Cause::TooLarge => "too_large",
+            Cause::BadPayload => "bad_payload",
+            Cause::NotRepresentable => "not_representable",
+        }
+    }
+}
 
 /// One refused key, as written to the file.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -57,25 +83,31 @@ impl Letter {
             size: rec.payload.len() as u64,
             cause: cause.name(),
             reason: reason.to_string(),
-            time: rfc3339_utc(crate::sink::now_ms()),
+            time: rfc3339_utc(now_ms()),
         }
     }
 }
 
 impl Letter {
-    /// The letter for big key `key` (copied in chunks, never DUMPed: `size` is its estimate),
-    /// refused on target DB `tdb`.
-    pub fn of_big(key: &crate::bigkey::BigKey, tdb: u32, cause: Cause, reason: &str) -> Letter {
+    /// The letter for big key `key` of source DB `db` (copied in chunks, never DUMPed: its
+    /// `kind` is the probed type name and `size` its estimate), refused on target DB `tdb`.
+    pub fn of_big(
+        (db, key): (u32, &[u8]),
+        (kind, size): (&'static str, u64),
+        tdb: u32,
+        cause: Cause,
+        reason: &str,
+    ) -> Letter {
         Letter {
-            db: key.db,
+            db,
             target_db: tdb,
-            key: escape_key(&key.key),
-            key_hex: hex(&key.key),
-            kind: key.kind.type_name(),
-            size: key.estimate,
+            key: escape_key(key),
+            key_hex: hex(key),
+            kind,
+            size,
             cause: cause.name(),
             reason: reason.to_string(),
-            time: rfc3339_utc(crate::sink::now_ms()),
+            time: rfc3339_utc(now_ms()),
         }
     }
 }

@@ -31,11 +31,11 @@ use super::read::{ChunkReader, ReadError};
 use super::write::{self, ChunkError, Expire, TargetFeatures};
 use super::{BigKey, BigSource, Chunk};
 use crate::dead_letter::Letter;
+use crate::display::{escape_key, human_bytes};
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::policy::OnConflict;
 use crate::rdb::reader::BigValue;
 use crate::read::expiry::{self, Expiry, ReadKeysError};
-use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
 use crate::sink::bulk_limit::PROBE_FLOOR;
 use crate::sink::key_error::{Cause, KeyErrors};
@@ -250,7 +250,13 @@ pub async fn copy_keys(
                             key.db,
                             cause.name()
                         );
-                        letters.push(Letter::of_big(key, opts.target_db(key.db), cause, &reason));
+                        letters.push(Letter::of_big(
+                            (key.db, &key.key),
+                            (key.kind.type_name(), key.estimate),
+                            opts.target_db(key.db),
+                            cause,
+                            &reason,
+                        ));
                         break Outcome::DeadLettered;
                     }
                 },

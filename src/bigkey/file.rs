@@ -14,10 +14,10 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::{Chunk, Kind, PendingEntry, StreamEntry, StreamGroup, StreamMeta};
+use crate::display::escape_key;
 use crate::rdb::elements::{Element, ElementReader};
 use crate::rdb::reader::BigValue;
 use crate::rdb::types;
-use crate::report::escape_key;
 
 /// The kind of chunks a value of type byte `t` is copied in (`None`: never read by elements).
 pub fn kind_of(t: u8) -> Option<Kind> {

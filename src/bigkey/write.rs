@@ -28,8 +28,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use super::{Chunk, PendingEntry, StreamEntry, StreamGroup, StreamId, StreamMeta};
+use crate::display::escape_key;
 use crate::endpoint::{Pipeline, Reply};
-use crate::report::escape_key;
 use crate::sink::slots::key_slot;
 
 /// The safety expiry of a temporary key, refreshed by every chunk written into it: long enough

@@ -18,9 +18,9 @@
 
 use std::time::Duration;
 
+use crate::display::{escape_key, human_bytes};
 use crate::endpoint::{ErrorKind, Pipeline, Reply, Server};
 use crate::record::Record;
-use crate::report::{escape_key, human_bytes};
 
 /// Values up to this size are never suspected: 1 MiB is the smallest `proto-max-bulk-len` Redis
 /// 6.2+ and Valkey accept (older servers accept smaller limits, which go unrecognised here).

@@ -19,31 +19,7 @@ use crate::policy::OnKeyError;
 use crate::record::Record;
 use crate::source::Counts;
 
-/// Why a key was refused for a reason of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// The target's ACL user may not write this key name (a key pattern, `NOPERM`).
-    AclDenied,
-    /// The value is larger than the target's `proto-max-bulk-len`.
-    TooLarge,
-    /// The target cannot load this payload (`Bad data format`, a payload version or checksum it
-    /// refuses, a module type it does not have).
-    BadPayload,
-    /// The value cannot be expressed in the target's RDB version (re-encoding failed).
-    NotRepresentable,
-}
-
-impl Cause {
-    /// A stable name, for the dead-letter file and the `reason` label of the metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cause::AclDenied => "acl_denied",
-            Cause::TooLarge => "too_large",
-            Cause::BadPayload => "bad_payload",
-            Cause::NotRepresentable => "not_representable",
-        }
-    }
-}
+pub use crate::dead_letter::Cause;
 
 /// The cause when a RESTORE error reply `err` is that key's own fault; `None` for everything
 /// else, which stops the job (or is retried) as before. Why each class is where it is:
@@ -139,7 +115,7 @@ impl Quarantine {
         if n < WARN_LINES {
             tracing::warn!(
                 "key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on{}",
-                crate::report::escape_key(&rec.key),
+                crate::display::escape_key(&rec.key),
                 rec.db,
                 cause.name(),
                 if n + 1 == WARN_LINES { " (further refused keys are only written to the dead-letter file)" } else { "" }

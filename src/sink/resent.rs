@@ -14,10 +14,10 @@
 //! conflict: nothing on the target tells that copy from a key of its own.
 
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
-use crate::record::Record;
-use crate::source::Counts;
 use crate::rdb::decode_payload;
 use crate::rdb::value::Value;
+use crate::record::Record;
+use crate::source::Counts;
 
 use super::route::{KeyedCommands, Router};
 use super::Clocks;
@@ -223,11 +223,17 @@ mod tests {
         assert!(!same_value(&rec, &other));
         // Another encoding lists the members in another order: still the same set.
         let reordered = Value::Set(vec![b"b".to_vec(), b"a".to_vec()]);
-        assert!(same_value(&rec, &encode_value(&reordered, 11).expect("encode")));
+        assert!(same_value(
+            &rec,
+            &encode_value(&reordered, 11).expect("encode")
+        ));
         // A list's order is its value.
         let list = record(&Value::List(vec![b"a".to_vec(), b"b".to_vec()]), 9, None);
         let swapped = Value::List(vec![b"b".to_vec(), b"a".to_vec()]);
-        assert!(!same_value(&list, &encode_value(&swapped, 9).expect("encode")));
+        assert!(!same_value(
+            &list,
+            &encode_value(&swapped, 9).expect("encode")
+        ));
     }
 
     #[test]

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
+use crate::display::{escape_key, human_bytes};
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::policy::OnConflict;
 use crate::record::Record;
-use crate::report::{escape_key, human_bytes};
 use crate::retry::Backoff;
 use crate::source::{Batch, Counts};
 

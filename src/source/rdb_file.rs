@@ -676,7 +676,7 @@ fn read_blocking(
             }
             Item::BigValue(v) if opts.wants(v.db) => {
                 p.scanned += 1;
-                if expired(v.expire_at_ms, crate::sink::now_ms) {
+                if expired(v.expire_at_ms, crate::read::clock::now_ms) {
                     p.noted.expired_skipped += 1;
                 } else {
                     p.push_big(*v);
@@ -887,7 +887,7 @@ mod tests {
         let list: Vec<Vec<u8>> = (0..5000).map(|i| format!("e{i}").into_bytes()).collect();
         let big = crate::rdb::encode::encode_value(&Value::List(list.clone()), 10).unwrap();
         let small = crate::rdb::encode::encode_value(&Value::String(b"v".to_vec()), 10).unwrap();
-        let future = crate::sink::now_ms() + 3_600_000;
+        let future = crate::read::clock::now_ms() + 3_600_000;
         w.key_from_payload(b"a", &small, None).unwrap();
         w.key_from_payload(b"big", &big, Some(future)).unwrap();
         w.key_from_payload(b"gone", &big, Some(1_000)).unwrap();
