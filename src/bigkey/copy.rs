@@ -241,25 +241,10 @@ pub async fn copy_keys(
                     cause,
                     reason,
                     fatal,
-                }) => match &opts.key_errors {
-                    KeyErrors::Stop => return Err(fatal),
-                    KeyErrors::Skip(_) => {
-                        tracing::warn!(
-                            "big key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on",
-                            escape_key(&key.key),
-                            key.db,
-                            cause.name()
-                        );
-                        letters.push(Letter::of_big(
-                            (key.db, &key.key),
-                            (key.kind.type_name(), key.estimate),
-                            opts.target_db(key.db),
-                            cause,
-                            &reason,
-                        ));
-                        break Outcome::DeadLettered;
-                    }
-                },
+                }) => {
+                    letters.push(set_aside(opts, key, cause, &reason, fatal)?);
+                    break Outcome::DeadLettered;
+                }
                 Err(Again::Transient(e)) => {
                     src = None;
                     target.refresh().await;
@@ -281,7 +266,47 @@ pub async fn copy_keys(
                 }
             }
         };
-        match outcome {
+        outcome.add_to(&mut counts);
+    }
+    // On disk before the batch holding these keys is acknowledged.
+    if let (KeyErrors::Skip(file), false) = (&opts.key_errors, letters.is_empty()) {
+        file.append(&letters)?;
+        counts.dead_lettered += letters.len() as u64;
+    }
+    Ok(counts)
+}
+
+/// A big key the target refused for a reason of its own: the error that stops the job
+/// (`--on-key-error stop`), or its dead letter (`skip`).
+fn set_aside(
+    opts: &WriterOptions,
+    key: &BigKey,
+    cause: Cause,
+    reason: &str,
+    fatal: anyhow::Error,
+) -> anyhow::Result<Letter> {
+    if let KeyErrors::Stop = &opts.key_errors {
+        return Err(fatal);
+    }
+    tracing::warn!(
+        "big key {} (db {}) refused by the target ({}): {reason}; written to the dead-letter file, the copy goes on",
+        escape_key(&key.key),
+        key.db,
+        cause.name()
+    );
+    Ok(Letter::of_big(
+        (key.db, &key.key),
+        (key.kind.type_name(), key.estimate),
+        opts.target_db(key.db),
+        cause,
+        reason,
+    ))
+}
+
+impl Outcome {
+    /// Adds what happened to one key to `counts`.
+    fn add_to(self, counts: &mut Counts) {
+        match self {
             Outcome::Written { bytes } => {
                 counts.written += 1;
                 counts.big_keys += 1;
@@ -290,16 +315,10 @@ pub async fn copy_keys(
             Outcome::Vanished => counts.vanished += 1,
             Outcome::Expired => counts.expired_skipped += 1,
             Outcome::Conflict => counts.conflicts += 1,
-            // Counted when the letters are on disk, below.
+            // Counted once the letters are on disk (`copy_keys`).
             Outcome::DeadLettered => {}
         }
     }
-    // On disk before the batch holding these keys is acknowledged.
-    if let (KeyErrors::Skip(file), false) = (&opts.key_errors, letters.is_empty()) {
-        file.append(&letters)?;
-        counts.dead_lettered += letters.len() as u64;
-    }
-    Ok(counts)
 }
 
 /// A cluster source's slot map read again (after a redirection or a lost master).
