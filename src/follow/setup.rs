@@ -132,11 +132,7 @@ pub async fn prepare(
 pub(crate) fn source_masters(source: &Server, layout: &Layout) -> Vec<Server> {
     match layout {
         Layout::Standalone(_) => vec![source.clone()],
-        Layout::Cluster { cluster, topology } => topology
-            .masters
-            .iter()
-            .map(|m| cluster.server(&m.addr))
-            .collect(),
+        cluster => cluster.servers(),
     }
 }
 
