@@ -29,6 +29,7 @@ use support::bigkey_data::big_string;
 use support::data::{self, assert_same};
 use support::ferry::{kill_runs, KillAt, Run, Workdir};
 use support::servers::{Server, ServerOpts, Version};
+use support::slowlog;
 
 const TTL_TOLERANCE_MS: i64 = 5_000;
 
@@ -96,66 +97,6 @@ fn seed_forty_mb(c: &mut redis::Connection) {
         .expect("PEXPIRE");
 }
 
-/// Has `c` log every command in its SLOWLOG (the test changes the source's config, not ferry),
-/// emptied.
-fn log_every_command(c: &mut redis::Connection) {
-    for (name, value) in [
-        ("slowlog-log-slower-than", "0"),
-        ("slowlog-max-len", "1000000"),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query(c)
-            .expect("CONFIG SET");
-    }
-    let _: () = redis::cmd("SLOWLOG")
-        .arg("RESET")
-        .query(c)
-        .expect("SLOWLOG RESET");
-}
-
-/// Every SLOWLOG entry: (microseconds, first two words), the test's own SLOWLOG/CONFIG left out.
-fn slowlog(c: &mut redis::Connection) -> Vec<(i64, String)> {
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg(1_000_000)
-        .query(c)
-        .expect("SLOWLOG GET");
-    let mut out: Vec<(i64, String)> = entries
-        .into_iter()
-        .filter_map(|e| {
-            let redis::Value::Array(fields) = e else {
-                return None;
-            };
-            let Some(redis::Value::Int(micros)) = fields.get(2) else {
-                return None;
-            };
-            let Some(redis::Value::Array(args)) = fields.get(3) else {
-                return None;
-            };
-            let words: Vec<String> = args
-                .iter()
-                .take(2)
-                .map(|a| match a {
-                    redis::Value::BulkString(b) => {
-                        String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned()
-                    }
-                    other => format!("{other:?}"),
-                })
-                .collect();
-            Some((*micros, words.join(" ")))
-        })
-        .filter(|(_, cmd)| {
-            let first = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            first != "SLOWLOG" && first != "CONFIG"
-        })
-        .collect();
-    out.sort_by_key(|e| std::cmp::Reverse(e.0));
-    out
-}
-
 /// Keys on `c` named like a temporary key of ferry's.
 fn temp_keys(c: &mut redis::Connection) -> Vec<Vec<u8>> {
     data::scan_keys(c, 0)
@@ -174,13 +115,13 @@ fn forty_mb_strings_from(version: Version) {
     let dst = target("16mb");
     let mut c = src.conn();
     seed_forty_mb(&mut c);
-    log_every_command(&mut c);
+    slowlog::start(&mut c, 0);
     let work = Workdir::new();
     let t = Instant::now();
     let r = work.migrate(&src, &dst).run();
     let took = t.elapsed();
     assert_eq!(r.code, 0, "{}", r.text());
-    let ferry_log = slowlog(&mut c);
+    let ferry_log = slowlog::slowest(&mut c);
 
     // Never DUMPed: ferry DUMPs only the small keys.
     let dumped: Vec<&(i64, String)> = ferry_log
@@ -194,12 +135,12 @@ fn forty_mb_strings_from(version: Version) {
         &ferry_log[..ferry_log.len().min(10)]
     );
     // One DUMP of the string, as the code before #14 sent, measured the same way.
-    log_every_command(&mut c);
+    slowlog::start(&mut c, 0);
     let dump: Vec<u8> = redis::cmd("DUMP")
         .arg("big:words")
         .query(&mut c)
         .expect("DUMP");
-    let dump_us = slowlog(&mut c)
+    let dump_us = slowlog::slowest(&mut c)
         .iter()
         .find(|(_, cmd)| cmd.to_ascii_uppercase().starts_with("DUMP"))
         .map(|(us, _)| *us)

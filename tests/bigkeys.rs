@@ -34,6 +34,7 @@ use support::cluster_data;
 use support::data::{self, assert_same};
 use support::ferry::{finish, Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::slowlog;
 
 /// The sizes.
 const FULL: BigSizes = BigSizes {
@@ -330,68 +331,6 @@ fn temp_keys(c: &mut impl ConnectionLike) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The slowest commands the source's SLOWLOG holds: (microseconds, the command's first words),
-/// slowest first, leaving out the test's own SLOWLOG and CONFIG commands.
-fn slowlog(c: &mut redis::Connection) -> Vec<(i64, String)> {
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg(1_000_000)
-        .query(c)
-        .expect("SLOWLOG GET");
-    let mut out: Vec<(i64, String)> = entries
-        .into_iter()
-        .filter_map(|e| {
-            let redis::Value::Array(fields) = e else {
-                return None;
-            };
-            let micros = match fields.get(2) {
-                Some(redis::Value::Int(n)) => *n,
-                _ => return None,
-            };
-            let Some(redis::Value::Array(args)) = fields.get(3) else {
-                return None;
-            };
-            let words: Vec<String> = args
-                .iter()
-                .take(3)
-                .map(|a| match a {
-                    redis::Value::BulkString(b) => {
-                        String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned()
-                    }
-                    other => format!("{other:?}"),
-                })
-                .collect();
-            Some((micros, words.join(" ")))
-        })
-        .filter(|(_, cmd)| {
-            let first = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            first != "SLOWLOG" && first != "CONFIG"
-        })
-        .collect();
-    out.sort_by_key(|e| std::cmp::Reverse(e.0));
-    out
-}
-
-/// Has the source log every command over 100 µs (the test's servers, not ferry, change the
-/// config: ferry never does) and empties its slowlog.
-fn start_slowlog(c: &mut redis::Connection) {
-    for (name, value) in [
-        ("slowlog-log-slower-than", "100"),
-        ("slowlog-max-len", "1000000"),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query(c)
-            .expect("CONFIG SET");
-    }
-    let _: () = redis::cmd("SLOWLOG")
-        .arg("RESET")
-        .query(c)
-        .expect("SLOWLOG RESET");
-}
-
 /// PINGs `server` every 2 ms until stopped; returns the worst round trip seen. A clock on a
 /// loaded machine: printed, never asserted on (the slowlog is the measure).
 struct Prober {
@@ -466,7 +405,7 @@ fn full_size_copy(version: Version) {
         .expect("FLUSHALL");
 
     let mut src_conn = src.conn();
-    start_slowlog(&mut src_conn);
+    slowlog::start(&mut src_conn, 100);
     let prober = Prober::start(&src);
     let t = Instant::now();
     // Ferry's default threshold (8 MiB), scaled down with the sizes.
@@ -479,15 +418,15 @@ fn full_size_copy(version: Version) {
     let took = t.elapsed();
     let (worst_ping, pings) = prober.finish();
     assert_eq!(r.code, 0, "{}", r.text());
-    let ferry_slowest = slowlog(&mut src_conn);
+    let ferry_slowest = slowlog::slowest(&mut src_conn);
 
     // One DUMP of the hash, as the code before #14 sent, measured the same way.
-    start_slowlog(&mut src_conn);
+    slowlog::start(&mut src_conn, 100);
     let dump: Vec<u8> = redis::cmd("DUMP")
         .arg("big:hash")
         .query(&mut src_conn)
         .expect("DUMP");
-    let dump_log = slowlog(&mut src_conn);
+    let dump_log = slowlog::slowest(&mut src_conn);
     let dump_us = dump_log
         .iter()
         .find(|(_, cmd)| cmd.to_ascii_uppercase().starts_with("DUMP"))
@@ -500,12 +439,14 @@ fn full_size_copy(version: Version) {
             .any(|(_, cmd)| cmd.to_ascii_uppercase().starts_with("DUMP BIG:")),
         "ferry DUMPed a big key: {ferry_slowest:?}"
     );
-    start_slowlog(&mut src_conn);
+    slowlog::start(&mut src_conn, 100);
     let string_dump: Vec<u8> = redis::cmd("DUMP")
         .arg("big:string")
         .query(&mut src_conn)
         .expect("DUMP");
-    let string_dump_us = slowlog(&mut src_conn).first().map_or(0, |(us, _)| *us);
+    let string_dump_us = slowlog::slowest(&mut src_conn)
+        .first()
+        .map_or(0, |(us, _)| *us);
     let (worst_us, worst_cmd) = ferry_slowest
         .first()
         .cloned()

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use support::data::{self, Caps, KeyState};
 use support::ferry::{Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, Version, TEST_PASSWORD};
+use support::slowlog;
 
 /// The restricted ACL user's password.
 const APP_PW: &str = "app-pass-7f3k";
@@ -533,30 +534,6 @@ fn refused_keys_from_an_rdb_file_are_dead_lettered() {
     assert_no_password(&work, &[&run]);
 }
 
-/// The commands in `SLOWLOG GET -1` of `node` on `key`, by command name (upper case).
-fn slowlog_on(node: &Server, key: &str) -> BTreeMap<String, usize> {
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg(&["GET", "-1"])
-        .query(&mut node.conn())
-        .expect("SLOWLOG GET");
-    let mut out = BTreeMap::new();
-    for e in &entries {
-        let redis::Value::Array(parts) = e else {
-            continue;
-        };
-        let Some(cmd) = parts
-            .get(3)
-            .and_then(|v| redis::from_redis_value::<Vec<String>>(v.clone()).ok())
-        else {
-            continue;
-        };
-        if cmd.len() > 1 && cmd[1] == key {
-            *out.entry(cmd[0].to_ascii_uppercase()).or_default() += 1;
-        }
-    }
-    out
-}
-
 /// `--keys-from` with a *cluster* source: a big listed hash (2 MB, over one RESTORE for a
 /// target with proto-max-bulk-len 1mb) is sized and read in chunks on the master of its slot,
 /// never DUMPed there (by the copy or by the verification); the target equals the source.
@@ -588,15 +565,7 @@ fn keys_from_a_cluster_source_copies_big_keys_in_chunks() {
     let mut lines = small.join("\n");
     lines.push_str("\nbig:hash\n");
     std::fs::write(&list, lines).expect("write list");
-    for (name, v) in [
-        ("slowlog-max-len", "100000"),
-        ("slowlog-log-slower-than", "0"),
-    ] {
-        let () = redis::cmd("CONFIG")
-            .arg(&["SET", name, v])
-            .query(&mut c)
-            .expect("CONFIG SET");
-    }
+    slowlog::log_slower_than(&mut c, 0);
     let ca = ca_cert().to_string_lossy().into_owned();
     let run = work.run(&[
         "migrate",
@@ -614,7 +583,7 @@ fn keys_from_a_cluster_source_copies_big_keys_in_chunks() {
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.big_keys"), 1, "{}", run.text());
     // Read before the test's own reads of the source below.
-    let log = slowlog_on(owner, "big:hash");
+    let log = slowlog::counts_on(&mut owner.conn(), "big:hash");
     assert_eq!(log.get("DUMP"), None, "big:hash was DUMPed: {log:?}");
     assert!(
         log.contains_key("HSCAN"),

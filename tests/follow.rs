@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use support::ferry::{finish, Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::slowlog;
 use support::{cluster_data, data};
 
 const DBS: [u32; 3] = [0, 1, 2];
@@ -531,23 +532,10 @@ fn rerun_with_reconcile_brings_a_changed_target_up_to_date() {
 /// Ids of the source's SLOWLOG entries (every command is logged: `slowlog-log-slower-than 0`)
 /// whose arguments are exactly `args`, oldest first.
 fn slowlog_ids(src: &Server, args: &[&str]) -> Vec<i64> {
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg(-1)
-        .query(&mut src.conn())
-        .expect("SLOWLOG GET");
-    let mut ids: Vec<i64> = entries
+    let mut ids: Vec<i64> = slowlog::entries(&mut src.conn())
         .iter()
-        .filter_map(|e| {
-            let redis::Value::Array(parts) = e else {
-                return None;
-            };
-            let id: i64 = redis::from_redis_value(parts[0].clone()).ok()?;
-            let cmd: Vec<String> = redis::from_redis_value(parts[3].clone()).ok()?;
-            (cmd.len() == args.len()
-                && cmd.iter().zip(args).all(|(a, b)| a.eq_ignore_ascii_case(b)))
-            .then_some(id)
-        })
+        .filter(|e| e.matches(args))
+        .map(|e| e.id)
         .collect();
     ids.sort_unstable();
     ids
@@ -1133,15 +1121,7 @@ fn big_keys_changed_while_following_are_copied_in_chunks() {
     );
     follower.wait_following(Duration::from_secs(60));
     // Every command from here on is in the slowlog, so a DUMP of a big key would show.
-    for (name, v) in [
-        ("slowlog-max-len", "100000"),
-        ("slowlog-log-slower-than", "0"),
-    ] {
-        let () = redis::cmd("CONFIG")
-            .arg(&["SET", name, v])
-            .query(&mut c)
-            .expect("CONFIG SET");
-    }
+    slowlog::log_slower_than(&mut c, 0);
     for round in 0..5 {
         let () = redis::cmd("HSET")
             .arg(&["big:hash", &format!("new:{round}"), "x"])
@@ -1163,23 +1143,10 @@ fn big_keys_changed_while_following_are_copied_in_chunks() {
         slowlog_ids(&src, &["DUMP", "big:hash"]).is_empty(),
         "big:hash was DUMPed while following"
     );
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg(&["GET", "-1"])
-        .query(&mut c)
-        .expect("SLOWLOG GET");
-    let hscans = entries
-        .iter()
-        .filter(|e| {
-            let redis::Value::Array(parts) = e else {
-                return false;
-            };
-            let cmd: Vec<String> = parts
-                .get(3)
-                .and_then(|v| redis::from_redis_value(v.clone()).ok())
-                .unwrap_or_default();
-            cmd.len() > 1 && cmd[0].eq_ignore_ascii_case("HSCAN") && cmd[1] == "big:hash"
-        })
-        .count();
+    let hscans = slowlog::counts_on(&mut c, "big:hash")
+        .get("HSCAN")
+        .copied()
+        .unwrap_or(0);
     assert!(
         hscans > 0,
         "big:hash was not read in chunks while following"
@@ -1199,23 +1166,6 @@ fn big_keys_changed_while_following_are_copied_in_chunks() {
         .expect("EXISTS");
     assert_eq!(gone, 0, "big:gone was deleted on the source");
     assert_exact(&src, &dst);
-}
-
-/// `SLOWLOG GET -1` of `node`: each entry's command, as text.
-fn slowlog_commands(node: &Server) -> Vec<Vec<String>> {
-    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
-        .arg(&["GET", "-1"])
-        .query(&mut node.conn())
-        .expect("SLOWLOG GET");
-    entries
-        .iter()
-        .filter_map(|e| {
-            let redis::Value::Array(parts) = e else {
-                return None;
-            };
-            redis::from_redis_value(parts.get(3)?.clone()).ok()
-        })
-        .collect()
 }
 
 /// A big key of a *cluster* source changed while ferry follows is copied again in chunks read
@@ -1263,15 +1213,7 @@ fn cluster_big_keys_changed_while_following_are_copied_in_chunks() {
     let follower = Follower::start(&work, &args);
     follower.wait_following(Duration::from_secs(60));
     // Every command on the owning master from here on is in its slowlog.
-    for (name, v) in [
-        ("slowlog-max-len", "100000"),
-        ("slowlog-log-slower-than", "0"),
-    ] {
-        let () = redis::cmd("CONFIG")
-            .arg(&["SET", name, v])
-            .query(&mut c)
-            .expect("CONFIG SET");
-    }
+    slowlog::log_slower_than(&mut c, 0);
     for round in 0..5 {
         let () = redis::cmd("HSET")
             .arg(&["big:hash", &format!("new:{round}"), "x"])
@@ -1285,14 +1227,8 @@ fn cluster_big_keys_changed_while_following_are_copied_in_chunks() {
     assert_eq!(verdict.code, 0, "{}\n{}", verdict.text(), run.text());
     assert_eq!(run.code, 0, "{}", run.text());
     // Read before the test's own reads of the source below.
-    let log = slowlog_commands(owner);
-    let on_big = |name: &str| {
-        log.iter()
-            .filter(|cmd| {
-                cmd.len() > 1 && cmd[0].eq_ignore_ascii_case(name) && cmd[1] == "big:hash"
-            })
-            .count()
-    };
+    let log = slowlog::counts_on(&mut owner.conn(), "big:hash");
+    let on_big = |name: &str| log.get(name).copied().unwrap_or(0);
     assert_eq!(on_big("DUMP"), 0, "big:hash was DUMPed while following");
     assert!(
         on_big("HSCAN") > 0,

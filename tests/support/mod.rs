@@ -4,3 +4,4 @@ pub mod cluster_data;
 pub mod data;
 pub mod ferry;
 pub mod servers;
+pub mod slowlog;
