@@ -346,29 +346,41 @@ fn a_pending_entry_of_a_deleted_message_is_a_key_error_not_a_silent_difference()
         } else {
             live(&src)
         };
-        let run = migrate(&work, &from, &dst, &[]);
-        assert_eq!(run.code, 2, "{}", run.text());
-        assert!(
-            run.text().contains("s:ghost") && run.text().contains("deleted from the stream"),
-            "{}",
-            run.text()
-        );
-        let dl = work.file("refused.jsonl");
-        let dl_arg = dl.to_str().expect("utf-8 path");
-        let extra = ["--on-key-error", "skip", "--dead-letter", dl_arg];
-        let run = migrate(&work, &from, &dst, &extra);
-        assert_eq!(run.code, 1, "{}", run.text());
-        assert_eq!(run.num("keys.dead_lettered"), 1, "{}", run.text());
-        let letters = letters(&dl);
-        assert_eq!(letters.len(), 1, "{letters:?}");
-        let line = letters[0].to_string();
-        assert!(
-            line.contains("s:ghost") && line.contains("deleted from the stream"),
-            "{line}"
-        );
+        let letter =
+            refused_then_set_aside(&work, &from, &dst, "s:ghost", "deleted from the stream");
+        assert!(letter.contains("deleted from the stream"), "{letter}");
         assert_all_but(&src, &dst, &["s:ghost"]);
         assert_no_temp_keys(&dst);
     }
+}
+
+/// The copy from `from` stops (exit 2) on `key`, naming it and `why`; with `--on-key-error
+/// skip` it exits 1 with exactly that key in the dead-letter file, whose line is returned.
+fn refused_then_set_aside(
+    work: &Workdir,
+    from: &[String],
+    dst: &Server,
+    key: &str,
+    why: &str,
+) -> String {
+    let run = migrate(work, from, dst, &[]);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(
+        run.text().contains(key) && run.text().contains(why),
+        "{}",
+        run.text()
+    );
+    let dl = work.file("refused.jsonl");
+    let dl_arg = dl.to_str().expect("utf-8 path");
+    let extra = ["--on-key-error", "skip", "--dead-letter", dl_arg];
+    let run = migrate(work, from, dst, &extra);
+    assert_eq!(run.code, 1, "{}", run.text());
+    assert_eq!(run.num("keys.dead_lettered"), 1, "{}", run.text());
+    let letters = letters(&dl);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let line = letters[0].to_string();
+    assert!(line.contains(key), "{line}");
+    line
 }
 
 /// The dead-letter file's lines, parsed.
@@ -424,21 +436,7 @@ fn a_target_before_6_2_gets_consumers_with_pending_entries_and_refuses_idle_ones
         } else {
             live(&src)
         };
-        let run = migrate(&work, &from, &dst, &[]);
-        assert_eq!(run.code, 2, "{}", run.text());
-        assert!(
-            run.text().contains("s:idle") && run.text().contains("CREATECONSUMER"),
-            "{}",
-            run.text()
-        );
-        let dl = work.file("refused.jsonl");
-        let dl_arg = dl.to_str().expect("utf-8 path");
-        let extra = ["--on-key-error", "skip", "--dead-letter", dl_arg];
-        let run = migrate(&work, &from, &dst, &extra);
-        assert_eq!(run.code, 1, "{}", run.text());
-        let letters = letters(&dl);
-        assert_eq!(letters.len(), 1, "{letters:?}");
-        assert!(letters[0].to_string().contains("s:idle"), "{letters:?}");
+        refused_then_set_aside(&work, &from, &dst, "s:idle", "CREATECONSUMER");
         assert_same_stream(&src, &dst, "s:busy");
         assert_all_but(&src, &dst, &["s:idle"]);
         assert_no_temp_keys(&dst);
