@@ -458,22 +458,17 @@ fn keys_from_a_plain_list_with_db_map() {
     let work = Workdir::new();
     let list = work.file("keys.txt");
     std::fs::write(&list, b"plain:one\n\"bin:\\x00\\xff\\x0a\"\ngone:key\n").expect("write list");
-    let ca = ca_cert().to_string_lossy().into_owned();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca,
-        "--db",
-        "2",
-        "--db-map",
-        "2:5",
-        "--keys-from",
-        list.to_str().expect("utf-8 path"),
-    ]);
+    let run = work
+        .migrate(&src, &dst)
+        .args(&[
+            "--db",
+            "2",
+            "--db-map",
+            "2:5",
+            "--keys-from",
+            list.to_str().expect("utf-8 path"),
+        ])
+        .run();
     let text = run.text();
     assert_eq!(run.code, 0, "expected exit 0:\n{text}");
     assert_eq!(run.num("keys.written"), 2, "{text}");
@@ -566,20 +561,15 @@ fn keys_from_a_cluster_source_copies_big_keys_in_chunks() {
     lines.push_str("\nbig:hash\n");
     std::fs::write(&list, lines).expect("write list");
     slowlog::log_slower_than(&mut c, 0);
-    let ca = ca_cert().to_string_lossy().into_owned();
-    let run = work.run(&[
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca,
-        "--keys-from",
-        list.to_str().expect("utf-8 path"),
-        "--big-key-bytes",
-        "1048576",
-    ]);
+    let run = work
+        .migrate(&src, &dst)
+        .args(&[
+            "--keys-from",
+            list.to_str().expect("utf-8 path"),
+            "--big-key-bytes",
+            "1048576",
+        ])
+        .run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.big_keys"), 1, "{}", run.text());
     // Read before the test's own reads of the source below.

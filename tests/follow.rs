@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use support::ferry::{finish, Run, Workdir};
+use support::ferry::{finish, Endpoint, Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
 use support::slowlog;
 use support::{cluster_data, data};
@@ -41,7 +41,9 @@ fn seed(src: &Server) {
     data::select(&mut c, 0);
 }
 
-fn follow_args(src: &Server, dst: &Server, extra: &[&str]) -> Vec<String> {
+/// `ferry migrate --follow` from `src` into the TLS `dst` (a server or a cluster each), with
+/// small batches and progress as log lines, plus `extra`.
+fn follow_args(src: &impl Endpoint, dst: &impl Endpoint, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "migrate",
         "--source",
@@ -1193,23 +1195,7 @@ fn cluster_big_keys_changed_while_following_are_copied_in_chunks() {
     // Random values: a DUMP compresses repetitive ones, and this one must stay over 1 MB.
     support::bigkey_data::big_hash(&mut c, "big:hash", 20_000, true);
     let work = Workdir::new();
-    let args: Vec<String> = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca_cert().to_string_lossy(),
-        "--checkpoint",
-        CHECKPOINT,
-        "--follow",
-        "--big-key-bytes",
-        "1048576",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = follow_args(&src, &dst, &["--big-key-bytes", "1048576"]);
     let follower = Follower::start(&work, &args);
     follower.wait_following(Duration::from_secs(60));
     // Every command on the owning master from here on is in its slowlog.
