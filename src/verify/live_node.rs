@@ -115,7 +115,7 @@ macro_rules! with_conn {
 
 impl Node {
     /// A node reading `server` (of `version` when known): its clock skew measured and its size
-    /// probe chosen; connections are opened when reads need them.
+    /// probe chosen; more connections are opened when reads need them.
     pub async fn new(
         server: Server,
         version: Option<(u32, u32)>,
@@ -136,9 +136,11 @@ impl Node {
         }
         let throttle = opts.throttles.as_ref().and_then(|t| t.for_server(&server));
         let (big_key_bytes, batch_bytes) = (opts.big_key_bytes, opts.batch_bytes);
-        let big = retrying(opts.retry_for, || async {
+        // The connection of the last step is the first the reads use.
+        let (big, conn) = retrying(opts.retry_for, || async {
             let mut conn = server.connect().await?;
-            BigKeys::for_server(&mut conn, version, big_key_bytes, batch_bytes).await
+            let big = BigKeys::for_server(&mut conn, version, big_key_bytes, batch_bytes).await?;
+            Ok((big, conn))
         })
         .await?;
         Ok(Node {
@@ -153,7 +155,7 @@ impl Node {
             skew_ms,
             listed,
             avg_size: AtomicUsize::new(dump_size::FIRST_GUESS),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(vec![conn]),
         })
     }
 
