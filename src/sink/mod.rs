@@ -8,7 +8,8 @@
 //! May call: `endpoint` (connections, cluster routing, the bulk-length probe; refusals through
 //! `ErrorKind`), `read` (clocks, expiries), `rdb` (re-encoding for an older target), `bigkey`
 //! (reading and writing a big key's chunks), `dead_letter`, `record`, `counts`, `source` (the
-//! `Batch`), `policy`, `retry`, `display`. Nothing of `sink` is called by `source`, `bigkey` or
+//! `Batch`), `policy`, `throttle` (a big key's reads count against the source's caps),
+//! `display`. Nothing of `sink` is called by `source`, `bigkey` or
 //! `endpoint`.
 
 pub mod chunked;

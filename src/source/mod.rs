@@ -8,7 +8,8 @@
 //!
 //! May call: `read` (how a live server is read: TIME/PTTL/DUMP, SCAN, refusals), `endpoint`,
 //! `rdb` (the file), `bigkey` (which keys are too big to DUMP), `partition` (a worker's share),
-//! `throttle`, `retry`, `record`, `display`. Not `sink`, `verify` or `report`: they call it.
+//! `throttle`, `stop`, `counts`, `record`, `display`. Not `sink`, `verify` or `report`: they call
+//! it.
 
 pub mod plan;
 pub mod rdb_file;
