@@ -26,7 +26,7 @@ fn migrate<'w>(work: &'w Workdir, src: &impl Endpoint, dst: &impl Endpoint) -> F
 fn spawn(ferry: &Ferry) -> (Child, std::path::PathBuf) {
     let (mut cmd, report) = ferry.command();
     let child = cmd
-        .env("FERRY_LOG", "info,ferry::sink::route=debug")
+        .env("FERRY_LOG", "info,ferry::endpoint::route=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
