@@ -86,6 +86,8 @@ pub(crate) async fn probe(
             return None;
         }
     };
+    // Every check only reads: a command lost with its connection is sent again.
+    conn.resend_reads(server);
     let info = match info::read(&mut conn).await {
         Ok(i) => i,
         Err(e) => {
@@ -155,7 +157,7 @@ fn conn_failure(name: &str, e: &ConnError) -> Check {
             format!("cannot connect to the {side} {ep}: {detail}"),
             "check the host and port, and that this machine can reach it (security groups, firewall)".into(),
         ),
-        ConnError::Lost { .. } | ConnError::Stalled { .. } => (e.to_string(), "check the server's health and network, then run the check again".into()),
+        ConnError::Lost { .. } | ConnError::Stalled { .. } => (e.to_string(), super::LOST_FIX.into()),
         ConnError::Protocol { .. } => (e.to_string(), "check that it is a Redis server, and whether it needs rediss:// (TLS)".into()),
     };
     Check::fail(name, detail, fix).caused_by_conn(e)
@@ -257,6 +259,7 @@ async fn connect_masters(
                 continue;
             }
         };
+        c.resend_reads(&node);
         match info::read(&mut c).await {
             Ok(i) => {
                 for (db, n) in &i.keyspace {

@@ -125,6 +125,9 @@ pub(crate) enum Lost {
     Dropped,
 }
 
+/// What to do about a check that lost its connection.
+pub(crate) const LOST_FIX: &str = "check the server's health and network, then run the check again";
+
 impl Check {
     /// A passed check.
     pub fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
@@ -157,7 +160,9 @@ impl Check {
         }
     }
 
-    /// The row, marked as caused by the connection failure `e`.
+    /// The row, marked as caused by the connection failure `e`. A lost or silent connection
+    /// says nothing about what the row checks (an ACL, a setting), so its "what to do" is the
+    /// connection's, not the check's.
     pub(crate) fn caused_by_conn(mut self, e: &crate::endpoint::ConnError) -> Check {
         use crate::endpoint::ConnError;
         self.lost = match e {
@@ -165,6 +170,9 @@ impl Check {
             ConnError::Lost { .. } | ConnError::Stalled { .. } => Lost::Dropped,
             _ => Lost::No,
         };
+        if self.lost == Lost::Dropped {
+            self.fix = LOST_FIX.into();
+        }
         self
     }
 
