@@ -2,14 +2,19 @@
 //!
 //! This is the "low-level" stage (in ripgrep's terms): flags exactly as given, no I/O.
 //! `resolve.rs` turns it into a plan (`plan.rs`), reading password files and certificates and
-//! checking combinations; nothing else reads these types. The policies have clap-facing twins
-//! here, converted into the plain enums of `policy.rs` and `progress.rs`.
+//! checking combinations; nothing else reads these types. The values of `--on-conflict`,
+//! `--on-key-error` and `--progress` are parsed straight into the plain enums of `policy.rs`
+//! and `progress.rs` (a table each: name, help, value).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::error::{Error, ErrorKind};
+use clap::{Arg, Args, Parser, Subcommand};
 
-use crate::{policy, progress};
+use crate::policy::{OnConflict, OnKeyError};
+use crate::progress::ProgressMode;
 
 /// Move a Redis dataset from an old server or cluster into a new (TLS) one, and prove nothing
 /// was lost.
@@ -152,7 +157,7 @@ pub struct CheckArgs {
 
     /// The `--on-conflict` the migration will use: with `fail`, keys of the source already on
     /// the target make the check fail.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
+    #[arg(long, value_parser = Choose(ON_CONFLICT), default_value = "fail", help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     #[command(flatten)]
@@ -206,7 +211,7 @@ pub struct MigrateArgs {
     ///
     /// fail: check before writing anything and stop, naming the first offending keys.
     /// replace: overwrite them. skip: keep the target's copy and count it.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
+    #[arg(long, value_parser = Choose(ON_CONFLICT), default_value = "fail", help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     /// Checkpoint file kept during the run, for resuming [default: ./ferry-<job id>.checkpoint.json].
@@ -239,7 +244,7 @@ pub struct MigrateArgs {
     /// --dead-letter file, go on with the others, and end with exit 1 (copy them later with
     /// --keys-from once the cause is fixed). Failures that are not one key's fault (connection
     /// lost, out of memory, wrong password, a cluster or server not ready) always stop or retry.
-    #[arg(long, value_enum, default_value_t = OnKeyError::Stop)]
+    #[arg(long, value_parser = Choose(ON_KEY_ERROR), default_value = "stop")]
     pub on_key_error: OnKeyError,
 
     /// --on-key-error skip: where the skipped keys are written, one JSON object per line (db,
@@ -612,7 +617,7 @@ pub struct OutputArgs {
     pub report: Option<PathBuf>,
 
     /// Progress display: a bar on a terminal, periodic log lines otherwise.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    #[arg(long, value_parser = Choose(PROGRESS), default_value = "auto")]
     pub progress: ProgressMode,
 
     /// Seconds between progress log lines when not on a terminal.
@@ -624,69 +629,62 @@ pub struct OutputArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// `--on-conflict` values (the clap twin of [`policy::OnConflict`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnConflict {
-    /// Refuse to start when target keys would be overwritten.
-    Fail,
-    /// Overwrite target keys.
-    Replace,
-    /// Keep the target's keys.
-    Skip,
-}
+/// The values of a flag that picks one of a few (`--on-conflict`, `--on-key-error`,
+/// `--progress`): each as typed, its help (listed by `--help`, no trailing period) and the plain
+/// value it stands for, so that nothing past this file sees a clap type.
+type Choices<T> = &'static [(&'static str, &'static str, T)];
 
-impl From<OnConflict> for policy::OnConflict {
-    fn from(v: OnConflict) -> policy::OnConflict {
-        match v {
-            OnConflict::Fail => policy::OnConflict::Fail,
-            OnConflict::Replace => policy::OnConflict::Replace,
-            OnConflict::Skip => policy::OnConflict::Skip,
-        }
+/// `--on-conflict` values.
+#[rustfmt::skip]
+const ON_CONFLICT: Choices<OnConflict> = &[
+    ("fail", "Refuse to start when target keys would be overwritten", OnConflict::Fail),
+    ("replace", "Overwrite target keys", OnConflict::Replace),
+    ("skip", "Keep the target's keys", OnConflict::Skip),
+];
+
+/// `--on-key-error` values.
+#[rustfmt::skip]
+const ON_KEY_ERROR: Choices<OnKeyError> = &[
+    ("stop", "Stop the job, naming the key and the reason (exit 2)", OnKeyError::Stop),
+    ("skip", "Write the key to the dead-letter file and go on (exit 1 at the end)",
+        OnKeyError::Skip),
+];
+
+/// `--progress` values.
+#[rustfmt::skip]
+const PROGRESS: Choices<ProgressMode> = &[
+    ("auto", "A bar when stderr is a terminal, log lines otherwise", ProgressMode::Auto),
+    ("bar", "Always a bar", ProgressMode::Bar),
+    ("log", "Always log lines", ProgressMode::Log),
+    ("json", "One JSON object per line on stderr, every --log-every seconds (for job runners)",
+        ProgressMode::Json),
+    ("none", "Nothing until the summary", ProgressMode::None),
+];
+
+/// Parses one of its [`Choices`] into the plain value: clap checks the name (and words its
+/// errors and `--help`) as for any list of possible values.
+#[derive(Clone)]
+struct Choose<T: 'static>(Choices<T>);
+
+impl<T: Copy + Send + Sync + 'static> TypedValueParser for Choose<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, Error> {
+        let names = self.0.iter().map(|&(name, ..)| name);
+        let name = PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        // The name was checked against the same list just above.
+        self.0
+            .iter()
+            .find(|&&(n, ..)| n == name)
+            .map(|&(.., v)| v)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidValue).with_cmd(cmd))
     }
-}
 
-/// `--on-key-error` values (the clap twin of [`policy::OnKeyError`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnKeyError {
-    /// Stop the job, naming the key and the reason (exit 2).
-    Stop,
-    /// Write the key to the dead-letter file and go on (exit 1 at the end).
-    Skip,
-}
-
-impl From<OnKeyError> for policy::OnKeyError {
-    fn from(v: OnKeyError) -> policy::OnKeyError {
-        match v {
-            OnKeyError::Stop => policy::OnKeyError::Stop,
-            OnKeyError::Skip => policy::OnKeyError::Skip,
-        }
-    }
-}
-
-/// `--progress` values (the clap twin of [`progress::ProgressMode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// A bar when stderr is a terminal, log lines otherwise.
-    Auto,
-    /// Always a bar.
-    Bar,
-    /// Always log lines.
-    Log,
-    /// One JSON object per line on stderr, every --log-every seconds (for job runners).
-    Json,
-    /// Nothing until the summary.
-    None,
-}
-
-impl From<ProgressMode> for progress::ProgressMode {
-    fn from(v: ProgressMode) -> progress::ProgressMode {
-        match v {
-            ProgressMode::Auto => progress::ProgressMode::Auto,
-            ProgressMode::Bar => progress::ProgressMode::Bar,
-            ProgressMode::Log => progress::ProgressMode::Log,
-            ProgressMode::Json => progress::ProgressMode::Json,
-            ProgressMode::None => progress::ProgressMode::None,
-        }
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let values = self.0.iter();
+        Some(Box::new(
+            values.map(|&(name, help, _)| PossibleValue::new(name).help(help)),
+        ))
     }
 }
 
@@ -694,7 +692,7 @@ impl From<ProgressMode> for progress::ProgressMode {
 mod tests {
     use clap::CommandFactory;
 
-    use super::Cli;
+    use super::*;
 
     /// clap's own consistency checks (unique ids, valid `requires`/`conflicts_with`, headings).
     #[test]
@@ -734,6 +732,47 @@ mod tests {
         ] {
             assert!(longs.contains(&read), "verify lost --{read}");
         }
+    }
+
+    /// Each name of a choice flag parses into its plain value; no flag gives the default; a
+    /// name not in the table is refused with the list.
+    #[test]
+    fn choices_parse_into_plain_values() {
+        let migrate = |extra: &[&str]| {
+            let base = [
+                "ferry",
+                "migrate",
+                "--source",
+                "redis://a:1",
+                "--target",
+                "redis://b:2",
+            ];
+            let args = base.iter().chain(extra).copied();
+            match Cli::try_parse_from(args).map(|cli| cli.command) {
+                Ok(Command::Migrate(m)) => Ok((m.on_conflict, m.on_key_error, m.output.progress)),
+                Ok(other) => panic!("not migrate: {other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let defaults = (OnConflict::Fail, OnKeyError::Stop, ProgressMode::Auto);
+        assert_eq!(migrate(&[]), Ok(defaults));
+        for &(name, _, value) in ON_CONFLICT {
+            let got = migrate(&["--on-conflict", name]).map(|m| m.0);
+            assert_eq!(got, Ok(value), "--on-conflict {name}");
+        }
+        for &(name, _, value) in ON_KEY_ERROR {
+            let got = migrate(&["--on-key-error", name]).map(|m| m.1);
+            assert_eq!(got, Ok(value), "--on-key-error {name}");
+        }
+        for &(name, _, value) in PROGRESS {
+            let got = migrate(&["--progress", name]).map(|m| m.2);
+            assert_eq!(got, Ok(value), "--progress {name}");
+        }
+        let refused = migrate(&["--progress", "loud"]).expect_err("an unknown mode is refused");
+        assert!(
+            refused.contains("[possible values: auto, bar, log, json, none]"),
+            "{refused}"
+        );
     }
 
     /// Every flag of `migrate --help` sits under a heading (source, target, TLS, …).

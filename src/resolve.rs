@@ -2,8 +2,8 @@
 //!
 //! The one place that reads clap's types: password files are read, certificates loaded, URLs
 //! and `--db-map` parsed, combinations checked, seconds and milliseconds turned into
-//! [`Duration`]s, clap's value enums into the policies. Everything after it takes a plan. May
-//! call: cli, plan, job, endpoint (URLs, TLS, passwords), source::rdb_input, throttle, policy.
+//! [`Duration`]s (the policies come parsed from `cli.rs`). Everything after it takes a plan. May
+//! call: cli, plan, job, endpoint (URLs, TLS, passwords), source::rdb_input, throttle.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,8 +61,8 @@ pub fn migrate(args: &MigrateArgs) -> Result<MigratePlan, Refused> {
     Ok(MigratePlan {
         job,
         names,
-        on_conflict: args.on_conflict.into(),
-        on_key_error: args.on_key_error.into(),
+        on_conflict: args.on_conflict,
+        on_key_error: args.on_key_error,
         checkpoint: args.checkpoint.clone(),
         fresh: args.fresh,
         no_verify: args.no_verify,
@@ -101,7 +101,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckPlan, Refused> {
     Ok(CheckPlan {
         job,
         names,
-        on_conflict: args.on_conflict.into(),
+        on_conflict: args.on_conflict,
         follow: args.follow.then_some(args.enable_notifications),
         report: args.report.clone(),
     })
@@ -177,7 +177,7 @@ fn limits(args: &LimitArgs) -> Limits {
 fn output(args: &OutputArgs) -> Output {
     Output {
         report: args.report.clone(),
-        progress: args.progress.into(),
+        progress: args.progress,
         log_every: Duration::from_secs(args.log_every),
         metrics_addr: args.metrics_addr,
     }
@@ -374,7 +374,7 @@ mod tests {
             .command
     }
 
-    /// Seconds and milliseconds become durations; the policies their plain twins.
+    /// Seconds and milliseconds become durations; the policies arrive as their plain enums.
     #[test]
     fn migrate_plan_holds_durations_and_policies() {
         let Planned::Migrate(Ok(plan)) = plan(parse(&[
