@@ -13,6 +13,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::{Error, ErrorKind};
 use clap::{Arg, Args, Parser, Subcommand};
 
+use crate::endpoint::tls::TlsOptions;
 use crate::policy::{OnConflict, OnKeyError};
 use crate::progress::ProgressMode;
 
@@ -150,10 +151,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     /// The `--on-conflict` the migration will use: with `fail`, keys of the source already on
     /// the target make the check fail.
@@ -202,10 +200,7 @@ pub struct MergeArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     /// What to do with keys that already exist on the target.
     ///
@@ -344,10 +339,7 @@ pub struct CutoverArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     #[command(flatten)]
     pub verify: VerifyTuning,
@@ -384,6 +376,16 @@ pub struct VerifyTuning {
     pub round_pause: u64,
 }
 
+/// What every command that reads keys is about: the two sides, and which databases.
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
 /// Where to read and write, and how to connect securely.
 #[derive(Debug, Args, Clone)]
 pub struct EndpointArgs {
@@ -411,97 +413,139 @@ pub struct EndpointArgs {
     #[arg(long, value_name = "URL", help_heading = "Target")]
     pub target: String,
 
-    /// Read the source password from this file (first line), instead of the URL or env (give
-    /// it in one place only).
-    #[arg(long, value_name = "FILE", help_heading = "Source")]
-    pub source_password_file: Option<PathBuf>,
+    // Declared after --target so that `--help` lists the headings Source, Target, TLS in that
+    // order, and each side's TLS flags together.
+    #[command(flatten)]
+    pub source_conn: SourceConnArgs,
 
-    /// Read the target password from this file (first line), instead of the URL or env (give
-    /// it in one place only).
-    #[arg(long, value_name = "FILE", help_heading = "Target")]
-    pub target_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub target_conn: TargetConnArgs,
+}
 
-    /// CA certificate(s) (PEM) that signed the source's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    pub source_cacert: Option<PathBuf>,
+/// Declares one side's connection flags, which source and target have alike but for their
+/// names and a few words of help: `--<side>-password-file`, the five TLS flags and
+/// `--<side>-map-addr`. clap names a flag after its field, so the two sides cannot share one
+/// struct; each gets its own, with the ids `<side>_cacert` … that `requires` and clap's error
+/// messages use. (Help given as `help = …` keeps no trailing period, like clap's doc comments.)
+macro_rules! conn_args {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $side:literal, heading = $heading:literal,
+        insecure = $insecure:literal,
+        map_addr = $map_addr:literal $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Args, Clone)]
+        pub struct $name {
+            #[arg(
+                id = concat!($side, "_password_file"),
+                long = concat!($side, "-password-file"),
+                value_name = "FILE",
+                help_heading = $heading,
+                help = concat!(
+                    "Read the ", $side, " password from this file (first line), instead of the ",
+                    "URL or env (give it in one place only)"
+                )
+            )]
+            pub password_file: Option<PathBuf>,
 
-    /// Client certificate (PEM) for a source that requires mutual TLS.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "source_key",
-        help_heading = "TLS"
-    )]
-    pub source_cert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_cacert"),
+                long = concat!($side, "-cacert"),
+                value_name = "FILE",
+                help_heading = "TLS",
+                help = concat!(
+                    "CA certificate(s) (PEM) that signed the ", $side,
+                    "'s TLS certificate [default: system store]"
+                )
+            )]
+            pub cacert: Option<PathBuf>,
 
-    /// Private key (PEM) of --source-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "source_cert",
-        help_heading = "TLS"
-    )]
-    pub source_key: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_cert"),
+                long = concat!($side, "-cert"),
+                value_name = "FILE",
+                requires = concat!($side, "_key"),
+                help_heading = "TLS",
+                help = concat!(
+                    "Client certificate (PEM) for a ", $side, " that requires mutual TLS"
+                )
+            )]
+            pub cert: Option<PathBuf>,
 
-    /// Name to send (SNI) and check the source's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME", help_heading = "TLS")]
-    pub source_sni: Option<String>,
+            #[arg(
+                id = concat!($side, "_key"),
+                long = concat!($side, "-key"),
+                value_name = "FILE",
+                requires = concat!($side, "_cert"),
+                help_heading = "TLS",
+                help = concat!("Private key (PEM) of --", $side, "-cert")
+            )]
+            pub key: Option<PathBuf>,
 
-    /// DANGEROUS: do not verify the source's TLS certificate.
-    #[arg(long, help_heading = "TLS")]
-    pub source_insecure: bool,
+            #[arg(
+                id = concat!($side, "_sni"),
+                long = concat!($side, "-sni"),
+                value_name = "NAME",
+                help_heading = "TLS",
+                help = concat!(
+                    "Name to send (SNI) and check the ", $side,
+                    "'s certificate against, instead of the URL host"
+                )
+            )]
+            pub sni: Option<String>,
 
-    /// CA certificate(s) (PEM) that signed the target's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    pub target_cacert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_insecure"),
+                long = concat!($side, "-insecure"),
+                help_heading = "TLS",
+                help = $insecure
+            )]
+            pub insecure: bool,
 
-    /// Client certificate (PEM) for a target that requires mutual TLS.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "target_key",
-        help_heading = "TLS"
-    )]
-    pub target_cert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_map_addr"),
+                long = concat!($side, "-map-addr"),
+                value_name = "ANNOUNCED=REACHABLE",
+                value_delimiter = ',',
+                help_heading = $heading,
+                help = $map_addr
+            )]
+            pub map_addr: Vec<String>,
+        }
 
-    /// Private key (PEM) of --target-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "target_cert",
-        help_heading = "TLS"
-    )]
-    pub target_key: Option<PathBuf>,
+        impl $name {
+            /// This side's TLS flags, as typed.
+            pub fn tls(&self) -> TlsOptions {
+                TlsOptions {
+                    cacert: self.cacert.clone(),
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    sni: self.sni.clone(),
+                    insecure: self.insecure,
+                }
+            }
+        }
+    };
+}
 
-    /// Name to send (SNI) and check the target's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME", help_heading = "TLS")]
-    pub target_sni: Option<String>,
+conn_args! {
+    /// How to reach the source: password file, TLS, cluster node addresses.
+    SourceConnArgs, "source", heading = "Source",
+    insecure = "DANGEROUS: do not verify the source's TLS certificate",
+    map_addr = "Source cluster: connect to the node the cluster announces as ANNOUNCED \
+        (host:port) at REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or \
+        comma-separated)",
+}
 
-    /// DANGEROUS: do not verify the target's TLS certificate (anyone in the path can read the
-    /// data and the password).
-    #[arg(long, help_heading = "TLS")]
-    pub target_insecure: bool,
-
-    /// Source cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
-    /// REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or comma-separated).
-    #[arg(
-        long,
-        value_name = "ANNOUNCED=REACHABLE",
-        value_delimiter = ',',
-        help_heading = "Source"
-    )]
-    pub source_map_addr: Vec<String>,
-
-    /// Target cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
-    /// REACHABLE (host:port) instead (repeatable, or comma-separated). TLS certificates are
-    /// still checked against the announced name (or --target-sni).
-    #[arg(
-        long,
-        value_name = "ANNOUNCED=REACHABLE",
-        value_delimiter = ',',
-        help_heading = "Target"
-    )]
-    pub target_map_addr: Vec<String>,
+conn_args! {
+    /// How to reach the target: password file, TLS, cluster node addresses.
+    TargetConnArgs, "target", heading = "Target",
+    insecure = "DANGEROUS: do not verify the target's TLS certificate (anyone in the path can \
+        read the data and the password)",
+    map_addr = "Target cluster: connect to the node the cluster announces as ANNOUNCED \
+        (host:port) at REACHABLE (host:port) instead (repeatable, or comma-separated). TLS \
+        certificates are still checked against the announced name (or --target-sni)",
 }
 
 /// Which databases to copy, and where to.
