@@ -2,14 +2,20 @@
 //!
 //! This is the "low-level" stage (in ripgrep's terms): flags exactly as given, no I/O.
 //! `resolve.rs` turns it into a plan (`plan.rs`), reading password files and certificates and
-//! checking combinations; nothing else reads these types. The policies have clap-facing twins
-//! here, converted into the plain enums of `policy.rs` and `progress.rs`.
+//! checking combinations; nothing else reads these types. The values of `--on-conflict`,
+//! `--on-key-error` and `--progress` are parsed straight into the plain enums of `policy.rs`
+//! and `progress.rs` (a table each: name, help, value).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::error::{Error, ErrorKind};
+use clap::{Arg, Args, Parser, Subcommand};
 
-use crate::{policy, progress};
+use crate::endpoint::tls::TlsOptions;
+use crate::policy::{OnConflict, OnKeyError};
+use crate::progress::ProgressMode;
 
 /// Move a Redis dataset from an old server or cluster into a new (TLS) one, and prove nothing
 /// was lost.
@@ -145,14 +151,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     /// The `--on-conflict` the migration will use: with `fail`, keys of the source already on
     /// the target make the check fail.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
+    #[arg(long, value_parser = Choose(ON_CONFLICT), default_value = "fail", help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     #[command(flatten)]
@@ -197,16 +200,13 @@ pub struct MergeArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     /// What to do with keys that already exist on the target.
     ///
     /// fail: check before writing anything and stop, naming the first offending keys.
     /// replace: overwrite them. skip: keep the target's copy and count it.
-    #[arg(long, value_enum, default_value_t = OnConflict::Fail, help_heading = "Target")]
+    #[arg(long, value_parser = Choose(ON_CONFLICT), default_value = "fail", help_heading = "Target")]
     pub on_conflict: OnConflict,
 
     /// Checkpoint file kept during the run, for resuming [default: ./ferry-<job id>.checkpoint.json].
@@ -239,7 +239,7 @@ pub struct MigrateArgs {
     /// --dead-letter file, go on with the others, and end with exit 1 (copy them later with
     /// --keys-from once the cause is fixed). Failures that are not one key's fault (connection
     /// lost, out of memory, wrong password, a cluster or server not ready) always stop or retry.
-    #[arg(long, value_enum, default_value_t = OnKeyError::Stop)]
+    #[arg(long, value_parser = Choose(ON_KEY_ERROR), default_value = "stop")]
     pub on_key_error: OnKeyError,
 
     /// --on-key-error skip: where the skipped keys are written, one JSON object per line (db,
@@ -339,10 +339,7 @@ pub struct CutoverArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub job: JobArgs,
 
     #[command(flatten)]
     pub verify: VerifyTuning,
@@ -379,6 +376,16 @@ pub struct VerifyTuning {
     pub round_pause: u64,
 }
 
+/// What every command that reads keys is about: the two sides, and which databases.
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
 /// Where to read and write, and how to connect securely.
 #[derive(Debug, Args, Clone)]
 pub struct EndpointArgs {
@@ -406,97 +413,139 @@ pub struct EndpointArgs {
     #[arg(long, value_name = "URL", help_heading = "Target")]
     pub target: String,
 
-    /// Read the source password from this file (first line), instead of the URL or env (give
-    /// it in one place only).
-    #[arg(long, value_name = "FILE", help_heading = "Source")]
-    pub source_password_file: Option<PathBuf>,
+    // Declared after --target so that `--help` lists the headings Source, Target, TLS in that
+    // order, and each side's TLS flags together.
+    #[command(flatten)]
+    pub source_conn: SourceConnArgs,
 
-    /// Read the target password from this file (first line), instead of the URL or env (give
-    /// it in one place only).
-    #[arg(long, value_name = "FILE", help_heading = "Target")]
-    pub target_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub target_conn: TargetConnArgs,
+}
 
-    /// CA certificate(s) (PEM) that signed the source's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    pub source_cacert: Option<PathBuf>,
+/// Declares one side's connection flags, which source and target have alike but for their
+/// names and a few words of help: `--<side>-password-file`, the five TLS flags and
+/// `--<side>-map-addr`. clap names a flag after its field, so the two sides cannot share one
+/// struct; each gets its own, with the ids `<side>_cacert` … that `requires` and clap's error
+/// messages use. (Help given as `help = …` keeps no trailing period, like clap's doc comments.)
+macro_rules! conn_args {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $side:literal, heading = $heading:literal,
+        insecure = $insecure:literal,
+        map_addr = $map_addr:literal $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Args, Clone)]
+        pub struct $name {
+            #[arg(
+                id = concat!($side, "_password_file"),
+                long = concat!($side, "-password-file"),
+                value_name = "FILE",
+                help_heading = $heading,
+                help = concat!(
+                    "Read the ", $side, " password from this file (first line), instead of the ",
+                    "URL or env (give it in one place only)"
+                )
+            )]
+            pub password_file: Option<PathBuf>,
 
-    /// Client certificate (PEM) for a source that requires mutual TLS.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "source_key",
-        help_heading = "TLS"
-    )]
-    pub source_cert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_cacert"),
+                long = concat!($side, "-cacert"),
+                value_name = "FILE",
+                help_heading = "TLS",
+                help = concat!(
+                    "CA certificate(s) (PEM) that signed the ", $side,
+                    "'s TLS certificate [default: system store]"
+                )
+            )]
+            pub cacert: Option<PathBuf>,
 
-    /// Private key (PEM) of --source-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "source_cert",
-        help_heading = "TLS"
-    )]
-    pub source_key: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_cert"),
+                long = concat!($side, "-cert"),
+                value_name = "FILE",
+                requires = concat!($side, "_key"),
+                help_heading = "TLS",
+                help = concat!(
+                    "Client certificate (PEM) for a ", $side, " that requires mutual TLS"
+                )
+            )]
+            pub cert: Option<PathBuf>,
 
-    /// Name to send (SNI) and check the source's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME", help_heading = "TLS")]
-    pub source_sni: Option<String>,
+            #[arg(
+                id = concat!($side, "_key"),
+                long = concat!($side, "-key"),
+                value_name = "FILE",
+                requires = concat!($side, "_cert"),
+                help_heading = "TLS",
+                help = concat!("Private key (PEM) of --", $side, "-cert")
+            )]
+            pub key: Option<PathBuf>,
 
-    /// DANGEROUS: do not verify the source's TLS certificate.
-    #[arg(long, help_heading = "TLS")]
-    pub source_insecure: bool,
+            #[arg(
+                id = concat!($side, "_sni"),
+                long = concat!($side, "-sni"),
+                value_name = "NAME",
+                help_heading = "TLS",
+                help = concat!(
+                    "Name to send (SNI) and check the ", $side,
+                    "'s certificate against, instead of the URL host"
+                )
+            )]
+            pub sni: Option<String>,
 
-    /// CA certificate(s) (PEM) that signed the target's TLS certificate [default: system store].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    pub target_cacert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_insecure"),
+                long = concat!($side, "-insecure"),
+                help_heading = "TLS",
+                help = $insecure
+            )]
+            pub insecure: bool,
 
-    /// Client certificate (PEM) for a target that requires mutual TLS.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "target_key",
-        help_heading = "TLS"
-    )]
-    pub target_cert: Option<PathBuf>,
+            #[arg(
+                id = concat!($side, "_map_addr"),
+                long = concat!($side, "-map-addr"),
+                value_name = "ANNOUNCED=REACHABLE",
+                value_delimiter = ',',
+                help_heading = $heading,
+                help = $map_addr
+            )]
+            pub map_addr: Vec<String>,
+        }
 
-    /// Private key (PEM) of --target-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "target_cert",
-        help_heading = "TLS"
-    )]
-    pub target_key: Option<PathBuf>,
+        impl $name {
+            /// This side's TLS flags, as typed.
+            pub fn tls(&self) -> TlsOptions {
+                TlsOptions {
+                    cacert: self.cacert.clone(),
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    sni: self.sni.clone(),
+                    insecure: self.insecure,
+                }
+            }
+        }
+    };
+}
 
-    /// Name to send (SNI) and check the target's certificate against, instead of the URL host.
-    #[arg(long, value_name = "NAME", help_heading = "TLS")]
-    pub target_sni: Option<String>,
+conn_args! {
+    /// How to reach the source: password file, TLS, cluster node addresses.
+    SourceConnArgs, "source", heading = "Source",
+    insecure = "DANGEROUS: do not verify the source's TLS certificate",
+    map_addr = "Source cluster: connect to the node the cluster announces as ANNOUNCED \
+        (host:port) at REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or \
+        comma-separated)",
+}
 
-    /// DANGEROUS: do not verify the target's TLS certificate (anyone in the path can read the
-    /// data and the password).
-    #[arg(long, help_heading = "TLS")]
-    pub target_insecure: bool,
-
-    /// Source cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
-    /// REACHABLE (host:port) instead, e.g. through a tunnel (repeatable, or comma-separated).
-    #[arg(
-        long,
-        value_name = "ANNOUNCED=REACHABLE",
-        value_delimiter = ',',
-        help_heading = "Source"
-    )]
-    pub source_map_addr: Vec<String>,
-
-    /// Target cluster: connect to the node the cluster announces as ANNOUNCED (host:port) at
-    /// REACHABLE (host:port) instead (repeatable, or comma-separated). TLS certificates are
-    /// still checked against the announced name (or --target-sni).
-    #[arg(
-        long,
-        value_name = "ANNOUNCED=REACHABLE",
-        value_delimiter = ',',
-        help_heading = "Target"
-    )]
-    pub target_map_addr: Vec<String>,
+conn_args! {
+    /// How to reach the target: password file, TLS, cluster node addresses.
+    TargetConnArgs, "target", heading = "Target",
+    insecure = "DANGEROUS: do not verify the target's TLS certificate (anyone in the path can \
+        read the data and the password)",
+    map_addr = "Target cluster: connect to the node the cluster announces as ANNOUNCED \
+        (host:port) at REACHABLE (host:port) instead (repeatable, or comma-separated). TLS \
+        certificates are still checked against the announced name (or --target-sni)",
 }
 
 /// Which databases to copy, and where to.
@@ -612,7 +661,7 @@ pub struct OutputArgs {
     pub report: Option<PathBuf>,
 
     /// Progress display: a bar on a terminal, periodic log lines otherwise.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    #[arg(long, value_parser = Choose(PROGRESS), default_value = "auto")]
     pub progress: ProgressMode,
 
     /// Seconds between progress log lines when not on a terminal.
@@ -624,69 +673,62 @@ pub struct OutputArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// `--on-conflict` values (the clap twin of [`policy::OnConflict`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnConflict {
-    /// Refuse to start when target keys would be overwritten.
-    Fail,
-    /// Overwrite target keys.
-    Replace,
-    /// Keep the target's keys.
-    Skip,
-}
+/// The values of a flag that picks one of a few (`--on-conflict`, `--on-key-error`,
+/// `--progress`): each as typed, its help (listed by `--help`, no trailing period) and the plain
+/// value it stands for, so that nothing past this file sees a clap type.
+type Choices<T> = &'static [(&'static str, &'static str, T)];
 
-impl From<OnConflict> for policy::OnConflict {
-    fn from(v: OnConflict) -> policy::OnConflict {
-        match v {
-            OnConflict::Fail => policy::OnConflict::Fail,
-            OnConflict::Replace => policy::OnConflict::Replace,
-            OnConflict::Skip => policy::OnConflict::Skip,
-        }
+/// `--on-conflict` values.
+#[rustfmt::skip]
+const ON_CONFLICT: Choices<OnConflict> = &[
+    ("fail", "Refuse to start when target keys would be overwritten", OnConflict::Fail),
+    ("replace", "Overwrite target keys", OnConflict::Replace),
+    ("skip", "Keep the target's keys", OnConflict::Skip),
+];
+
+/// `--on-key-error` values.
+#[rustfmt::skip]
+const ON_KEY_ERROR: Choices<OnKeyError> = &[
+    ("stop", "Stop the job, naming the key and the reason (exit 2)", OnKeyError::Stop),
+    ("skip", "Write the key to the dead-letter file and go on (exit 1 at the end)",
+        OnKeyError::Skip),
+];
+
+/// `--progress` values.
+#[rustfmt::skip]
+const PROGRESS: Choices<ProgressMode> = &[
+    ("auto", "A bar when stderr is a terminal, log lines otherwise", ProgressMode::Auto),
+    ("bar", "Always a bar", ProgressMode::Bar),
+    ("log", "Always log lines", ProgressMode::Log),
+    ("json", "One JSON object per line on stderr, every --log-every seconds (for job runners)",
+        ProgressMode::Json),
+    ("none", "Nothing until the summary", ProgressMode::None),
+];
+
+/// Parses one of its [`Choices`] into the plain value: clap checks the name (and words its
+/// errors and `--help`) as for any list of possible values.
+#[derive(Clone)]
+struct Choose<T: 'static>(Choices<T>);
+
+impl<T: Copy + Send + Sync + 'static> TypedValueParser for Choose<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, Error> {
+        let names = self.0.iter().map(|&(name, ..)| name);
+        let name = PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        // The name was checked against the same list just above.
+        self.0
+            .iter()
+            .find(|&&(n, ..)| n == name)
+            .map(|&(.., v)| v)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidValue).with_cmd(cmd))
     }
-}
 
-/// `--on-key-error` values (the clap twin of [`policy::OnKeyError`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnKeyError {
-    /// Stop the job, naming the key and the reason (exit 2).
-    Stop,
-    /// Write the key to the dead-letter file and go on (exit 1 at the end).
-    Skip,
-}
-
-impl From<OnKeyError> for policy::OnKeyError {
-    fn from(v: OnKeyError) -> policy::OnKeyError {
-        match v {
-            OnKeyError::Stop => policy::OnKeyError::Stop,
-            OnKeyError::Skip => policy::OnKeyError::Skip,
-        }
-    }
-}
-
-/// `--progress` values (the clap twin of [`progress::ProgressMode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// A bar when stderr is a terminal, log lines otherwise.
-    Auto,
-    /// Always a bar.
-    Bar,
-    /// Always log lines.
-    Log,
-    /// One JSON object per line on stderr, every --log-every seconds (for job runners).
-    Json,
-    /// Nothing until the summary.
-    None,
-}
-
-impl From<ProgressMode> for progress::ProgressMode {
-    fn from(v: ProgressMode) -> progress::ProgressMode {
-        match v {
-            ProgressMode::Auto => progress::ProgressMode::Auto,
-            ProgressMode::Bar => progress::ProgressMode::Bar,
-            ProgressMode::Log => progress::ProgressMode::Log,
-            ProgressMode::Json => progress::ProgressMode::Json,
-            ProgressMode::None => progress::ProgressMode::None,
-        }
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let values = self.0.iter();
+        Some(Box::new(
+            values.map(|&(name, help, _)| PossibleValue::new(name).help(help)),
+        ))
     }
 }
 
@@ -694,7 +736,7 @@ impl From<ProgressMode> for progress::ProgressMode {
 mod tests {
     use clap::CommandFactory;
 
-    use super::Cli;
+    use super::*;
 
     /// clap's own consistency checks (unique ids, valid `requires`/`conflicts_with`, headings).
     #[test]
@@ -734,6 +776,47 @@ mod tests {
         ] {
             assert!(longs.contains(&read), "verify lost --{read}");
         }
+    }
+
+    /// Each name of a choice flag parses into its plain value; no flag gives the default; a
+    /// name not in the table is refused with the list.
+    #[test]
+    fn choices_parse_into_plain_values() {
+        let migrate = |extra: &[&str]| {
+            let base = [
+                "ferry",
+                "migrate",
+                "--source",
+                "redis://a:1",
+                "--target",
+                "redis://b:2",
+            ];
+            let args = base.iter().chain(extra).copied();
+            match Cli::try_parse_from(args).map(|cli| cli.command) {
+                Ok(Command::Migrate(m)) => Ok((m.on_conflict, m.on_key_error, m.output.progress)),
+                Ok(other) => panic!("not migrate: {other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let defaults = (OnConflict::Fail, OnKeyError::Stop, ProgressMode::Auto);
+        assert_eq!(migrate(&[]), Ok(defaults));
+        for &(name, _, value) in ON_CONFLICT {
+            let got = migrate(&["--on-conflict", name]).map(|m| m.0);
+            assert_eq!(got, Ok(value), "--on-conflict {name}");
+        }
+        for &(name, _, value) in ON_KEY_ERROR {
+            let got = migrate(&["--on-key-error", name]).map(|m| m.1);
+            assert_eq!(got, Ok(value), "--on-key-error {name}");
+        }
+        for &(name, _, value) in PROGRESS {
+            let got = migrate(&["--progress", name]).map(|m| m.2);
+            assert_eq!(got, Ok(value), "--progress {name}");
+        }
+        let refused = migrate(&["--progress", "loud"]).expect_err("an unknown mode is refused");
+        assert!(
+            refused.contains("[possible values: auto, bar, log, json, none]"),
+            "{refused}"
+        );
     }
 
     /// Every flag of `migrate --help` sits under a heading (source, target, TLS, …).

@@ -18,7 +18,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -63,61 +63,60 @@ fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_string(), value.to_string())]
 }
 
+/// A new metric, registered as `name` with `help`: each metric is named in one place.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::default();
+        let mut r = Registry::default();
         let m = Metrics {
-            keys_scanned: Counter::default(),
-            keys_written: Counter::default(),
-            bytes_written: Counter::default(),
-            keys_skipped: Family::default(),
-            errors: Family::default(),
-            phase: Family::default(),
-            throttle: Family::default(),
-            differences: Gauge::default(),
+            keys_scanned: registered(
+                &mut r,
+                "ferry_keys_scanned",
+                "Keys listed on the source (whole job, resumed runs included)",
+            ),
+            keys_written: registered(
+                &mut r,
+                "ferry_keys_written",
+                "Keys written to the target (whole job)",
+            ),
+            bytes_written: registered(
+                &mut r,
+                "ferry_bytes_written",
+                "Key and value bytes written to the target (whole job)",
+            ),
+            keys_skipped: registered(
+                &mut r,
+                "ferry_keys_skipped",
+                "Keys not written, by reason (expired, vanished, conflict, empty, module, dead_letter)",
+            ),
+            errors: registered(
+                &mut r,
+                "ferry_errors",
+                "Failures ferry retried or stopped on, by kind",
+            ),
+            phase: registered(
+                &mut r,
+                "ferry_phase",
+                "1 for the phase the job is in (preflight, copy, verify, follow, done)",
+            ),
+            throttle: registered(
+                &mut r,
+                "ferry_throttle",
+                "1 for what holds the reading back (none, rate-limit, source-latency)",
+            ),
+            differences: registered(
+                &mut r,
+                "ferry_verify_differences",
+                "Differences the last verification found",
+            ),
             seen: Mutex::new(Counts::default()),
-            registry: Registry::default(),
+            registry: r,
         };
-        registry.register(
-            "ferry_keys_scanned",
-            "Keys listed on the source (whole job, resumed runs included)",
-            m.keys_scanned.clone(),
-        );
-        registry.register(
-            "ferry_keys_written",
-            "Keys written to the target (whole job)",
-            m.keys_written.clone(),
-        );
-        registry.register(
-            "ferry_bytes_written",
-            "Key and value bytes written to the target (whole job)",
-            m.bytes_written.clone(),
-        );
-        registry.register(
-            "ferry_keys_skipped",
-            "Keys not written, by reason (expired, vanished, conflict, empty, module, dead_letter)",
-            m.keys_skipped.clone(),
-        );
-        registry.register(
-            "ferry_errors",
-            "Failures ferry retried or stopped on, by kind",
-            m.errors.clone(),
-        );
-        registry.register(
-            "ferry_phase",
-            "1 for the phase the job is in (preflight, copy, verify, follow, done)",
-            m.phase.clone(),
-        );
-        registry.register(
-            "ferry_throttle",
-            "1 for what holds the reading back (none, rate-limit, source-latency)",
-            m.throttle.clone(),
-        );
-        registry.register(
-            "ferry_verify_differences",
-            "Differences the last verification found",
-            m.differences.clone(),
-        );
         for p in PHASES {
             m.phase.get_or_create(&label("phase", p)).set(0);
         }
@@ -128,7 +127,7 @@ impl Metrics {
         ] {
             m.throttle.get_or_create(&label("state", s.name())).set(0);
         }
-        Metrics { registry, ..m }
+        m
     }
 
     /// Feeds the job's totals so far (counters move by what changed since the last call).

@@ -2,8 +2,8 @@
 //! holds (`--on-conflict`) and with keys the target refuses (`--on-key-error`).
 //!
 //! Plain enums, owned here so that the sinks, the checks, the partition's job id and the job's
-//! identity can read them without knowing the command line: `cli.rs` keeps clap-facing twins
-//! and converts. This module calls nothing.
+//! identity can read them without knowing the command line: `cli.rs` parses the flags straight
+//! into them. This module calls nothing.
 
 /// What to do with keys that already exist on the target (`--on-conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

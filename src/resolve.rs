@@ -2,8 +2,8 @@
 //!
 //! The one place that reads clap's types: password files are read, certificates loaded, URLs
 //! and `--db-map` parsed, combinations checked, seconds and milliseconds turned into
-//! [`Duration`]s, clap's value enums into the policies. Everything after it takes a plan. May
-//! call: cli, plan, job, endpoint (URLs, TLS, passwords), source::rdb_input, throttle, policy.
+//! [`Duration`]s (the policies come parsed from `cli.rs`). Everything after it takes a plan. May
+//! call: cli, plan, job, endpoint (URLs, TLS, passwords), source::rdb_input, throttle.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{
-    CheckArgs, Command, CutoverArgs, EndpointArgs, FollowArgs, LimitArgs, MergeArgs, MigrateArgs,
-    OutputArgs, ReadTuningArgs, ReportCommand, SelectionArgs, TuningArgs, VerifyArgs, VerifyTuning,
+    CheckArgs, Command, CutoverArgs, EndpointArgs, FollowArgs, JobArgs, LimitArgs, MergeArgs,
+    MigrateArgs, OutputArgs, ReadTuningArgs, ReportCommand, TuningArgs, VerifyArgs, VerifyTuning,
     DEFAULT_BATCH_KEYS, DEFAULT_WRITERS,
 };
 use crate::endpoint::cluster::AddrMap;
@@ -54,15 +54,15 @@ pub fn plan(command: Command) -> Planned {
 
 /// `ferry migrate`'s plan.
 pub fn migrate(args: &MigrateArgs) -> Result<MigratePlan, Refused> {
-    let names = names(&args.endpoints, true);
+    let names = names(&args.job.endpoints, true);
     let verify = verify_settings(&args.verify);
-    let job = job(&args.endpoints, &args.selection, write_tuning(&args.tuning))
+    let job = job(&args.job, write_tuning(&args.tuning))
         .map_err(|error| refused(&names, verify, error))?;
     Ok(MigratePlan {
         job,
         names,
-        on_conflict: args.on_conflict.into(),
-        on_key_error: args.on_key_error.into(),
+        on_conflict: args.on_conflict,
+        on_key_error: args.on_key_error,
         checkpoint: args.checkpoint.clone(),
         fresh: args.fresh,
         no_verify: args.no_verify,
@@ -79,9 +79,9 @@ pub fn migrate(args: &MigrateArgs) -> Result<MigratePlan, Refused> {
 
 /// `ferry verify`'s plan: only the reading knobs (verify writes nothing).
 pub fn verify(args: &VerifyArgs) -> Result<VerifyPlan, Refused> {
-    let names = names(&args.endpoints, false);
+    let names = names(&args.job.endpoints, false);
     let verify = verify_settings(&args.verify);
-    let job = job(&args.endpoints, &args.selection, read_tuning(&args.tuning))
+    let job = job(&args.job, read_tuning(&args.tuning))
         .map_err(|error| refused(&names, verify, error))?;
     Ok(VerifyPlan {
         job,
@@ -95,13 +95,13 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyPlan, Refused> {
 
 /// `ferry check`'s plan.
 pub fn check(args: &CheckArgs) -> Result<CheckPlan, Refused> {
-    let names = names(&args.endpoints, true);
-    let job = job(&args.endpoints, &args.selection, write_tuning(&args.tuning));
+    let names = names(&args.job.endpoints, true);
+    let job = job(&args.job, write_tuning(&args.tuning));
     let job = job.map_err(|error| refused(&names, verify_settings_default(), error))?;
     Ok(CheckPlan {
         job,
         names,
-        on_conflict: args.on_conflict.into(),
+        on_conflict: args.on_conflict,
         follow: args.follow.then_some(args.enable_notifications),
         report: args.report.clone(),
     })
@@ -177,7 +177,7 @@ fn limits(args: &LimitArgs) -> Limits {
 fn output(args: &OutputArgs) -> Output {
     Output {
         report: args.report.clone(),
-        progress: args.progress.into(),
+        progress: args.progress,
         log_every: Duration::from_secs(args.log_every),
         metrics_addr: args.metrics_addr,
     }
@@ -213,33 +213,20 @@ fn follow(args: &FollowArgs) -> FollowSettings {
 }
 
 /// The job: endpoints, passwords, TLS and DB selection resolved, with a command's `tuning`.
-fn job(ep: &EndpointArgs, sel: &SelectionArgs, tuning: Tuning) -> anyhow::Result<Job> {
+fn job(args: &JobArgs, tuning: Tuning) -> anyhow::Result<Job> {
+    let (ep, sel) = (&args.endpoints, &args.selection);
     let source = match (&ep.source, &ep.rdb) {
         (Some(raw), None) => {
-            let password = password_from(Side::Source, ep.source_password_file.as_deref())?;
+            let password = password_from(Side::Source, ep.source_conn.password_file.as_deref())?;
             let endpoint = url::parse(raw, Side::Source, password)?;
-            let tls = TlsOptions {
-                cacert: ep.source_cacert.clone(),
-                cert: ep.source_cert.clone(),
-                key: ep.source_key.clone(),
-                sni: ep.source_sni.clone(),
-                insecure: ep.source_insecure,
-            };
-            SourceSpec::Live(server(endpoint, &tls, &tuning)?)
+            SourceSpec::Live(server(endpoint, &ep.source_conn.tls(), &tuning)?)
         }
         (None, Some(path)) => SourceSpec::Rdb(RdbInput::new(path)?),
         _ => anyhow::bail!("give the source as --source URL or --rdb FILE"),
     };
-    let password = password_from(Side::Target, ep.target_password_file.as_deref())?;
+    let password = password_from(Side::Target, ep.target_conn.password_file.as_deref())?;
     let endpoint = url::parse(&ep.target, Side::Target, password)?;
-    let tls = TlsOptions {
-        cacert: ep.target_cacert.clone(),
-        cert: ep.target_cert.clone(),
-        key: ep.target_key.clone(),
-        sni: ep.target_sni.clone(),
-        insecure: ep.target_insecure,
-    };
-    let target = server(endpoint, &tls, &tuning)?;
+    let target = server(endpoint, &ep.target_conn.tls(), &tuning)?;
     if let SourceSpec::Live(src) = &source {
         if src.endpoint.host == target.endpoint.host && src.endpoint.port == target.endpoint.port {
             anyhow::bail!(
@@ -260,10 +247,10 @@ fn job(ep: &EndpointArgs, sel: &SelectionArgs, tuning: Tuning) -> anyhow::Result
         dbs,
         db_map: parse_db_map(&sel.db_map)?,
         tuning,
-        source_addr_map: AddrMap::parse(&ep.source_map_addr, "--source-map-addr")?,
-        target_addr_map: AddrMap::parse(&ep.target_map_addr, "--target-map-addr")?,
+        source_addr_map: AddrMap::parse(&ep.source_conn.map_addr, "--source-map-addr")?,
+        target_addr_map: AddrMap::parse(&ep.target_conn.map_addr, "--target-map-addr")?,
         partition: sel.partition,
-        insecure: (ep.source_insecure, ep.target_insecure),
+        insecure: (ep.source_conn.insecure, ep.target_conn.insecure),
         keys_from: None,
     })
 }
@@ -374,7 +361,7 @@ mod tests {
             .command
     }
 
-    /// Seconds and milliseconds become durations; the policies their plain twins.
+    /// Seconds and milliseconds become durations; the policies arrive as their plain enums.
     #[test]
     fn migrate_plan_holds_durations_and_policies() {
         let Planned::Migrate(Ok(plan)) = plan(parse(&[

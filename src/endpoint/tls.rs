@@ -129,6 +129,21 @@ fn read_key(path: &Path, flag: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
         })
 }
 
+/// Writes the verifier's handshake-signature checks, one per TLS version: the trait has a method
+/// for each, with the same arguments, and `--*-insecure` accepts in both.
+macro_rules! accept_signatures {
+    ($($method:ident),+) => {$(
+        fn $method(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+    )+};
+}
+
 /// The verifier behind `--*-insecure`: accepts every certificate and signature.
 #[derive(Debug)]
 struct AcceptAnyCert;
@@ -145,23 +160,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
+    accept_signatures!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         rustls::crypto::ring::default_provider()

@@ -254,11 +254,7 @@ impl Node {
             let page = rx.lock().await.recv().await;
             let Some(page) = page else { break };
             let keys: Vec<Bytes> = page.iter().map(|(k, _)| k.clone()).collect();
-            let mut attempt;
-            let states = with_conn!(self, |conn| {
-                attempt = StreamStats::default();
-                self.fetch_with(conn, db, &keys, &mut attempt).await
-            });
+            let (states, attempt) = with_conn!(self, |conn| self.fetch_with(conn, db, &keys).await);
             stats.add(attempt);
             for ((key, bucket), state) in page.into_iter().zip(states) {
                 match state {
@@ -286,14 +282,15 @@ impl Node {
 
     /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
     /// bytes, with the TTLs read again after a stall (see `read/expiry.rs`); big keys found
-    /// first and read in chunks instead (`big.rs`).
+    /// first and read in chunks instead (`big.rs`). The statistics are this attempt's alone,
+    /// so a retry after a lost connection counts nothing twice.
     async fn fetch_with(
         &self,
         conn: &mut Connection,
         db: u32,
         keys: &[Bytes],
-        stats: &mut StreamStats,
-    ) -> anyhow::Result<Vec<Option<KeyState>>> {
+    ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
+        let mut stats = StreamStats::default();
         conn.select(db).await?;
         let mut out = Vec::with_capacity(keys.len());
         let mut start = 0;
@@ -319,15 +316,16 @@ impl Node {
                 .filter(|(_, k)| k.is_none())
                 .map(|(k, _)| k.clone())
                 .collect();
-            let mut small = self.dump_keys(conn, db, &small, stats).await?.into_iter();
+            let small = self.dump_keys(conn, db, &small, &mut stats).await?;
+            let mut small = small.into_iter();
             for (key, kind) in chunk.iter().zip(kinds) {
                 out.push(match kind {
                     None => small.next().flatten(),
-                    Some(kind) => self.read_big(conn, db, key, kind, stats).await?,
+                    Some(kind) => self.read_big(conn, db, key, kind, &mut stats).await?,
                 });
             }
         }
-        Ok(out)
+        Ok((out, stats))
     }
 
     /// Reads `keys` with `TIME, PTTL k1, DUMP k1, …, TIME` (one round trip).
@@ -517,15 +515,15 @@ impl Node {
     pub async fn stream<V: Visit>(
         &self,
         db: u32,
-        want: Want,
+        want: &Want,
         visitor: V,
-        stop: Stop,
+        stop: &Stop,
     ) -> anyhow::Result<(V, StreamStats)> {
         let (tx, rx) = mpsc::channel::<Vec<(Bytes, u16)>>(FETCHERS * 2);
         let rx = Mutex::new(rx);
         let (f1, f2) = (visitor.fork(), visitor.fork());
         let (listed, (v0, s0), (v1, s1), (v2, s2)) = tokio::try_join!(
-            self.list(db, &want, tx, &stop),
+            self.list(db, want, tx, stop),
             self.read_pages(db, &rx, visitor),
             self.read_pages(db, &rx, f1),
             self.read_pages(db, &rx, f2),
@@ -546,12 +544,9 @@ impl Node {
         db: u32,
         keys: &[Bytes],
     ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
-        let mut stats;
-        let states = with_conn!(self, |conn| {
-            stats = StreamStats::default();
-            self.fetch_with(conn, db, keys, &mut stats).await
-        });
-        Ok((states, stats))
+        Ok(with_conn!(self, |conn| self
+            .fetch_with(conn, db, keys)
+            .await))
     }
 
     /// See [`Side::random_keys`](super::side::Side::random_keys).

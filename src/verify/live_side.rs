@@ -206,7 +206,7 @@ impl Side for LiveSide {
             if !self.serves_wanted(i, &want) {
                 continue;
             }
-            let (v, s) = node.stream(db, want.clone(), visitor, stop.clone()).await?;
+            let (v, s) = node.stream(db, &want, visitor, &stop).await?;
             visitor = v;
             stats.add(s);
         }
