@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use super::row::Check;
 use super::side::{Layout, SideInfo};
-use super::Check;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{ConnError, Connection, Reply, Server, Side};
