@@ -9,15 +9,25 @@
 //!    live.rs       a live server or cluster (SCAN + DUMP; --follow, --partition, big keys)
 //!    from_file.rs  an RDB file (--rdb), checked whole before the first write
 //!    keys_from.rs  the keys a file lists (--keys-from), read on the live source
+//!  writers.rs  the target as the writers see it, the same for every source
+//!  step.rs     what the flow and the sources hand each other (the run, the checkpoint's
+//!              wording, the copy's readers)
 //! ```
-//! This file holds what the flow shares with the rest of ferry: the report's frame, the
-//! metrics' phase, the summary printed at the end.
+//! Each part calls only those below it in that list (`flow.rs` calls `source.rs`, which calls
+//! the kinds of source; all of them call `writers.rs` and `step.rs`), and none calls this file.
+//! This file holds what the flow shares with the rest of ferry: the report's frame and the
+//! summary printed at the end.
+//!
+//! May call: `check` (the gate), `checkpoint`, `pipeline` (the copy), `source`, `sink`, `bigkey`,
+//! `verify`, `follow`, `endpoint`, `job`, `plan`, `policy`, `partition`, `progress`, `metrics`,
+//! `read`, `record`, `report`, `dead_letter`, `retry`, `throttle`, `stop`.
 
 mod flow;
 mod from_file;
 mod keys_from;
 mod live;
 mod source;
+mod step;
 mod writers;
 
 use std::time::Instant;
@@ -94,13 +104,6 @@ fn interrupted(report: &mut MigrateReport) {
         ),
         None => "interrupted before the copy started; nothing was written".to_string(),
     });
-}
-
-/// Tells the metrics (when served) which phase the job is in.
-pub(crate) fn set_phase(phase: &str) {
-    if let Some(m) = crate::metrics::get() {
-        m.set_phase(phase);
-    }
 }
 
 /// Prints the human summary of a migrate run on stderr.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::connect::{Node, Probed};
 use super::keys::Sample;
-use super::Check;
+use super::row::Check;
 use crate::endpoint::{Denied, ErrorKind, Pipeline, Reply};
 use crate::job::Job;
 

@@ -8,7 +8,8 @@
 //! `used_memory`) of the source, scaled to the DBs copied: an estimate, hence the 1.3x headroom.
 
 use super::connect::Probed;
-use super::{config_get, Check, Role, Source, Status};
+use super::row::{Check, Status};
+use super::sides::Source;
 use crate::job::Job;
 use crate::report::human_bytes;
 
@@ -207,6 +208,26 @@ pub(crate) async fn clients(side: &mut Probed, role: Role<'_>, out: &mut Vec<Che
         Status::Warn => Check::warn(name, format!("{detail}: close to the limit"), fix),
         Status::Fail => Check::fail(name, format!("{detail}: over the limit"), fix),
     });
+}
+
+/// Which side a check is about.
+pub(crate) enum Role<'a> {
+    /// The source.
+    Source,
+    /// The target, with the job (for how many connections ferry opens).
+    Target(&'a Job),
+}
+
+/// `CONFIG GET name` on one server; `None` when refused (managed services often block CONFIG).
+async fn config_get(conn: &mut crate::endpoint::Connection, name: &str) -> Option<String> {
+    let reply = conn
+        .cmd(&[b"CONFIG".as_slice(), b"GET", name.as_bytes()])
+        .await
+        .ok()?;
+    match reply {
+        crate::endpoint::Reply::Array(Some(items)) => items.get(1)?.to_text(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! expires in the middle stops every connection. So ferry warns under 30 days, naming the date.
 
 use super::connect::Probed;
-use super::Check;
+use super::row::Check;
 
 /// Warn when a certificate expires in fewer days than this.
 const WARN_DAYS: i64 = 30;

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use super::row::Check;
 use super::side::{Layout, SideInfo};
-use super::Check;
 use crate::endpoint::cluster::{self, ranges_text, Addr, AddrMap, Cluster, Topology, SLOTS};
 use crate::endpoint::info::{self, ServerInfo};
 use crate::endpoint::{ConnError, Connection, Reply, Server, Side};
@@ -157,7 +157,7 @@ fn conn_failure(name: &str, e: &ConnError) -> Check {
             format!("cannot connect to the {side} {ep}: {detail}"),
             "check the host and port, and that this machine can reach it (security groups, firewall)".into(),
         ),
-        ConnError::Lost { .. } | ConnError::Stalled { .. } => (e.to_string(), super::LOST_FIX.into()),
+        ConnError::Lost { .. } | ConnError::Stalled { .. } => (e.to_string(), super::row::LOST_FIX.into()),
         ConnError::Protocol { .. } => (e.to_string(), "check that it is a Redis server, and whether it needs rediss:// (TLS)".into()),
     };
     Check::fail(name, detail, fix).caused_by_conn(e)

@@ -15,33 +15,12 @@
 
 use std::time::Instant;
 
-use super::{run_checks, Check, Lost, Plan, Purpose, SideInfo, Source, Status};
+use super::purpose::{Gate, Purpose};
+use super::row::{Check, Lost, Status};
+use super::sequence::run_checks;
+use super::side::SideInfo;
+use super::sides::Source;
 use crate::endpoint::retry::Backoff;
-use crate::job::Job;
-use crate::policy::OnConflict;
-use crate::source::rdb_file::FileSummary;
-
-/// What a run asks the gate, beyond the job.
-pub struct Gate<'a> {
-    /// The job, resolved from the command line.
-    pub job: &'a Job,
-    /// `Purpose::Migrate` or `Purpose::Verify`.
-    pub purpose: super::Purpose,
-    /// The run's `--on-conflict`.
-    pub on_conflict: OnConflict,
-    /// Look the source's keys up on the target (false when the checkpoint says it passed).
-    pub conflicts: bool,
-    /// Keys already copied by the run being resumed.
-    pub copied_keys: u64,
-    /// `None` without `--follow`, else whether `--enable-notifications` was given.
-    pub follow: Option<bool>,
-    /// `--source-insecure`, `--target-insecure`.
-    pub insecure: (bool, bool),
-    /// The RDB file source, already examined by the caller.
-    pub file: Option<&'a FileSummary>,
-    /// `--on-key-error skip`: a key the target will refuse is set aside, not a failure.
-    pub skip_key_errors: bool,
-}
 
 /// What the gate learned, for the run to go on with.
 pub struct Gated {
@@ -62,16 +41,6 @@ pub struct Gated {
 /// Runs the checks; `Err` (naming every failing row) when one fails, before anything is written.
 pub async fn gate(g: Gate<'_>) -> anyhow::Result<Gated> {
     let started = Instant::now();
-    let plan = Plan {
-        purpose: g.purpose,
-        on_conflict: g.on_conflict,
-        conflicts: g.conflicts,
-        copied_keys: g.copied_keys,
-        follow: g.follow,
-        insecure: g.insecure,
-        file: g.file.cloned(),
-        skip_key_errors: g.skip_key_errors,
-    };
     // The checks only read, so a connection lost on the way redoes them all on new
     // connections, within --retry-for (as every other phase); a first contact that nothing
     // accepts is a wrong address, reported at once.
@@ -79,7 +48,7 @@ pub async fn gate(g: Gate<'_>) -> anyhow::Result<Gated> {
     let mut first = true;
     let (rows, sides) = loop {
         let mut rows = Vec::new();
-        let sides = run_checks(&plan, g.job, &mut rows).await;
+        let sides = run_checks(&g, &mut rows).await;
         let failed: Vec<&Check> = rows.iter().filter(|c| c.status == Status::Fail).collect();
         if failed.is_empty() {
             break (rows, sides);

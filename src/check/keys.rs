@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::connect::Probed;
-use super::Check;
+use super::row::Check;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
 use crate::job::Job;
 use crate::report::{escape_key, human_bytes};

@@ -9,9 +9,11 @@ use std::path::Path;
 
 use super::conflicts::{check_conflicts, Probe};
 use super::connect::Probed;
-use super::dbs::{check_db_plan, check_dbs_exist};
+use super::dbs::{check_db_plan, check_dbs_exist, target_db_flag};
+use super::purpose::{Gate, Purpose};
+use super::row::Check;
 use super::side::{Layout, SideInfo};
-use super::{Check, Plan, Purpose, Source};
+use super::sides::Source;
 use crate::endpoint::route::Router;
 use crate::job::Job;
 use crate::partition::Share;
@@ -81,7 +83,7 @@ pub(crate) async fn plan(
     src: &mut Source,
     dst: &mut Probed,
     job: &Job,
-    plan: &Plan,
+    plan: &Gate<'_>,
     out: &mut Vec<Check>,
 ) {
     let pairs = pairs(src, job);
@@ -176,7 +178,7 @@ async fn dbs_exist(
     if !dst.side.is_cluster() {
         if let Some(node) = dst.nodes.first_mut() {
             let tdbs: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-            let flag = |t| crate::check::target_db_flag(pairs, t);
+            let flag = |t| target_db_flag(pairs, t);
             check_dbs_exist(&mut node.conn, &tdbs, &flag).await?;
         }
     }
@@ -189,7 +191,7 @@ async fn conflicts(
     dst: &Probed,
     job: &Job,
     pairs: &[(u32, u32)],
-    plan: &Plan,
+    plan: &Gate<'_>,
     out: &mut Vec<Check>,
 ) {
     let name = "target: existing keys";

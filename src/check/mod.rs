@@ -35,6 +35,21 @@
 //!
 //! `gate.rs` runs the same checks at the start of `migrate` and `verify`, before anything is
 //! written: a failing row stops the run, a warning is printed and the run goes on.
+//!
+//! The layers, each calling only those below it (no file of `check` calls this one, which only
+//! declares them and holds `ferry check`'s report):
+//! ```text
+//!  mod.rs        `ferry check`: run, its report, the table
+//!  gate.rs       the same checks at the start of migrate and verify
+//!  sequence.rs   the checks in priority order (`run_checks`)
+//!  acl.rs … notify.rs   the checks, one file per group (above; notify.rs asks acl.rs, acl.rs
+//!                keys.rs, capacity.rs layout.rs, never the other way)
+//!  sides.rs      the source as the checks hold it (live or a file); what they leave a run with
+//!  connect.rs    a side reached: its nodes, their connections and INFO, its layout
+//!  purpose.rs    what a run asks the checks: the job, for which command, how they run
+//!  row.rs        one row of the result (`Check`) and its `Status`
+//!  side.rs, dbs.rs, conflicts.rs   shared with the commands
+//! ```
 
 mod acl;
 mod capacity;
@@ -46,8 +61,12 @@ mod gate;
 mod keys;
 mod layout;
 pub mod notify;
+mod purpose;
+mod row;
+mod sequence;
 mod server;
 mod side;
+mod sides;
 
 use std::time::Instant;
 
@@ -56,150 +75,14 @@ use serde::Serialize;
 pub use conflicts::{check_conflicts, Probe};
 pub(crate) use conflicts::{Conflicts, Exists};
 pub use dbs::{check_db_plan, check_dbs_exist, check_dbs_on, shared_target, target_db_flag};
-pub use gate::{gate, Gate, Gated};
+pub use gate::{gate, Gated};
 pub use keys::max_bulk_len;
+pub use purpose::{Gate, Purpose};
+pub use row::{Check, Status};
 pub use side::{examine, inspect, Layout, SideInfo};
 
-use crate::job::{Job, SourceSpec};
 use crate::plan::{CheckPlan, Refused};
-use crate::policy::OnConflict;
-use crate::source::rdb_file::FileSummary;
-
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Fine for the migration.
-    Ok,
-    /// The migration would run, but something deserves a look.
-    Warn,
-    /// The migration would fail or lose data.
-    Fail,
-}
-
-impl Status {
-    /// 0 ready, 1 warnings only, 2 something would fail.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Status::Ok => 0,
-            Status::Warn => 1,
-            Status::Fail => 2,
-        }
-    }
-
-    /// "ok", "warn" or "FAIL", as the table shows it.
-    fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        }
-    }
-}
-
-/// One row of the result: what was checked, how it went, what was found, what to do.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// What was checked, e.g. "target: maxmemory".
-    pub name: String,
-    /// ok, warn or fail.
-    pub status: Status,
-    /// What was found.
-    pub detail: String,
-    /// What to do about it (empty when ok).
-    pub fix: String,
-    /// What a failure came from when a connection failed: the gate of a run tries again then.
-    #[serde(skip)]
-    pub(crate) lost: Lost,
-}
-
-/// Whether a failed row came from a connection that failed, which a retry may not meet again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum Lost {
-    /// Not a connection failure: the answer stands.
-    #[default]
-    No,
-    /// Nothing accepted the connection: a wrong address at first contact, a restart later.
-    Refused,
-    /// A connection was lost or the server stalled.
-    Dropped,
-}
-
-/// What to do about a check that lost its connection.
-pub(crate) const LOST_FIX: &str = "check the server's health and network, then run the check again";
-
-impl Check {
-    /// A passed check.
-    pub fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check::new(name, Status::Ok, detail, "")
-    }
-
-    /// A warning.
-    pub fn warn(
-        name: impl Into<String>,
-        detail: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
-        Check::new(name, Status::Warn, detail, fix)
-    }
-
-    /// A failure.
-    pub fn fail(
-        name: impl Into<String>,
-        detail: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
-        Check::new(name, Status::Fail, detail, fix)
-    }
-
-    /// The row, marked as caused by `e` when `e` is a connection failure.
-    pub(crate) fn caused_by(self, e: &anyhow::Error) -> Check {
-        match e.downcast_ref::<crate::endpoint::ConnError>() {
-            Some(c) => self.caused_by_conn(c),
-            None => self,
-        }
-    }
-
-    /// The row, marked as caused by the connection failure `e`. A lost or silent connection
-    /// says nothing about what the row checks (an ACL, a setting), so its "what to do" is the
-    /// connection's, not the check's.
-    pub(crate) fn caused_by_conn(mut self, e: &crate::endpoint::ConnError) -> Check {
-        use crate::endpoint::ConnError;
-        self.lost = match e {
-            ConnError::Connect { .. } => Lost::Refused,
-            ConnError::Lost { .. } | ConnError::Stalled { .. } => Lost::Dropped,
-            _ => Lost::No,
-        };
-        if self.lost == Lost::Dropped {
-            self.fix = LOST_FIX.into();
-        }
-        self
-    }
-
-    /// "name: detail | what to do: fix", the row as one line of a log.
-    pub fn line(&self) -> String {
-        if self.fix.is_empty() {
-            format!("{}: {}", self.name, self.detail)
-        } else {
-            format!("{}: {} | what to do: {}", self.name, self.detail, self.fix)
-        }
-    }
-
-    fn new(
-        name: impl Into<String>,
-        status: Status,
-        detail: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
-        Check {
-            name: name.into(),
-            status,
-            detail: detail.into(),
-            fix: fix.into(),
-            lost: Lost::No,
-        }
-    }
-}
+use sequence::run_checks;
 
 /// The JSON document of `ferry check --report`.
 #[derive(Debug, Serialize)]
@@ -226,19 +109,20 @@ pub async fn run(check: &CheckPlan) -> CheckReport {
         job.prepare_source(&crate::stop::Stop::new()).await?;
         anyhow::Ok(job)
     };
-    let plan = Plan {
-        purpose: Purpose::Check,
-        on_conflict: check.on_conflict,
-        conflicts: true,
-        copied_keys: 0,
-        follow: check.follow,
-        insecure: check.job.insecure,
-        file: None,
-        skip_key_errors: false,
-    };
     match job.await {
         Ok(job) => {
-            run_checks(&plan, &job, &mut checks).await;
+            let asked = Gate {
+                job: &job,
+                purpose: Purpose::Check,
+                on_conflict: check.on_conflict,
+                conflicts: true,
+                copied_keys: 0,
+                follow: check.follow,
+                insecure: check.job.insecure,
+                file: None,
+                skip_key_errors: false,
+            };
+            run_checks(&asked, &mut checks).await;
         }
         Err(e) => checks.push(command_line_failed(&e)),
     }
@@ -269,212 +153,6 @@ fn command_line_failed(e: &anyhow::Error) -> Check {
         format!("{e:#}"),
         "fix the flags as the detail says",
     )
-}
-
-/// Which command the checks are for: what it sends decides which rows apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// `ferry check`: every row, as `migrate` would need them.
-    Check,
-    /// The gate of `ferry migrate`.
-    Migrate,
-    /// The gate of `ferry verify`: it only reads, so no capacity, conflict or RESTORE rows.
-    Verify,
-}
-
-/// How the checks run, beyond the job.
-pub(crate) struct Plan {
-    /// For which command.
-    pub purpose: Purpose,
-    /// The `--on-conflict` of the run.
-    pub on_conflict: OnConflict,
-    /// Look the source's keys up on the target (`--on-conflict fail`); false on a resume
-    /// whose checkpoint says the check passed (the target then holds ferry's own keys).
-    pub conflicts: bool,
-    /// Keys already copied by the run being resumed: they need no more room on the target.
-    pub copied_keys: u64,
-    /// `None` without `--follow`, else whether `--enable-notifications` was given.
-    pub follow: Option<bool>,
-    /// `--source-insecure`, `--target-insecure`.
-    pub insecure: (bool, bool),
-    /// `--on-key-error skip`: a key the target will refuse is set aside, not a failure.
-    pub skip_key_errors: bool,
-    /// An RDB file the caller already examined (else the checks examine it).
-    pub file: Option<FileSummary>,
-}
-
-/// What the checks learned that a run goes on with.
-#[derive(Default)]
-pub(crate) struct Facts {
-    /// The source's clock skew, ms (live source, when TIME answered).
-    pub source_skew_ms: Option<i64>,
-    /// The target's clock skew, ms.
-    pub target_skew_ms: Option<i64>,
-    /// The target's `proto-max-bulk-len`, when CONFIG GET is allowed.
-    pub max_bulk: Option<u64>,
-}
-
-/// Both sides as the checks left them (`None`: a side that could not be used, with a fail row).
-pub(crate) struct Sides {
-    /// The source: a live side or an examined file.
-    pub src: Option<Source>,
-    /// The target.
-    pub dst: Option<connect::Probed>,
-    /// What the run goes on with.
-    pub facts: Facts,
-}
-
-/// The checks in priority order; a side that cannot be reached skips the checks that need it.
-/// Each side's own checks run side by side (rows kept in order): every run pays for them.
-pub(crate) async fn run_checks(plan: &Plan, job: &Job, out: &mut Vec<Check>) -> Sides {
-    let mut facts = Facts::default();
-    let (mut src_rows, mut dst_rows) = (Vec::new(), Vec::new());
-    let source = async {
-        match (&job.source, &plan.file) {
-            (SourceSpec::Live(server), _) => {
-                connect::probe(server, &job.source_addr_map, plan.insecure.0, &mut src_rows)
-                    .await
-                    .map(Source::Live)
-            }
-            (SourceSpec::Rdb(_), Some(summary)) => Some(Source::File(summary.clone())),
-            (SourceSpec::Rdb(input), None) => {
-                layout::examine_file(input.path(), job, &mut src_rows)
-                    .await
-                    .map(Source::File)
-            }
-        }
-    };
-    let target = connect::probe(
-        &job.target,
-        &job.target_addr_map,
-        plan.insecure.1,
-        &mut dst_rows,
-    );
-    let (mut src, dst) = tokio::join!(source, target);
-    out.append(&mut src_rows);
-    out.append(&mut dst_rows);
-    let Some(mut dst) = dst else {
-        return Sides {
-            src,
-            dst: None,
-            facts,
-        };
-    };
-    if let Some(Source::Live(s)) = &src {
-        cert::expiry(s, out);
-    }
-    cert::expiry(&dst, out);
-    let writes = plan.purpose != Purpose::Verify;
-    if let Some(Source::Live(s)) = &src {
-        server::versions(s, &dst, out);
-    }
-    // The sample gives both ACL checks real key names (key patterns are checked on them).
-    let sample = match &mut src {
-        Some(Source::Live(s)) => keys::sample(s, job).await,
-        _ => keys::Sample::default(),
-    };
-    let source = async {
-        if let Some(Source::Live(s)) = &mut src {
-            acl::source(s, job, &sample, &mut src_rows).await;
-        }
-    };
-    let target = acl::target(&mut dst, job, &sample, writes, &mut dst_rows);
-    tokio::join!(source, target);
-    out.append(&mut src_rows);
-    out.append(&mut dst_rows);
-    if let Some(src) = &mut src {
-        layout::plan(src, &mut dst, job, plan, out).await;
-        if writes {
-            capacity::memory(src, &dst, job, plan.copied_keys, out);
-            capacity::eviction(&dst, out);
-        }
-    }
-    let source = async {
-        if let Some(Source::Live(s)) = &mut src {
-            capacity::clients(s, Role::Source, &mut src_rows).await;
-        }
-    };
-    let target = capacity::clients(&mut dst, Role::Target(job), &mut dst_rows);
-    tokio::join!(source, target);
-    out.append(&mut src_rows);
-    out.append(&mut dst_rows);
-    bulk_clocks_notifications(&mut src, &mut dst, job, plan, &sample, &mut facts, out).await;
-    Sides {
-        src,
-        dst: Some(dst),
-        facts,
-    }
-}
-
-/// The last rows, which depend on the source's kind: the target's `proto-max-bulk-len` against
-/// the biggest sampled keys, clock skews, and keyspace notifications for `--follow`.
-async fn bulk_clocks_notifications(
-    src: &mut Option<Source>,
-    dst: &mut connect::Probed,
-    job: &Job,
-    plan: &Plan,
-    sample: &keys::Sample,
-    facts: &mut Facts,
-    out: &mut Vec<Check>,
-) {
-    let writes = plan.purpose != Purpose::Verify;
-    let (mut src_rows, mut dst_rows) = (Vec::new(), Vec::new());
-    match src {
-        Some(Source::Live(s)) => {
-            if writes {
-                let tolerated = job.tuning.big_key_bytes > 0 || plan.skip_key_errors;
-                facts.max_bulk = keys::bulk_len(s, sample, dst, tolerated, out).await;
-            }
-            let (a, b) = tokio::join!(
-                server::clock(s, &mut src_rows),
-                server::clock(dst, &mut dst_rows)
-            );
-            (facts.source_skew_ms, facts.target_skew_ms) = (a, b);
-            out.append(&mut src_rows);
-            out.append(&mut dst_rows);
-            if plan.purpose == Purpose::Check || plan.follow.is_some() {
-                notify::notifications(s, plan.follow, out).await;
-            }
-        }
-        Some(Source::File(_)) => {
-            if let Some(node) = dst.nodes.first_mut() {
-                facts.max_bulk = keys::max_bulk_len(&mut node.conn).await.ok().flatten();
-            }
-            facts.target_skew_ms = server::clock(dst, out).await;
-        }
-        None => {}
-    }
-}
-
-/// The source as the checks see it.
-pub(crate) enum Source {
-    /// A live server or cluster, connected.
-    Live(connect::Probed),
-    /// An RDB file, examined whole.
-    File(crate::source::rdb_file::FileSummary),
-}
-
-/// Which side a check is about.
-pub(crate) enum Role<'a> {
-    /// The source.
-    Source,
-    /// The target, with the job (for how many connections ferry opens).
-    Target(&'a Job),
-}
-
-/// `CONFIG GET name` on one server; `None` when refused (managed services often block CONFIG).
-pub(crate) async fn config_get(
-    conn: &mut crate::endpoint::Connection,
-    name: &str,
-) -> Option<String> {
-    let reply = conn
-        .cmd(&[b"CONFIG".as_slice(), b"GET", name.as_bytes()])
-        .await
-        .ok()?;
-    match reply {
-        crate::endpoint::Reply::Array(Some(items)) => items.get(1)?.to_text(),
-        _ => None,
-    }
 }
 
 /// Prints the checks as a table on stdout, and a one-line verdict.

@@ -11,7 +11,7 @@
 
 use super::acl::may_run;
 use super::connect::Probed;
-use super::Check;
+use super::row::Check;
 use crate::endpoint::{Connection, Reply};
 
 /// What the source's `notify-keyspace-events` allows.

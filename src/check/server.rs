@@ -2,7 +2,7 @@
 //! clocks (expiries are computed across them).
 
 use super::connect::Probed;
-use super::Check;
+use super::row::Check;
 use crate::source::rdb_file::target_rdb_version;
 
 /// Clock skew beyond which expiries computed across the two clocks deserve a look.

@@ -16,8 +16,15 @@ use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
 use crate::stop::Stop;
+use crate::throttle::{Limits, Throttles};
 use crate::verify::first_round::first_round;
 use crate::verify::rechecks::Tally;
+
+/// Load limits for the follower's own reads of both sides (reconciliation, cutover
+/// verification): none yet — `--max-keys-per-sec` and the like bind the copy and `ferry verify`.
+pub(crate) fn unlimited() -> Arc<Throttles> {
+    Arc::new(Throttles::new(Limits::default(), Stop::new()))
+}
 
 /// What one pass found.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +54,7 @@ pub async fn pass(
     stop: Stop,
 ) -> anyhow::Result<PassOutcome> {
     let started = Instant::now();
-    let (src, dst) = crate::verify::open_sides(&source, &job, super::unlimited(), share).await?;
+    let (src, dst) = crate::verify::open_sides(&source, &job, unlimited(), share).await?;
     let mut tally = Tally::default();
     let first = first_round(&src, &dst, &pairs, tolerance_ms, &stop, &mut tally).await?;
     let keys_total = first.dbs.iter().map(|d| d.source.keys).sum();

@@ -17,26 +17,18 @@
 use std::path::PathBuf;
 
 use super::source::{Opened, Ready};
+use super::step::{CheckpointWording, Run};
 use super::writers::{key_errors, writer_options, writers};
 use crate::checkpoint::Checkpoint;
 use crate::counts::Counts;
 use crate::job::Job;
+use crate::metrics::set_phase;
 use crate::pipeline::{self, CheckpointSink};
 use crate::plan::MigratePlan;
 use crate::policy::OnConflict;
 use crate::report::{KeyCounts, MigrateReport, Status};
 use crate::sink::options::WriterOptions;
 use crate::stop::Stop;
-
-/// What every step of the flow reads: the plan, the job prepared from it, the stop signal.
-pub(super) struct Run<'a> {
-    /// The resolved command line.
-    pub plan: &'a MigratePlan,
-    /// The plan's job, its source prepared (and `--keys-from`'s digest added).
-    pub job: &'a Job,
-    /// Raised by a signal or a failed task.
-    pub stop: &'a Stop,
-}
 
 /// Runs the migration, filling `report`; see the module docs for the steps.
 pub(super) async fn run(
@@ -46,7 +38,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let mut job = plan.job.clone();
     report.target = job.target.endpoint.to_string();
-    super::set_phase("preflight");
+    set_phase("preflight");
     job.refuse_live_only(&plan.limits, "migrate")?;
     report.partition = job.partition.map(|p| job.share_of("migrate", p));
     job.prepare_source(&stop).await?;
@@ -134,7 +126,7 @@ async fn copy(
     let plan = ready.copy_plan(run, cp);
     let writers = writers(&ready.target.info.layout, run.job.tuning.writers, writer);
     let mut progress = plan.progress;
-    super::set_phase("copy");
+    set_phase("copy");
     let result = pipeline::copy(
         plan.readers,
         plan.parallel,
@@ -172,7 +164,7 @@ async fn finish(run: &Run<'_>, ready: &Ready, already_done: bool, report: &mut M
     let verified = if run.plan.no_verify || !closing {
         None
     } else {
-        super::set_phase("verify");
+        set_phase("verify");
         Some(ready.verify(run).await)
     };
     if closing {
@@ -180,23 +172,7 @@ async fn finish(run: &Run<'_>, ready: &Ready, already_done: bool, report: &mut M
     }
     finish_with(report, verified);
     ready.note_after_status(report);
-    super::set_phase("done");
-}
-
-/// What the checkpoint messages say that differs between a live source and a file.
-pub(super) struct CheckpointWording {
-    /// Added to the "belongs to a different job" refusal.
-    pub mismatch_hint: &'static str,
-    /// Where a resumed copy continues, for the "resuming from" line (`", file offset N"`).
-    pub position: fn(&Checkpoint) -> String,
-}
-
-impl CheckpointWording {
-    /// A live source: SCAN positions are not worth printing.
-    pub const LIVE: CheckpointWording = CheckpointWording {
-        mismatch_hint: "",
-        position: |_| String::new(),
-    };
+    set_phase("done");
 }
 
 /// Loads the job's checkpoint to resume it, refuses another job's, or starts a new one (always

@@ -21,8 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::flow::{CheckpointWording, Run};
-use super::source::CopyPlan;
+use super::step::{CheckpointWording, CopyPlan, Run};
 use super::writers::Target;
 use crate::check::{self, Conflicts, Gated, Layout, Probe, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
@@ -35,6 +34,7 @@ use crate::plan::MigratePlan;
 use crate::policy::OnConflict;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
+use crate::sink::options::BigOptions;
 use crate::sink::options::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
 use crate::source::rdb_input::RdbInput;
@@ -238,18 +238,10 @@ async fn examine_file(
 }
 
 impl FileSource {
-    /// Values over the big-key threshold (never above what the target accepts) are copied
-    /// element by element from the file, as a live source's big keys are; `None` when
-    /// `--big-key-bytes 0`.
-    pub fn big_keys(
-        &mut self,
-        run: &Run<'_>,
-        target: &Target,
-        job_id: &str,
-    ) -> Option<crate::sink::options::BigOptions> {
-        let big = target.big_copy(run.job, job_id);
-        self.fopts.big_value_bytes = big.as_ref().map(|b| b.threshold);
-        big
+    /// Values over the threshold of `big`, the target's settings (never above what it accepts),
+    /// are copied element by element from the file, as a live source's big keys are.
+    pub fn big_keys(&mut self, big: &BigOptions) {
+        self.fopts.big_value_bytes = Some(big.threshold);
     }
 
     /// `--on-conflict fail`: every key of the file looked up on the target (see

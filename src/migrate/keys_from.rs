@@ -19,8 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::flow::{CheckpointWording, Run};
-use super::source::CopyPlan;
+use super::step::{CheckpointWording, CopyPlan, Run};
 use super::writers::Target;
 use crate::bigkey::{BigKey, BigSource};
 use crate::check::{Conflicts, Layout, SideInfo};
@@ -36,6 +35,7 @@ use crate::progress::Progress;
 use crate::read::expiry::{self, KeyRead};
 use crate::record::Record;
 use crate::report::MigrateReport;
+use crate::sink::options::BigOptions;
 use crate::sink::options::Clocks;
 use crate::source::{Batch, Position};
 use crate::stop::Stop;
@@ -157,18 +157,11 @@ pub(super) const WORDING: CheckpointWording = CheckpointWording {
 };
 
 impl Listed {
-    /// Big listed keys (`--big-key-bytes` not 0) are copied in chunks as the copy's are (a
-    /// cluster's on the master of their slot): a key dead-lettered by an earlier run may be
-    /// one. Returns how the writers copy them.
-    pub fn big_keys(
-        &mut self,
-        run: &Run<'_>,
-        target: &Target,
-        job_id: &str,
-    ) -> Option<crate::sink::options::BigOptions> {
-        let opts = target.big_copy(run.job, job_id)?;
-        self.big = Some(Detector::new(opts.threshold, opts.budget));
-        Some(opts)
+    /// Listed keys over the threshold of `big`, the target's settings, are copied in chunks as
+    /// the copy's are (a cluster's on the master of their slot): a key dead-lettered by an
+    /// earlier run may be one.
+    pub fn big_keys(&mut self, big: &BigOptions) {
+        self.big = Some(Detector::new(big.threshold, big.budget));
     }
 
     /// `--on-conflict fail`: refuses to start when any listed key is on the target already.

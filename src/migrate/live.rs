@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use super::flow::Run;
-use super::source::CopyPlan;
+use super::step::{CopyPlan, Run};
 use super::writers::Target;
 use crate::check::{Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
@@ -20,6 +19,7 @@ use crate::partition::{KeyShare, Share};
 use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
+use crate::sink::options::BigOptions;
 use crate::sink::options::WriterOptions;
 use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
@@ -126,18 +126,11 @@ impl Live {
         Ok(())
     }
 
-    /// Big-key detection: how the readers probe sizes (kept) and how the writers copy big keys
-    /// (returned); `None` when `--big-key-bytes 0`.
-    pub async fn big_keys(
-        &mut self,
-        run: &Run<'_>,
-        target: &Target,
-        job_id: &str,
-    ) -> anyhow::Result<Option<crate::sink::options::BigOptions>> {
+    /// Big-key detection with the target's settings `big`: how the readers probe sizes
+    /// (kept), and the budget the writers' chunked copies share with the readers (added to
+    /// `big`).
+    pub async fn big_keys(&mut self, run: &Run<'_>, big: &mut BigOptions) -> anyhow::Result<()> {
         let job = run.job;
-        let Some(mut big) = target.big_copy(job, job_id) else {
-            return Ok(None);
-        };
         let probe = crate::endpoint::retry::retrying(job.retry_for(), || async {
             let mut src = self.server.connect().await?;
             let version = self.sinfo.info.version();
@@ -149,7 +142,7 @@ impl Live {
             threshold: big.threshold,
         });
         big.throttles = Some(self.throttles(run));
-        Ok(Some(big))
+        Ok(())
     }
 
     /// The job's throttles (made on first use): one budget per source server for its SCAN

@@ -13,19 +13,17 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::flow::{CheckpointWording, Run};
 use super::from_file::{FileSource, OpenedFile};
 use super::keys_from::{Listed, OpenedList};
 use super::live::Live;
+use super::step::{CheckpointWording, CopyPlan, Run};
 use super::writers::Target;
 use crate::check::{Gate, Gated, SideInfo};
-use crate::checkpoint::{Checkpoint, Tracker};
+use crate::checkpoint::Checkpoint;
 use crate::counts::Counts;
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
-use crate::pipeline::ReaderFactory;
 use crate::plan::MigratePlan;
-use crate::progress::Progress;
 use crate::report::MigrateReport as Report;
 use crate::sink::options::Clocks;
 use crate::sink::options::WriterOptions;
@@ -68,18 +66,6 @@ type Followed = anyhow::Result<bool>;
 
 /// How big keys are copied.
 type Big = crate::sink::options::BigOptions;
-
-/// What the copy phase reads, and how it shows its progress.
-pub(super) struct CopyPlan {
-    /// One reader per stream still to copy.
-    pub readers: Vec<ReaderFactory>,
-    /// How many readers run at once.
-    pub parallel: usize,
-    /// Every stream of the job, with its checkpointed position.
-    pub tracker: Tracker,
-    /// The progress display, sized by the source's total.
-    pub progress: Progress,
-}
 
 impl Opened {
     /// Opens the job's source: `--rdb` (the file is checked whole here), `--keys-from`
@@ -215,11 +201,16 @@ impl Ready {
 
     /// How the writers copy big keys (big-key detection on; a file's are read from the file).
     pub async fn big_keys(&mut self, run: &Run<'_>, job_id: &str) -> anyhow::Result<Option<Big>> {
+        // The target's settings (threshold, chunk size); `None` with `--big-key-bytes 0`.
+        let Some(mut big) = self.target.big_copy(run.job, job_id) else {
+            return Ok(None);
+        };
         match &mut self.source {
-            Source::Live(l) => l.big_keys(run, &self.target, job_id).await,
-            Source::File(f) => Ok(f.big_keys(run, &self.target, job_id)),
-            Source::List(l) => Ok(l.big_keys(run, &self.target, job_id)),
+            Source::Live(l) => l.big_keys(run, &mut big).await?,
+            Source::File(f) => f.big_keys(&big),
+            Source::List(l) => l.big_keys(&big),
         }
+        Ok(Some(big))
     }
 
     /// The readers of what `cp` says is left, with the tracker and progress of the copy.
