@@ -254,7 +254,7 @@ impl Node {
             let page = rx.lock().await.recv().await;
             let Some(page) = page else { break };
             let keys: Vec<Bytes> = page.iter().map(|(k, _)| k.clone()).collect();
-            let (states, attempt) = with_conn!(self, |conn| self.fetch_with(conn, db, &keys).await);
+            let (states, attempt) = self.fetch_keys(db, &keys).await?;
             stats.add(attempt);
             for ((key, bucket), state) in page.into_iter().zip(states) {
                 match state {
@@ -280,18 +280,18 @@ impl Node {
             .refused(db, key, err)
     }
 
-    /// Reads `keys` of `db` on `conn`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by
-    /// bytes, with the TTLs read again after a stall (see `read/expiry.rs`); big keys found
-    /// first and read in chunks instead (`big.rs`). The statistics are this attempt's alone,
-    /// so a retry after a lost connection counts nothing twice.
-    async fn fetch_with(
+    /// Reads `keys` of `db`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by bytes, with
+    /// the TTLs read again after a stall (see `read/expiry.rs`); big keys found first and read
+    /// in chunks instead (`big.rs`). Each round trip's keys are retried alone on a new
+    /// connection when it is lost, so the keys already read are not read again and a page
+    /// gets through connections killed every few ms (one attempt of the whole page needed all
+    /// its round trips without a loss: `tests/stalls.rs` failed 1–4 runs of 25 on it).
+    async fn fetch_keys(
         &self,
-        conn: &mut Connection,
         db: u32,
         keys: &[Bytes],
     ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
         let mut stats = StreamStats::default();
-        conn.select(db).await?;
         let mut out = Vec::with_capacity(keys.len());
         let mut start = 0;
         while start < keys.len() {
@@ -306,24 +306,42 @@ impl Node {
             if let Some(t) = &self.throttle {
                 t.take_keys(chunk.len()).await;
             }
-            let kinds = match &self.big {
-                Some(b) => big::classify(conn, b, chunk).await?,
-                None => vec![None; chunk.len()],
-            };
-            let small: Vec<Bytes> = chunk
-                .iter()
-                .zip(&kinds)
-                .filter(|(_, k)| k.is_none())
-                .map(|(k, _)| k.clone())
-                .collect();
-            let small = self.dump_keys(conn, db, &small, &mut stats).await?;
-            let mut small = small.into_iter();
-            for (key, kind) in chunk.iter().zip(kinds) {
-                out.push(match kind {
-                    None => small.next().flatten(),
-                    Some(kind) => self.read_big(conn, db, key, kind, &mut stats).await?,
-                });
-            }
+            let (states, attempt) =
+                with_conn!(self, |conn| self.fetch_round(conn, db, chunk).await);
+            stats.add(attempt);
+            out.extend(states);
+        }
+        Ok((out, stats))
+    }
+
+    /// One round trip's keys of [`Node::fetch_keys`] on `conn`. The statistics are this
+    /// attempt's alone, so a retry after a lost connection counts nothing twice.
+    async fn fetch_round(
+        &self,
+        conn: &mut Connection,
+        db: u32,
+        chunk: &[Bytes],
+    ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
+        let mut stats = StreamStats::default();
+        conn.select(db).await?;
+        let kinds = match &self.big {
+            Some(b) => big::classify(conn, b, chunk).await?,
+            None => vec![None; chunk.len()],
+        };
+        let small: Vec<Bytes> = chunk
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| k.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let small = self.dump_keys(conn, db, &small, &mut stats).await?;
+        let mut small = small.into_iter();
+        let mut out = Vec::with_capacity(chunk.len());
+        for (key, kind) in chunk.iter().zip(kinds) {
+            out.push(match kind {
+                None => small.next().flatten(),
+                Some(kind) => self.read_big(conn, db, key, kind, &mut stats).await?,
+            });
         }
         Ok((out, stats))
     }
@@ -544,9 +562,7 @@ impl Node {
         db: u32,
         keys: &[Bytes],
     ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
-        Ok(with_conn!(self, |conn| self
-            .fetch_with(conn, db, keys)
-            .await))
+        self.fetch_keys(db, keys).await
     }
 
     /// See [`Side::random_keys`](super::side::Side::random_keys).
