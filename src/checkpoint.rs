@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{Counts, Position};
+use crate::counts::Counts;
+use crate::source::Position;
 
 /// Format version of the checkpoint file.
 const FORMAT: u32 = 1;
@@ -101,7 +102,7 @@ impl Checkpoint {
 
     /// Writes the checkpoint atomically and durably.
     pub fn save(&mut self, path: &Path) -> anyhow::Result<()> {
-        self.updated_ms = crate::sink::now_ms();
+        self.updated_ms = crate::read::clock::now_ms();
         let value = serde_json::to_value(&*self)?;
         let disk = OnDisk {
             checksum: checksum(&value),

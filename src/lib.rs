@@ -12,14 +12,14 @@
 //!                      values over --big-key-bytes are skipped, handed on as BigKeys of the file)
 //!  pipeline.rs       Records in Batches ─► bounded queue ─► N writers
 //!  sink/restore.rs   RESTORE key <abs ms> payload ABSTTL [REPLACE] (one round trip per batch)
-//!  bigkey/copy.rs    …then each big key of the batch: chunks (bigkey/read.rs; a file's: bigkey/file.rs over
+//!  sink/chunked.rs   …then each big key of the batch: chunks (bigkey/read.rs; a file's: bigkey/file.rs over
 //!                    rdb/elements.rs, read element by element from its offset) ─► temporary key in its slot
 //!                    (bigkey/write.rs) ─► MULTI RENAME + PEXPIREAT EXEC, before the batch is acknowledged
-//!                    (sink/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
+//!                    (endpoint/bulk_limit.rs: a value over proto-max-bulk-len is a final refusal)
 //!                    (sink/key_error.rs: with --on-key-error skip a key's own refusal goes to the
 //!                    dead-letter file, dead_letter.rs, before its batch is acknowledged;
 //!                    migrate/keys_from.rs is the source that copies such a list later, --keys-from)
-//!  checkpoint.rs     acknowledged batches ─► per-stream position, saved atomically
+//!  checkpoint.rs     acknowledged batches ─► per-stream position and counts (counts.rs), saved atomically
 //!  verify/           both sides ─► canonical digests ─► report, exit code gates the cutover
 //!  follow/           --follow: keyspace events ─► dirty keys ─► re-read + RESTORE/DEL; after any gap a
 //!                    reconciliation pass (verify's bucket digests); `ferry cutover` ─► GO/NO-GO
@@ -45,8 +45,8 @@
 //!
 //! Either side may be a Redis Cluster, named by any one node: `endpoint/cluster.rs` discovers
 //! the masters, `source/plan.rs` makes one SCAN stream per source master (checkpointed by node id
-//! and slot ranges), and `sink/cluster.rs` splits each batch by hash slot (`sink/slots.rs`) into
-//! one pipeline per target master, with `sink/route.rs` following MOVED/ASK and retrying
+//! and slot ranges), and `sink/cluster.rs` splits each batch by hash slot (`endpoint/slot_map.rs`) into
+//! one pipeline per target master, with `endpoint/route.rs` following MOVED/ASK and retrying
 //! TRYAGAIN/CLUSTERDOWN.
 //!
 //! `--partition I/N` (`partition.rs`) splits one job into N disjoint shares run by separate
@@ -57,6 +57,7 @@ pub mod bigkey;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;
+pub mod counts;
 pub mod dead_letter;
 pub mod display;
 pub mod endpoint;
@@ -75,7 +76,6 @@ pub mod record;
 pub mod report;
 pub mod report_merge;
 pub mod resolve;
-pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod stop;

@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::source::Counts;
+use crate::counts::Counts;
 use crate::throttle;
 
 /// The phases of a job, in order; `ferry_phase{phase}` is 1 for the current one.

@@ -19,9 +19,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use crate::checkpoint::{Checkpoint, Tracker};
+use crate::counts::Counts;
 use crate::progress::Progress;
 use crate::sink::Sink;
-use crate::source::{Batch, Counts, Position};
+use crate::source::{Batch, Position};
 use crate::stop::{Stop, DRAIN_GRACE};
 
 /// A reader: fills the queue with the batches of one stream.

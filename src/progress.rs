@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::counts::Counts;
 use crate::report::human_bytes;
-use crate::source::Counts;
 use crate::throttle::{self, Throttles};
 
 /// How progress is shown (`--progress`).

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::source::Counts;
+use crate::counts::Counts;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

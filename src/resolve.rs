@@ -293,7 +293,7 @@ fn server(endpoint: url::Endpoint, opts: &TlsOptions, tuning: &Tuning) -> anyhow
     Ok(Server {
         endpoint,
         tls,
-        answer_timeout: crate::retry::answer_timeout(tuning.retry_for),
+        answer_timeout: crate::endpoint::retry::answer_timeout(tuning.retry_for),
     })
 }
 

@@ -23,7 +23,7 @@ fn migrate<'w>(work: &'w Workdir, src: &impl Endpoint, dst: &impl Endpoint) -> F
 
 /// Starts ferry in the background, logging the router's redirections.
 fn spawn(ferry: &Ferry) -> Running {
-    let route_debug = "info,ferry::sink::route=debug";
+    let route_debug = "info,ferry::endpoint::route=debug";
     ferry.clone().env("FERRY_LOG", route_debug).spawn()
 }
 

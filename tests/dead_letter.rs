@@ -354,7 +354,7 @@ fn oversized_values_are_dead_lettered() {
         assert_eq!(lines[0]["type"], "string", "{case}: {lines:?}");
         let reason = lines[0]["reason"].as_str().unwrap_or("");
         if chunked {
-            // Refused by ferry before any APPEND past the limit (bigkey/copy.rs), or by the
+            // Refused by ferry before any APPEND past the limit (sink/chunked.rs), or by the
             // target when its limit is not known.
             assert!(
                 reason.contains("proto-max-bulk-len")

@@ -3,7 +3,7 @@
 //! The file reader skipped the value and noted where it is (`rdb::reader::BigValue`); the
 //! writer opens the file there and reads the value element by element
 //! (`rdb::elements::ElementReader`), grouping the elements into the same byte-bounded
-//! [`Chunk`]s a live source's big keys are read in, so `copy.rs` writes both the same way.
+//! [`Chunk`]s a live source's big keys are read in, so `sink/chunked.rs` writes both the same way.
 //! Blocking file reads: the caller runs [`FileChunks::next_chunk`] off the async threads.
 
 use std::collections::VecDeque;
@@ -166,7 +166,7 @@ impl FileChunks {
                 .collect(),
             without_pending,
         }));
-        let now = crate::sink::now_ms();
+        let now = crate::read::clock::now_ms();
         let mut entries = Vec::new();
         let mut size = 0;
         for p in g.pending {

@@ -18,10 +18,15 @@
 //!  packed_string.rs  a big string's chunks → one LZF-compressed RESTORE payload (a string may be
 //!            longer than the target's proto-max-bulk-len, which APPEND can never build)
 //! ```
+//! The copy of one big key, source to target with its expiry and retries, is the writer's
+//! (`sink/chunked.rs`); verify reads chunks with `read.rs` too.
+//!
+//! May call: `endpoint` (connections; a cluster source's routing), `read` (expiries, clocks),
+//! `rdb` (a file's values, stream IDs), `display`, `retry`. Not `sink`, `source` or `verify`:
+//! they call it.
 //! Scores travel as `f64` parsed from the 17-significant-digit text Redis prints, which round
 //! trips exactly; `±inf` included.
 
-pub mod copy;
 pub mod file;
 pub mod packed_string;
 pub mod read;
@@ -177,43 +182,6 @@ impl Chunk {
     }
 }
 
-/// How writers copy big keys, with the threshold over which a key is big (for every source), or
-/// `None` when `--big-key-bytes 0` turned big keys off. The threshold and the chunks stay well
-/// under the target's `proto-max-bulk-len` when it is known (estimates err; a DUMP may exceed
-/// one).
-pub fn copy_settings(
-    big_key_bytes: u64,
-    batch_bytes: usize,
-    max_bulk: Option<u64>,
-    target_version: (u32, u32),
-    job: &str,
-) -> Option<copy::BigOptions> {
-    if big_key_bytes == 0 {
-        return None;
-    }
-    let half_limit = max_bulk.map_or(u64::MAX, |m| (m / 2).max(1));
-    let threshold = big_key_bytes.min(half_limit);
-    // A limit ferry cannot read (CONFIG denied) may be as low as any server accepts: chunks stay
-    // under half of the smallest, so no chunk is ever refused for its size.
-    let chunk_limit = max_bulk.map_or((crate::sink::bulk_limit::PROBE_FLOOR / 2) as u64, |m| {
-        (m / 2).max(1)
-    });
-    let budget = (batch_bytes as u64).min(chunk_limit).clamp(1024, 64 << 20) as usize;
-    Some(copy::BigOptions {
-        job: job.to_string(),
-        threshold,
-        budget,
-        features: write::TargetFeatures {
-            stream_v7: target_version >= (7, 0),
-            create_consumer: target_version >= (6, 2),
-        },
-        writer: 0,
-        writers: 1,
-        throttles: None,
-        max_bulk,
-    })
-}
-
 /// A key the reader found too big to DUMP, handed to a writer to copy in chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BigKey {
@@ -235,7 +203,7 @@ pub enum BigSource {
     /// A live cluster source: each key is read on the master of its slot, as this router
     /// (shared by the readers and writers of a job) knows it; a read answered MOVED or ASK
     /// refreshes it and reads the key again.
-    Cluster(std::sync::Arc<tokio::sync::Mutex<crate::sink::route::Router>>),
+    Cluster(std::sync::Arc<tokio::sync::Mutex<crate::endpoint::route::Router>>),
     /// An `.rdb` file: `values[i]` locates the value of the batch's `big[i]`.
     File {
         /// The file.

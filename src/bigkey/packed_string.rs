@@ -16,7 +16,7 @@
 //! first; a block LZF cannot shrink is written as literal runs (1 byte more per 32). Memory is
 //! the compressed bytes so far plus one block, bounded by the cap [`PackedString::new`] is given:
 //! a block that would pass it is not packed ([`Full`]), and the caller decides what happens then
-//! (see `copy.rs`: the packed prefix is restored and the rest appended, which the target accepts
+//! (see `sink/chunked.rs`: the packed prefix is restored and the rest appended, which the target accepts
 //! while the string stays within its limit).
 //!
 //! The payload's footer says RDB [`PAYLOAD_RDB_VERSION`]: an LZF string is the same in every RDB
@@ -226,7 +226,7 @@ mod tests {
         whole
     }
 
-    /// Packs `data` in pieces of `chunk` bytes as `copy.rs` does; the packer and how many bytes
+    /// Packs `data` in pieces of `chunk` bytes as `sink/chunked.rs` does; the packer and how many bytes
     /// it holds packed (the rest would be appended).
     fn pack(data: &[u8], chunk: usize, cap: usize) -> (PackedString, usize) {
         pack_blocks(data, chunk, BLOCK, cap)

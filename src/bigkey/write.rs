@@ -29,8 +29,8 @@ use bytes::Bytes;
 
 use super::{Chunk, PendingEntry, StreamEntry, StreamGroup, StreamId, StreamMeta};
 use crate::display::escape_key;
+use crate::endpoint::slot::key_slot;
 use crate::endpoint::{Pipeline, Reply};
-use crate::sink::slots::key_slot;
 
 /// The safety expiry of a temporary key, refreshed by every chunk written into it: long enough
 /// for any pause between two chunks, short enough that an abandoned one goes soon.

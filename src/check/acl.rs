@@ -69,7 +69,7 @@ fn big_key_reads(version: (u32, u32), key: &[u8]) -> Vec<Cmd> {
     cmds
 }
 
-/// The write commands of the big-key writer (`bigkey/write.rs`, `bigkey/copy.rs`) on the target.
+/// The write commands of the big-key writer (`bigkey/write.rs`, `sink/chunked.rs`) on the target.
 fn big_key_writes(key: &[u8]) -> Vec<Cmd> {
     let name = PLACEHOLDER_NAME;
     vec![

@@ -14,7 +14,7 @@ const WARN_DAYS: i64 = 30;
 /// The earliest expiry among the side's servers' certificates (nothing for plain TCP).
 pub(crate) fn expiry(side: &Probed, out: &mut Vec<Check>) {
     let name = format!("{}: TLS certificate", side.name());
-    let now = crate::sink::now_ms() / 1000;
+    let now = crate::read::clock::now_ms() / 1000;
     let mut earliest: Option<(i64, String, String)> = None;
     for node in &side.nodes {
         let Some(der) = node.conn.peer_certificate() else {

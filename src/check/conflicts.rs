@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::endpoint::retry::Link;
+use crate::endpoint::route::{KeyedCommands, Router};
 use crate::endpoint::{Pipeline, Server};
 use crate::read::scan::parse_scan;
 use crate::report::escape_key;
-use crate::retry::Link;
-use crate::sink::route::{KeyedCommands, Router};
 
 /// How many conflicting keys an error names.
 const NAMED_CONFLICTS: usize = 5;

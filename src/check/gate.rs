@@ -16,9 +16,9 @@
 use std::time::Instant;
 
 use super::{run_checks, Check, Lost, Plan, Purpose, SideInfo, Source, Status};
+use crate::endpoint::retry::Backoff;
 use crate::job::Job;
 use crate::policy::OnConflict;
-use crate::retry::Backoff;
 use crate::source::rdb_file::FileSummary;
 
 /// What a run asks the gate, beyond the job.

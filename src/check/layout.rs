@@ -12,10 +12,10 @@ use super::connect::Probed;
 use super::dbs::{check_db_plan, check_dbs_exist};
 use super::side::{Layout, SideInfo};
 use super::{Check, Plan, Purpose, Source};
+use crate::endpoint::route::Router;
 use crate::job::Job;
 use crate::partition::Share;
 use crate::policy::OnConflict;
-use crate::sink::route::Router;
 use crate::source::rdb_file::{self, FileOptions, FileSummary};
 use crate::stop::Stop;
 
@@ -196,7 +196,7 @@ async fn conflicts(
     let retry_for = job.retry_for();
     let mut probe = match &dst.side.layout {
         Layout::Standalone(server) => {
-            Probe::Standalone(crate::retry::Link::new(server.clone(), retry_for))
+            Probe::Standalone(crate::endpoint::retry::Link::new(server.clone(), retry_for))
         }
         Layout::Cluster { cluster, topology } => {
             Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))

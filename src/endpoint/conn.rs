@@ -184,7 +184,7 @@ impl Pipeline {
     /// Appends only the start of `ECHO <len bytes>`: the bulk's length line without its bytes.
     /// A server checks that length against `proto-max-bulk-len` as soon as it reads the line,
     /// so this asks whether it takes a value of `len` bytes without sending one
-    /// (`sink::bulk_limit`). The connection is unusable afterwards.
+    /// (`bulk_limit.rs`). The connection is unusable afterwards.
     pub fn bulk_header_only(&mut self, len: u64) {
         self.buf.extend_from_slice(b"*2\r\n$4\r\nECHO\r\n$");
         self.buf

@@ -12,7 +12,7 @@ pub struct Server {
     /// TLS settings, present for `rediss://`.
     pub tls: Option<tls::TlsSetup>,
     /// Longest silence accepted from the server on any wait (connect, handshake, a write, a
-    /// read) before the connection counts as lost: [`crate::retry::answer_timeout`].
+    /// read) before the connection counts as lost: [`crate::endpoint::retry::answer_timeout`].
     pub answer_timeout: std::time::Duration,
 }
 

@@ -1,6 +1,6 @@
 //! The hash slot of a key: which of a cluster's 16384 slots it lives in. Redis's own function:
 //! CRC16/XMODEM of the key, or of its hash tag (the part between the first `{` and the next `}`,
-//! when not empty), modulo 16384. The copy routes writes by it (`sink/slots.rs`), verification
+//! when not empty), modulo 16384. The copy routes writes by it (`endpoint/slot_map.rs`), verification
 //! buckets keys by it (`verify/bucket.rs`), `--partition` splits jobs by it.
 
 use crc::{Crc, CRC_16_XMODEM};

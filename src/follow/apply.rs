@@ -14,7 +14,7 @@
 //! Big keys (`--big-key-bytes` not 0): the keys of a chunk are sized first
 //! (`verify::big::classify`, the probe the copy uses; on a cluster, each on the master of its
 //! slot), and a big one is never DUMPed — a hash updated all the time would otherwise block the
-//! source for a whole DUMP at every change. It is copied again in chunks (`bigkey::copy`, a
+//! source for a whole DUMP at every change. It is copied again in chunks (`sink::chunked`, a
 //! cluster's read on the master of its slot, renamed in place over the old copy), after the
 //! chunk's small keys; one that is gone by then is deleted on the target.
 
@@ -26,14 +26,15 @@ use bytes::Bytes;
 use super::dirty::DbKey;
 use crate::bigkey::{BigKey, BigSource};
 use crate::check::{Exists, Layout};
+use crate::endpoint::retry::Backoff;
+use crate::endpoint::route::{KeyedCommands, Router};
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::read::expiry::{self, Bracket, Expiries, KeyRead, ReadKeysError, Ttl};
 use crate::read::refusal::{Who, COPY_RIGHTS};
 use crate::record::Record;
-use crate::retry::Backoff;
 use crate::sink::key_error::Quarantine;
-use crate::sink::restore::{judge, restore_ttl, WriterOptions};
-use crate::sink::route::{KeyedCommands, Router};
+use crate::sink::options::WriterOptions;
+use crate::sink::restore::{judge, restore_ttl};
 use crate::verify::big::Detector;
 
 /// Keys per source round trip.
@@ -286,10 +287,10 @@ impl Applier {
         let mut opts = self.opts.clone();
         opts.on_conflict = crate::policy::OnConflict::Replace;
         let target = match &mut self.target {
-            Target::Standalone(server, _) => crate::bigkey::copy::Target::Standalone(server),
-            Target::Cluster(router) => crate::bigkey::copy::Target::Cluster(router),
+            Target::Standalone(server, _) => crate::sink::chunked::Target::Standalone(server),
+            Target::Cluster(router) => crate::sink::chunked::Target::Cluster(router),
         };
-        let counts = crate::bigkey::copy::copy_keys(bigs, &self.big_source, target, &opts).await?;
+        let counts = crate::sink::chunked::copy_keys(bigs, &self.big_source, target, &opts).await?;
         let mut done = Applied {
             written: counts.written,
             deleted: 0,
@@ -356,7 +357,7 @@ impl Applier {
                 (Op::Del(_), _) => done.deleted += 1,
             }
         }
-        q.flush(&mut crate::source::Counts::default())?;
+        q.flush(&mut crate::counts::Counts::default())?;
         Ok(done)
     }
 }
@@ -394,11 +395,11 @@ pub(crate) async fn read_routed(
     let mut tries = 0;
     loop {
         tries += 1;
-        let first_ms = crate::sink::now_ms() + skew_ms;
+        let first_ms = crate::read::clock::now_ms() + skew_ms;
         let replies = router.run(&Reads(keys)).await?;
         let bracket = Bracket {
             first_ms,
-            last_ms: crate::sink::now_ms() + skew_ms,
+            last_ms: crate::read::clock::now_ms() + skew_ms,
         };
         if bracket.width_ms() > expiry::NARROW_MS && tries <= expiry::REREADS {
             continue;

@@ -37,7 +37,7 @@ use super::dirty::DbKey;
 use super::{unlimited, Follower};
 use crate::checkpoint::write_atomic;
 use crate::plan::CutoverPlan;
-use crate::sink::now_ms;
+use crate::read::clock::now_ms;
 use crate::verify::rechecks::{recheck_once, Candidate, Tally};
 use crate::verify::DiffKind;
 

@@ -83,10 +83,10 @@ use crate::endpoint::Server;
 use crate::job::Job;
 use crate::partition::KeyShare;
 use crate::plan::MigratePlan;
+use crate::read::clock::now_ms;
 use crate::read::refusal::Resharding;
 use crate::report::{MigrateReport, Status};
-use crate::sink::now_ms;
-use crate::sink::restore::WriterOptions;
+use crate::sink::options::WriterOptions;
 use crate::stop::Stop;
 use crate::throttle::{Limits, Throttles};
 

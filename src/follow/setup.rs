@@ -15,7 +15,7 @@ use crate::check::{Layout, SideInfo};
 use crate::endpoint::Server;
 use crate::partition::KeyShare;
 use crate::plan::MigratePlan;
-use crate::sink::now_ms;
+use crate::read::clock::now_ms;
 use crate::stop::Stop;
 
 /// The subscription and shared state, set up before the copy.

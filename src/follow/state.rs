@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::dirty::{DbKey, DirtySet};
 use super::ledger::Ledger;
 use crate::partition::KeyShare;
-use crate::sink::now_ms;
+use crate::read::clock::now_ms;
 
 /// How many gap reasons the report keeps.
 const GAP_REASONS: usize = 20;

@@ -19,13 +19,13 @@ use std::path::PathBuf;
 use super::source::{Opened, Ready};
 use super::writers::{key_errors, writer_options, writers};
 use crate::checkpoint::Checkpoint;
+use crate::counts::Counts;
 use crate::job::Job;
 use crate::pipeline::{self, CheckpointSink};
 use crate::plan::MigratePlan;
 use crate::policy::OnConflict;
 use crate::report::{KeyCounts, MigrateReport, Status};
-use crate::sink::restore::WriterOptions;
-use crate::source::Counts;
+use crate::sink::options::WriterOptions;
 use crate::stop::Stop;
 
 /// What every step of the flow reads: the plan, the job prepared from it, the stop signal.

@@ -26,6 +26,8 @@ use super::source::CopyPlan;
 use super::writers::Target;
 use crate::check::{self, Conflicts, Gated, Layout, Probe, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
+use crate::counts::Counts;
+use crate::endpoint::route::Router;
 use crate::endpoint::{Connection, Reply};
 use crate::job::Job;
 use crate::pipeline::ReaderFactory;
@@ -33,11 +35,10 @@ use crate::plan::MigratePlan;
 use crate::policy::OnConflict;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
-use crate::sink::route::Router;
-use crate::sink::Clocks;
+use crate::sink::options::Clocks;
 use crate::source::rdb_file::{self, FileOptions, FileSummary, FileTask, STREAM};
 use crate::source::rdb_input::RdbInput;
-use crate::source::{Batch, Counts, Position};
+use crate::source::{Batch, Position};
 use crate::stop::Stop;
 
 /// A file checked whole, before the checks of the target.
@@ -81,7 +82,7 @@ impl OpenedFile {
         let path = input.path();
         report.source = format!("rdb:{}", input.name());
         let retry_for = job.retry_for();
-        let (dst, tinfo) = crate::retry::retrying(retry_for, || async {
+        let (dst, tinfo) = crate::endpoint::retry::retrying(retry_for, || async {
             let mut dst = job.target.connect().await?;
             let info = check::examine(&mut dst, &job.target, &job.target_addr_map).await?;
             Ok((dst, info))
@@ -245,7 +246,7 @@ impl FileSource {
         run: &Run<'_>,
         target: &Target,
         job_id: &str,
-    ) -> Option<crate::bigkey::copy::BigOptions> {
+    ) -> Option<crate::sink::options::BigOptions> {
         let big = target.big_copy(run.job, job_id);
         self.fopts.big_value_bytes = big.as_ref().map(|b| b.threshold);
         big

@@ -25,6 +25,9 @@ use super::writers::Target;
 use crate::bigkey::{BigKey, BigSource};
 use crate::check::{Conflicts, Layout, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
+use crate::counts::Counts;
+use crate::endpoint::retry::Backoff;
+use crate::endpoint::route::Router;
 use crate::endpoint::{Connection, Server};
 use crate::job::Job;
 use crate::pipeline::ReaderFactory;
@@ -33,10 +36,8 @@ use crate::progress::Progress;
 use crate::read::expiry::{self, KeyRead};
 use crate::record::Record;
 use crate::report::MigrateReport;
-use crate::retry::Backoff;
-use crate::sink::route::Router;
-use crate::sink::Clocks;
-use crate::source::{Batch, Counts, Position};
+use crate::sink::options::Clocks;
+use crate::source::{Batch, Position};
 use crate::stop::Stop;
 use crate::verify::big::Detector;
 
@@ -164,7 +165,7 @@ impl Listed {
         run: &Run<'_>,
         target: &Target,
         job_id: &str,
-    ) -> Option<crate::bigkey::copy::BigOptions> {
+    ) -> Option<crate::sink::options::BigOptions> {
         let opts = target.big_copy(run.job, job_id)?;
         self.big = Some(Detector::new(opts.threshold, opts.budget));
         Some(opts)
@@ -395,7 +396,7 @@ impl KeyReader {
                     .await;
                     match attempt {
                         Ok(read) => return Ok(read),
-                        Err(e) if crate::retry::is_transient(&e) => {
+                        Err(e) if crate::endpoint::retry::is_transient(&e) => {
                             *conn = None;
                             backoff.wait(e).await?;
                         }

@@ -20,7 +20,7 @@ use crate::partition::{KeyShare, Share};
 use crate::pipeline::ReaderFactory;
 use crate::progress::Progress;
 use crate::report::{MigrateReport, Status};
-use crate::sink::restore::WriterOptions;
+use crate::sink::options::WriterOptions;
 use crate::source::plan::{self, StreamPlan};
 use crate::source::scan::{self, ScanOptions, ScanTask};
 use crate::source::Position;
@@ -133,12 +133,12 @@ impl Live {
         run: &Run<'_>,
         target: &Target,
         job_id: &str,
-    ) -> anyhow::Result<Option<crate::bigkey::copy::BigOptions>> {
+    ) -> anyhow::Result<Option<crate::sink::options::BigOptions>> {
         let job = run.job;
         let Some(mut big) = target.big_copy(job, job_id) else {
             return Ok(None);
         };
-        let probe = crate::retry::retrying(job.retry_for(), || async {
+        let probe = crate::endpoint::retry::retrying(job.retry_for(), || async {
             let mut src = self.server.connect().await?;
             let version = self.sinfo.info.version();
             Ok(crate::bigkey::size::Probe::choose(&mut src, version).await?)

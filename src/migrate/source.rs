@@ -20,15 +20,15 @@ use super::live::Live;
 use super::writers::Target;
 use crate::check::{Gate, Gated, SideInfo};
 use crate::checkpoint::{Checkpoint, Tracker};
+use crate::counts::Counts;
 use crate::endpoint::Server;
 use crate::job::{Job, SourceSpec};
 use crate::pipeline::ReaderFactory;
 use crate::plan::MigratePlan;
 use crate::progress::Progress;
 use crate::report::MigrateReport as Report;
-use crate::sink::restore::WriterOptions;
-use crate::sink::Clocks;
-use crate::source::Counts;
+use crate::sink::options::Clocks;
+use crate::sink::options::WriterOptions;
 use crate::stop::Stop;
 use crate::verify::VerifyReport;
 
@@ -67,7 +67,7 @@ type Step = anyhow::Result<()>;
 type Followed = anyhow::Result<bool>;
 
 /// How big keys are copied.
-type Big = crate::bigkey::copy::BigOptions;
+type Big = crate::sink::options::BigOptions;
 
 /// What the copy phase reads, and how it shows its progress.
 pub(super) struct CopyPlan {

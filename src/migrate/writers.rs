@@ -5,15 +5,17 @@
 use std::sync::Arc;
 
 use crate::check::{Layout, Probe, SideInfo};
+use crate::endpoint::route::Router;
 use crate::job::Job;
 use crate::plan::MigratePlan;
 use crate::policy::OnKeyError;
 use crate::report::MigrateReport;
 use crate::sink::cluster::ClusterWriter;
 use crate::sink::key_error::KeyErrors;
-use crate::sink::restore::{Writer, WriterOptions};
-use crate::sink::route::Router;
-use crate::sink::{Clocks, Sink};
+use crate::sink::options::Clocks;
+use crate::sink::options::WriterOptions;
+use crate::sink::restore::Writer;
+use crate::sink::Sink;
 
 /// The target as the run writes to it, once the gate has passed.
 pub(super) struct Target {
@@ -28,8 +30,8 @@ pub(super) struct Target {
 impl Target {
     /// How the writers copy big keys into this target (every source's threshold and chunk
     /// size), or `None` when `--big-key-bytes 0`.
-    pub fn big_copy(&self, job: &Job, job_id: &str) -> Option<crate::bigkey::copy::BigOptions> {
-        crate::bigkey::copy_settings(
+    pub fn big_copy(&self, job: &Job, job_id: &str) -> Option<crate::sink::options::BigOptions> {
+        crate::sink::options::big_settings(
             job.tuning.big_key_bytes,
             job.tuning.batch_bytes,
             self.max_bulk,
@@ -113,7 +115,7 @@ pub(super) fn writer_options(
 pub(super) fn probe(target: &Target, retry_for: std::time::Duration) -> Probe {
     match &target.info.layout {
         Layout::Standalone(server) => {
-            Probe::Standalone(crate::retry::Link::new(server.clone(), retry_for))
+            Probe::Standalone(crate::endpoint::retry::Link::new(server.clone(), retry_for))
         }
         Layout::Cluster { cluster, topology } => {
             Probe::Cluster(Router::new(cluster.clone(), topology, retry_for))

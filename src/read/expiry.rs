@@ -364,7 +364,7 @@ pub async fn read_keys(conn: &mut Connection, keys: &[Bytes]) -> Result<KeysRead
 
 /// The expiries of `keys` alone (the DB selected on `conn`, nothing in flight): one round trip
 /// `TIME, PTTL k…, TIME`, made exact with [`settle`] after a stall. For a big key, whose value is
-/// read in chunks afterwards (`bigkey/copy.rs`).
+/// read in chunks afterwards (`sink/chunked.rs`).
 pub async fn read_expiries(
     conn: &mut Connection,
     keys: &[Bytes],

@@ -6,18 +6,20 @@
 //! the standalone writer does. A cluster has only DB 0, so no `SELECT` is ever sent: the DB map was checked
 //! before the first write to send every source DB to 0.
 
+use crate::counts::Counts;
 use crate::endpoint::{ErrorKind, Pipeline, Reply};
 use crate::policy::OnConflict;
 use crate::record::Record;
-use crate::source::{Batch, Counts};
+use crate::source::Batch;
 
-use super::bulk_limit;
 use super::key_error::{Cause, Quarantine};
+use super::options::WriterOptions;
 use super::resent;
 use super::restore::{
-    judge, over_limit, push_restore, reencode_refused, restore_ttl, too_large_reason, WriterOptions,
+    judge, over_limit, push_restore, reencode_refused, restore_ttl, too_large_reason,
 };
-use super::route::{KeyedCommands, Router};
+use crate::endpoint::bulk_limit;
+use crate::endpoint::route::{KeyedCommands, Router};
 
 /// One writer task's view of a target cluster.
 pub struct ClusterWriter {
@@ -94,7 +96,7 @@ impl ClusterWriter {
         ClusterWriter { router, opts }
     }
 
-    /// The router and the options, to copy big keys (`bigkey/copy.rs`).
+    /// The router and the options, to copy big keys (`sink/chunked.rs`).
     pub fn parts(&mut self) -> (&mut Router, &WriterOptions) {
         (&mut self.router, &self.opts)
     }

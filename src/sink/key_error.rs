@@ -13,11 +13,11 @@
 //! to the dead-letter file (fsynced) *before* the batch is acknowledged, so the checkpoint never
 //! counts a batch as done whose dead letters could still be lost in a crash.
 
+use crate::counts::Counts;
 use crate::dead_letter::{DeadLetters, Letter};
 use crate::endpoint::{Denied, ErrorKind};
 use crate::policy::OnKeyError;
 use crate::record::Record;
-use crate::source::Counts;
 
 pub use crate::dead_letter::Cause;
 
@@ -34,7 +34,7 @@ pub use crate::dead_letter::Cause;
 ///   that is impossible.
 /// - Not the key's fault, never skipped: `OOM` (the target is full: every later key fails too),
 ///   `READONLY`, `LOADING`, `BUSY`, `MASTERDOWN`, `CLUSTERDOWN`, `TRYAGAIN`, `MOVED`/`ASK`
-///   (routing; retried by `route.rs`), `NOAUTH`/`WRONGPASS` (credentials), `CROSSSLOT`,
+///   (routing; retried by `endpoint/route.rs`), `NOAUTH`/`WRONGPASS` (credentials), `CROSSSLOT`,
 ///   unknown commands, and any error text not listed above.
 pub fn key_fault(err: &str) -> Option<Cause> {
     match ErrorKind::of(err) {

@@ -1,22 +1,26 @@
 //! Sinks: where Records are written. `restore.rs` writes them to a server with `RESTORE`;
-//! for a cluster target, `cluster.rs` splits each batch by slot (`slots.rs`) into one pipeline
-//! per master and `route.rs` follows the cluster's redirections.
+//! for a cluster target, `cluster.rs` splits each batch by slot into one pipeline per master
+//! (`endpoint/route.rs` follows the cluster's redirections); `chunked.rs` then copies the
+//! batch's big keys chunk by chunk; `key_error.rs` sets a key's own refusal aside and
+//! `resent.rs` tells ferry's own earlier copies from conflicts; `options.rs` holds what every
+//! writer of a job shares (a leaf: the writers read it, it calls none of them).
 //!
-//! May call: `endpoint` (connections; refusals through `ErrorKind`), `read` (clocks), `rdb`
-//! (re-encoding for an older target), `bigkey` (big keys of a batch), `dead_letter`, `record`,
-//! `source` (the `Batch` and its counts), `report`, `retry`, `cli` (flag enums, until the plan of
-//! issue #12 item 2 replaces them).
+//! May call: `endpoint` (connections, cluster routing, the bulk-length probe; refusals through
+//! `ErrorKind`), `read` (clocks, expiries), `rdb` (re-encoding for an older target), `bigkey`
+//! (reading and writing a big key's chunks), `dead_letter`, `record`, `counts`, `source` (the
+//! `Batch`), `policy`, `throttle` (a big key's reads count against the source's caps),
+//! `display`. Nothing of `sink` is called by `source`, `bigkey` or
+//! `endpoint`.
 
-pub mod bulk_limit;
+pub mod chunked;
 pub mod cluster;
 pub mod key_error;
+pub mod options;
 mod resent;
 pub mod restore;
-pub mod route;
-pub mod slots;
 
-use crate::bigkey::copy;
-use crate::source::{Batch, Counts};
+use crate::counts::Counts;
+use crate::source::Batch;
 
 /// One writer task's sink: a standalone server or a cluster. The pipeline holds a list of these
 /// and does not care which.
@@ -43,41 +47,15 @@ impl Sink {
         };
         let big = match self {
             Sink::Standalone(w) => {
-                let target = copy::Target::Standalone(w.server());
-                copy::copy_keys(&batch.big, source, target, w.options()).await
+                let target = chunked::Target::Standalone(w.server());
+                chunked::copy_keys(&batch.big, source, target, w.options()).await
             }
             Sink::Cluster(w) => {
                 let (router, opts) = w.parts();
-                copy::copy_keys(&batch.big, source, copy::Target::Cluster(router), opts).await
+                chunked::copy_keys(&batch.big, source, chunked::Target::Cluster(router), opts).await
             }
         }?;
         counts.add(&big);
         Ok(counts)
     }
 }
-
-/// Converts expiries from the source's clock to the target's, and tells which have passed.
-///
-/// `RESTORE … ABSTTL` takes a Unix time that the *target* compares with its own clock, while the
-/// expiry was computed on the source's. Both skews are measured once at start with `TIME`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clocks {
-    /// Source clock minus this machine's clock, in ms.
-    pub source_skew_ms: i64,
-    /// Target clock minus this machine's clock, in ms.
-    pub target_skew_ms: i64,
-}
-
-impl Clocks {
-    /// The same instant on the target's clock.
-    pub fn to_target(&self, source_ms: i64) -> i64 {
-        source_ms - self.source_skew_ms + self.target_skew_ms
-    }
-
-    /// True if an expiry (source clock) has already passed.
-    pub fn has_passed(&self, source_ms: i64) -> bool {
-        source_ms <= now_ms() + self.source_skew_ms
-    }
-}
-
-pub use crate::read::clock::now_ms;

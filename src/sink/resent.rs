@@ -13,14 +13,14 @@
 //! A key ferry copied in an earlier run and the source changed since still counts as a
 //! conflict: nothing on the target tells that copy from a key of its own.
 
+use crate::counts::Counts;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply};
 use crate::rdb::decode_payload;
 use crate::rdb::value::Value;
 use crate::record::Record;
-use crate::source::Counts;
 
-use super::route::{KeyedCommands, Router};
-use super::Clocks;
+use super::options::Clocks;
+use crate::endpoint::route::{KeyedCommands, Router};
 
 /// How far the target's remaining TTL may be from the one ferry would write, in ms: clock skews
 /// measured by two runs differ by a few ms, and the read-back takes a round trip.

@@ -10,48 +10,17 @@
 
 use std::time::Duration;
 
+use crate::counts::Counts;
 use crate::display::{escape_key, human_bytes};
+use crate::endpoint::retry::Backoff;
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::policy::OnConflict;
 use crate::record::Record;
-use crate::retry::Backoff;
-use crate::source::{Batch, Counts};
+use crate::source::Batch;
 
-use super::key_error::{key_fault, Cause, KeyErrors, Quarantine};
-use super::{bulk_limit, Clocks};
-
-/// How a writer writes.
-#[derive(Debug, Clone)]
-pub struct WriterOptions {
-    /// Conflict policy. `fail` has already been enforced before the first write, so it writes
-    /// with REPLACE (which makes retries, SCAN duplicates and resumes idempotent).
-    pub on_conflict: OnConflict,
-    /// Source DB → target DB.
-    pub db_map: std::collections::BTreeMap<u32, u32>,
-    /// Clock skews for expiry conversion.
-    pub clocks: Clocks,
-    /// Largest value the target accepts (`proto-max-bulk-len`), if known.
-    pub max_bulk: Option<u64>,
-    /// How long to retry a lost connection.
-    pub retry_for: Duration,
-    /// False for a cluster target, where only DB 0 exists and SELECT is refused.
-    pub select_db: bool,
-    /// The target's RDB version, when known: a payload it refuses as too new (a Valkey 8 or
-    /// Redis 7.2+ source, RDB 11+, into Redis 7.0, RDB 10) is re-encoded for it and written
-    /// again; see [`reencode_refused`].
-    pub target_rdb: Option<u16>,
-    /// How big keys are copied (a live source with big-key detection on).
-    pub big: Option<crate::bigkey::copy::BigOptions>,
-    /// `--on-key-error`: stop at a key the target refuses, or dead-letter it.
-    pub key_errors: KeyErrors,
-}
-
-impl WriterOptions {
-    /// The target DB that source DB `db` is written into.
-    pub fn target_db(&self, db: u32) -> u32 {
-        self.db_map.get(&db).copied().unwrap_or(db)
-    }
-}
+use super::key_error::{key_fault, Cause, Quarantine};
+use super::options::WriterOptions;
+use crate::endpoint::bulk_limit;
 
 /// How long a target takes per RESTORE, from the batches written so far: a writer sleeps
 /// through most of a batch's expected time before reading its replies.
@@ -449,7 +418,7 @@ async fn refused_as_too_large(
     if opts.max_bulk.is_some() {
         return None;
     }
-    let rec = bulk_limit::suspect(records, largest_written)?;
+    let rec = suspect(records, largest_written)?;
     let i = records.iter().position(|r| std::ptr::eq(r, rec))?;
     let db = opts.target_db(rec.db);
     let refusal = bulk_limit::check_loss(server, db, &rec.key, rec.payload.len()).await?;
@@ -578,4 +547,13 @@ fn skip_hint(err: &str) -> &'static str {
         Some(_) => " Or pass --on-key-error skip: keys refused like this one go to a dead-letter file, the others are copied.",
         None => "",
     }
+}
+
+/// The largest record of `records` over both [`bulk_limit::PROBE_FLOOR`] and `written` (the largest payload
+/// already written by this writer, which the target evidently takes): the one to ask about.
+fn suspect(records: &[Record], written: usize) -> Option<&Record> {
+    records
+        .iter()
+        .filter(|r| r.payload.len() > written.max(bulk_limit::PROBE_FLOOR))
+        .max_by_key(|r| r.payload.len())
 }

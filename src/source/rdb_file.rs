@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Batch, Counts, Position};
+use super::{Batch, Position};
 use crate::bigkey::{BigKey, BigSource};
+use crate::counts::Counts;
 use crate::display::{escape_key, human_bytes};
 use crate::endpoint::info::ServerInfo;
 use crate::rdb::encode::{target_accepts, transcode_payload};

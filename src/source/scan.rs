@@ -20,13 +20,13 @@ use tokio::sync::mpsc;
 
 use super::{Batch, Position};
 use crate::bigkey::{size, BigKey};
+use crate::endpoint::retry::Backoff;
 use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
 use crate::partition::KeyShare;
 use crate::read::expiry;
 use crate::read::refusal::{Who, COPY_RIGHTS};
 use crate::read::{dump_size, scan};
 use crate::record::Record;
-use crate::retry::Backoff;
 use crate::stop::Stop;
 use crate::throttle::Throttle;
 
@@ -656,7 +656,7 @@ impl Reader {
             position,
             scanned,
             vanished,
-            noted: super::Counts::default(),
+            noted: crate::counts::Counts::default(),
             big: Vec::new(),
             big_source: None,
         };

@@ -19,9 +19,9 @@ use super::chunk_digest::ChunkDigest;
 use super::state::KeyState;
 use crate::bigkey::read::{ChunkReader, ReadError};
 use crate::bigkey::{size, Kind};
+use crate::endpoint::route::{KeyedCommands, Router};
 use crate::endpoint::{Connection, Pipeline, Reply};
 use crate::read::expiry::{self, Expiry};
-use crate::sink::route::{KeyedCommands, Router};
 
 /// Reads of a key that keeps changing before the last one is taken as it is.
 const ATTEMPTS: usize = 3;

@@ -31,6 +31,7 @@ use super::bucket::bucket_of;
 use super::side::{Entry, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::bigkey::read::ReadError as BigReadError;
+use crate::endpoint::retry::{retrying, Backoff};
 use crate::endpoint::{info, ConnError, Connection, Pipeline, Server};
 use crate::partition::KeyShare;
 use crate::read::clock::clock_skew;
@@ -38,7 +39,6 @@ use crate::read::dump_size;
 use crate::read::expiry;
 use crate::read::refusal::{Who, VERIFY_RIGHTS};
 use crate::read::scan::{self, parse_scan};
-use crate::retry::{retrying, Backoff};
 use crate::stop::Stop;
 use crate::throttle::{Throttle, Throttles};
 

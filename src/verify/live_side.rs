@@ -17,8 +17,8 @@ pub use super::live_node::{LiveOptions, Node};
 use super::side::{Side, StreamStats, Visit, Want};
 use super::state::KeyState;
 use crate::endpoint::cluster::{self, Addr, AddrMap, Cluster};
+use crate::endpoint::retry::retrying;
 use crate::endpoint::{info, Server};
-use crate::retry::retrying;
 use crate::stop::Stop;
 
 /// A live standalone server or cluster.

@@ -65,6 +65,12 @@
 //! - **A side is a stream.** The comparison needs only [`side::Side`]: list `(db, key, payload,
 //!   expiry)` and re-read keys by name. A live side is one; an RDB file (`--rdb`) is another.
 //!   "Side" means the source or the target everywhere in ferry (`endpoint::Side`).
+//!
+//! May call: `endpoint` (connections, routing), `read` (the same TIME/PTTL/DUMP reads as the
+//! copy), `rdb` (decoding payloads and files), `bigkey` (a big key's chunks and size), `source`
+//! (SCAN streams, a file's layout), `check` (the gate), `partition`, `throttle`, `progress`,
+//! `metrics`, `report`, `plan`/`policy`/`job` (what was asked), `stop`, `display`. Not `sink`:
+//! verification only reads, on both sides.
 
 pub mod big;
 pub mod bucket;

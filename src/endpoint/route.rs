@@ -21,12 +21,13 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::bulk_limit;
+use super::retry::Backoff;
 use crate::endpoint::cluster::{Addr, Cluster, Topology};
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply};
-use crate::retry::Backoff;
-use crate::sink::bulk_limit;
 
-use super::slots::{key_slot, SlotMap};
+use super::slot::key_slot;
+use super::slot_map::SlotMap;
 
 /// A list of commands that each touch one key.
 pub trait KeyedCommands {

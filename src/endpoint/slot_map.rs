@@ -3,11 +3,9 @@
 //! ferry routes every write itself instead of sending it anywhere and following redirections:
 //! grouping a batch by owner turns it into one pipeline per master, which is what makes a
 //! cluster target as fast as a standalone one. The slot function is Redis's own
-//! (`endpoint/slot.rs`).
+//! (`slot.rs`).
 
 use crate::endpoint::cluster::{Addr, Topology, SLOTS};
-
-pub use crate::endpoint::slot::key_slot;
 
 /// No master known for a slot.
 const NONE: u16 = u16::MAX;

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{ConnError, Connection, Pipeline, Reply, Server};
+use super::{ConnError, Connection, Pipeline, Reply, Server};
 
 /// Longest pause between attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);

@@ -1,7 +1,7 @@
 //! A value larger than the target's `proto-max-bulk-len`, recognised when `CONFIG GET` is not
 //! allowed.
 //!
-//! When the checks before writing can read the limit, `restore::restore_ttl` refuses such a value before sending
+//! When the checks before writing can read the limit, the writer (`sink/restore.rs`) refuses such a value before sending
 //! it. Managed services and restricted ACL users often deny `CONFIG`, and then the first sign is
 //! the server's answer to the value: `-ERR Protocol error: invalid bulk length`, and the
 //! connection closed at once. When ferry reads that reply, [`too_large`] says what to do; but
@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use crate::display::{escape_key, human_bytes};
 use crate::endpoint::{ErrorKind, Pipeline, Reply, Server};
-use crate::record::Record;
 
 /// Values up to this size are never suspected: 1 MiB is the smallest `proto-max-bulk-len` Redis
 /// 6.2+ and Valkey accept (older servers accept smaller limits, which go unrecognised here).
@@ -67,15 +66,6 @@ pub async fn check_loss(
     refuses(server, size)
         .await
         .then(|| too_large(&ep, db, key, size))
-}
-
-/// The largest record of `records` over both [`PROBE_FLOOR`] and `written` (the largest payload
-/// already written by this writer, which the target evidently takes): the one to ask about.
-pub fn suspect(records: &[Record], written: usize) -> Option<&Record> {
-    records
-        .iter()
-        .filter(|r| r.payload.len() > written.max(PROBE_FLOOR))
-        .max_by_key(|r| r.payload.len())
 }
 
 /// A value the target refused as over its `proto-max-bulk-len`: the key (so a writer with

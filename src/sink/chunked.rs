@@ -9,7 +9,7 @@
 //! ```text
 //!  source: TIME, PTTL key, TIME (expiry, as for every key: read/expiry.rs)
 //!  target: [EXISTS key → skip]  DEL tmp (every writer's: a crashed run's too)
-//!  loop    source: one chunk (read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
+//!  loop    source: one chunk (bigkey/read.rs)  →  target: HSET/RPUSH/… tmp …, PEXPIRE tmp <safety>
 //!          (a string's chunks are LZF-packed instead: RESTORE tmp <safety> <payload> at its end)
 //!  target: MULTI, RENAME tmp key, PEXPIREAT key <abs ms> | PERSIST key, EXEC
 //! ```
@@ -18,67 +18,29 @@
 //! stops naming it). A key whose expiry passes before the RENAME is not written.
 //!
 //! A file's value is the same but for its source side: the expiry is the one the file stored,
-//! the chunks come from `file.rs` (read on a blocking thread), and a file never changes while
+//! the chunks come from `bigkey/file.rs` (read on a blocking thread), and a file never changes while
 //! it is read (the whole file was checked first).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::file::FileChunks;
-use super::packed_string::{PackedString, MAX_PACKED_BYTES};
-use super::read::{ChunkReader, ReadError};
-use super::write::{self, ChunkError, Expire, TargetFeatures};
-use super::{BigKey, BigSource, Chunk};
+use super::key_error::{Cause, KeyErrors};
+use super::options::{BigOptions, WriterOptions};
+use crate::bigkey::file::FileChunks;
+use crate::bigkey::packed_string::PackedString;
+use crate::bigkey::read::{ChunkReader, ReadError};
+use crate::bigkey::write::{self, ChunkError, Expire};
+use crate::bigkey::{BigKey, BigSource, Chunk, Kind};
+use crate::counts::Counts;
 use crate::dead_letter::Letter;
 use crate::display::{escape_key, human_bytes};
+use crate::endpoint::retry::Backoff;
+use crate::endpoint::route::Router;
 use crate::endpoint::{ConnError, Connection, ErrorKind, Pipeline, Reply, Server};
 use crate::policy::OnConflict;
 use crate::rdb::reader::BigValue;
 use crate::read::expiry::{self, Expiry, ReadKeysError};
-use crate::retry::Backoff;
-use crate::sink::bulk_limit::PROBE_FLOOR;
-use crate::sink::key_error::{Cause, KeyErrors};
-use crate::sink::restore::WriterOptions;
-use crate::sink::route::Router;
-use crate::source::Counts;
-
-/// How big keys are written (set when big keys are on, for a live source and a file).
-#[derive(Debug, Clone)]
-pub struct BigOptions {
-    /// The job's id, in temporary key names (see `write::temp_key`).
-    pub job: String,
-    /// Keys estimated over this many bytes are big (`--big-key-bytes`, lowered to half the
-    /// target's `proto-max-bulk-len`).
-    pub threshold: u64,
-    /// Bytes per chunk.
-    pub budget: usize,
-    /// What the target supports.
-    pub features: TargetFeatures,
-    /// This writer's number (its own temporary keys, see `write::temp_key`).
-    pub writer: usize,
-    /// How many writers the job has.
-    pub writers: usize,
-    /// The source's load limits (`--max-keys-per-sec`, `--max-bytes-per-sec`,
-    /// `--source-latency-ms`), shared with the SCAN readers: a big key counts as one key and its
-    /// chunks' bytes are paid as they are read, so a big key cannot read past the caps.
-    pub throttles: Option<std::sync::Arc<crate::throttle::Throttles>>,
-    /// The target's `proto-max-bulk-len`, when known: no string can be longer on the target
-    /// than that, except one RESTOREd compressed (see `packed_string.rs`).
-    pub max_bulk: Option<u64>,
-}
-
-impl BigOptions {
-    /// The largest packed string payload sent to the target: under its `proto-max-bulk-len`
-    /// (under the smallest a server accepts when it is unknown), and never more than
-    /// [`MAX_PACKED_BYTES`] in memory.
-    pub fn packed_cap(&self) -> usize {
-        let limit = self
-            .max_bulk
-            .map_or(PROBE_FLOOR, |m| usize::try_from(m).unwrap_or(usize::MAX));
-        limit.min(MAX_PACKED_BYTES)
-    }
-}
 
 /// Reads of a key that keeps changing while it is read before ferry gives up on it.
 const MAX_REREADS: usize = 5;
@@ -334,7 +296,7 @@ async fn refresh_source(source: &BigSource) {
 struct Attempt<'a> {
     key: &'a BigKey,
     /// `None`: ask the source (after the key changed type).
-    kind: Option<super::Kind>,
+    kind: Option<Kind>,
     from: ReadFrom<'a>,
     opts: &'a WriterOptions,
     big: &'a BigOptions,
@@ -756,7 +718,7 @@ impl Attempt<'_> {
                 self.key.db
             ));
         }
-        if let Some(cause) = crate::sink::key_error::key_fault(err) {
+        if let Some(cause) = super::key_error::key_fault(err) {
             let fatal = anyhow::anyhow!(
                 "the target {ep} refused big key {} (db {}): {err}. Fix the cause on the target, or \
                  rerun with --on-key-error skip to copy every other key and list the refused ones",
