@@ -361,11 +361,9 @@ fn killed_while_packing_strings_then_rerun_is_exact() {
         .expect("PEXPIRE");
     let work = Workdir::new();
     // Small chunks: thousands of GETRANGEs per string, so the kills land mid-key.
-    let args = work
+    let migrate = work
         .migrate(&src, &dst)
-        .args(&["--batch-bytes", "16384", "--writers", "1"])
-        .to_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        .args(&["--batch-bytes", "16384", "--writers", "1"]);
     let done = || {
         let mut d = dst.conn();
         strlen(&mut d, "big:string") == FORTY_MB as i64 && strlen(&mut d, "big:fits") > 0
@@ -373,8 +371,7 @@ fn killed_while_packing_strings_then_rerun_is_exact() {
     // -1: once a temporary key is on the target.
     let at = [300, 1_500, -1, 3_000].map(KillAt::Point);
     let kills = kill_runs(
-        &work,
-        &args,
+        &migrate,
         &at,
         std::time::Duration::from_millis(1),
         |p, _| match p {
@@ -384,7 +381,7 @@ fn killed_while_packing_strings_then_rerun_is_exact() {
         || !done(),
     );
     assert!(kills >= 2, "only {kills} runs were killed mid-copy");
-    let r = work.run(&args);
+    let r = migrate.run();
     assert_eq!(r.code, 0, "{}", r.text());
     let mut d = dst.conn();
     assert_same(

@@ -32,7 +32,7 @@ use redis::ConnectionLike;
 use support::bigkey_data::BigSizes;
 use support::cluster_data;
 use support::data::{self, assert_same};
-use support::ferry::{finish, Run, Workdir};
+use support::ferry::{Run, Workdir};
 use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
 use support::slowlog;
 
@@ -514,25 +514,14 @@ fn killed_mid_big_key_then_rerun_is_exact() {
     let work = Workdir::new();
     // Small chunks, so a big key takes long enough to be caught half written.
     let args = migrate_args(&src.url(), &dst.url(), &["--batch-bytes", "16384"]);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, _report) = work.command(&argv);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("start ferry");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let migrate = work.ferry_args(&args);
+    let mut ferry = migrate.spawn_quiet();
     let mut dst_conn = dst.conn();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no temporary key seen within 30 s"
-        );
-        if !temp_keys(&mut dst_conn).is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL ferry");
-    let _ = child.wait();
+    let (limit, poll) = (Duration::from_secs(30), Duration::from_millis(20));
+    ferry.wait_until("temporary key", limit, poll, || {
+        !temp_keys(&mut dst_conn).is_empty()
+    });
+    ferry.kill();
     // The kill came while a big key was half written (16 KB chunks: each takes many round
     // trips), so the rerun has a temporary key to clean up.
     assert!(
@@ -540,9 +529,7 @@ fn killed_mid_big_key_then_rerun_is_exact() {
         "the kill left no temporary key"
     );
 
-    let (mut cmd, report) = work.command(&argv);
-    let out = cmd.output().expect("rerun ferry");
-    let r = finish(out, &report);
+    let r = migrate.run();
     assert_eq!(r.code, 0, "{}", r.text());
     let (a, b) = (
         data::snapshot_all(&mut src.conn()),

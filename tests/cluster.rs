@@ -6,32 +6,25 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use support::cluster_data::{self, cluster_dbsize, reshard, slot_layout};
+use support::cluster_data::{self, cluster_dbsize, reshard, seed_cluster, slot_layout};
 use support::data::{self, Caps, KeyState};
-use support::ferry::{finish, Endpoint, Ferry, Run, Workdir};
+use support::ferry::{Endpoint, Ferry, Run, Running, Workdir};
 use support::servers::{Cluster, Server, ServerOpts, Version};
 
 const TTL_TOLERANCE_MS: i64 = 1_000;
 
 /// `ferry migrate` from `src` to `dst` (the test CA for a TLS side), progress as log lines.
 fn migrate<'w>(work: &'w Workdir, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'w> {
-    work.migrate(src, dst).args(&["--progress", "log"])
+    work.migrate(src, dst).progress("log")
 }
 
 /// Starts ferry in the background, logging the router's redirections.
-fn spawn(ferry: &Ferry) -> (Child, std::path::PathBuf) {
-    let (mut cmd, report) = ferry.command();
-    let child = cmd
-        .env("FERRY_LOG", "info,ferry::endpoint::route=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry");
-    (child, report)
+fn spawn(ferry: &Ferry) -> Running {
+    let route_debug = "info,ferry::endpoint::route=debug";
+    ferry.clone().env("FERRY_LOG", route_debug).spawn()
 }
 
 fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
@@ -42,17 +35,7 @@ fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Rich data (every type, TTLs, binary keys) twice — once spread over slots, once under one
-/// hash tag — plus `bulk` mixed keys, through a cluster connection.
-fn seed_cluster(c: &Cluster, bulk: usize) {
-    let mut conn = c.conn();
-    let caps = Caps::for_version(c.version.name());
-    data::seed_rich(&mut conn, 0, "rich:", &caps);
-    data::seed_rich(&mut conn, 0, "{tagged}rich:", &caps);
-    cluster_data::seed_bulk_cluster(&mut conn, bulk, "bulk:");
-}
-
-/// The same mix into DB `db` of a standalone server.
+/// The mix of [`seed_cluster`] into DB `db` of a standalone server.
 fn seed_standalone(s: &Server, db: u32, prefix: &str, bulk: usize) {
     let mut conn = s.conn();
     let caps = Caps::detect(&mut conn);
@@ -341,7 +324,7 @@ fn resharding_the_target_while_ferry_writes_keeps_the_copy_exact() {
     let from = cluster_data::owner_of(&dst, hot);
     let to = (from + 1) % 3;
     cluster_data::begin_slot_migration(&dst, hot, from, to);
-    let (mut child, report) = spawn(&slow(&work, &src, &dst));
+    let mut ferry = spawn(&slow(&work, &src, &dst));
     wait_until("writes to the importing node", 60, || {
         cluster_data::keys_in_slot(&dst.nodes[to], hot) > 200
     });
@@ -356,16 +339,15 @@ fn resharding_the_target_while_ferry_writes_keeps_the_copy_exact() {
         (0, 2, 200),
         (2, 1, 500),
     ] {
-        if child.try_wait().expect("try_wait").is_some() {
+        if ferry.exited() {
             break;
         }
         reshard(&dst, from, to, n);
         moved_while_running += 1;
     }
     let after = slot_layout(&dst);
-    let still_running = child.try_wait().expect("try_wait").is_none();
-    let out = child.wait_with_output().expect("wait for ferry");
-    let r = finish(out, &report);
+    let still_running = !ferry.exited();
+    let r = ferry.wait();
     assert_ok(&r);
     assert!(
         moved_while_running >= 3,
@@ -407,13 +389,13 @@ fn restarting_target_masters_while_ferry_writes_keeps_the_copy_exact() {
         .to_vec();
     let mut dst = Cluster::start_with(Version::V7_0, opts);
     let work = Workdir::new();
-    let (mut child, report) = spawn(&slow(&work, &src, &dst));
+    let mut ferry = spawn(&slow(&work, &src, &dst));
     let mut restarted_while_running = 0;
     for (node, at) in [(1usize, 3_000u64), (2, 12_000), (0, 20_000)] {
         wait_until("ferry's progress", 120, || {
-            cluster_dbsize(&dst) > at || child.try_wait().expect("try_wait").is_some()
+            cluster_dbsize(&dst) > at || ferry.exited()
         });
-        if child.try_wait().expect("try_wait").is_none() {
+        if !ferry.exited() {
             restarted_while_running += 1;
         }
         // SIGKILL, then start again on the same port and dir (nodes.conf + AOF).
@@ -421,8 +403,7 @@ fn restarting_target_masters_while_ferry_writes_keeps_the_copy_exact() {
         sleep(Duration::from_millis(500));
         dst.nodes[node].restart();
     }
-    let out = child.wait_with_output().expect("wait for ferry");
-    let r = finish(out, &report);
+    let r = ferry.wait();
     assert_ok(&r);
     assert!(
         restarted_while_running >= 2,
@@ -446,16 +427,13 @@ fn resharding_the_source_during_a_run_is_caught_and_the_rerun_rescans_those_slot
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     let slow = slow(&work, &src, &dst);
-    let (mut child, report) = spawn(&slow);
+    let mut ferry = spawn(&slow);
     wait_until("ferry's first writes", 60, || {
         cluster_data::dbsize(&dst) > 500
     });
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "ferry finished too early"
-    );
+    assert!(!ferry.exited(), "ferry finished too early");
     reshard(&src, 0, 1, 800);
-    let r = finish(child.wait_with_output().expect("wait"), &report);
+    let r = ferry.wait();
     // Keys may have moved from a master not yet scanned to one already scanned: never "done".
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(

@@ -10,36 +10,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::data;
-use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, free_port, Server, Version, TEST_PASSWORD};
-
-fn spawn(
-    work: &Workdir,
-    src: &Server,
-    dst: &Server,
-    extra: &[&str],
-) -> (Child, std::path::PathBuf) {
-    let ca = ca_cert();
-    let (src_url, dst_url) = (src.url(), dst.url());
-    let mut args = vec![
-        "migrate",
-        "--source",
-        &src_url,
-        "--target",
-        &dst_url,
-        "--target-cacert",
-        ca.to_str().expect("CA path"),
-    ];
-    args.extend_from_slice(extra);
-    let (mut cmd, report) = work.command(&args);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    (cmd.spawn().expect("start ferry"), report)
-}
+use support::ferry::Workdir;
+use support::servers::{free_port, Server, Version, TEST_PASSWORD};
 
 /// GET `path` from the metrics server; `None` while it does not answer.
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -58,37 +34,24 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 fn assert_target_equals_source(src: &Server, dst: &Server) {
-    let (mut s, mut t) = (src.conn(), dst.conn());
-    let (a, b) = (data::snapshot_all(&mut s), data::snapshot_all(&mut t));
-    data::assert_same(&a, &b, 1_000);
+    data::assert_same_all(&mut src.conn(), &mut dst.conn(), 1_000);
 }
 
 #[test]
 fn keys_per_sec_limit_holds_and_metrics_show_it() {
     let src = Server::plain(Version::V6_2);
     let dst = Server::tls_target(Version::Valkey8);
-    {
-        let mut c = src.conn();
-        data::seed_bulk(&mut c, 0, 100_000, "bulk:");
-    }
+    data::seed_bulk(&mut src.conn(), 0, 100_000, "bulk:");
     let work = Workdir::new();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let (child, report) = spawn(
-        &work,
-        &src,
-        &dst,
-        &[
-            "--no-verify",
-            "--max-keys-per-sec",
-            "25000",
-            "--metrics-addr",
-            &addr,
-            "--progress",
-            "none",
-        ],
-    );
+    let ferry = work
+        .migrate(&src, &dst)
+        .args(&["--no-verify", "--max-keys-per-sec", "25000"])
+        .args(&["--metrics-addr", &addr])
+        .progress("none")
+        .spawn();
     // Two scrapes a second apart while it copies.
     let mut written = Vec::new();
     let mut limited = false;
@@ -111,9 +74,8 @@ fn keys_per_sec_limit_holds_and_metrics_show_it() {
         }
     }
     let health = http_get(port, "/healthz").unwrap_or_default();
-    let out = child.wait_with_output().expect("ferry output");
+    let run = ferry.wait();
     let secs = started.elapsed().as_secs_f64();
-    let run = finish(out, &report);
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(!run.text().contains(TEST_PASSWORD));
     assert_eq!(
@@ -144,21 +106,12 @@ fn bytes_per_sec_limit_holds_for_a_big_key() {
     }
     let work = Workdir::new();
     let started = Instant::now();
-    let (child, report) = spawn(
-        &work,
-        &src,
-        &dst,
-        &[
-            "--no-verify",
-            "--big-key-bytes",
-            "1048576",
-            "--max-bytes-per-sec",
-            "2000000",
-        ],
-    );
-    let out = child.wait_with_output().expect("ferry output");
+    let run = work
+        .migrate(&src, &dst)
+        .args(&["--no-verify", "--big-key-bytes", "1048576"])
+        .args(&["--max-bytes-per-sec", "2000000"])
+        .run();
     let secs = started.elapsed().as_secs_f64();
-    let run = finish(out, &report);
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.big_keys"), 1, "{}", run.text());
     // ~6.7 MB of fields at 2 MB/s: over 3 s (the first chunk is free, the budget starts at
@@ -171,28 +124,16 @@ fn bytes_per_sec_limit_holds_for_a_big_key() {
 fn slow_source_slows_ferry_down_until_it_recovers() {
     let src = Server::plain(Version::V6_2);
     let dst = Server::tls_target(Version::Valkey8);
-    {
-        let mut c = src.conn();
-        data::seed_bulk(&mut c, 0, 150_000, "bulk:");
-    }
+    data::seed_bulk(&mut src.conn(), 0, 150_000, "bulk:");
     let work = Workdir::new();
-    let (mut child, report) = spawn(
-        &work,
-        &src,
-        &dst,
-        &[
-            "--no-verify",
-            "--source-latency-ms",
-            "30",
-            "--max-keys-per-sec",
-            "30000",
-            "--progress",
-            "json",
-            "--log-every",
-            "1",
-        ],
-    );
-    let stderr = child.stderr.take().expect("stderr");
+    let mut ferry = work
+        .migrate(&src, &dst)
+        .args(&["--no-verify", "--source-latency-ms", "30"])
+        .args(&["--max-keys-per-sec", "30000"])
+        .progress("json")
+        .args(&["--log-every", "1"])
+        .spawn();
+    let stderr = ferry.child.stderr.take().expect("stderr");
     let lines = thread::spawn(move || {
         BufReader::new(stderr)
             .lines()
@@ -224,16 +165,9 @@ fn slow_source_slows_ferry_down_until_it_recovers() {
             thread::sleep(Duration::from_millis(5));
         }
     }
-    let status = child.wait().expect("ferry exit");
+    let mut run = ferry.wait();
     let lines = lines.join().expect("stderr reader");
-    let run: Run = finish(
-        std::process::Output {
-            status,
-            stdout: Vec::new(),
-            stderr: lines.join("\n").into_bytes(),
-        },
-        &report,
-    );
+    run.stderr = lines.join("\n");
     assert_eq!(run.code, 0, "{}", run.text());
     let states: Vec<String> = lines
         .iter()
@@ -258,24 +192,13 @@ fn limits_refuse_an_rdb_file() {
     let work = Workdir::new();
     let file = work.file("dump.rdb");
     std::fs::write(&file, b"REDIS0009\xff\0\0\0\0\0\0\0\0").expect("write rdb");
-    let ca = ca_cert();
-    let dst_url = dst.url();
-    let run = work.run(&[
-        "migrate",
-        "--rdb",
-        file.to_str().expect("path"),
-        "--target",
-        &dst_url,
-        "--target-cacert",
-        ca.to_str().expect("CA path"),
-        "--max-keys-per-sec",
-        "10",
-    ]);
+    let run = work
+        .ferry("migrate")
+        .rdb(&file)
+        .to(&dst)
+        .args(&["--max-keys-per-sec", "10"])
+        .run();
     assert_eq!(run.code, 2, "{}", run.text());
-    assert!(run.text().contains("live source"), "{}", run.text());
-    let mut t = dst.conn();
-    assert_eq!(
-        redis::cmd("DBSIZE").query::<i64>(&mut t).expect("DBSIZE"),
-        0
-    );
+    run.assert_says("live source");
+    assert_eq!(dst.dbsize(), 0);
 }

@@ -7,55 +7,28 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::cluster_data::{self, cluster_dbsize};
 use support::data::{self, Caps};
-use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::ferry::{Endpoint, Ferry, Run, Running, Workdir};
+use support::servers::{Cluster, Server, ServerOpts, Version};
 
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
+/// `ferry COMMAND` from `src` to `dst` with `--progress log`: the whole job.
+fn job<'w>(
+    work: &'w Workdir,
+    command: &str,
+    src: &impl Endpoint,
+    dst: &impl Endpoint,
+) -> Ferry<'w> {
+    work.between(command, src, dst).progress("log")
 }
 
-/// `COMMAND --source S --target T --target-cacert CA --progress log` plus `extra`.
-fn args(command: &str, source: &str, target: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [command, "--source", source, "--target", target]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    a.extend(["--target-cacert".to_string(), ca()]);
-    a.extend(["--progress", "log"].map(String::from));
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-fn spawn(work: &Workdir, args: &[String]) -> (Child, PathBuf) {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry");
-    (child, report)
-}
-
-fn wait(child: Child, report: &std::path::Path) -> Run {
-    finish(child.wait_with_output().expect("wait for ferry"), report)
-}
-
-fn run(work: &Workdir, args: &[String]) -> Run {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    work.run(&args)
-}
-
-/// Runs every `args` at once and waits for all.
-fn run_together(work: &Workdir, all: &[Vec<String>]) -> Vec<Run> {
-    let children: Vec<_> = all.iter().map(|a| spawn(work, a)).collect();
-    children.into_iter().map(|(c, r)| wait(c, &r)).collect()
+/// Runs every invocation at once and waits for all.
+fn run_together(all: &[Ferry]) -> Vec<Run> {
+    let running: Vec<Running> = all.iter().map(Ferry::spawn).collect();
+    running.into_iter().map(Running::wait).collect()
 }
 
 fn assert_ok(r: &Run) {
@@ -80,7 +53,7 @@ fn assert_listed_once(shares: &[&Run], whole: &Run) {
 
 /// `ferry report merge` of the reports of `runs`, written into the work dir.
 fn merge(work: &Workdir, runs: &[&Run], name: &str) -> (i32, Value, String) {
-    let mut files = vec!["report".to_string(), "merge".to_string()];
+    let mut merge = work.ferry("report").arg("merge");
     for (i, r) in runs.iter().enumerate() {
         let path = work.file(&format!("{name}-{i}.json"));
         std::fs::write(
@@ -88,10 +61,9 @@ fn merge(work: &Workdir, runs: &[&Run], name: &str) -> (i32, Value, String) {
             serde_json::to_vec(r.report.as_ref().unwrap()).unwrap(),
         )
         .unwrap();
-        files.push(path.display().to_string());
+        merge = merge.arg(&path.display().to_string());
     }
-    let args: Vec<&str> = files.iter().map(String::as_str).collect();
-    let m = work.run(&args);
+    let m = merge.run();
     let report = m.report.clone().unwrap_or(Value::Null);
     (m.code, report, m.text())
 }
@@ -110,42 +82,26 @@ fn checkpoint_of(work: &Workdir, share: &str) -> Option<(PathBuf, String)> {
 fn six_master_cluster_over_three_workers_one_killed_and_rerun() {
     let src = Cluster::start_masters(Version::V6_2, ServerOpts::default(), 6);
     let dst = Cluster::start(Version::Valkey8, true);
-    let mut conn = src.conn();
-    let caps = Caps::for_version(src.version.name());
-    data::seed_rich(&mut conn, 0, "rich:", &caps);
-    data::seed_rich(&mut conn, 0, "{tagged}rich:", &caps);
-    cluster_data::seed_bulk_cluster(&mut conn, 24_000, "bulk:");
+    cluster_data::seed_cluster(&src, 24_000);
     let source = cluster_data::snapshot_cluster(&src);
     let work = Workdir::new();
-    let (s, t) = (src.url(), dst.url());
-    let worker = |i: u32, extra: &[&str]| {
-        let share = format!("{i}/3");
-        let mut e = vec!["--partition", share.as_str()];
-        e.extend_from_slice(extra);
-        args("migrate", &s, &t, &e)
-    };
+    let worker = |i: u32| job(&work, "migrate", &src, &dst).partition(i, 3);
     // Worker 1 runs with tiny batches so that it is still copying when it is killed.
     let slow = ["--scan-count", "10", "--batch-keys", "10", "--writers", "1"];
-    let (c0, r0) = spawn(&work, &worker(0, &[]));
-    let (mut c1, _) = spawn(&work, &worker(1, &slow));
-    let (c2, r2) = spawn(&work, &worker(2, &[]));
+    let c0 = worker(0).spawn();
+    let mut c1 = worker(1).args(&slow).spawn();
+    let c2 = worker(2).spawn();
     // SIGKILL worker 1 once its own checkpoint holds a position inside a stream.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "worker 1 saved no progress");
-        assert!(
-            c1.try_wait().unwrap().is_none(),
-            "worker 1 finished before it could be killed"
-        );
-        if checkpoint_of(&work, "1/3").is_some_and(|(_, t)| t.contains("\"cursor\"")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    c1.kill().expect("SIGKILL worker 1");
-    c1.wait().unwrap();
-    let w0 = wait(c0, &r0);
-    let w2 = wait(c2, &r2);
+    let (limit, poll) = (Duration::from_secs(30), Duration::from_millis(2));
+    c1.wait_until(
+        "checkpoint of worker 1 inside a stream",
+        limit,
+        poll,
+        || checkpoint_of(&work, "1/3").is_some_and(|(_, t)| t.contains("\"cursor\"")),
+    );
+    c1.kill();
+    let w0 = c0.wait();
+    let w2 = c2.wait();
     assert_ok(&w0);
     assert_ok(&w2);
     // Three shares, three checkpoints side by side in one directory.
@@ -155,7 +111,7 @@ fn six_master_cluster_over_three_workers_one_killed_and_rerun() {
             "no checkpoint of share {share}"
         );
     }
-    let w1 = run(&work, &worker(1, &[]));
+    let w1 = worker(1).run();
     assert_ok(&w1);
     let rerun = w1.report.as_ref().unwrap();
     assert_eq!(rerun["resumed"], true, "{}", w1.text());
@@ -164,11 +120,7 @@ fn six_master_cluster_over_three_workers_one_killed_and_rerun() {
         "the rerun copied its whole share again: {rerun}"
     );
     // Each share SCANs its own two masters.
-    assert!(
-        w0.text().contains("6 masters over 3 shares"),
-        "{}",
-        w0.text()
-    );
+    w0.assert_says("6 masters over 3 shares");
 
     // The union equals the source, and every key was written by exactly one worker.
     let target = cluster_data::snapshot_cluster(&dst);
@@ -204,12 +156,12 @@ fn six_master_cluster_over_three_workers_one_killed_and_rerun() {
     let workers = [&w0, &w1, &w2];
 
     // verify --partition over the same shares (both sides filtered), then the whole job.
-    let verify = |i: u32| args("verify", &s, &t, &["--partition", &format!("{i}/3")]);
-    let vs = run_together(&work, &[verify(0), verify(1), verify(2)]);
+    let verify = |i: u32| job(&work, "verify", &src, &dst).partition(i, 3);
+    let vs = run_together(&[verify(0), verify(1), verify(2)]);
     for v in &vs {
         assert_ok(v);
     }
-    let whole = run(&work, &args("verify", &s, &t, &[]));
+    let whole = job(&work, "verify", &src, &dst).run();
     assert_ok(&whole);
     let refs: Vec<&Run> = vs.iter().collect();
     assert_eq!(
@@ -255,26 +207,25 @@ fn redis_3_2_standalone_three_dbs_over_two_workers() {
         data::seed_bulk(&mut conn, db, 3_000, &format!("db{db}:bulk:"));
     }
     let work = Workdir::new();
-    let (s, t) = (src.url(), dst.url());
-    let share = |cmd: &str, i: u32| args(cmd, &s, &t, &["--partition", &format!("{i}/2")]);
-    let ws = run_together(&work, &[share("migrate", 0), share("migrate", 1)]);
+    let share = |cmd: &str, i: u32| job(&work, cmd, &src, &dst).partition(i, 2);
+    let ws = run_together(&[share("migrate", 0), share("migrate", 1)]);
     for w in &ws {
         assert_ok(w);
     }
     // By DB: DBs 0 and 4 to share 0, DB 1 to share 1.
-    assert!(ws[0].text().contains("DBs [0, 4]"), "{}", ws[0].text());
-    assert!(ws[1].text().contains("DBs [1]"), "{}", ws[1].text());
+    ws[0].assert_says("DBs [0, 4]");
+    ws[1].assert_says("DBs [1]");
     let a = data::snapshot_all(&mut src.conn());
     let b = data::snapshot_all(&mut dst.conn());
     data::assert_same(&a, &b, 1_000);
     let refs: Vec<&Run> = ws.iter().collect();
     assert_eq!(sum(&refs, "keys.written") as usize, a.len());
 
-    let vs = run_together(&work, &[share("verify", 0), share("verify", 1)]);
+    let vs = run_together(&[share("verify", 0), share("verify", 1)]);
     for v in &vs {
         assert_ok(v);
     }
-    let whole = run(&work, &args("verify", &s, &t, &[]));
+    let whole = job(&work, "verify", &src, &dst).run();
     assert_ok(&whole);
     let vrefs: Vec<&Run> = vs.iter().collect();
     assert_listed_once(&vrefs, &whole);
@@ -292,7 +243,7 @@ fn redis_3_2_standalone_three_dbs_over_two_workers() {
         .arg("x")
         .query::<()>(&mut c)
         .unwrap();
-    let vs = run_together(&work, &[share("verify", 0), share("verify", 1)]);
+    let vs = run_together(&[share("verify", 0), share("verify", 1)]);
     assert_eq!(vs[0].code, 0, "{}", vs[0].text());
     assert_eq!(vs[1].code, 1, "{}", vs[1].text());
     assert_eq!(vs[1].num("totals.by_kind.extra"), 1);
@@ -308,19 +259,15 @@ fn standalone_one_db_is_split_by_key_hash() {
     let dst = Server::tls_target(Version::Valkey8);
     data::seed_bulk(&mut src.conn(), 0, 6_000, "bulk:");
     let work = Workdir::new();
-    let (s, t) = (src.url(), dst.url());
-    let share = |cmd: &str, i: u32| args(cmd, &s, &t, &["--partition", &format!("{i}/3")]);
-    let ws = run_together(
-        &work,
-        &[
-            share("migrate", 0),
-            share("migrate", 1),
-            share("migrate", 2),
-        ],
-    );
+    let share = |cmd: &str, i: u32| job(&work, cmd, &src, &dst).partition(i, 3);
+    let ws = run_together(&[
+        share("migrate", 0),
+        share("migrate", 1),
+        share("migrate", 2),
+    ]);
     for w in &ws {
         assert_ok(w);
-        assert!(w.text().contains("split by key hash"), "{}", w.text());
+        w.assert_says("split by key hash");
         // Roughly a third each: the hash spreads the keys.
         let n = w.num("keys.written");
         assert!((1_500..2_500).contains(&n), "{n}");
@@ -332,10 +279,7 @@ fn standalone_one_db_is_split_by_key_hash() {
     assert_eq!(sum(&refs, "keys.written"), 6_000);
     assert_eq!(sum(&refs, "keys.scanned"), 6_000);
     // Each share's verification reads only its keys, on both sides.
-    let vs = run_together(
-        &work,
-        &[share("verify", 0), share("verify", 1), share("verify", 2)],
-    );
+    let vs = run_together(&[share("verify", 0), share("verify", 1), share("verify", 2)]);
     for (v, w) in vs.iter().zip(&ws) {
         assert_ok(v);
         assert_eq!(v.num("totals.target.keys"), w.num("keys.written"));
@@ -352,15 +296,12 @@ fn bad_partitions_are_refused_clearly() {
         ("1/0", "at least 1"),
         ("a/2", "not a share number"),
     ] {
-        let r = work.run(&[
-            "migrate",
-            "--source",
-            "redis://127.0.0.1:1",
-            "--target",
-            "redis://127.0.0.1:2",
-            "--partition",
-            bad,
-        ]);
+        let r = work
+            .ferry("migrate")
+            .source("redis://127.0.0.1:1")
+            .target("redis://127.0.0.1:2")
+            .args(&["--partition", bad])
+            .run();
         assert_eq!(r.code, 2, "{}", r.text());
         assert!(r.text().contains(says), "{bad}: {}", r.text());
     }

@@ -19,12 +19,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::ConnectionLike;
 use support::bigkey_data::{seed_big, BigSizes};
 use support::data::{self, Caps};
-use support::ferry::{finish, Run, Workdir};
+use support::ferry::{Run, Workdir};
 use support::servers::{ca_cert, Server, ServerOpts, Version};
 
 const TTL_TOLERANCE_MS: i64 = 2_000;
@@ -259,33 +259,20 @@ fn killed_mid_big_value_then_rerun_is_exact() {
     let work = Workdir::new();
     let file = save(&src, &work);
     // Small chunks, so a big value takes long enough to be caught half written.
-    let args = args(&file, &dst, &["--batch-bytes", "16384"]);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, _report) = work.command(&argv);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("start ferry");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let migrate = work.ferry_args(&args(&file, &dst, &["--batch-bytes", "16384"]));
+    let mut ferry = migrate.spawn_quiet();
     let mut dst_conn = dst.conn();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no temporary key seen within 120 s"
-        );
-        if !temp_keys(&mut dst_conn).is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL ferry");
-    let _ = child.wait();
+    let (limit, poll) = (Duration::from_secs(120), Duration::from_millis(20));
+    ferry.wait_until("temporary key", limit, poll, || {
+        !temp_keys(&mut dst_conn).is_empty()
+    });
+    ferry.kill();
     assert!(
         !temp_keys(&mut dst_conn).is_empty(),
         "the kill left no temporary key"
     );
 
-    let (mut cmd, report) = work.command(&argv);
-    let r = finish(cmd.output().expect("rerun ferry"), &report);
+    let r = migrate.run();
     assert_eq!(r.code, 0, "{}", r.text());
     assert_exact(&src, &dst);
 }

@@ -237,7 +237,7 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
             "--no-verify",
         ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let migrate = work.ferry_args(&args);
     let mut rng = rand::rng();
     let mut points: Vec<i64> = (0..4)
         .map(|_| rng.random_range(all / 5..all * 9 / 10))
@@ -248,15 +248,14 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
         .chain(points.into_iter().map(KillAt::Point))
         .collect();
     let kills = kill_runs(
-        &work,
-        &args,
+        &migrate,
         &at,
         Duration::from_millis(2),
         |p, _| total_keys(&dst) >= p,
         || total_keys(&dst) < all,
     );
     assert!(kills >= 3, "only {kills} runs were killed mid-copy");
-    let run = work.run(&args);
+    let run = migrate.run();
     assert_eq!(run.code, 0, "{}", run.text());
     let r = report(&run);
     assert_eq!(r["resumed"], true, "{r}");

@@ -2,75 +2,32 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use support::data;
-use support::ferry::{finish, kill_runs, KillAt, Workdir};
-use support::servers::{ca_cert, Server, ServerOpts, Version};
+use support::ferry::{kill_runs, Ferry, KillAt, Workdir};
+use support::servers::{Server, ServerOpts, Version, TEST_PASSWORD};
 
-const PASSWORD: &str = "ferry-test-pass";
-
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
-}
-
-/// Args of a deliberately slow migration (small batches, one writer), so it can be interrupted.
-fn slow_args(src: &Server, dst: &Server) -> Vec<String> {
-    [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--scan-count",
-        "200",
-        "--batch-keys",
-        "200",
-        "--writers",
-        "2",
-        "--checkpoint",
-        "job.checkpoint.json",
-        "--progress",
-        "log",
-        "--log-every",
-        "1",
-        "--no-verify",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn dbsize(server: &Server) -> i64 {
-    redis::cmd("DBSIZE")
-        .query(&mut server.conn())
-        .expect("DBSIZE")
-}
-
-/// Keys in every DB.
-fn total_keys(server: &Server) -> i64 {
-    let info = server.cli(&["INFO", "keyspace"]);
-    info.lines()
-        .filter_map(|l| {
-            l.split("keys=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .trim()
-                .parse::<i64>()
-                .ok()
-        })
-        .sum()
+/// A deliberately slow migration (`batch` keys a SCAN page and a batch, `writers` writers) with
+/// a checkpoint, so it can be interrupted.
+fn slow<'w>(
+    work: &'w Workdir,
+    src: &Server,
+    dst: &Server,
+    batch: &str,
+    writers: &str,
+) -> Ferry<'w> {
+    work.migrate(src, dst)
+        .args(&["--scan-count", batch, "--batch-keys", batch])
+        .args(&["--writers", writers])
+        .checkpoint("job.checkpoint.json")
+        .progress("log")
+        .args(&["--log-every", "1", "--no-verify"])
 }
 
 fn assert_target_equals_source(src: &Server, dst: &Server) {
-    let a = data::snapshot_all(&mut src.conn());
-    let b = data::snapshot_all(&mut dst.conn());
-    data::assert_same(&a, &b, 1_000);
+    data::assert_same_all(&mut src.conn(), &mut dst.conn(), 1_000);
 }
 
 #[test]
@@ -81,23 +38,11 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     // Smaller batches, one writer and one thread: a whole run must take long enough
-    // to be killed several times after progress was saved.
-    let args: Vec<String> = slow_args(&src, &dst)
-        .into_iter()
-        .map(|a| {
-            if a == "200" {
-                "50".to_string()
-            } else if a == "2" {
-                "1".to_string()
-            } else {
-                a
-            }
-        })
-        // A capped rate (and one thread): how long a run takes no longer depends on how fast
-        // the machine is (a quiet machine finished whole runs between two polls).
-        .chain(["--threads", "1", "--max-keys-per-sec", "40000"].map(String::from))
-        .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // to be killed several times after progress was saved. A capped rate (and one thread): how
+    // long a run takes no longer depends on how fast the machine is (a quiet machine finished
+    // whole runs between two polls).
+    let ferry =
+        slow(&work, &src, &dst, "50", "1").args(&["--threads", "1", "--max-keys-per-sec", "40000"]);
     let mut rng = rand::rng();
     let all = (total + 5_000) as i64;
     // Kill points: two at random times early in a run (start-up, conflict check, first
@@ -132,12 +77,12 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
         let db0_size: i64 = redis::cmd("DBSIZE").query(&mut poll).expect("DBSIZE");
         db0_size >= p && saved_since(started)
     };
-    let kills = kill_runs(&work, &args, &at, Duration::from_millis(1), reached, || {
-        total_keys(&dst) < all
+    let kills = kill_runs(&ferry, &at, Duration::from_millis(1), reached, || {
+        dst.total_keys() < all
     });
     assert!(kills >= 5, "only {kills} runs were killed mid-copy");
     let before = std::fs::read_to_string(&checkpoint).unwrap_or_default();
-    let run = work.run(&args);
+    let run = ferry.run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.report.as_ref().unwrap()["resumed"], true);
     let this_run = run.num("keys.written_this_run");
@@ -146,11 +91,7 @@ fn sigkill_at_random_moments_then_rerun_ends_exact() {
         "the final run re-copied everything ({this_run} keys)\ncheckpoint before it: {before}\n{}",
         run.text()
     );
-    assert!(
-        run.text().contains("resuming from checkpoint"),
-        "{}",
-        run.text()
-    );
+    run.assert_says("resuming from checkpoint");
     assert_target_equals_source(&src, &dst);
 }
 
@@ -160,32 +101,13 @@ fn sigint_stops_cleanly_and_rerun_resumes() {
     data::seed_bulk(&mut src.conn(), 0, 30_000, "bulk:");
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let args = slow_args(&src, &dst);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while dbsize(&dst) < 1_000 {
-        assert!(Instant::now() < deadline, "ferry did not start writing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let run = finish(child.wait_with_output().expect("wait"), &report);
+    let ferry = slow(&work, &src, &dst, "200", "2");
+    let mut running = ferry.spawn();
+    running.until_keys(&dst, 1_000, Duration::from_secs(30));
+    running.signal("INT");
+    let run = running.wait();
     assert_eq!(run.code, 2, "{}", run.text());
-    assert!(
-        run.text().contains("rerun the same command"),
-        "{}",
-        run.text()
-    );
+    run.assert_says("rerun the same command");
     assert_eq!(run.report.as_ref().unwrap()["status"], "interrupted");
     let written_first = run.num("keys.written");
     assert!(
@@ -193,7 +115,7 @@ fn sigint_stops_cleanly_and_rerun_resumes() {
         "interrupted run wrote {written_first}"
     );
 
-    let run = work.run(&args);
+    let run = ferry.run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.report.as_ref().unwrap()["resumed"], true);
     assert!(run.num("keys.written_this_run") < 30_000);
@@ -209,20 +131,13 @@ fn source_connections_killed_mid_run_are_survived_in_process() {
     data::seed_bulk(&mut src.conn(), 0, 40_000, "bulk:");
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let args = slow_args(&src, &dst);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry");
+    let mut running = slow(&work, &src, &dst, "200", "2").spawn();
     let mut admin = src.conn();
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("try_wait").is_none() {
+    while !running.exited() {
         assert!(Instant::now() < deadline, "ferry did not finish");
-        if dbsize(&dst) > 1_000 && kills < 5 {
+        if dst.dbsize() > 1_000 && kills < 5 {
             let killed: i64 = redis::cmd("CLIENT")
                 .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
                 .query(&mut admin)
@@ -233,7 +148,7 @@ fn source_connections_killed_mid_run_are_survived_in_process() {
         }
         std::thread::sleep(Duration::from_millis(40));
     }
-    let run = finish(child.wait_with_output().expect("wait"), &report);
+    let run = running.wait();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(
         kills >= 2,
@@ -259,7 +174,7 @@ fn target_restart_mid_run_is_survived_in_process() {
         Version::V7_0,
         ServerOpts {
             tls: true,
-            password: Some(PASSWORD.into()),
+            password: Some(TEST_PASSWORD.into()),
             extra_args: vec![
                 "--appendonly".into(),
                 "yes".into(),
@@ -270,21 +185,10 @@ fn target_restart_mid_run_is_survived_in_process() {
         },
     );
     let work = Workdir::new();
-    let args = slow_args(&src, &dst);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while dbsize(&dst) < 2_000 {
-        assert!(Instant::now() < deadline, "ferry did not start writing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut running = slow(&work, &src, &dst, "200", "2").spawn();
+    running.until_keys(&dst, 2_000, Duration::from_secs(30));
     dst.restart();
-    let run = finish(child.wait_with_output().expect("wait"), &report);
+    let run = running.wait();
     assert_eq!(run.code, 0, "{}", run.text());
     assert!(
         run.text().contains("retrying"),
@@ -303,28 +207,15 @@ fn checkpoint_of_another_job_is_refused_and_corruption_reported() {
     let work = Workdir::new();
     let cp = work.file("shared.checkpoint.json");
     let cp = cp.to_str().unwrap();
-    let base = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--checkpoint",
-        cp,
-        "--no-verify",
-    ];
-    let run = work.run(&base);
+    let base = work.migrate(&src, &dst).checkpoint(cp).arg("--no-verify");
+    let run = base.run();
     assert_eq!(run.code, 0, "{}", run.text());
     let saved = std::fs::read_to_string(cp).expect("checkpoint written");
     assert!(saved.contains("\"completed\": true"), "{saved}");
-    assert!(!saved.contains(PASSWORD));
+    assert!(!saved.contains(TEST_PASSWORD));
 
     // Same file, different job (another DB map): refused, naming both.
-    let mut other = base.to_vec();
-    other.extend(["--db-map", "0:4"]);
-    let run = work.run(&other);
+    let run = base.clone().args(&["--db-map", "0:4"]).run();
     assert_eq!(run.code, 2, "{}", run.text());
     assert!(
         run.text().contains("belongs to a different job") && run.text().contains("--fresh"),
@@ -333,25 +224,23 @@ fn checkpoint_of_another_job_is_refused_and_corruption_reported() {
     );
 
     // The same job again: already complete, nothing copied.
-    let run = work.run(&base);
+    let run = base.run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.num("keys.written_this_run"), 0);
 
     // A damaged file is reported, not ignored.
     std::fs::write(cp, saved.replacen("\"written\"", "\"writt3n\"", 1)).unwrap();
-    let run = work.run(&base);
+    let run = base.run();
     assert_eq!(run.code, 2, "{}", run.text());
-    assert!(run.text().contains("is corrupt"), "{}", run.text());
+    run.assert_says("is corrupt");
     let truncated = &saved[..saved.len() / 2];
     std::fs::write(cp, truncated).unwrap();
-    let run = work.run(&base);
+    let run = base.run();
     assert_eq!(run.code, 2, "{}", run.text());
-    assert!(run.text().contains("is corrupt"), "{}", run.text());
+    run.assert_says("is corrupt");
 
     // --fresh ignores it and starts over (the keys are ours already: replace them).
-    let mut fresh = base.to_vec();
-    fresh.extend(["--fresh", "--on-conflict", "replace"]);
-    let run = work.run(&fresh);
+    let run = base.args(&["--fresh", "--on-conflict", "replace"]).run();
     assert_eq!(run.code, 0, "{}", run.text());
     assert_eq!(run.report.as_ref().unwrap()["resumed"], false);
     assert_eq!(run.num("keys.written_this_run"), 2_000);

@@ -8,29 +8,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use support::data;
-use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Server, Version, TEST_PASSWORD};
-
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
-}
-
-/// Sends `signal` (e.g. "STOP", "CONT", "TERM") to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid} failed");
-}
+use support::ferry::{signal, Ferry, Run, Running, Workdir};
+use support::servers::{Server, Version, TEST_PASSWORD};
 
 /// A server paused with SIGSTOP until [`Paused::resume`] or drop (SIGCONT).
 struct Paused {
@@ -62,12 +47,6 @@ impl Drop for Paused {
     }
 }
 
-fn dbsize(server: &Server) -> i64 {
-    redis::cmd("DBSIZE")
-        .query(&mut server.conn())
-        .expect("DBSIZE")
-}
-
 /// A source with `n` bulk keys plus the rich dataset (every type, TTLs).
 fn source_with(n: usize) -> Server {
     let src = Server::plain(Version::V6_2);
@@ -78,109 +57,66 @@ fn source_with(n: usize) -> Server {
     src
 }
 
-/// `ferry migrate` args for a slow copy (small batches) from `src` into the TLS `dst`.
-fn slow_migrate(src: &Server, dst: &Server, retry_for: &str) -> Vec<String> {
-    [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--scan-count",
-        "50",
-        "--batch-keys",
-        "50",
-        "--writers",
-        "2",
-        "--retry-for",
-        retry_for,
-        "--checkpoint",
-        "job.checkpoint.json",
-        "--progress",
-        "log",
-        "--log-every",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// `ferry migrate` for a slow copy (small batches) from `src` into the TLS `dst`, with a
+/// checkpoint.
+fn slow_migrate<'w>(work: &'w Workdir, src: &Server, dst: &Server, retry_for: &str) -> Ferry<'w> {
+    work.migrate(src, dst)
+        .args(&["--scan-count", "50", "--batch-keys", "50", "--writers", "2"])
+        .args(&["--retry-for", retry_for])
+        .checkpoint("job.checkpoint.json")
+        .progress("log")
+        .args(&["--log-every", "1"])
 }
 
-fn spawn(work: &Workdir, args: &[String]) -> (Child, std::path::PathBuf) {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, report) = work.command(&args);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ferry");
-    (child, report)
+/// Waits until ferry is writing: 500 keys on the target, at most 60 s.
+fn until_writing(ferry: &mut Running, dst: &Server) {
+    ferry.until_keys(dst, 500, Duration::from_secs(60));
 }
 
-/// Waits until the target holds at least `n` keys (ferry is writing), at most 60 s.
-fn wait_for_keys(dst: &Server, n: i64, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dbsize(dst) < n {
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "ferry exited before writing {n} keys"
-        );
-        assert!(Instant::now() < deadline, "ferry never wrote {n} keys");
-        sleep(Duration::from_millis(20));
-    }
+/// The server stopped by [`stalled_mid_copy`].
+enum Side {
+    Source,
+    Target,
 }
 
-/// Waits for ferry to exit, at most `limit`; returns the run and when it exited. On timeout
-/// ferry is killed and the test fails.
-fn wait_exit(mut child: Child, report: &std::path::Path, limit: Duration) -> (Run, Instant) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            let exited = Instant::now();
-            let out = child.wait_with_output().expect("collect ferry's output");
-            return (finish(out, report), exited);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect ferry's output");
-            let run = finish(out, report);
-            panic!(
-                "ferry still ran {}s later (killed); it printed:\n{}",
-                limit.as_secs(),
-                run.text()
-            );
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
-#[test]
-fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
+/// A slow `--no-verify` copy (60,000 keys, `--retry-for retry_for`) whose `side` is stopped
+/// (for 30 s at most) once ferry writes: ferry must give up, exit 2, within `retry_for` + 6 s.
+/// Returns the run and the two servers, running again.
+fn stalled_mid_copy(side: Side, retry_for: u64) -> (Run, Server, Server) {
     let src = source_with(60_000);
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
-    let mut args = slow_migrate(&src, &dst, "5");
-    args.push("--no-verify".into());
-    let (mut child, report) = spawn(&work, &args);
-    wait_for_keys(&dst, 500, &mut child);
-    let mut paused = Paused::pause(&dst);
+    let mut ferry = slow_migrate(&work, &src, &dst, &retry_for.to_string())
+        .arg("--no-verify")
+        .spawn();
+    until_writing(&mut ferry, &dst);
+    let (stalled, name) = match side {
+        Side::Source => (&src, "source"),
+        Side::Target => (&dst, "target"),
+    };
+    let mut paused = Paused::pause(stalled);
     let stalled_at = Instant::now();
-    // Stopped for 30 s: far past --retry-for 5.
-    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
+    let (run, exited) = ferry.wait_within(Duration::from_secs(30));
     let took = exited - stalled_at;
     paused.resume();
     eprintln!(
-        "ferry gave up {:.1}s after the target stalled",
+        "ferry gave up {:.1}s after the {name} stalled",
         took.as_secs_f64()
     );
     let text = run.text();
     assert_eq!(run.code, 2, "{text}");
     assert!(
-        took < Duration::from_secs(5 + 6),
-        "ferry took {took:?} to give up on a target stalled past --retry-for 5:\n{text}"
+        took < Duration::from_secs(retry_for + 6),
+        "ferry took {took:?} to give up on a {name} stalled past --retry-for {retry_for}:\n{text}"
     );
+    (run, src, dst)
+}
+
+#[test]
+fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
+    // Stopped for 30 s: far past --retry-for 5.
+    let (run, _src, dst) = stalled_mid_copy(Side::Target, 5);
+    let text = run.text();
     let target = dst.url_without_password();
     for needle in [
         format!("the target {target}"),
@@ -190,7 +126,7 @@ fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
         "rerun the same command".to_string(),
         format!("waiting for the target {target} to answer"),
     ] {
-        assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+        run.assert_says(&needle);
     }
     assert!(!text.contains("Is this a TLS port"), "{text}");
     assert!(
@@ -201,28 +137,10 @@ fn target_stalled_past_retry_for_fails_naming_it_and_the_timeout() {
 
 #[test]
 fn source_stalled_mid_copy_fails_naming_it() {
-    let src = source_with(60_000);
-    let dst = Server::tls_target(Version::V7_0);
-    let work = Workdir::new();
-    let mut args = slow_migrate(&src, &dst, "4");
-    args.push("--no-verify".into());
-    let (mut child, report) = spawn(&work, &args);
-    wait_for_keys(&dst, 500, &mut child);
-    let mut paused = Paused::pause(&src);
-    let stalled_at = Instant::now();
-    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
-    let took = exited - stalled_at;
-    paused.resume();
-    eprintln!(
-        "ferry gave up {:.1}s after the source stalled",
-        took.as_secs_f64()
-    );
-    let text = run.text();
-    assert_eq!(run.code, 2, "{text}");
-    assert!(took < Duration::from_secs(4 + 6), "took {took:?}:\n{text}");
+    let (run, src, _dst) = stalled_mid_copy(Side::Source, 4);
     let needle = format!("the source {} did not answer", src.url_without_password());
-    assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
-    assert!(text.contains("--retry-for 4"), "{text}");
+    run.assert_says(&needle);
+    run.assert_says("--retry-for 4");
 }
 
 #[test]
@@ -231,25 +149,12 @@ fn verify_against_a_stalled_target_fails_naming_it_not_blaming_tls() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     let mut paused = Paused::pause(&dst);
-    let args: Vec<String> = [
-        "verify",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--retry-for",
-        "4",
-        "--progress",
-        "log",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let verify = work
+        .between("verify", &src, &dst)
+        .args(&["--retry-for", "4"])
+        .progress("log");
     let started = Instant::now();
-    let (child, report) = spawn(&work, &args);
-    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
+    let (run, exited) = verify.spawn().wait_within(Duration::from_secs(30));
     let took = exited - started;
     paused.resume();
     eprintln!("verify gave up after {:.1}s", took.as_secs_f64());
@@ -260,8 +165,8 @@ fn verify_against_a_stalled_target_fails_naming_it_not_blaming_tls() {
         "the target {} did not answer for",
         dst.url_without_password()
     );
-    assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
-    assert!(text.contains("the TLS handshake"), "{text}");
+    run.assert_says(&needle);
+    run.assert_says("the TLS handshake");
     assert!(
         !text.contains("Is this a TLS port") && !text.contains("plain TCP"),
         "a silent server is not a plain-TCP port:\n{text}"
@@ -274,16 +179,15 @@ fn sigterm_during_a_target_stall_stops_at_once_and_the_rerun_is_exact() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     // The default --retry-for: the stall would last 30 s before ferry drops a connection.
-    let args = slow_migrate(&src, &dst, "60");
-    let (mut child, report) = spawn(&work, &args);
-    wait_for_keys(&dst, 500, &mut child);
+    let migrate = slow_migrate(&work, &src, &dst, "60");
+    let mut ferry = migrate.spawn();
+    until_writing(&mut ferry, &dst);
     let mut paused = Paused::pause(&dst);
     // Long enough for every writer to be waiting on the stopped target.
     sleep(Duration::from_millis(1500));
-    let pid = child.id();
-    signal(pid, "TERM");
+    ferry.signal("TERM");
     let signalled = Instant::now();
-    let (run, exited) = wait_exit(child, &report, Duration::from_secs(30));
+    let (run, exited) = ferry.wait_within(Duration::from_secs(30));
     let took = exited - signalled;
     eprintln!("ferry exited {:.2}s after SIGTERM", took.as_secs_f64());
     let text = run.text();
@@ -304,19 +208,14 @@ fn sigterm_during_a_target_stall_stops_at_once_and_the_rerun_is_exact() {
     let recorded = cp["totals"]["written"].as_i64().expect("totals.written");
     assert!(recorded > 0, "{cp}");
     assert!(
-        recorded <= dbsize(&dst),
+        recorded <= dst.dbsize(),
         "the checkpoint counts {recorded} keys written, the target holds {}",
-        dbsize(&dst)
+        dst.dbsize()
     );
 
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let rerun = work.run(&args);
+    let rerun = migrate.run();
     assert_eq!(rerun.code, 0, "{}", rerun.text());
-    assert!(
-        rerun.text().contains("resuming from checkpoint"),
-        "{}",
-        rerun.text()
-    );
+    rerun.assert_says("resuming from checkpoint");
     let a = data::snapshot(&mut src.conn(), 0);
     let b = data::snapshot(&mut dst.conn(), 0);
     data::assert_same(&a, &b, 2_000);
@@ -363,30 +262,17 @@ fn connections_killed_every_50ms_are_retried_in_every_phase() {
     let done = Arc::new(AtomicBool::new(false));
     let every = Arc::new(AtomicU64::new(50));
     let kill = killer(&dst, every.clone(), active.clone(), done.clone());
-    let args = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--on-conflict",
-        "fail",
-        "--fresh",
-        "--checkpoint",
-        "job.checkpoint.json",
-        "--batch-keys",
-        "200",
+    let migrate = work
+        .migrate(&src, &dst)
+        .args(&["--on-conflict", "fail", "--fresh"])
+        .checkpoint("job.checkpoint.json")
+        .args(&["--batch-keys", "200"])
         // The gate redoes all its checks after a lost connection, and under kills every 10 ms
         // on a loaded machine an attempt of its dozen round trips can lose several times in a
         // row: 60 s of backoff (~17 attempts, 30 s gave ~11) keeps that from failing the run
         // (it did once, at load 11). A phase that never retries still fails.
-        "--retry-for",
-        "60",
-        "--progress",
-        "none",
-    ];
+        .args(&["--retry-for", "60"])
+        .progress("none");
     let mut failures = Vec::new();
     for i in 0..25 {
         if i == 10 {
@@ -405,12 +291,13 @@ fn connections_killed_every_50ms_are_retried_in_every_phase() {
             data::seed_bulk(&mut c, 0, 3_000, "other:");
         }
         drop(c);
-        let mut run_args = args.to_vec();
-        if crowded {
-            run_args.push("--no-verify");
-        }
+        let ferry = if crowded {
+            migrate.clone().arg("--no-verify")
+        } else {
+            migrate.clone()
+        };
         active.store(true, Ordering::SeqCst);
-        let run = work.run(&run_args);
+        let run = ferry.run();
         active.store(false, Ordering::SeqCst);
         if run.code != 0 {
             let ms = every.load(Ordering::SeqCst);

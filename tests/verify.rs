@@ -13,35 +13,27 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry::report::escape_key;
 use support::data::{self, Caps};
-use support::ferry::{finish, Run, Workdir};
-use support::servers::{ca_cert, Cluster, Server, Version, TEST_PASSWORD};
+use support::ferry::{Endpoint, Run, Workdir};
+use support::servers::{Cluster, Server, Version, TEST_PASSWORD};
 
-/// `ferry CMD --source … --target … --target-cacert … --progress none EXTRA…`.
-fn ferry(work: &Workdir, cmd: &str, src: &Server, dst: &Server, extra: &[&str]) -> Run {
-    ferry_urls(work, cmd, &src.url(), &dst.url(), extra)
-}
-
-/// [`ferry`] with URLs (a cluster's, for instance).
-fn ferry_urls(work: &Workdir, cmd: &str, src_url: &str, dst_url: &str, extra: &[&str]) -> Run {
-    let ca = ca_cert();
-    let mut args = vec![
-        cmd,
-        "--source",
-        src_url,
-        "--target",
-        dst_url,
-        "--target-cacert",
-        ca.to_str().expect("CA path is UTF-8"),
-        "--progress",
-        "none",
-    ];
-    args.extend_from_slice(extra);
-    let run = work.run(&args);
+/// `ferry CMD` from `src` to `dst` (a server or a cluster), `--progress none`, then `extra`;
+/// fails if the password shows in the output.
+fn ferry(
+    work: &Workdir,
+    cmd: &str,
+    src: &impl Endpoint,
+    dst: &impl Endpoint,
+    extra: &[&str],
+) -> Run {
+    let run = work
+        .between(cmd, src, dst)
+        .progress("none")
+        .args(extra)
+        .run();
     assert!(
         !run.text().contains(TEST_PASSWORD),
         "the password appears in the output:\n{}",
@@ -50,10 +42,33 @@ fn ferry_urls(work: &Workdir, cmd: &str, src_url: &str, dst_url: &str, extra: &[
     run
 }
 
+/// `ferry migrate --no-verify` from `src` to `dst`, which must succeed: the copy a test then
+/// changes and verifies.
+fn copy(work: &Workdir, src: &Server, dst: &Server) {
+    let run = ferry(work, "migrate", src, dst, &["--no-verify"]);
+    assert_eq!(run.code, 0, "migrate failed:\n{}", run.text());
+}
+
+/// Two verification rounds 100 ms apart: one quick recheck.
+const TWO_QUICK_ROUNDS: [&str; 4] = ["--rounds", "2", "--round-pause", "100"];
+
+/// `ferry verify` from `src` to `dst` (a server or a cluster) with `extra`.
+fn verify(work: &Workdir, src: &impl Endpoint, dst: &impl Endpoint, extra: &[&str]) -> Run {
+    ferry(work, "verify", src, dst, extra)
+}
+
 fn report(run: &Run) -> &serde_json::Value {
     run.report
         .as_ref()
         .unwrap_or_else(|| panic!("no report written:\n{}", run.text()))
+}
+
+/// The report of a run whose verification found differences: exit 1, status `mismatch`.
+fn mismatch(run: &Run) -> &serde_json::Value {
+    assert_eq!(run.code, 1, "differences should be found:\n{}", run.text());
+    let r = report(run);
+    assert_eq!(r["status"], "mismatch", "{r}");
+    r
 }
 
 /// (kind, escaped key) of every listed difference.
@@ -75,7 +90,7 @@ fn diff(kind: &str, key: &[u8]) -> (String, String) {
     (kind.to_string(), escape_key(key))
 }
 
-fn cmd(conn: &mut redis::Connection, args: &[&[u8]]) -> redis::Value {
+fn cmd(conn: &mut impl redis::ConnectionLike, args: &[&[u8]]) -> redis::Value {
     let mut c = redis::cmd(std::str::from_utf8(args[0]).expect("command name"));
     for a in &args[1..] {
         c.arg(*a);
@@ -113,7 +128,7 @@ fn equal_after_migration(src_version: Version, dst_version: Version) {
 
     // ferry verify on its own, after the short TTLs are gone: exact counts.
     std::thread::sleep(Duration::from_millis(1_600));
-    let run = ferry(&work, "verify", &src, &dst, &[]);
+    let run = verify(&work, &src, &dst, &[]);
     assert_eq!(run.code, 0, "verify failed:\n{}", run.text());
     let v = report(&run);
     assert_eq!(v["status"], "ok", "{v}");
@@ -137,7 +152,7 @@ fn equal_after_migration(src_version: Version, dst_version: Version) {
     assert!(s["types"].get("undecodable").is_none(), "{v}");
 
     // A sample agrees too, and says it is one.
-    let run = ferry(&work, "verify", &src, &dst, &["--sample", "100"]);
+    let run = verify(&work, &src, &dst, &["--sample", "100"]);
     assert_eq!(run.code, 0, "verify --sample failed:\n{}", run.text());
     let v = report(&run);
     assert_eq!(v["mode"], "sample", "{v}");
@@ -177,8 +192,7 @@ fn every_kind_of_difference_is_reported() {
         data::seed_bulk(&mut c, 3, 500, "bulk:");
     }
     let work = Workdir::new();
-    let run = ferry(&work, "migrate", &src, &dst, &["--no-verify"]);
-    assert_eq!(run.code, 0, "migrate failed:\n{}", run.text());
+    copy(&work, &src, &dst);
 
     let mut t = dst.conn();
     cmd(&mut t, &[b"DEL", b"rich:str:plain"]);
@@ -229,21 +243,8 @@ fn every_kind_of_difference_is_reported() {
     data::select(&mut t, 3);
     cmd(&mut t, &[b"DEL", b"bulk:00000007"]);
 
-    let run = ferry(
-        &work,
-        "verify",
-        &src,
-        &dst,
-        &["--rounds", "2", "--round-pause", "100"],
-    );
-    assert_eq!(
-        run.code,
-        1,
-        "verify should find differences:\n{}",
-        run.text()
-    );
-    let v = report(&run);
-    assert_eq!(v["status"], "mismatch", "{v}");
+    let run = verify(&work, &src, &dst, &TWO_QUICK_ROUNDS);
+    let v = mismatch(&run);
     let expected: BTreeSet<(String, String)> = [
         diff("missing", b"rich:str:plain"),
         diff("missing", b"rich:bin:\x00nul\x00"),
@@ -313,14 +314,7 @@ fn migrate_exits_1_when_its_verification_differs() {
     );
     let work = Workdir::new();
     let run = ferry(&work, "migrate", &src, &dst, &["--rounds", "1"]);
-    assert_eq!(
-        run.code,
-        1,
-        "migrate should report the difference:\n{}",
-        run.text()
-    );
-    let r = report(&run);
-    assert_eq!(r["status"], "mismatch", "{r}");
+    let r = mismatch(&run);
     assert_eq!(r["keys"]["written"], 300, "{r}");
     assert_eq!(
         differences(&r["verify"]),
@@ -341,8 +335,7 @@ fn settled_and_expired_keys_are_not_losses() {
     let dst = Server::tls_target(Version::V7_0);
     data::seed_bulk(&mut src.conn(), 0, 500, "bulk:");
     let work = Workdir::new();
-    let run = ferry(&work, "migrate", &src, &dst, &["--no-verify"]);
-    assert_eq!(run.code, 0, "migrate failed:\n{}", run.text());
+    copy(&work, &src, &dst);
 
     // A hash changed on the target (put back during the pause), and a source key that expires.
     let key = data::bulk_key("bulk:", 1);
@@ -351,29 +344,12 @@ fn settled_and_expired_keys_are_not_losses() {
     let mut s = src.conn();
     cmd(&mut s, &[b"SET", b"expiring", b"soon", b"PX", b"4000"]);
 
-    let ca = ca_cert();
-    let (src_url, dst_url) = (src.url(), dst.url());
-    let (mut command, report_path) = work.command(&[
-        "verify",
-        "--source",
-        &src_url,
-        "--target",
-        &dst_url,
-        "--target-cacert",
-        ca.to_str().expect("CA path"),
-        "--progress",
-        "none",
-        "--rounds",
-        "3",
-        "--round-pause",
-        "3000",
-    ]);
-    let mut child = command
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start ferry verify");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut verify = work
+        .between("verify", &src, &dst)
+        .progress("none")
+        .args(&["--rounds", "3", "--round-pause", "3000"])
+        .spawn();
+    let stderr = verify.child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();
     let started = Instant::now();
@@ -403,8 +379,7 @@ fn settled_and_expired_keys_are_not_losses() {
         seen.push_str(&line.unwrap_or_default());
         seen.push('\n');
     }
-    let out = child.wait_with_output().expect("wait for ferry");
-    let mut run = finish(out, &report_path);
+    let mut run = verify.wait();
     run.stderr = seen;
     assert_eq!(
         run.code,
@@ -435,7 +410,7 @@ fn cluster_target_differences_are_found() {
         data::seed_bulk(&mut c, 0, 2_000, "bulk:");
     }
     let work = Workdir::new();
-    let run = ferry_urls(&work, "migrate", &src.url(), &dst.url(), &[]);
+    let run = ferry(&work, "migrate", &src, &dst, &[]);
     assert_eq!(
         run.code,
         0,
@@ -446,28 +421,10 @@ fn cluster_target_differences_are_found() {
 
     let mut cc = dst.conn();
     let gone = data::bulk_key("bulk:", 3);
-    redis::cmd("DEL")
-        .arg(&gone)
-        .query::<()>(&mut cc)
-        .expect("DEL");
-    redis::cmd("HSET")
-        .arg("rich:hash:small")
-        .arg("name")
-        .arg("changed")
-        .query::<()>(&mut cc)
-        .expect("HSET");
-    redis::cmd("SET")
-        .arg("{elsewhere}extra")
-        .arg("1")
-        .query::<()>(&mut cc)
-        .expect("SET");
-    let run = ferry_urls(
-        &work,
-        "verify",
-        &src.url(),
-        &dst.url(),
-        &["--rounds", "2", "--round-pause", "100"],
-    );
+    cmd(&mut cc, &[b"DEL", gone.as_bytes()]);
+    cmd(&mut cc, &[b"HSET", b"rich:hash:small", b"name", b"changed"]);
+    cmd(&mut cc, &[b"SET", b"{elsewhere}extra", b"1"]);
+    let run = verify(&work, &src, &dst, &TWO_QUICK_ROUNDS);
     assert_eq!(run.code, 1, "{}", run.text());
     let v = report(&run);
     let expected: BTreeSet<(String, String)> = [
@@ -499,8 +456,7 @@ fn sample_finds_differences_and_says_so() {
         data::seed_bulk(&mut c, 1, 40, "small:");
     }
     let work = Workdir::new();
-    let run = ferry(&work, "migrate", &src, &dst, &["--no-verify"]);
-    assert_eq!(run.code, 0, "migrate failed:\n{}", run.text());
+    copy(&work, &src, &dst);
     {
         let mut t = dst.conn();
         for i in (0..3_000).step_by(2) {
@@ -509,13 +465,7 @@ fn sample_finds_differences_and_says_so() {
         data::select(&mut t, 1);
         cmd(&mut t, &[b"DEL", data::bulk_key("small:", 5).as_bytes()]);
     }
-    let run = ferry(
-        &work,
-        "verify",
-        &src,
-        &dst,
-        &["--sample", "100", "--rounds", "1"],
-    );
+    let run = verify(&work, &src, &dst, &["--sample", "100", "--rounds", "1"]);
     assert_eq!(run.code, 1, "{}", run.text());
     let v = report(&run);
     assert_eq!(v["mode"], "sample", "{v}");
@@ -548,10 +498,9 @@ fn throughput_200k_keys() {
     let dst = Server::tls_target(Version::V7_0);
     cmd(&mut src.conn(), &[b"DEBUG", b"POPULATE", b"200000"]);
     let work = Workdir::new();
-    let run = ferry(&work, "migrate", &src, &dst, &["--no-verify"]);
-    assert_eq!(run.code, 0, "migrate failed:\n{}", run.text());
+    copy(&work, &src, &dst);
     let started = Instant::now();
-    let run = ferry(&work, "verify", &src, &dst, &[]);
+    let run = verify(&work, &src, &dst, &[]);
     let wall = started.elapsed();
     assert_eq!(run.code, 0, "verify failed:\n{}", run.text());
     let v = report(&run);

@@ -85,6 +85,16 @@ pub fn seed_bulk_cluster(conn: &mut ClusterConnection, n: usize, prefix: &str) -
     n
 }
 
+/// Rich data (every type, TTLs, binary keys) twice — once spread over slots, once under one
+/// hash tag — plus `bulk` mixed keys ([`seed_bulk_cluster`]), through a cluster connection.
+pub fn seed_cluster(c: &Cluster, bulk: usize) {
+    let mut conn = c.conn();
+    let caps = data::Caps::for_version(c.version.name());
+    data::seed_rich(&mut conn, 0, "rich:", &caps);
+    data::seed_rich(&mut conn, 0, "{tagged}rich:", &caps);
+    seed_bulk_cluster(&mut conn, bulk, "bulk:");
+}
+
 /// Every key of the cluster (DB 0 of each node), read node by node. Panics if a key is on two
 /// nodes.
 pub fn snapshot_cluster(c: &Cluster) -> BTreeMap<Vec<u8>, KeyState> {
@@ -99,7 +109,7 @@ pub fn cluster_dbsize(c: &Cluster) -> u64 {
 
 /// `DBSIZE` of one server (DB 0).
 pub fn dbsize(s: &Server) -> u64 {
-    redis::cmd("DBSIZE").query(&mut s.conn()).expect("DBSIZE")
+    s.dbsize() as u64
 }
 
 /// The node id of a cluster node (`CLUSTER MYID`).

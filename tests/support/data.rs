@@ -1684,6 +1684,16 @@ pub fn assert_same<K: SnapKey>(
     assert_same_allow_expired(source, target, ttl_tolerance_ms, 0);
 }
 
+/// [`assert_same`] over every DB of two servers (their [`snapshot_all`]s).
+pub fn assert_same_all<C: ConnectionLike, D: ConnectionLike>(
+    source: &mut C,
+    target: &mut D,
+    ttl_tolerance_ms: i64,
+) {
+    let (a, b) = (snapshot_all(source), snapshot_all(target));
+    assert_same(&a, &b, ttl_tolerance_ms);
+}
+
 /// `assert_same`, except that a source key whose pttl was below `expired_below_ms` when read,
 /// or whose expiry is within `expired_below_ms` of the comparison, may be absent on the target
 /// (it expired between the two reads, or during the migration).

@@ -1,12 +1,14 @@
 //! Running the real `ferry` binary from integration tests.
 //!
 //! [`Workdir::ferry`] / [`Workdir::migrate`] / [`Workdir::between`] build one invocation (a [`Ferry`]) so that a test
-//! states only what differs from the usual source, target and CA; [`kill_runs`] is the
+//! states only what differs from the usual source, target and CA; [`Ferry::spawn`] starts it in
+//! the background (a [`Running`]: wait for a moment, signal, kill, collect); [`kill_runs`] is the
 //! kill-and-resume loop of the crash tests. Uses `servers` for URLs and the test CA.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The outcome of one `ferry` run.
 pub struct Run {
@@ -24,6 +26,12 @@ impl Run {
     /// stderr and stdout together, for assertions on messages.
     pub fn text(&self) -> String {
         format!("{}{}", self.stderr, self.stdout)
+    }
+
+    /// Fails the test unless the output (stderr and stdout) contains `needle`; prints it.
+    pub fn assert_says(&self, needle: &str) {
+        let text = self.text();
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 
     /// A number from the report, e.g. `num("keys.written")`.
@@ -159,6 +167,15 @@ impl Workdir {
         self.between("migrate", src, dst)
     }
 
+    /// `ferry ARGS`, from an argument list a test built itself.
+    pub fn ferry_args<S: AsRef<str>>(&self, args: &[S]) -> Ferry<'_> {
+        Ferry {
+            work: self,
+            args: args.iter().map(|a| a.as_ref().to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+
     /// `ferry COMMAND --source SRC --target DST`, with the test CA for a TLS side.
     pub fn between(&self, command: &str, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'_> {
         self.ferry(command).from(src).to(dst)
@@ -208,6 +225,21 @@ impl<'w> Ferry<'w> {
         self.args(&["--source-cacert", &ca.to_string_lossy()])
     }
 
+    /// `--rdb PATH`: an RDB file as the source.
+    pub fn rdb(self, path: &Path) -> Self {
+        self.args(&["--rdb", &path.to_string_lossy()])
+    }
+
+    /// `--progress MODE` (`none`, `log`, `json`).
+    pub fn progress(self, mode: &str) -> Self {
+        self.args(&["--progress", mode])
+    }
+
+    /// `--partition I/N`: this worker's share of the job.
+    pub fn partition(self, i: u32, n: u32) -> Self {
+        self.args(&["--partition", &format!("{i}/{n}")])
+    }
+
     /// `--checkpoint PATH` (relative paths are inside the work directory).
     pub fn checkpoint(self, path: &str) -> Self {
         self.args(&["--checkpoint", path])
@@ -237,11 +269,6 @@ impl<'w> Ferry<'w> {
         self
     }
 
-    /// The arguments so far (without the `--report` that running adds).
-    pub fn to_args(&self) -> Vec<String> {
-        self.args.clone()
-    }
-
     /// The `Command` (in the work directory, with a fresh `--report` path) and that path.
     pub fn command(&self) -> (Command, PathBuf) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
@@ -258,6 +285,120 @@ impl<'w> Ferry<'w> {
         let out = cmd.output().expect("cannot run the ferry binary");
         finish(out, &report)
     }
+
+    /// Starts it in the background, stdout and stderr piped (collected by [`Running::wait`]).
+    pub fn spawn(&self) -> Running {
+        self.spawn_with(Stdio::piped)
+    }
+
+    /// Starts it in the background with its output discarded: a run that is to be killed, and
+    /// must not stall on a full pipe meanwhile.
+    pub fn spawn_quiet(&self) -> Running {
+        self.spawn_with(Stdio::null)
+    }
+
+    fn spawn_with(&self, io: fn() -> Stdio) -> Running {
+        let (mut cmd, report) = self.command();
+        let child = cmd.stdout(io()).stderr(io()).spawn().expect("start ferry");
+        Running { child, report }
+    }
+}
+
+/// A `ferry` started by [`Ferry::spawn`].
+pub struct Running {
+    /// The process (stdout and stderr are pipes; a test may take one to read it live).
+    pub child: Child,
+    report: PathBuf,
+}
+
+impl Running {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Sends it signal `name` (`INT`, `TERM`, …).
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Polls `cond` every `poll` until it holds; fails the test if ferry exits first or `limit`
+    /// passes (`what` names the moment waited for).
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        poll: Duration,
+        mut cond: impl FnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            assert!(Instant::now() < deadline, "no {what} within {limit:?}");
+            assert!(!self.exited(), "ferry exited before {what}");
+            if cond() {
+                return;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Waits (polling every 10 ms, at most `limit`) until DB 0 of `server` holds `n` keys:
+    /// ferry is writing.
+    pub fn until_keys(&mut self, server: &super::servers::Server, n: i64, limit: Duration) {
+        let what = format!("{n} keys written");
+        self.wait_until(&what, limit, Duration::from_millis(10), || {
+            server.dbsize() >= n
+        });
+    }
+
+    /// SIGKILLs it (a crash: nothing more is saved) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL ferry");
+        self.child.wait().expect("reap ferry");
+    }
+
+    /// Waits for it to exit and collects its outcome.
+    pub fn wait(self) -> Run {
+        let out = self
+            .child
+            .wait_with_output()
+            .expect("collect ferry's output");
+        finish(out, &self.report)
+    }
+
+    /// [`Running::wait`] for at most `limit`: the outcome and the moment it exited. Past
+    /// `limit` ferry is killed and the test fails with what it printed.
+    pub fn wait_within(mut self, limit: Duration) -> (Run, Instant) {
+        let deadline = Instant::now() + limit;
+        while !self.exited() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "ferry still ran {}s later (killed); it printed:\n{}",
+                    limit.as_secs(),
+                    self.wait().text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let exited = Instant::now();
+        (self.wait(), exited)
+    }
+}
+
+/// Sends signal `name` (`STOP`, `CONT`, `INT`, `TERM`, …) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// When [`kill_runs`] kills one run.
@@ -269,42 +410,35 @@ pub enum KillAt {
     Point(i64),
 }
 
-/// The kill-and-resume loop: runs `ferry` (`args`) once per entry of `at`, SIGKILLing each run at
+/// The kill-and-resume loop: runs `ferry` once per entry of `at`, SIGKILLing each run at
 /// its moment (`reached` is polled every `poll`; a run that makes no progress for 90 s fails the
 /// test). Returns how many runs were killed while `unfinished()` still held, i.e. mid-copy.
 pub fn kill_runs(
-    work: &Workdir,
-    args: &[&str],
+    ferry: &Ferry,
     at: &[KillAt],
-    poll: std::time::Duration,
+    poll: Duration,
     mut reached: impl FnMut(i64, std::time::SystemTime) -> bool,
     mut unfinished: impl FnMut() -> bool,
 ) -> usize {
     use rand::Rng;
-    use std::time::{Duration, Instant, SystemTime};
+    use std::time::SystemTime;
     let mut rng = rand::rng();
     let mut kills = 0;
     for (i, point) in at.iter().enumerate() {
-        let (mut cmd, _report) = work.command(args);
         let started = SystemTime::now();
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ferry");
+        let mut run = ferry.spawn_quiet();
         match *point {
             KillAt::Early(ms) => std::thread::sleep(Duration::from_millis(rng.random_range(0..ms))),
             KillAt::Point(p) => {
                 let deadline = Instant::now() + Duration::from_secs(90);
-                while !reached(p, started) && child.try_wait().expect("try_wait").is_none() {
+                while !reached(p, started) && !run.exited() {
                     assert!(Instant::now() < deadline, "run {i} made no progress");
                     std::thread::sleep(poll);
                 }
             }
         }
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
+        if !run.exited() {
+            run.kill();
             if unfinished() {
                 kills += 1;
             }

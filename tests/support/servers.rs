@@ -303,6 +303,32 @@ impl Server {
             })
     }
 
+    /// `DBSIZE` of DB 0, on a fresh connection.
+    pub fn dbsize(&self) -> i64 {
+        redis::cmd("DBSIZE")
+            .query(&mut self.conn())
+            .expect("DBSIZE")
+    }
+
+    /// Keys in every DB (the `keys=` of `INFO keyspace`), on a fresh connection.
+    pub fn total_keys(&self) -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("keyspace")
+            .query(&mut self.conn())
+            .expect("INFO keyspace");
+        info.lines()
+            .filter_map(|l| {
+                l.split("keys=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// Runs the 7.0 `redis-cli` against this server (TLS, password, client certificate and SNI
     /// as needed) and returns its stdout. Panics if it exits non-zero.
     pub fn cli(&self, args: &[&str]) -> String {
