@@ -1580,13 +1580,7 @@ pub fn diff<K: SnapKey>(
     let mut out = Vec::new();
     for (k, s) in source {
         let Some(t) = target.get(k) else {
-            // Within `expired_below_ms` of its expiry when the source was read, or by now:
-            // the target, read after the source (a snapshot of thousands of keys takes a
-            // second on a loaded machine), may have seen it expire.
-            let expired = s.pttl >= 0
-                && opts.expired_below_ms > 0
-                && (s.pttl < opts.expired_below_ms
-                    || s.expire_at_ms < now_ms() + opts.expired_below_ms);
+            let expired = s.pttl >= 0 && s.pttl < opts.expired_below_ms;
             if !expired {
                 out.push(Diff {
                     kind: DiffKind::Missing,
@@ -1694,9 +1688,8 @@ pub fn assert_same_all<C: ConnectionLike, D: ConnectionLike>(
     assert_same(&a, &b, ttl_tolerance_ms);
 }
 
-/// `assert_same`, except that a source key whose pttl was below `expired_below_ms` when read,
-/// or whose expiry is within `expired_below_ms` of the comparison, may be absent on the target
-/// (it expired between the two reads, or during the migration).
+/// `assert_same`, except that a source key whose pttl was below `expired_below_ms` may be
+/// absent on the target (it expired between the two reads, or during the migration).
 pub fn assert_same_allow_expired<K: SnapKey>(
     source: &BTreeMap<K, KeyState>,
     target: &BTreeMap<K, KeyState>,
