@@ -9,17 +9,6 @@ use support::ferry::{Run, Workdir};
 
 use support::servers::{tls_dir, Cluster, Server, ServerOpts, Version};
 
-/// Keys per DB on a server (all 16 DBs), to show that `check` wrote nothing.
-fn dbsizes(s: &Server) -> Vec<i64> {
-    let mut c = s.conn();
-    (0..16)
-        .map(|db| {
-            let _: () = redis::cmd("SELECT").arg(db).query(&mut c).expect("SELECT");
-            redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE")
-        })
-        .collect()
-}
-
 /// Every key name of DB `db`, sorted.
 fn keys(s: &Server, db: u32) -> Vec<Vec<u8>> {
     let mut c = s.conn();
@@ -107,7 +96,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
         .arg("1")
         .query(&mut d)
         .unwrap();
-    let (src_before, dst_before) = (dbsizes(&src), dbsizes(&dst));
+    let (src_before, dst_before) = (src.keys_per_db(), dst.keys_per_db());
     let src_keys = keys(&src, 0);
     let work = Workdir::new();
     let run = work.between("check", &src, &dst).run();
@@ -146,7 +135,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
     );
     assert!(!report.to_string().contains(support::servers::TEST_PASSWORD));
     assert_eq!(
-        (dbsizes(&src), dbsizes(&dst)),
+        (src.keys_per_db(), dst.keys_per_db()),
         (src_before, dst_before),
         "check wrote something"
     );
@@ -178,7 +167,7 @@ fn healthy_pair_is_ready_and_nothing_is_written() {
     let run = check.run();
     assert_fails_naming(&run, &["target: existing keys", "--on-conflict replace"]);
     assert_exit(&check.args(&["--on-conflict", "replace"]).run(), 0);
-    assert_eq!(dbsizes(&dst)[0], 2, "check wrote to the target");
+    assert_eq!(dst.dbsize(), 2, "check wrote to the target");
 }
 
 #[test]
@@ -205,11 +194,7 @@ fn small_evicting_target_fails_naming_maxmemory_and_eviction() {
     let run = work.between("check", &src, &dst).run();
     assert_row_fails(&run, "target: maxmemory");
     assert_fails_naming(&run, &["target: maxmemory-policy", "evict", "noeviction"]);
-    assert_eq!(
-        dbsizes(&dst).iter().sum::<i64>(),
-        0,
-        "check wrote to the target"
-    );
+    assert_eq!(dst.total_keys(), 0, "check wrote to the target");
 }
 
 /// The big-key reader's commands are checked too: a source user that may DUMP but not HSCAN
@@ -339,8 +324,7 @@ fn cluster_target_db3_needs_db_map_and_unassigned_slots_fail() {
     );
     assert_eq!(keys(&src, 3).len(), 200);
     for node in &cluster.nodes {
-        let n: i64 = redis::cmd("DBSIZE").query(&mut node.conn()).unwrap();
-        assert_eq!(n, 0, "check wrote to the target");
+        assert_eq!(node.dbsize(), 0, "check wrote to the target");
     }
 }
 
@@ -561,9 +545,5 @@ fn follow_needs_keyspace_notifications_or_says_why_not() {
     assert_exit(&run, 0);
     let oks = rows(&run, "ok").join("\n");
     assert!(oks.contains("follows by keyspace events"), "{oks}");
-    assert_eq!(
-        dbsizes(&dst).iter().sum::<i64>(),
-        0,
-        "check wrote to the target"
-    );
+    assert_eq!(dst.total_keys(), 0, "check wrote to the target");
 }

@@ -7,17 +7,6 @@ mod support;
 use support::ferry::{Run, Workdir};
 use support::servers::{Server, Version, TEST_PASSWORD};
 
-/// Keys in every DB of a server.
-fn total_keys(s: &Server) -> i64 {
-    let mut c = s.conn();
-    (0..16)
-        .map(|db| {
-            let _: () = redis::cmd("SELECT").arg(db).query(&mut c).expect("SELECT");
-            redis::cmd("DBSIZE").query::<i64>(&mut c).expect("DBSIZE")
-        })
-        .sum()
-}
-
 /// Exit 2, a report with status error, every needle in the output and in the report's error,
 /// and no password anywhere.
 fn assert_stopped(run: &Run, needles: &[&str], secrets: &[&str]) {
@@ -77,7 +66,7 @@ fn migrate_into_a_small_evicting_target_stops_before_writing() {
         ],
         &[],
     );
-    assert_eq!(total_keys(&dst), 0, "something was written");
+    assert_eq!(dst.total_keys(), 0, "something was written");
     assert_eq!(run.num("keys.written"), 0);
 }
 
@@ -184,5 +173,5 @@ fn a_warning_is_printed_and_migrate_goes_on() {
     let notes = run.report.as_ref().unwrap()["notes"].to_string();
     assert!(notes.contains("target: maxmemory-policy"), "{notes}");
     assert_eq!(run.num("keys.written"), 300);
-    assert_eq!(total_keys(&dst), 300);
+    assert_eq!(dst.total_keys(), 300);
 }

@@ -41,19 +41,6 @@ fn snapshot_all(server: &Server) -> BTreeMap<(u32, Vec<u8>), KeyState> {
     data::snapshot_all(&mut server.conn())
 }
 
-fn dbsize(server: &Server, db: u32) -> i64 {
-    let mut c = server.conn();
-    data::select(&mut c, db);
-    redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE")
-}
-
-fn total_keys(server: &Server) -> i64 {
-    [0, 1, 2, 3, 4, 5]
-        .iter()
-        .map(|&db| dbsize(server, db))
-        .sum()
-}
-
 fn migrate_args(file: &Path, dst: &Server, extra: &[&str]) -> Vec<String> {
     migrate_args_to(file, &dst.url(), extra)
 }
@@ -251,8 +238,8 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
         &migrate,
         &at,
         Duration::from_millis(2),
-        |p, _| total_keys(&dst) >= p,
-        || total_keys(&dst) < all,
+        |p, _| dst.total_keys() >= p,
+        || dst.total_keys() < all,
     );
     assert!(kills >= 3, "only {kills} runs were killed mid-copy");
     let run = migrate.run();
@@ -286,7 +273,7 @@ fn checkpoint_of_a_changed_file_is_refused() {
     );
     let first = run(&work, &args);
     assert_eq!(first.code, 0, "{}", first.text());
-    assert_eq!(dbsize(&dst, 0), 500);
+    assert_eq!(dst.dbsize(), 500);
 
     // The same bytes written again: a new modification time, so another job.
     std::thread::sleep(Duration::from_millis(50));
@@ -304,7 +291,7 @@ fn checkpoint_of_a_changed_file_is_refused() {
         "{}",
         again.text()
     );
-    assert_eq!(dbsize(&dst, 0), 0, "a refused rerun wrote keys");
+    assert_eq!(dst.dbsize(), 0, "a refused rerun wrote keys");
 }
 
 /// Damaged files are refused before anything is written, with the offset in the message.
@@ -350,7 +337,7 @@ fn damaged_files_exit_2_and_write_nothing() {
             assert!(err.contains(e), "{name}: {e:?} not in {err}");
         }
         assert!(err.contains("Nothing was written"), "{name}: {err}");
-        assert_eq!(total_keys(&dst), 0, "{name}: keys were written");
+        assert_eq!(dst.total_keys(), 0, "{name}: keys were written");
     }
 }
 
@@ -375,7 +362,7 @@ fn conflicts_with_the_file_are_refused_before_writing() {
         err.contains(&key) && err.contains("Nothing was written"),
         "{err}"
     );
-    assert_eq!(total_keys(&dst), 1);
+    assert_eq!(dst.total_keys(), 1);
 
     // skip: keeps the target's copy and counts it.
     let run2 = run(
@@ -389,7 +376,7 @@ fn conflicts_with_the_file_are_refused_before_writing() {
         .query(&mut dst.conn())
         .expect("GET");
     assert_eq!(v, "theirs");
-    assert_eq!(total_keys(&dst), 1_000);
+    assert_eq!(dst.total_keys(), 1_000);
 }
 
 /// `ferry verify --rdb` compares a file with a target: equal after a migration, a difference
@@ -496,7 +483,7 @@ fn function_libraries_are_loaded_or_skipped() {
     assert!(report(&run3)["notes"]
         .to_string()
         .contains("--skip-functions"));
-    assert_eq!(dbsize(&dst2, 0), 500);
+    assert_eq!(dst2.dbsize(), 500);
 }
 
 /// Function libraries written by a Redis 7.0 release candidate (RDB opcode 246, a real file of
@@ -526,7 +513,7 @@ fn release_candidate_functions_are_migrated() {
             "{notes}"
         );
         // The file's one key (db 1) came along.
-        assert_eq!(dbsize(&dst, 1), 1, "{version:?}");
+        assert_eq!(dst.dbsize_of(1), 1, "{version:?}");
         let run2 = run(
             &work,
             &migrate_args(&file, &dst, &["--fresh", "--on-conflict", "replace"]),

@@ -15,6 +15,7 @@
 //! ```
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -310,23 +311,32 @@ impl Server {
             .expect("DBSIZE")
     }
 
+    /// `DBSIZE` of DB `db`, on a fresh connection.
+    pub fn dbsize_of(&self, db: u32) -> i64 {
+        let mut c = self.conn();
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut c).expect("SELECT");
+        redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE")
+    }
+
     /// Keys in every DB (the `keys=` of `INFO keyspace`), on a fresh connection.
     pub fn total_keys(&self) -> i64 {
+        self.keys_per_db().values().sum()
+    }
+
+    /// Keys per DB, empty DBs left out (`INFO keyspace`), on a fresh connection.
+    pub fn keys_per_db(&self) -> BTreeMap<u32, i64> {
         let info: String = redis::cmd("INFO")
             .arg("keyspace")
             .query(&mut self.conn())
             .expect("INFO keyspace");
+        // Lines like `db3:keys=200,expires=40,avg_ttl=0`.
         info.lines()
             .filter_map(|l| {
-                l.split("keys=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
+                let (db, rest) = l.strip_prefix("db")?.split_once(':')?;
+                let keys = rest.strip_prefix("keys=")?.split(',').next()?;
+                Some((db.parse().ok()?, keys.trim().parse().ok()?))
             })
-            .sum()
+            .collect()
     }
 
     /// Runs the 7.0 `redis-cli` against this server (TLS, password, client certificate and SNI
