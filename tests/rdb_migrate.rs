@@ -10,14 +10,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use support::data::{self, Caps, KeyState};
-use support::ferry::{kill_runs, KillAt, Run, Workdir};
-use support::servers::{ca_cert, Server, Version};
+use support::ferry::{kill_runs, Endpoint, Ferry, KillAt, Run, Workdir};
+use support::servers::{Server, Version};
 
 const TTL_TOLERANCE_MS: i64 = 1_000;
-
-fn ca() -> String {
-    ca_cert().to_string_lossy().into_owned()
-}
 
 /// `SAVE` on `src`, then a copy of its `dump.rdb` in `work` (the server may overwrite its own).
 fn save(src: &Server, work: &Workdir, name: &str) -> PathBuf {
@@ -41,32 +37,9 @@ fn snapshot_all(server: &Server) -> BTreeMap<(u32, Vec<u8>), KeyState> {
     data::snapshot_all(&mut server.conn())
 }
 
-fn migrate_args(file: &Path, dst: &Server, extra: &[&str]) -> Vec<String> {
-    migrate_args_to(file, &dst.url(), extra)
-}
-
-fn migrate_args_to(file: &Path, target_url: &str, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "migrate",
-        "--rdb",
-        file.to_str().expect("utf-8 path"),
-        "--target",
-        target_url,
-        "--target-cacert",
-        &ca(),
-        "--progress",
-        "log",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn run(work: &Workdir, args: &[String]) -> Run {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    work.run(&args)
+/// `ferry migrate --rdb FILE` into `dst` (with the test CA), progress as log lines.
+fn migrate<'w>(work: &'w Workdir, file: &Path, dst: &impl Endpoint) -> Ferry<'w> {
+    work.migrate_file(file, dst).progress("log")
 }
 
 fn report(run: &Run) -> &serde_json::Value {
@@ -81,7 +54,9 @@ fn round_trip(src_version: Version, dst_version: Version) {
     seed(&src);
     let work = Workdir::new();
     let file = save(&src, &work, "dump.rdb");
-    let run = run(&work, &migrate_args(&file, &dst, &["--log-every", "0"]));
+    let run = migrate(&work, &file, &dst)
+        .args(&["--log-every", "0"])
+        .run();
     assert_eq!(run.code, 0, "ferry failed:\n{}", run.text());
 
     let source = snapshot_all(&src);
@@ -183,7 +158,7 @@ fn valkey_8_file_into_redis_7_0_is_reencoded() {
     seed(&src);
     let work = Workdir::new();
     let file = save(&src, &work, "valkey.rdb");
-    let run = run(&work, &migrate_args(&file, &dst, &[]));
+    let run = migrate(&work, &file, &dst).run();
     assert_eq!(run.code, 0, "ferry failed:\n{}", run.text());
     let source = snapshot_all(&src);
     let target = snapshot_all(&dst);
@@ -211,20 +186,11 @@ fn sigkill_mid_file_then_rerun_ends_exact() {
     let dst = Server::tls_target(Version::Valkey8);
     let work = Workdir::new();
     let file = save(&src, &work, "big.rdb");
-    let args = migrate_args(
-        &file,
-        &dst,
-        &[
-            "--batch-keys",
-            "50",
-            "--writers",
-            "1",
-            "--checkpoint",
-            "job.checkpoint.json",
-            "--no-verify",
-        ],
-    );
-    let migrate = work.ferry_args(&args);
+    let migrate = migrate(&work, &file, &dst)
+        .batch_keys(50)
+        .writers(1)
+        .checkpoint("job.checkpoint.json")
+        .no_verify();
     let mut rng = rand::rng();
     let mut points: Vec<i64> = (0..4)
         .map(|_| rng.random_range(all / 5..all * 9 / 10))
@@ -266,12 +232,10 @@ fn checkpoint_of_a_changed_file_is_refused() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     let file = save(&src, &work, "dump.rdb");
-    let args = migrate_args(
-        &file,
-        &dst,
-        &["--checkpoint", "job.checkpoint.json", "--no-verify"],
-    );
-    let first = run(&work, &args);
+    let migrate = migrate(&work, &file, &dst)
+        .checkpoint("job.checkpoint.json")
+        .no_verify();
+    let first = migrate.run();
     assert_eq!(first.code, 0, "{}", first.text());
     assert_eq!(dst.dbsize(), 500);
 
@@ -282,7 +246,7 @@ fn checkpoint_of_a_changed_file_is_refused() {
     let () = redis::cmd("FLUSHALL")
         .query(&mut dst.conn())
         .expect("FLUSHALL");
-    let again = run(&work, &args);
+    let again = migrate.run();
     assert_eq!(again.code, 2, "{}", again.text());
     assert!(
         again.text().contains("belongs to a different job")
@@ -330,7 +294,7 @@ fn damaged_files_exit_2_and_write_nothing() {
     for (name, bytes, expect) in cases {
         let file = work.file(&format!("{name}.rdb"));
         std::fs::write(&file, &bytes).expect("write");
-        let run = run(&work, &migrate_args(&file, &dst, &["--fresh"]));
+        let run = migrate(&work, &file, &dst).fresh().run();
         assert_eq!(run.code, 2, "{name}: {}", run.text());
         let err = report(&run)["error"].as_str().unwrap_or("").to_string();
         for e in expect {
@@ -355,7 +319,7 @@ fn conflicts_with_the_file_are_refused_before_writing() {
         .arg("theirs")
         .query(&mut dst.conn())
         .expect("SET");
-    let run1 = run(&work, &migrate_args(&file, &dst, &[]));
+    let run1 = migrate(&work, &file, &dst).run();
     assert_eq!(run1.code, 2, "{}", run1.text());
     let err = report(&run1)["error"].as_str().unwrap_or("").to_string();
     assert!(
@@ -365,10 +329,10 @@ fn conflicts_with_the_file_are_refused_before_writing() {
     assert_eq!(dst.total_keys(), 1);
 
     // skip: keeps the target's copy and counts it.
-    let run2 = run(
-        &work,
-        &migrate_args(&file, &dst, &["--on-conflict", "skip", "--no-verify"]),
-    );
+    let run2 = migrate(&work, &file, &dst)
+        .on_conflict("skip")
+        .no_verify()
+        .run();
     assert_eq!(run2.code, 0, "{}", run2.text());
     assert_eq!(run2.num("keys.conflicts"), 1);
     let v: String = redis::cmd("GET")
@@ -391,26 +355,16 @@ fn verify_rdb_against_the_target() {
     let dst = Server::tls_target(Version::V7_0);
     let work = Workdir::new();
     let file = save(&src, &work, "dump.rdb");
-    let m = run(&work, &migrate_args(&file, &dst, &["--no-verify"]));
+    let m = migrate(&work, &file, &dst).no_verify().run();
     assert_eq!(m.code, 0, "{}", m.text());
 
-    let verify_args: Vec<String> = [
-        "verify",
-        "--rdb",
-        file.to_str().expect("utf-8"),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--progress",
-        "none",
-        "--rounds",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let v = run(&work, &verify_args);
+    let verify = work
+        .ferry("verify")
+        .rdb(&file)
+        .to(&dst)
+        .progress("none")
+        .rounds(1);
+    let v = verify.run();
     assert_eq!(v.code, 0, "{}", v.text());
     let r = report(&v);
     assert_eq!(r["status"], "ok", "{r}");
@@ -426,7 +380,7 @@ fn verify_rdb_against_the_target() {
         .arg("changed")
         .query(&mut d)
         .expect("SET");
-    let v = run(&work, &verify_args);
+    let v = verify.run();
     assert_eq!(v.code, 1, "{}", v.text());
     assert!(
         v.text().contains(&data::bulk_key("bulk:", 5)),
@@ -453,7 +407,7 @@ fn function_libraries_are_loaded_or_skipped() {
     let file = save(&src, &work, "dump.rdb");
 
     let dst = Server::tls_target(Version::Valkey8);
-    let run1 = run(&work, &migrate_args(&file, &dst, &[]));
+    let run1 = migrate(&work, &file, &dst).run();
     assert_eq!(run1.code, 0, "{}", run1.text());
     let answer: i64 = redis::cmd("FCALL")
         .arg("ferry_answer")
@@ -463,14 +417,14 @@ fn function_libraries_are_loaded_or_skipped() {
     assert_eq!(answer, 42);
     assert!(report(&run1)["notes"].to_string().contains("ferrylib"));
     // A rerun finds the same library there: nothing to do, no conflict.
-    let run2 = run(
-        &work,
-        &migrate_args(&file, &dst, &["--fresh", "--on-conflict", "replace"]),
-    );
+    let run2 = migrate(&work, &file, &dst)
+        .fresh()
+        .on_conflict("replace")
+        .run();
     assert_eq!(run2.code, 0, "{}", run2.text());
 
     let dst2 = Server::tls_target(Version::V7_0);
-    let run3 = run(&work, &migrate_args(&file, &dst2, &["--skip-functions"]));
+    let run3 = migrate(&work, &file, &dst2).arg("--skip-functions").run();
     assert_eq!(run3.code, 0, "{}", run3.text());
     let libs: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
@@ -496,7 +450,7 @@ fn release_candidate_functions_are_migrated() {
     let work = Workdir::new();
     for version in [Version::V7_0, Version::Valkey8] {
         let dst = Server::tls_target(version);
-        let run1 = run(&work, &migrate_args(&file, &dst, &["--fresh"]));
+        let run1 = migrate(&work, &file, &dst).fresh().run();
         assert_eq!(run1.code, 0, "{version:?}: {}", run1.text());
         let mut c = dst.conn();
         for (function, answer) in [("test1", 1), ("test2", 2)] {
@@ -514,10 +468,10 @@ fn release_candidate_functions_are_migrated() {
         );
         // The file's one key (db 1) came along.
         assert_eq!(dst.dbsize_of(1), 1, "{version:?}");
-        let run2 = run(
-            &work,
-            &migrate_args(&file, &dst, &["--fresh", "--on-conflict", "replace"]),
-        );
+        let run2 = migrate(&work, &file, &dst)
+            .fresh()
+            .on_conflict("replace")
+            .run();
         assert_eq!(run2.code, 0, "{version:?} rerun: {}", run2.text());
     }
 }
@@ -530,21 +484,7 @@ fn live_valkey_8_into_redis_7_0_is_reencoded_by_the_writer() {
     let dst = Server::tls_target(Version::V7_0);
     seed(&src);
     let work = Workdir::new();
-    let args: Vec<String> = [
-        "migrate",
-        "--source",
-        &src.url(),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        &ca(),
-        "--progress",
-        "none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let run = run(&work, &args);
+    let run = work.migrate(&src, &dst).progress("none").run();
     assert_eq!(run.code, 0, "ferry failed:\n{}", run.text());
     let source = snapshot_all(&src);
     let target = snapshot_all(&dst);
@@ -570,7 +510,7 @@ fn rdb_into_a_tls_cluster() {
     let file = save(&src, &work, "dump.rdb");
     let dst = Cluster::start(Version::V7_0, true);
 
-    let r = run(&work, &migrate_args_to(&file, &dst.url(), &[]));
+    let r = migrate(&work, &file, &dst).run();
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(r.text().contains("--db-map 3:0"), "{}", r.text());
 
@@ -580,7 +520,7 @@ fn rdb_into_a_tls_cluster() {
         .arg("already here")
         .query(&mut dst.conn())
         .expect("SET on the target");
-    let r = run(&work, &migrate_args_to(&file, &dst.url(), &["--db", "0"]));
+    let r = migrate(&work, &file, &dst).db(0).run();
     assert_eq!(r.code, 2, "{}", r.text());
     assert!(r.text().contains(&clash), "{}", r.text());
     assert_eq!(
@@ -593,10 +533,7 @@ fn rdb_into_a_tls_cluster() {
         .query(&mut dst.conn())
         .expect("DEL");
 
-    let r = run(
-        &work,
-        &migrate_args_to(&file, &dst.url(), &["--db", "0", "--fresh"]),
-    );
+    let r = migrate(&work, &file, &dst).db(0).fresh().run();
     assert_eq!(r.code, 0, "{}", r.text());
     assert_eq!(report(&r)["verify"]["status"], "ok", "{}", r.text());
     let source = data::snapshot(&mut src.conn(), 0);

@@ -176,6 +176,11 @@ impl Workdir {
         }
     }
 
+    /// `ferry migrate --rdb FILE --target DST`, with the test CA for a TLS target.
+    pub fn migrate_file(&self, file: &Path, dst: &impl Endpoint) -> Ferry<'_> {
+        self.ferry("migrate").rdb(file).to(dst)
+    }
+
     /// `ferry COMMAND --source SRC --target DST`, with the test CA for a TLS side.
     pub fn between(&self, command: &str, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'_> {
         self.ferry(command).from(src).to(dst)
@@ -243,6 +248,51 @@ impl<'w> Ferry<'w> {
     /// `--checkpoint PATH` (relative paths are inside the work directory).
     pub fn checkpoint(self, path: &str) -> Self {
         self.args(&["--checkpoint", path])
+    }
+
+    /// `--no-verify`: no verification after the copy.
+    pub fn no_verify(self) -> Self {
+        self.arg("--no-verify")
+    }
+
+    /// `--fresh`: ignore an existing checkpoint.
+    pub fn fresh(self) -> Self {
+        self.arg("--fresh")
+    }
+
+    /// `--on-conflict POLICY` (`fail`, `skip`, `replace`).
+    pub fn on_conflict(self, policy: &str) -> Self {
+        self.args(&["--on-conflict", policy])
+    }
+
+    /// `--db N`: copy only this DB.
+    pub fn db(self, n: u32) -> Self {
+        self.args(&["--db", &n.to_string()])
+    }
+
+    /// `--writers N`.
+    pub fn writers(self, n: u32) -> Self {
+        self.args(&["--writers", &n.to_string()])
+    }
+
+    /// `--batch-keys N`.
+    pub fn batch_keys(self, n: u64) -> Self {
+        self.args(&["--batch-keys", &n.to_string()])
+    }
+
+    /// `--batch-bytes N`.
+    pub fn batch_bytes(self, n: u64) -> Self {
+        self.args(&["--batch-bytes", &n.to_string()])
+    }
+
+    /// `--big-key-bytes N` (0: big keys off).
+    pub fn big_key_bytes(self, n: u64) -> Self {
+        self.args(&["--big-key-bytes", &n.to_string()])
+    }
+
+    /// `--rounds N`: verification rounds.
+    pub fn rounds(self, n: u32) -> Self {
+        self.args(&["--rounds", &n.to_string()])
     }
 
     /// The `side`'s password (`source` or `target`) in `FERRY_<SIDE>_PASSWORD`.
