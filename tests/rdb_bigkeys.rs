@@ -24,8 +24,8 @@ use std::time::Duration;
 use redis::ConnectionLike;
 use support::bigkey_data::{seed_big, BigSizes};
 use support::data::{self, Caps};
-use support::ferry::{Run, Workdir};
-use support::servers::{ca_cert, Server, ServerOpts, Version};
+use support::ferry::{Endpoint, Ferry, Workdir};
+use support::servers::{Server, ServerOpts, Version};
 
 const TTL_TOLERANCE_MS: i64 = 2_000;
 
@@ -111,30 +111,14 @@ fn save(src: &Server, work: &Workdir) -> PathBuf {
     file
 }
 
-fn args(file: &Path, dst: &Server, extra: &[&str]) -> Vec<String> {
-    let ca = ca_cert();
-    let mut a: Vec<String> = [
-        "migrate",
-        "--rdb",
-        file.to_str().expect("utf-8 path"),
-        "--target",
-        &dst.url(),
-        "--target-cacert",
-        ca.to_str().expect("CA path"),
-        "--no-verify",
-    ]
-    .map(String::from)
-    .to_vec();
-    if !extra.contains(&"--big-key-bytes") {
-        a.extend(["--big-key-bytes", "1048576"].map(String::from));
-    }
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
+/// Big values from 1 MiB on.
+const BIG_KEY_BYTES: u64 = 1_048_576;
 
-fn run(work: &Workdir, args: &[String]) -> Run {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    work.run(&args)
+/// `ferry migrate --rdb FILE` into `dst`, not verified, big values from 1 MiB.
+fn migrate<'w>(work: &'w Workdir, file: &Path, dst: &impl Endpoint) -> Ferry<'w> {
+    work.migrate_file(file, dst)
+        .no_verify()
+        .big_key_bytes(BIG_KEY_BYTES)
 }
 
 /// Keys on `c` (every DB it has keys in) named like a temporary key of ferry's.
@@ -175,7 +159,11 @@ fn copies_every_type(version: Version) {
 
     // Big keys off is the code before #14: every value one RESTORE payload, held whole, and
     // the biggest refused by the target.
-    let old = run(&work, &args(&file, &dst, &["--big-key-bytes", "0"]));
+    let old = work
+        .migrate_file(&file, &dst)
+        .no_verify()
+        .big_key_bytes(0)
+        .run();
     assert_eq!(old.code, 2, "{}", old.text());
     assert!(old.text().contains("proto-max-bulk-len"), "{}", old.text());
     let () = redis::cmd("FLUSHALL")
@@ -183,10 +171,10 @@ fn copies_every_type(version: Version) {
         .expect("FLUSHALL");
 
     // Chunks of 256 KiB: memory is a few chunks per writer, whatever the size of the values.
-    let r = run(
-        &work,
-        &args(&file, &dst, &["--fresh", "--batch-bytes", "262144"]),
-    );
+    let r = migrate(&work, &file, &dst)
+        .fresh()
+        .batch_bytes(262_144)
+        .run();
     assert_eq!(r.code, 0, "{}", r.text());
     let rss = r.num("peak_rss_bytes");
     eprintln!(
@@ -210,23 +198,13 @@ fn copies_every_type(version: Version) {
 
     // `verify --rdb` digests the file's big values in chunks too (and the target's, with the
     // big-key reader): equal, and memory stays far below the file.
-    let mut verify = vec![
-        "verify".to_string(),
-        "--rdb".into(),
-        file.to_string_lossy().into_owned(),
-    ];
-    let target_flags = args(&file, &dst, &["--batch-bytes", "262144"]);
-    let from = target_flags
-        .iter()
-        .position(|a| a == "--target")
-        .expect("--target among the args");
-    verify.extend(
-        target_flags[from..]
-            .iter()
-            .filter(|a| *a != "--no-verify")
-            .cloned(),
-    );
-    let v = run(&work, &verify);
+    let v = work
+        .ferry("verify")
+        .rdb(&file)
+        .to(&dst)
+        .big_key_bytes(BIG_KEY_BYTES)
+        .batch_bytes(262_144)
+        .run();
     assert_eq!(v.code, 0, "{}", v.text());
     assert_eq!(
         v.report.as_ref().expect("report")["totals"]["differences"],
@@ -259,7 +237,7 @@ fn killed_mid_big_value_then_rerun_is_exact() {
     let work = Workdir::new();
     let file = save(&src, &work);
     // Small chunks, so a big value takes long enough to be caught half written.
-    let migrate = work.ferry_args(&args(&file, &dst, &["--batch-bytes", "16384"]));
+    let migrate = migrate(&work, &file, &dst).batch_bytes(16_384);
     let mut ferry = migrate.spawn_quiet();
     let mut dst_conn = dst.conn();
     let (limit, poll) = (Duration::from_secs(120), Duration::from_millis(20));
@@ -315,12 +293,7 @@ fn big_values_into_a_cluster_target() {
             ..ServerOpts::tls()
         },
     );
-    let url = dst.url();
-    let mut a = args(&file, &dst.nodes[0], &["--big-key-bytes", "262144"]);
-    a.retain(|s| s != "--no-verify");
-    let target_at = a.iter().position(|s| s == "--target").expect("--target") + 1;
-    a[target_at] = url;
-    let r = run(&work, &a);
+    let r = work.migrate_file(&file, &dst).big_key_bytes(262_144).run();
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(!r.text().contains("CROSSSLOT"), "{}", r.text());
     // hash, list, zset, set, stream and the three sets (the string compresses under 256 KiB).
