@@ -32,8 +32,8 @@ use redis::ConnectionLike;
 use support::bigkey_data::BigSizes;
 use support::cluster_data;
 use support::data::{self, assert_same};
-use support::ferry::{Run, Workdir};
-use support::servers::{ca_cert, Cluster, Server, ServerOpts, Version};
+use support::ferry::{Endpoint, Ferry, Workdir};
+use support::servers::{Cluster, Server, ServerOpts, Version};
 use support::slowlog;
 
 /// The sizes.
@@ -290,37 +290,9 @@ fn assert_ttls_close(src: &mut redis::Connection, dst: &mut redis::Connection, k
     }
 }
 
-/// `migrate` from `src` to `dst` with `extra` flags (ferry's default `--big-key-bytes`).
-fn default_args(src: &str, dst: &str, extra: &[&str]) -> Vec<String> {
-    let ca = ca_cert();
-    let mut a: Vec<String> = [
-        "migrate",
-        "--source",
-        src,
-        "--target",
-        dst,
-        "--target-cacert",
-        ca.to_str().expect("CA path"),
-    ]
-    .map(String::from)
-    .to_vec();
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-/// [`default_args`] with big keys from 1 MiB unless `extra` says otherwise.
-fn migrate_args(src: &str, dst: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = default_args(src, dst, &[]);
-    if !extra.contains(&"--big-key-bytes") {
-        a.extend(["--big-key-bytes", "1048576"].map(String::from));
-    }
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-fn run(work: &Workdir, args: &[String]) -> Run {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    work.run(&args)
+/// `ferry migrate` from `src` to `dst`, big keys from 1 MiB.
+fn migrate<'w>(work: &'w Workdir, src: &Server, dst: &impl Endpoint) -> Ferry<'w> {
+    work.migrate(src, dst).big_key_bytes(1_048_576)
 }
 
 /// Keys on `s` named like a temporary key of ferry's.
@@ -394,10 +366,7 @@ fn full_size_copy(version: Version) {
     let work = Workdir::new();
 
     // Detection off is the code before #14: one RESTORE per key, refused by the target.
-    let old = run(
-        &work,
-        &migrate_args(&src.url(), &dst.url(), &["--big-key-bytes", "0"]),
-    );
+    let old = work.migrate(&src, &dst).big_key_bytes(0).run();
     assert_eq!(old.code, 2, "{}", old.text());
     assert!(old.text().contains("proto-max-bulk-len"), "{}", old.text());
     let _: () = redis::cmd("FLUSHALL")
@@ -409,12 +378,12 @@ fn full_size_copy(version: Version) {
     let prober = Prober::start(&src);
     let t = Instant::now();
     // Ferry's default threshold (8 MiB), scaled down with the sizes.
-    let threshold = ((8usize << 20) / big_scale()).to_string();
-    let mut extra = vec!["--fresh"];
+    let threshold = (8u64 << 20) / big_scale() as u64;
+    let mut copy = work.migrate(&src, &dst).fresh();
     if big_scale() > 1 {
-        extra.extend(["--big-key-bytes", &threshold]);
+        copy = copy.big_key_bytes(threshold);
     }
-    let r = run(&work, &default_args(&src.url(), &dst.url(), &extra));
+    let r = copy.run();
     let took = t.elapsed();
     let (worst_ping, pings) = prober.finish();
     assert_eq!(r.code, 0, "{}", r.text());
@@ -513,8 +482,7 @@ fn killed_mid_big_key_then_rerun_is_exact() {
     seed_big(&mut src.conn(), SMALL, true, "");
     let work = Workdir::new();
     // Small chunks, so a big key takes long enough to be caught half written.
-    let args = migrate_args(&src.url(), &dst.url(), &["--batch-bytes", "16384"]);
-    let migrate = work.ferry_args(&args);
+    let migrate = migrate(&work, &src, &dst).batch_bytes(16_384);
     let mut ferry = migrate.spawn_quiet();
     let mut dst_conn = dst.conn();
     let (limit, poll) = (Duration::from_secs(30), Duration::from_millis(20));
@@ -573,7 +541,7 @@ fn big_keys_into_a_cluster_target() {
     tagged("a{}b:set");
     tagged("}{odd");
     let work = Workdir::new();
-    let r = run(&work, &migrate_args(&src.url(), &dst.url(), &[]));
+    let r = migrate(&work, &src, &dst).run();
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(!r.text().contains("CROSSSLOT"), "{}", r.text());
     assert_eq!(r.num("keys.big_keys"), 9, "{}", r.text());

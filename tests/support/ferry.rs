@@ -1,9 +1,11 @@
 //! Running the real `ferry` binary from integration tests.
 //!
-//! [`Workdir::ferry`] / [`Workdir::migrate`] / [`Workdir::between`] build one invocation (a [`Ferry`]) so that a test
-//! states only what differs from the usual source, target and CA; [`Ferry::spawn`] starts it in
-//! the background (a [`Running`]: wait for a moment, signal, kill, collect); [`kill_runs`] is the
-//! kill-and-resume loop of the crash tests. Uses `servers` for URLs and the test CA.
+//! [`Workdir::ferry`] / [`Workdir::migrate`] / [`Workdir::migrate_file`] / [`Workdir::between`]
+//! build one invocation (a [`Ferry`]) so that a test states only what differs from the usual
+//! source, target and CA, adding its own flags ([`Ferry::fresh`], [`Ferry::batch_bytes`], …);
+//! [`Ferry::spawn`] starts it in the background (a [`Running`]: wait for a moment, signal, kill,
+//! collect); [`kill_runs`] is the kill-and-resume loop of the crash tests. Uses `servers` for
+//! URLs and the test CA.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
@@ -165,15 +167,6 @@ impl Workdir {
     /// `ferry migrate --source SRC --target DST`, with the test CA for a TLS side.
     pub fn migrate(&self, src: &impl Endpoint, dst: &impl Endpoint) -> Ferry<'_> {
         self.between("migrate", src, dst)
-    }
-
-    /// `ferry ARGS`, from an argument list a test built itself.
-    pub fn ferry_args<S: AsRef<str>>(&self, args: &[S]) -> Ferry<'_> {
-        Ferry {
-            work: self,
-            args: args.iter().map(|a| a.as_ref().to_string()).collect(),
-            env: Vec::new(),
-        }
     }
 
     /// `ferry migrate --rdb FILE --target DST`, with the test CA for a TLS target.
