@@ -254,7 +254,7 @@ impl Node {
             let page = rx.lock().await.recv().await;
             let Some(page) = page else { break };
             let keys: Vec<Bytes> = page.iter().map(|(k, _)| k.clone()).collect();
-            let (states, attempt) = self.fetch_keys(db, &keys).await?;
+            let (states, attempt) = self.fetch(db, &keys).await?;
             stats.add(attempt);
             for ((key, bucket), state) in page.into_iter().zip(states) {
                 match state {
@@ -280,13 +280,14 @@ impl Node {
             .refused(db, key, err)
     }
 
-    /// Reads `keys` of `db`: pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by bytes, with
+    /// Reads `keys` of `db` ([`Side::fetch`](super::side::Side::fetch), and each page of the
+    /// readers): pipelines of `TIME, PTTL k…, TIME, DUMP k…`, sized by bytes, with
     /// the TTLs read again after a stall (see `read/expiry.rs`); big keys found first and read
     /// in chunks instead (`big.rs`). Each round trip's keys are retried alone on a new
     /// connection when it is lost, so the keys already read are not read again and a page
     /// gets through connections killed every few ms (one attempt of the whole page needed all
     /// its round trips without a loss: `tests/stalls.rs` failed 1–4 runs of 25 on it).
-    async fn fetch_keys(
+    pub async fn fetch(
         &self,
         db: u32,
         keys: &[Bytes],
@@ -314,7 +315,7 @@ impl Node {
         Ok((out, stats))
     }
 
-    /// One round trip's keys of [`Node::fetch_keys`] on `conn`. The statistics are this
+    /// One round trip's keys of [`Node::fetch`] on `conn`. The statistics are this
     /// attempt's alone, so a retry after a lost connection counts nothing twice.
     async fn fetch_round(
         &self,
@@ -554,15 +555,6 @@ impl Node {
         stats.add(s2);
         stats.listed = listed;
         Ok((visitor, stats))
-    }
-
-    /// See [`Side::fetch`](super::side::Side::fetch).
-    pub async fn fetch(
-        &self,
-        db: u32,
-        keys: &[Bytes],
-    ) -> anyhow::Result<(Vec<Option<KeyState>>, StreamStats)> {
-        self.fetch_keys(db, keys).await
     }
 
     /// See [`Side::random_keys`](super::side::Side::random_keys).
